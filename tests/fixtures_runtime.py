@@ -1,0 +1,1 @@
+"""Fixtures for runtime tests (owned by the runtime area)."""
