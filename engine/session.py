@@ -1,0 +1,137 @@
+"""Session stage: one onnxruntime InferenceSession per pipeline, and feeds built from its metadata.
+
+onnxruntime is imported here, when a session is created, never at ``import engine``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BundleError, InputError
+
+__all__ = ["OnnxSession", "physical_cores", "resolve_providers", "session_options"]
+
+log = logging.getLogger("bertrt")
+
+# ONNX tensor type -> numpy dtype, for the inputs a BERT-family graph declares.
+_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
+# Inputs the runtime can provide (from the padded batch).
+KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                     "tensorrt": "TensorrtExecutionProvider"}
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (hyper-threads not counted); at least 1."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except AttributeError:  # not Linux
+        allowed = set(range(os.cpu_count() or 1))
+    cores = set()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            cpu = phys = None
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "processor":
+                    cpu, phys = int(value), None
+                elif key == "physical id":
+                    phys = value.strip()
+                elif key == "core id" and cpu in allowed:
+                    cores.add((phys, value.strip()))
+    except (OSError, ValueError):
+        cores = set()
+    return max(1, len(cores) if cores else len(allowed))
+
+
+def session_options(threads: int | None = None):
+    """SessionOptions for an already-optimized graph served with varying batch and sequence shapes.
+
+    - graph optimization: ORT_ENABLE_ALL. On the exporter's fused graph re-optimizing is a no-op at
+      load time (measured ms), and on foreign, unfused graphs (Optimum, transformers.js) it fuses
+      attention/LayerNorm/GELU, which is what makes them fast.
+    - memory pattern off: its plan is keyed by input shape and every batch has a new one.
+    - intra-op threads: physical cores (hyper-threads slow GEMMs down); inter-op 1, sequential.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_mem_pattern = False
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = int(threads) if threads else physical_cores()
+    options.inter_op_num_threads = 1
+    return options
+
+
+def resolve_providers(providers) -> list[str]:
+    """Provider names for onnxruntime. None -> CPU. "cuda"/"CUDAExecutionProvider" needs onnxruntime-gpu."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if providers is None:
+        return ["CPUExecutionProvider"]
+    if isinstance(providers, str):
+        providers = [providers]
+    names = [_PROVIDER_ALIASES.get(str(p).lower(), str(p)) for p in providers]
+    missing = [n for n in names if n not in available]
+    if missing:
+        hint = " (install onnxruntime-gpu: pip install 'bertrt[gpu]')" if "CUDAExecutionProvider" in missing else ""
+        raise InputError(f"execution provider(s) {', '.join(missing)} not available{hint}; "
+                         f"available: {', '.join(available)}")
+    if "CPUExecutionProvider" not in names:
+        names.append("CPUExecutionProvider")  # fallback for nodes the accelerator lacks
+    return names
+
+
+class OnnxSession:
+    """One InferenceSession, created here; ``run(batch)`` feeds exactly the inputs the graph declares."""
+
+    def __init__(self, model_path, threads: int | None = None, providers=None, output_name: str | None = None):
+        import onnxruntime as ort
+
+        self.model_path = Path(model_path)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0):
+            raise InputError(f"threads must be a positive int or None, got {threads!r}")
+        self.providers = resolve_providers(providers)
+        self.threads = int(threads) if threads else physical_cores()
+        try:
+            self._session = ort.InferenceSession(
+                str(self.model_path), sess_options=session_options(self.threads), providers=self.providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad / truncated files
+            raise BundleError(self.model_path, f"onnxruntime cannot load this model ({exc})") from exc
+        self.inputs = {i.name: i.type for i in self._session.get_inputs()}
+        self.input_dtypes = {}
+        problems = []
+        for name, onnx_type in self.inputs.items():
+            if name not in KNOWN_INPUTS:
+                problems.append(f"input {name!r} is not one the runtime can provide ({', '.join(KNOWN_INPUTS)})")
+            elif onnx_type not in _DTYPES:
+                problems.append(f"input {name!r} has unsupported type {onnx_type}")
+            else:
+                self.input_dtypes[name] = _DTYPES[onnx_type]
+        if "input_ids" not in self.inputs:
+            problems.append("graph has no 'input_ids' input")
+        self.output_names = [o.name for o in self._session.get_outputs()]
+        if output_name is not None and output_name not in self.output_names:
+            output_name = None
+        self.output_name = output_name or self.output_names[0]
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        self.output_shape = list(outputs[self.output_name].shape)
+        if problems:
+            raise BundleError(self.model_path, "; ".join(problems))
+        log.info("session %s: providers %s, %d intra-op threads, inputs %s, output %s", self.model_path.name,
+                 self.providers, self.threads, list(self.inputs), self.output_name)
+
+    def feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Only the declared inputs, cast to the declared dtypes."""
+        return {name: np.ascontiguousarray(batch[name], dtype=dtype) for name, dtype in self.input_dtypes.items()}
+
+    def run(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """The selected output for a padded batch."""
+        return self._session.run([self.output_name], self.feed(batch))[0]

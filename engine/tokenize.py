@@ -1,0 +1,140 @@
+"""Tokenization stage: ``tokenizers.Tokenizer`` from tokenizer.json, batch encoding, windows, decoding.
+
+Everything here mirrors what a transformers fast tokenizer does with the same files, so that the
+engine feeds the model the same ids and reports the same offsets, words and decoded strings.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import BundleError, InputError
+
+__all__ = ["Encoded", "TextTokenizer", "clean_up_tokenization"]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One encoded sequence (unpadded). ``word_ids`` holds -1 where the tokenizer gives None."""
+
+    ids: np.ndarray  # (n,) int64
+    type_ids: np.ndarray  # (n,) int64
+    offsets: np.ndarray  # (n, 2) int64, character offsets into the text
+    special_tokens_mask: np.ndarray  # (n,) int64, 1 for special tokens
+    word_ids: np.ndarray  # (n,) int64, -1 for None
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def _encoded(enc) -> Encoded:
+    n = len(enc.ids)
+    offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(n, 2)
+    words = np.fromiter((-1 if w is None else w for w in enc.word_ids), dtype=np.int64, count=n)
+    return Encoded(
+        ids=np.asarray(enc.ids, dtype=np.int64),
+        type_ids=np.asarray(enc.type_ids, dtype=np.int64),
+        offsets=offsets,
+        special_tokens_mask=np.asarray(enc.special_tokens_mask, dtype=np.int64),
+        word_ids=words,
+    )
+
+
+def clean_up_tokenization(text: str) -> str:
+    """transformers' ``clean_up_tokenization``: drop spaces before punctuation and English contractions."""
+    for before, after in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                          (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+        text = text.replace(before, after)
+    return text
+
+
+class TextTokenizer:
+    """A fast tokenizer loaded from tokenizer.json, configured like transformers would configure it."""
+
+    def __init__(self, path, max_length: int, tokenizer_config: dict | None = None,
+                 special_tokens: dict[str, str | None] | None = None, pad_id_fallback: int | None = None):
+        from tokenizers import Tokenizer
+
+        try:
+            self._tok = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception on a bad file
+            raise BundleError(path, f"cannot load tokenizer ({exc})") from exc
+        # The file may carry padding/truncation settings of its own; transformers overrides them per call.
+        self._tok.no_padding()
+        self._tok.no_truncation()
+        # Truncation is tokenizer state: one lock keeps concurrent callers from seeing each other's setting.
+        self._lock = threading.Lock()
+        self.max_length = int(max_length)
+        self._config = dict(tokenizer_config or {})
+        self.clean_up_tokenization_spaces = bool(self._config.get("clean_up_tokenization_spaces", False))
+        self.special_tokens = dict(special_tokens or {})
+        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+        self.mask_token = self.special_tokens.get("mask_token")
+        self.mask_token_id = self._tok.token_to_id(self.mask_token) if self.mask_token else None
+        pad = self.special_tokens.get("pad_token")
+        pad_id = self._tok.token_to_id(pad) if pad else None
+        self.pad_token_id = pad_id if pad_id is not None else (pad_id_fallback if pad_id_fallback is not None else 0)
+        model = self._tok.model
+        self.continuing_subword_prefix = getattr(model, "continuing_subword_prefix", None) or None
+        self.num_special_tokens = self._tok.num_special_tokens_to_add(False)
+
+    # -- encoding ---------------------------------------------------------------------------------
+    def _set_truncation(self, max_length: int | None, stride: int = 0) -> None:
+        if max_length is None:
+            self._tok.no_truncation()
+        else:
+            self._tok.enable_truncation(max_length, stride=stride, strategy="longest_first", direction="right")
+
+    def encode_batch(self, texts, truncate: bool = True) -> list[Encoded]:
+        """Encode texts (str, or (text, text_pair) tuples) with special tokens, truncated to max_length."""
+        with self._lock:
+            self._set_truncation(self.max_length if truncate else None)
+            encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)
+        return [_encoded(e) for e in encodings]
+
+    def encode_windows(self, texts: list[str], stride: int = 0) -> list[list[Encoded]]:
+        """Each text as the windows transformers builds with ``truncation=True, max_length=model_max_length,
+        return_overflowing_tokens=True, stride=stride``: the first window then the overflowing ones."""
+        budget = self.max_length - self.num_special_tokens
+        if not 0 <= stride < budget:
+            raise InputError(
+                f"stride must be >= 0 and less than max length minus special tokens ({self.max_length} - "
+                f"{self.num_special_tokens} = {budget}); got {stride}")
+        with self._lock:
+            self._set_truncation(self.max_length, stride)
+            encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)
+        return [[_encoded(e)] + [_encoded(o) for o in e.overflowing] for e in encodings]
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Ids of ``text`` without special tokens, untruncated."""
+        with self._lock:
+            self._tok.no_truncation()
+            return self._tok.encode(text, add_special_tokens=False).ids
+
+    @property
+    def raw(self):
+        """The underlying ``tokenizers.Tokenizer`` (do not change its truncation/padding)."""
+        return self._tok
+
+    # -- vocabulary and decoding --------------------------------------------------------------------
+    def token_to_id(self, token: str) -> int | None:
+        return self._tok.token_to_id(token)
+
+    def id_to_token(self, index: int) -> str | None:
+        return self._tok.id_to_token(int(index))
+
+    def get_vocab(self) -> dict[str, int]:
+        return self._tok.get_vocab(with_added_tokens=True)
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        """Same string as transformers' ``tokenizer.decode(ids, skip_special_tokens=...)``."""
+        if isinstance(ids, (int, np.integer)):
+            ids = [ids]
+        text = self._tok.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+        return clean_up_tokenization(text) if self.clean_up_tokenization_spaces else text
+
+    def tokens(self, ids) -> list[str]:
+        return [self._tok.id_to_token(int(i)) for i in ids]

@@ -1,0 +1,88 @@
+"""``bertrt export MODEL OUT_DIR``: argparse front-end of :func:`export.export_model`.
+
+A tqdm bar follows the steps; a summary table (sizes, fusion counts, validation figures) ends the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from engine.bundle import FP32_FILE, INT8_FILE
+from engine.tasks import TASKS
+
+__all__ = ["add_arguments", "run", "summary_table"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="checkpoint folder or Hugging Face hub id")
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="bundle folder to write")
+    parser.add_argument("--task", choices=TASKS, default=None,
+                        help="task to export for (default: inferred from config.json architectures)")
+    parser.add_argument("--quantize", choices=("int8", "none"), default="int8",
+                        help="also write model.int8.onnx (dynamic int8, default) or not")
+    parser.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
+                        help="per-channel int8 weights (default; --no-per-channel for per-tensor)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: optimum's for the model)")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="max tokens per sequence (default: the tokenizer's, capped by the positions)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing bundle in OUT_DIR")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1e-2 else f"{value:.4f}"
+    return str(value)
+
+
+def summary_table(manifest: dict, out_dir: str) -> str:
+    """The end-of-run summary as plain text (pure: manifest in, text out)."""
+    files = manifest["files"]
+    fusion = manifest["fusion"]
+    rows = [("bundle", out_dir), ("task", manifest["task"]),
+            ("model", f"{manifest['model_type']} ({manifest['architecture']})"),
+            ("inputs", ", ".join(manifest["input_names"])), ("max length", manifest["max_length"]),
+            ("fp32 size", _mib(files[FP32_FILE]["bytes"]))]
+    if INT8_FILE in files:
+        ratio = files[INT8_FILE]["bytes"] / files[FP32_FILE]["bytes"]
+        recipe = manifest["quantization"]
+        rows.append(("int8 size", f"{_mib(files[INT8_FILE]['bytes'])} ({ratio:.0%} of fp32)"))
+        rows.append(("int8 recipe", (f"{recipe['weight_type']}, per_channel={recipe['per_channel']}, "
+                                    f"reduce_range={recipe['reduce_range']} (vnni={recipe['vnni']})")))
+    counts = ", ".join(f"{k} {v}" for k, v in fusion["counts"].items() if v)
+    rows.append(("fusions", counts or "none"))
+    rows.append(("attention", f"{fusion['attention_fused']}/{fusion['attention_expected']} layers fused"))
+    validation = manifest["validation"]
+    rows.append(("fp32 vs torch", ", ".join(f"{k} {_fmt(v)}" for k, v in validation["fp32"].items())
+                 + f" (tolerance {validation['fp32_atol']:g})"))
+    if "int8" in validation:
+        rows.append(("int8 vs torch", ", ".join(f"{k} {_fmt(v)}" for k, v in validation["int8"].items())))
+    width = max(len(k) for k, _ in rows)
+    lines = [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    if fusion.get("warning"):
+        lines.append(f"  WARNING: {fusion['warning']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .pipeline import STEPS, export_model
+
+    with tqdm(total=len(STEPS), desc="export", unit="step", file=sys.stderr, leave=False) as bar:
+        def progress(name: str) -> None:
+            if bar.n or name != STEPS[0]:
+                bar.update(1)
+            bar.set_postfix_str(name)
+
+        manifest = export_model(
+            args.model, args.out_dir, task=args.task, quantize=args.quantize, per_channel=args.per_channel,
+            opset=args.opset, max_length=args.max_length, force=args.force, progress=progress,
+        )
+        bar.update(bar.total - bar.n)
+    print(summary_table(manifest, args.out_dir))
+    return 0

@@ -1,0 +1,189 @@
+"""Step 1: resolve the checkpoint, check architecture and task, load it in PyTorch, export ONNX with optimum.
+
+The exported graph has dynamic ``batch_size`` and ``sequence_length`` axes on every input and output.
+RoBERTa and DistilBERT graphs take no ``token_type_ids``; RoBERTa computes its position ids inside the
+graph from ``input_ids`` (offset by ``padding_idx + 1``), so the runtime never feeds positions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from engine.errors import ExportError, TaskError, UnsupportedModelError
+from engine.tasks import SUPPORTED_MODEL_TYPES, compatible_tasks, infer_task, normalize_task
+
+__all__ = [
+    "SUPPORTED_ARCHITECTURES",
+    "check_model_type",
+    "export_onnx",
+    "load_model",
+    "read_config",
+    "resolve_source",
+    "resolve_task",
+]
+
+log = logging.getLogger("bertrt.export")
+
+#: model_type -> human name, for messages and the README.
+SUPPORTED_ARCHITECTURES = {"bert": "BERT", "roberta": "RoBERTa", "distilbert": "DistilBERT"}
+
+#: task -> transformers auto class that loads the matching head.
+AUTO_CLASSES = {
+    "feature-extraction": "AutoModel",
+    "fill-mask": "AutoModelForMaskedLM",
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+}
+
+#: PyTorch attention traced into the graph. "sdpa" (transformers' default) traces to a pattern that
+#: onnxruntime's Attention fusion recognizes for all three architectures (DistilBERT's "eager" does not).
+ATTENTION_IMPLEMENTATION = "sdpa"
+
+# A hub id: "name" or "owner/name" (letters, digits, '-', '_', '.').
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?")
+# Files a bundle needs from a hub repository.
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "1_Pooling/*"]
+
+
+def _supported_list() -> str:
+    return ", ".join(f"{name} ({mt})" for mt, name in SUPPORTED_ARCHITECTURES.items())
+
+
+def resolve_source(model: str | os.PathLike) -> tuple[Path, dict]:
+    """Return ``(local folder, source record)`` for a checkpoint folder or a hub id.
+
+    A hub id is downloaded with ``huggingface_hub``; offline (``HF_HUB_OFFLINE``) or when the hub cannot
+    be reached, an :class:`ExportError` names the id and suggests passing a local folder.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ExportError(f"{path}: not a checkpoint folder (no config.json)")
+        return path.resolve(), {"kind": "local", "path": str(path.resolve())}
+    if path.exists():
+        raise ExportError(f"{path}: is a file; MODEL must be a checkpoint folder or a Hugging Face hub id")
+    name = str(model)
+    if not _HUB_ID.fullmatch(name) or name.count("/") > 1:
+        raise ExportError(f"{name}: no such checkpoint folder, and not a valid Hugging Face hub id")
+    return _download(name), {"kind": "hub", "repo_id": name}
+
+
+def _hub_unreachable(repo_id: str, reason: str) -> ExportError:
+    return ExportError(
+        f"cannot fetch {repo_id!r} from the Hugging Face Hub ({reason}); download it where the hub is "
+        f"reachable (e.g. save_pretrained) and pass the local checkpoint folder instead"
+    )
+
+
+def _hub_reachable(endpoint: str, timeout: float = 5.0) -> bool:
+    """A bounded TCP probe of the hub, so that an unreachable network fails in seconds, not minutes."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # a proxy decides; let huggingface_hub (with its own timeouts) try
+    url = urlparse(endpoint)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _download(repo_id: str) -> Path:
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+    if not offline and not _hub_reachable(constants.ENDPOINT):
+        # Still allow a copy already in the local cache.
+        offline = True
+        unreachable = f"{constants.ENDPOINT} is unreachable"
+    else:
+        unreachable = "HF_HUB_OFFLINE is set and it is not in the local cache"
+    try:
+        folder = snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS, local_files_only=offline)
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+        raise _hub_unreachable(repo_id, unreachable) from exc
+    except HfHubHTTPError as exc:
+        raise _hub_unreachable(repo_id, f"HTTP error: {str(exc).splitlines()[0]}") from exc
+    except (OSError, ValueError) as exc:
+        raise _hub_unreachable(repo_id, f"{type(exc).__name__}: {exc}") from exc
+    path = Path(folder)
+    if not (path / "config.json").is_file():
+        raise ExportError(f"hub repository {repo_id!r} has no config.json; it is not a transformers checkpoint")
+    return path
+
+
+def read_config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{folder / 'config.json'}: cannot read ({exc})") from exc
+
+
+def check_model_type(config: dict) -> str:
+    """Return the config's model_type; :class:`UnsupportedModelError` (listing the supported) otherwise."""
+    model_type = config.get("model_type")
+    archs = config.get("architectures") or []
+    if model_type not in SUPPORTED_MODEL_TYPES or model_type not in SUPPORTED_ARCHITECTURES:
+        what = f"model_type {model_type!r}" + (f" (architecture {', '.join(archs)})" if archs else "")
+        raise UnsupportedModelError(f"{what} is not supported; bertrt exports {_supported_list()}")
+    return model_type
+
+
+def resolve_task(config: dict, task: str | None) -> tuple[str, str | None]:
+    """Return ``(task, architecture)``: the requested task checked against the head, or the inferred one."""
+    archs = config.get("architectures") or []
+    architecture = archs[0] if archs else None
+    if task is None:
+        return infer_task(config), architecture
+    task = normalize_task(task)
+    if architecture is not None:
+        allowed = compatible_tasks(architecture) or ("feature-extraction",)
+        if task not in allowed:
+            raise TaskError(
+                f"task {task!r} does not match the checkpoint's head {architecture}; it can be exported for: "
+                f"{', '.join(allowed)}"
+            )
+    return task, architecture
+
+
+def load_model(folder: Path, task: str):
+    """Load the PyTorch model with the head for ``task``; :class:`TaskError` when its weights are missing."""
+    import transformers
+
+    auto = getattr(transformers, AUTO_CLASSES[task])
+    try:
+        model, info = auto.from_pretrained(folder, attn_implementation=ATTENTION_IMPLEMENTATION,
+                                           output_loading_info=True)
+    except ValueError as exc:  # e.g. a config class the auto class has no head for
+        raise TaskError(f"cannot load {folder} for task {task!r}: {exc}") from exc
+    except OSError as exc:
+        raise ExportError(f"cannot load the weights in {folder}: {exc}") from exc
+    # Buffers and the pooler (unused by every exported output) are not part of a head.
+    missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k and not k.startswith("pooler.")]
+    if missing:
+        raise TaskError(
+            f"the checkpoint has no weights for the {task!r} head (missing {', '.join(sorted(missing)[:4])}"
+            f"{', ...' if len(missing) > 4 else ''}); choose one of the tasks its head serves"
+        )
+    return model.eval()
+
+
+def export_onnx(model, task: str, out_dir: Path, opset: int | None = None) -> Path:
+    """Export ``model`` to ``out_dir/model.onnx`` with optimum (dynamic batch and sequence axes)."""
+    from optimum.exporters.onnx.convert import onnx_export_from_model
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        onnx_export_from_model(model, out_dir, task=task, opset=opset, do_validation=False)
+    except (ValueError, RuntimeError) as exc:
+        raise ExportError(f"optimum's ONNX export failed: {exc}") from exc
+    path = out_dir / "model.onnx"
+    if not path.is_file():
+        raise ExportError(f"optimum's ONNX export wrote no model.onnx in {out_dir}")
+    return path

@@ -1,0 +1,82 @@
+"""Bundle step: ``bundle.json``, the manifest described in :mod:`engine.bundle` (schema version 1)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from importlib import metadata
+from pathlib import Path
+
+from engine.bundle import MANIFEST, SCHEMA_VERSION
+
+__all__ = [
+    "FORMAT",
+    "VERSIONED_PACKAGES",
+    "build_manifest",
+    "file_records",
+    "package_versions",
+    "sha256_file",
+    "write_manifest",
+]
+
+FORMAT = "bertrt-bundle"
+VERSIONED_PACKAGES = ("bertrt", "torch", "transformers", "optimum", "optimum-onnx", "onnxruntime", "onnx",
+                      "tokenizers", "numpy")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_records(folder: Path, names) -> dict:
+    return {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
+            for name in sorted(names)}
+
+
+def package_versions() -> dict:
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def build_manifest(*, task, model_type, architecture, input_names, output_names, max_length, config, special_tokens,
+                   files, fusion, quantization, validation, source, opset, extra=None) -> dict:
+    id2label = getattr(config, "id2label", None) if task in ("text-classification", "token-classification") else None
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "format": FORMAT,
+        "task": task,
+        "model_type": model_type,
+        "architecture": architecture,
+        "input_names": list(input_names),
+        "output_names": list(output_names),
+        "max_length": int(max_length),
+        "id2label": {str(k): v for k, v in id2label.items()} if id2label else None,
+        "problem_type": getattr(config, "problem_type", None),
+        "special_tokens": special_tokens,
+        "files": files,
+        "opset": opset,
+        "fusion": fusion,
+        "quantization": quantization,
+        "validation": validation,
+        "versions": package_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+    }
+    manifest.update(extra or {})
+    return manifest
+
+
+def write_manifest(folder: Path, manifest: dict) -> Path:
+    path = folder / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
+    return path
