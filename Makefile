@@ -30,7 +30,7 @@ test-all: setup
 	$(BIN)/python -m pytest -q -m '' -p no:cacheprovider
 
 demo: setup
-	$(BIN)/python -m engine.demo
+	$(BIN)/python -m benchmarks.demo
 
 bench: setup
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only -p no:cacheprovider -o addopts=''

@@ -52,6 +52,7 @@ __all__ = [
     "evaluate_bundle",
     "evaluate_classifier",
     "evaluate_ner",
+    "int8_targets",
     "ner_metrics",
     "pytorch_pipeline",
     "render_markdown",
@@ -357,6 +358,29 @@ def evaluate_bundle(bundle, data, *, fmt: str | None = None, precisions=PRECISIO
     }
 
 
+# ----------------------------------------------------------------------------------- int8 targets
+
+#: issue 4's accuracy targets: int8 within this many points of fp32 (NER micro-F1, classifier accuracy)
+INT8_TOLERANCE = {NER: ("micro F1", 1.0), CLS: ("accuracy", 1.0)}
+
+
+def int8_targets(evals: list[dict]) -> list[dict]:
+    """int8 vs fp32 per evaluation: the figure, both values, the difference and whether it is within
+    :data:`INT8_TOLERANCE` (absolute difference). Evaluations without both precisions are left out."""
+    rows = []
+    for ev in evals:
+        systems = ev["systems"]
+        if "bertrt-fp32" not in systems or "bertrt-int8" not in systems:
+            continue
+        figure, tol = INT8_TOLERANCE[ev["task"]]
+        pick = (lambda m: m["micro"]["f1"]) if ev["task"] == NER else (lambda m: m["accuracy"])
+        fp32, int8 = pick(systems["bertrt-fp32"]), pick(systems["bertrt-int8"])
+        delta = round(int8 - fp32, 2)
+        rows.append({"dataset": ev["dataset"], "figure": figure, "fp32": fp32, "int8": int8, "delta": delta,
+                     "tolerance": tol, "met": abs(delta) <= tol})
+    return rows
+
+
 # -------------------------------------------------------------------------------------- markdown
 
 
@@ -421,6 +445,13 @@ def render_markdown(evals: list[dict], title: str = "bertrt eval", preamble: str
             if ev["agreement"]:
                 out.append(f"- label agreement on {ev['dataset']}: "
                            + ", ".join(f"{k} {v:.2f}%" for k, v in ev["agreement"].items()))
+        out += [""]
+    targets = int8_targets(evals)
+    if targets:
+        out += ["## int8 vs fp32 (target: within 1.0 point)", "",
+                "| data set | figure | fp32 | int8 | Δ | target |", "|---|---|---:|---:|---:|---|"]
+        out += [f"| {t['dataset']} | {t['figure']} | {t['fp32']:.2f} | {t['int8']:.2f} | {t['delta']:+.2f} | "
+                f"{'met' if t['met'] else 'MISSED'} (±{t['tolerance']}) |" for t in targets]
         out += [""]
     return "\n".join(out)
 
@@ -518,7 +549,7 @@ def build_report(out_dir: Path, *, cache: Path | None = None, batch_size: int = 
         for name, items in sets:
             evals.append(evaluate_bundle(bundle, items, checkpoint=ckpt, batch_size=batch_size, limit=limit,
                                          name=name, threads=threads))
-    result = {"evaluations": evals, "recipes": recipes, "machine": _machine(),
+    result = {"evaluations": evals, "int8_targets": int8_targets(evals), "recipes": recipes, "machine": _machine(),
               "data": {"wnut16_split": "seeded 70/10/20 (seed 13): 1676/239/479 sentences",
                        "vader": "sign of the mean rating, exact zeros dropped; movies seeded 80/10/10 (seed 13)"}}
     preamble = _report_preamble(recipes)

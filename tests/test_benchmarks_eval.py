@@ -331,3 +331,14 @@ def test_eval_cli_classifier_and_errors(tiny_bundle, tiny_checkpoint, tmp_path, 
     bad.write_text("fine\tsplendid\n")
     assert main(["eval", str(bundle), str(bad), "--precision", "fp32"]) == 1
     assert "splendid" in capsys.readouterr().err
+
+
+def test_int8_targets_and_markdown():
+    def ev(task, fp32, int8):
+        key = "micro" if task == bev.NER else None
+        m = (lambda v: {"micro": {"f1": v}}) if key else (lambda v: {"accuracy": v})
+        return {"task": task, "dataset": f"{task}-{fp32}", "systems": {"bertrt-fp32": m(fp32), "bertrt-int8": m(int8)}}
+
+    rows = bev.int8_targets([ev(bev.NER, 40.0, 38.5), ev(bev.CLS, 80.0, 79.2),
+                             {"task": bev.CLS, "dataset": "x", "systems": {"bertrt-fp32": {"accuracy": 1}}}])
+    assert [(r["delta"], r["met"]) for r in rows] == [(-1.5, False), (-0.8, True)]
