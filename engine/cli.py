@@ -76,11 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except BertrtError as exc:
-        print(f"bertrt {command}: error: {exc}", file=sys.stderr)
+        print(f"bertrt {command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"bertrt {command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # never a traceback: one line, exit 1 (-v logs the traceback)
+        log.debug("unexpected error", exc_info=True)
+        message = " ".join(str(exc).split()) or "no details"
+        print(f"bertrt {command}: error: {type(exc).__name__}: {message}", file=sys.stderr)
+        return 1
 
 
 def _extra_of(command: str) -> str:

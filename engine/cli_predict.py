@@ -25,10 +25,28 @@ INTERMIXED_ARGS = True
 def _top_k(value: str):
     if value.lower() in ("all", "none"):
         return None
+    return _positive_int(value, what="a positive int or 'all'")
+
+
+def _positive_int(value: str, what: str = "a positive int"):
+    """argparse type: a usage error (exit 2) unless ``value`` is an int > 0."""
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int or 'all', got {value!r}") from None
+        number = 0
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
+    return number
+
+
+def _non_negative_int(value: str):
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {value!r}")
+    return number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default=None, help="task (default: from bundle.json / config.json)")
     parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
     parser.add_argument("--model-file", default=None, help="ONNX file inside the bundle to load explicitly")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-tokens-per-batch", type=int, default=None)
+    parser.add_argument("--threads", type=_positive_int, default=None, help="intra-op threads (default: physical cores)")
+    parser.add_argument("--batch-size", type=_positive_int, default=32)
+    parser.add_argument("--max-tokens-per-batch", type=_positive_int, default=None)
     parser.add_argument("--jsonl", action="store_true", help="stdin holds JSON objects with a 'text' field")
     options = parser.add_argument_group("task options (only those of the bundle's task are used)")
     options.add_argument("--top-k", type=_top_k, default=argparse.SUPPRESS,
@@ -49,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_argument("--aggregation-strategy", choices=("none", "simple", "first", "average", "max"),
                          default=argparse.SUPPRESS)
     options.add_argument("--ignore-labels", nargs="*", default=argparse.SUPPRESS)
-    options.add_argument("--stride", type=int, default=argparse.SUPPRESS)
+    options.add_argument("--stride", type=_non_negative_int, default=argparse.SUPPRESS)
     options.add_argument("--word-grouping", choices=("offsets", "tokenizer"), default=argparse.SUPPRESS)
     options.add_argument("--pooling", choices=("mean", "cls", "max", "words"), default=argparse.SUPPRESS)
     options.add_argument("--normalize", action="store_true", default=argparse.SUPPRESS)
@@ -78,7 +96,10 @@ def _read_inputs(args, stream) -> tuple[list, list[dict]]:
         if args.jsonl:
             raise InputError("--jsonl reads stdin; do not also pass TEXT arguments")
         return list(args.texts), [{} for _ in args.texts]
-    lines = stream.read().splitlines()
+    try:
+        lines = stream.read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"stdin is not valid UTF-8 text ({exc})") from exc
     if not args.jsonl:
         return lines, [{} for _ in lines]
     items, extras, problems = [], [], []

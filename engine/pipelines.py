@@ -306,6 +306,7 @@ class Pipeline:
                                                                          "sep_token", "unk_token")}
         self.tokenizer = TextTokenizer(self.bundle.tokenizer_path, self.max_length, self.bundle.tokenizer_config,
                                        special, pad_id_fallback=self.bundle.config.get("pad_token_id"))
+        self._check_vocabulary()
         self.session = OnnxSession(self.bundle.model_path, threads, providers, output_name=self._spec.output)
         self.id2label = dict(self.bundle.id2label)
         self.num_labels = self._check_head()
@@ -313,6 +314,25 @@ class Pipeline:
             self.id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
         if self.task == "fill-mask" and self.tokenizer.mask_token_id is None:
             raise TaskError(f"{self.bundle.root}: fill-mask needs a mask token, and the tokenizer defines none")
+
+    def _check_vocabulary(self) -> None:
+        """BundleError when the tokenizer can emit an id past the model's word-embedding rows.
+
+        The rows are config.json's ``vocab_size``: the checkpoint's embedding matrix is built with exactly
+        that many rows and the exporter writes it unchanged, so it is the graph's row count without parsing
+        the ONNX protobuf (the runtime does not depend on ``onnx``) or running the model. The largest id
+        the tokenizer can produce (added tokens included) must be below it; otherwise such a token makes
+        onnxruntime fail mid-batch on CPU, or read out of bounds on GPU.
+        """
+        rows = self.bundle.config.get("vocab_size")
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows <= 0:
+            return  # a foreign config without vocab_size: nothing to compare against
+        top = self.tokenizer.max_token_id
+        if top >= rows:
+            raise BundleError(self.bundle.tokenizer_path,
+                              f"tokenizer vocabulary is larger than the model's embedding: it can emit id {top} "
+                              f"({self.tokenizer.vocab_size} tokens), but config.json vocab_size is {rows} "
+                              f"(ids 0..{rows - 1})")
 
     def _check_head(self) -> int:
         """Number of classes (or vocabulary rows) the graph's output declares; BundleError on mismatch."""
@@ -344,6 +364,10 @@ class Pipeline:
     def __call__(self, inputs, batch_size: int = 32, max_tokens_per_batch: int | None = None, **task_options):
         """Run the task: a str gives one result, a list a list of results (transformers' structure)."""
         validate_batching(batch_size, max_tokens_per_batch)
+        if max_tokens_per_batch is not None and max_tokens_per_batch < self.max_length:
+            # One full-length sequence (or NER window) must fit the budget, else the bound cannot hold.
+            raise InputError(f"max_tokens_per_batch={max_tokens_per_batch} is too small: a single sequence can "
+                             f"hold {self.max_length} tokens (the model's max length); use at least that")
         single, items = _as_items(inputs, allow_pairs=self._spec.pairs)
         opts = self._spec.check(self, task_options)  # every option checked before any work
         if not items:

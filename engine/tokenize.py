@@ -72,6 +72,8 @@ class TextTokenizer:
         self.clean_up_tokenization_spaces = bool(self._config.get("clean_up_tokenization_spaces", False))
         self.special_tokens = dict(special_tokens or {})
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+        vocab = self._tok.get_vocab(with_added_tokens=True)
+        self.max_token_id = max(vocab.values()) if vocab else -1
         self.mask_token = self.special_tokens.get("mask_token")
         self.mask_token_id = self._tok.token_to_id(self.mask_token) if self.mask_token else None
         pad = self.special_tokens.get("pad_token")

