@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 
 __all__ = ["create_app", "main"]
 
@@ -38,9 +40,6 @@ def _jsonable(value):
 
 
 def create_app(name: str, pipe):
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, Response
-
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch")
 
     @contextlib.asynccontextmanager

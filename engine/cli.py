@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bertrt {command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # never a traceback: one line, exit 1 (-v logs the traceback)
-        log.debug("unexpected error", exc_info=True)
+        log.info("unexpected error", exc_info=True)
         message = " ".join(str(exc).split()) or "no details"
         print(f"bertrt {command}: error: {type(exc).__name__}: {message}", file=sys.stderr)
         return 1

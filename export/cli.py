@@ -27,6 +27,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=None,
                         help="max tokens per sequence (default: the tokenizer's, capped by the positions)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing bundle in OUT_DIR")
+    parser.add_argument("--int8-gate", action="append", default=[], metavar="NAME=MIN", type=_gate,
+                        help="override an int8 accuracy gate (cosine_min, token_agreement, top5_overlap); "
+                             "repeatable")
+    parser.add_argument("--no-int8-gate", action="store_true",
+                        help="record the int8 agreement figures but do not fail on them")
+
+
+def _gate(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        minimum = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=MIN (e.g. cosine_min=0.97), got {text!r}") from None
+    if not 0.0 <= minimum <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the minimum must be in [0, 1]")
+    return name.strip(), minimum
 
 
 def _mib(n: int) -> str:
@@ -72,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .pipeline import STEPS, export_model
+    from .validate import resolve_int8_gates
 
     with tqdm(total=len(STEPS), desc="export", unit="step", file=sys.stderr, leave=False) as bar:
         def progress(name: str) -> None:
@@ -82,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         manifest = export_model(
             args.model, args.out_dir, task=args.task, quantize=args.quantize, per_channel=args.per_channel,
             opset=args.opset, max_length=args.max_length, force=args.force, progress=progress,
+            int8_gates=resolve_int8_gates(dict(args.int8_gate), enabled=not args.no_int8_gate),
         )
         bar.update(bar.total - bar.n)
     print(summary_table(manifest, args.out_dir))

@@ -85,6 +85,7 @@ def export_model(
     max_length: int | None = None,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
+    int8_gates: dict[str, float] | None = None,
 ) -> dict:
     """Export a BERT / RoBERTa / DistilBERT checkpoint (folder or hub id) to a bundle in ``out_dir``.
 
@@ -92,7 +93,8 @@ def export_model(
     (mean-pooled cosine to PyTorch 0.88 at worst vs 0.987 per channel) for a 0.5% smaller file.
     Returns the manifest (also written to ``out_dir/bundle.json``). Raises :class:`ExportError`
     subclasses: :class:`UnsupportedModelError`, :class:`ValidationError`; :class:`TaskError` for a task
-    that cannot be inferred or does not fit the checkpoint's head.
+    that cannot be inferred or does not fit the checkpoint's head. ``int8_gates`` overrides the int8
+    accuracy gates (``validate.INT8_GATES``; ``{}`` disables them).
     """
     step = progress or (lambda name: None)
     if quantize not in quantize_stage.QUANTIZE_MODES:
@@ -128,7 +130,8 @@ def export_model(
             recipe = quantize_stage.quantize_graph(stage / FP32_FILE, stage / INT8_FILE, per_channel)
         step(STEPS[4])
         int8_path = stage / INT8_FILE if recipe else None
-        figures = validate.validate_bundle(torch_model, tok, task, stage / FP32_FILE, int8_path, length)
+        figures = validate.validate_bundle(torch_model, tok, task, stage / FP32_FILE, int8_path, length,
+                                           int8_gates)
         step(STEPS[5])
         names = tokenizer.save_tokenizer(tok, stage, length)
         torch_model.config.save_pretrained(str(stage))

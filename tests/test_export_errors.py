@@ -180,3 +180,27 @@ def test_cli_errors(gpt2_checkpoint, tiny_checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["export", str(tiny_checkpoint("bert", "fill-mask"))])
     assert info.value.code == 2
+
+
+def test_int8_gate_is_overridable_from_the_cli(tiny_checkpoint, tmp_path, capsys):
+    ckpt = str(tiny_checkpoint("bert", "feature-extraction"))
+    # An impossible gate fails the int8 step with the figure, the gate and how to override it.
+    with pytest.raises(SystemExit) as info:  # a usage error: argparse exits 2
+        main(["export", ckpt, str(tmp_path / "a"), "--int8-gate", "cosine_min=1.5"])
+    assert info.value.code == 2
+    assert "must be in [0, 1]" in capsys.readouterr().err
+    # int8 is never bit-exact, so a gate of exactly 1.0 must fire.
+    assert main(["export", ckpt, str(tmp_path / "a"), "--int8-gate", "cosine_min=1.0"]) == 1
+    err = capsys.readouterr().err
+    assert "int8 cosine_min = " in err and "< 1.0" in err and "--no-int8-gate" in err
+    assert not (tmp_path / "a" / MANIFEST).exists()
+    # Disabled: the export passes and the figures are still recorded, with no gate in force.
+    assert main(["export", ckpt, str(tmp_path / "b"), "--int8-gate", "cosine_min=1.0", "--no-int8-gate"]) == 0
+    m = json.loads((tmp_path / "b" / MANIFEST).read_text())
+    assert m["validation"]["int8_gates"] == {} and "cosine_min" in m["validation"]["int8"]
+    assert main(["export", ckpt, str(tmp_path / "c"), "--int8-gate", "nonsense=0.5"]) == 1
+    assert "unknown int8 gate 'nonsense'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["export", ckpt, str(tmp_path / "c"), "--int8-gate", "cosine_min"])
+    assert info.value.code == 2
+    assert "expected NAME=MIN" in capsys.readouterr().err

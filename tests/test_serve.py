@@ -58,6 +58,7 @@ class Server:
             if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
                 return
             time.sleep(0.05)
+        self.stop()
         raise AssertionError(f"server never became healthy:\n{self.stderr}")
 
     def _read(self):
