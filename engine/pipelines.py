@@ -237,9 +237,14 @@ def _run_feature_extraction(pipe: Pipeline, items: list, batching: _Batching, op
 
 
 # -- token-classification -----------------------------------------------------------------------------
+_NER_OPTIONS = ("aggregation_strategy", "ignore_labels", "stride", "word_grouping", "grouped_entities",
+                "ignore_subwords")
+
+
 def _check_token_classification(pipe: Pipeline, options: dict) -> dict:
     from . import ner
 
+    _check_unknown(pipe.task, options, _NER_OPTIONS)
     opts = ner.validate_options(**options, max_length=pipe.max_length,
                                 num_special_tokens=pipe.tokenizer.num_special_tokens)
     return {"stride": opts["stride"] or 0,
