@@ -21,7 +21,7 @@ connects to 127.0.0.1.
 
 Outputs: ``benchmarks/results/serve.json`` (every figure), ``serve.md`` (the table) and ``serve.png``
 (throughput and p99 against concurrency). Usage: ``python -m benchmarks.loadgen [--levels 1,8,32,64]
-[--requests 1500] [--seconds 20] [--threads 2] [--systems batched,unbatched,transformers]``.
+[--requests 800] [--seconds 15] [--threads 1] [--systems batched,unbatched,transformers]``.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def start(system: str, bundle: Path, checkpoint: Path, threads: int) -> Server:
                "--port", "0", "--threads", str(threads)]
     else:
         cmd = [sys.executable, "-m", "engine.cli", "serve", f"ner={bundle}", "--host", "127.0.0.1", "--port", "0",
-               "--threads", str(threads), "--max-batch-size", "32", "--max-wait-ms", "5", "--max-queue", "4096"]
+               "--threads", str(threads), "--max-batch-size", "32", "--max-wait-ms", "2", "--pipeline-batch-size", "8", "--max-queue", "4096"]
         if system == "unbatched":
             cmd.append("--no-batching")
     return Server(cmd, system)
@@ -364,10 +364,11 @@ def _versions() -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.loadgen", description=__doc__.split("\n")[0])
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="concurrency levels (default 1,8,32,64)")
-    parser.add_argument("--requests", type=int, default=1500, help="at most this many requests per level")
-    parser.add_argument("--seconds", type=float, default=20.0, help="at most this long per level")
+    parser.add_argument("--requests", type=int, default=800, help="at most this many requests per level")
+    parser.add_argument("--seconds", type=float, default=15.0, help="at most this long per level")
     parser.add_argument("--warmup", type=int, default=30, help="requests before each level (not measured)")
-    parser.add_argument("--threads", type=int, default=2, help="inference threads of every server")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="inference threads of every server (default 1: the client and the HTTP layer need a core)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="subset of batched,unbatched,transformers")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -381,23 +382,30 @@ def main(argv: list[str] | None = None) -> int:
     description, checkpoint, bundle = resolve_model()
     texts = tweets()
     rows = []
-    for system in systems:
-        print(f"starting {SYSTEMS[system]} ...", file=sys.stderr, flush=True)
-        server = start(system, bundle, checkpoint, args.threads)
-        try:
-            for level in levels:
-                asyncio.run(run_level(server.port, texts[::-1], min(level, 8), args.warmup, 30.0))
-                calls0, texts0 = _batch_stats(server.port) if system != "transformers" else (0, 0)
-                row = asyncio.run(run_level(server.port, texts, level, args.requests, args.seconds))
-                calls1, texts1 = _batch_stats(server.port) if system != "transformers" else (0, 0)
+    servers = {}
+    try:
+        for system in systems:  # all up front (idle servers cost nothing), so that levels interleave
+            print(f"starting {SYSTEMS[system]} ...", file=sys.stderr, flush=True)
+            servers[system] = start(system, bundle, checkpoint, args.threads)
+        for index, level in enumerate(levels):
+            # The machine is shared: measure the systems back to back per level, in a rotating order, so
+            # that a burst of outside load does not land on one system's whole curve.
+            for system in systems[index % len(systems):] + systems[: index % len(systems)]:
+                port = servers[system].port
+                asyncio.run(run_level(port, texts[::-1], min(level, 8), args.warmup, 30.0))
+                calls0, texts0 = _batch_stats(port) if system != "transformers" else (0, 0)
+                row = asyncio.run(run_level(port, texts, level, args.requests, args.seconds))
+                calls1, texts1 = _batch_stats(port) if system != "transformers" else (0, 0)
                 row["system"] = system
                 row["mean_batch_texts"] = round((texts1 - texts0) / (calls1 - calls0), 2) if calls1 > calls0 else None
                 rows.append(row)
                 print(f"  {system:12s} c={level:3d}: {row['throughput_rps']:7.1f} req/s  p50 {row['p50_ms']} ms  "
                       f"p99 {row['p99_ms']} ms  texts/call {row['mean_batch_texts']}  errors {row['errors']}",
                       file=sys.stderr, flush=True)
-        finally:
+    finally:
+        for server in servers.values():
             server.stop()
+    rows.sort(key=lambda r: (systems.index(r["system"]), r["concurrency"]))
 
     report = {
         "model": description, "checkpoint": str(checkpoint), "bundle": str(bundle), "precision": "int8",

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     pipe = transformers.pipeline(task, model=str(args.checkpoint), tokenizer=str(args.checkpoint), device=-1)
     pipe("Warm-up: Maria flew from Groningen to New York on Monday.")
     name = args.name or args.checkpoint.resolve().name
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP: asyncio sets NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))  # loopback only
     sock.listen(2048)

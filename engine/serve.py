@@ -69,7 +69,8 @@ class ServeSettings:
     """Batching knobs and request limits (one set for every model)."""
 
     max_batch_size: int = 32
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 2.0
+    pipeline_batch_size: int = 8  # the pipeline sorts a micro-batch by length and runs sub-batches of this size
     max_queue: int = 1024  # texts waiting per model
     batching: bool = True
     max_body_bytes: int = 1 << 20
@@ -79,7 +80,7 @@ class ServeSettings:
 
     def problems(self) -> list[str]:
         found = []
-        for name in ("max_batch_size", "max_queue", "max_body_bytes", "max_texts", "max_chars"):
+        for name in ("max_batch_size", "pipeline_batch_size", "max_queue", "max_body_bytes", "max_texts", "max_chars"):
             if getattr(self, name) <= 0:
                 found.append(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         if self.max_wait_ms < 0:
@@ -228,7 +229,7 @@ class ModelWorker:
         if self.pipe.task == "fill-mask":
             text = text.replace("Groningen", self.pipe.tokenizer.mask_token)
         self.pipe(text)
-        self.pipe([text] * min(self.settings.max_batch_size, 32))
+        self.pipe([text] * min(self.settings.max_batch_size, 32), batch_size=self.settings.pipeline_batch_size)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -315,7 +316,7 @@ class ModelWorker:
         texts = [text for job in batch for text in job.texts]
         started = time.perf_counter()
         try:
-            results = self.pipe(texts, **batch[0].params) if texts else []
+            results = self.pipe(texts, batch_size=self.settings.pipeline_batch_size, **batch[0].params) if texts else []
         except Exception as exc:  # noqa: BLE001 - handed to the caller(s) as their error
             if len(batch) == 1:
                 return [exc]
@@ -329,8 +330,8 @@ class ModelWorker:
             cursor += len(job.texts)
             try:
                 outcomes.append(_dumps(self._shape(job, mine)))
-            except Exception as exc:  # noqa: BLE001 - handed to the caller as its error
-                outcomes.append(exc)
+            except (TypeError, ValueError) as exc:  # a result JSON cannot hold (NaN, ...): a server fault (500)
+                outcomes.append(ServeError(f"cannot encode the result as JSON: {exc}"))
         return outcomes
 
 
@@ -461,6 +462,7 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None) -> FastAP
     async def models():
         return {"models": [w.describe() for w in workers.values()],
                 "batching": {"enabled": settings.batching, "max_batch_size": settings.max_batch_size,
+                             "pipeline_batch_size": settings.pipeline_batch_size,
                              "max_wait_ms": settings.max_wait_ms, "max_queue": settings.max_queue},
                 "limits": {"max_body_bytes": settings.max_body_bytes, "max_texts": settings.max_texts,
                            "max_chars": settings.max_chars}}
@@ -546,8 +548,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per model")
     group = parser.add_argument_group("micro-batching")
     group.add_argument("--max-batch-size", type=int, default=32, help="texts per pipeline call (default 32)")
-    group.add_argument("--max-wait-ms", type=float, default=5.0,
-                       help="longest wait for a batch to fill, from its oldest request's arrival (default 5)")
+    group.add_argument("--max-wait-ms", type=float, default=2.0,
+                       help="longest wait for a batch to fill, from its oldest request's arrival (default 2); "
+                            "requests that arrive while a call runs join the next batch without waiting")
+    group.add_argument("--pipeline-batch-size", type=int, default=8,
+                       help="the pipeline sorts a micro-batch by length and runs it in sub-batches of this many "
+                            "sequences (less padding; default 8)")
     group.add_argument("--max-queue", type=int, default=1024,
                        help="texts waiting per model; beyond it requests get 503 (default 1024)")
     group.add_argument("--no-batching", action="store_true", help="run every request alone (for comparison)")
@@ -566,7 +572,9 @@ def _bind(host: str, port: int) -> socket.socket:
     except socket.gaierror as exc:
         raise ServeError(f"cannot resolve --host {host!r}: {exc}") from None
     family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without
+    # it a keep-alive client waits for a delayed ACK (~40 ms) on every response.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
@@ -582,6 +590,7 @@ def run(args) -> int:
     from .pipelines import pipeline
 
     settings = ServeSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                             pipeline_batch_size=args.pipeline_batch_size,
                              max_queue=args.max_queue, batching=not args.no_batching,
                              max_body_bytes=args.max_body_bytes, max_texts=args.max_texts, max_chars=args.max_chars)
     problems = settings.problems()

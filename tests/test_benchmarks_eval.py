@@ -342,3 +342,42 @@ def test_int8_targets_and_markdown():
     rows = bev.int8_targets([ev(bev.NER, 40.0, 38.5), ev(bev.CLS, 80.0, 79.2),
                              {"task": bev.CLS, "dataset": "x", "systems": {"bertrt-fp32": {"accuracy": 1}}}])
     assert [(r["delta"], r["met"]) for r in rows] == [(-1.5, False), (-0.8, True)]
+
+
+# ------------------------------------------------------------------------- fine-tuning recipe (no training)
+
+
+def test_recipe_hash_and_finished_marker(tmp_path):
+    from benchmarks import finetune
+
+    recipe = dict(finetune.RECIPES["ner"])
+    digest = finetune.recipe_hash(recipe)
+    assert digest == finetune.recipe_hash(dict(recipe))
+    assert digest != finetune.recipe_hash(recipe | {"epochs": recipe["epochs"] + 1})
+    folder = tmp_path / "wnut-ner"
+    assert not finetune.is_finished(folder, digest)
+    folder.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        (folder / name).write_text("{}")
+    (folder / "recipe.json").write_text(json.dumps({"recipe_hash": "something-else"}))
+    assert not finetune.is_finished(folder, digest)
+    (folder / "recipe.json").write_text(json.dumps({"recipe_hash": digest}))
+    assert finetune.is_finished(folder, digest)
+
+
+def test_ner_features_label_every_subtoken():
+    from transformers import AutoTokenizer
+
+    from benchmarks import finetune
+
+    tokenizer = AutoTokenizer.from_pretrained(finetune.base_model_dir())
+    labels = ["O", "B-person", "I-person", "B-geo-loc", "I-geo-loc"]
+    label2id = {lab: i for i, lab in enumerate(labels)}
+    sentence = bdata.Sentence(("@paulwalk", "loves", "#NewYork", "!"), ("B-person", "O", "B-geo-loc", "O"))
+    feat = finetune._ner_features(tokenizer, [sentence], label2id, 64)[0]
+    pieces = tokenizer.convert_ids_to_tokens(feat["input_ids"])
+    got = [(p, labels[i] if i >= 0 else None, f) for p, i, f in zip(pieces, feat["labels"], feat["first"])]
+    assert got[0] == ("[CLS]", None, False) and got[-1] == ("[SEP]", None, False)
+    assert got[1:4] == [("@", "B-person", True), ("paul", "I-person", False), ("##walk", "I-person", False)]
+    assert ("loves", "O", True) in got and got[-2] == ("!", "O", True)
+    assert [g[1] for g in got if g[0] in ("new", "##yo", "##rk")] == ["I-geo-loc"] * 3

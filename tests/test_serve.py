@@ -365,6 +365,26 @@ def test_model_specs_settings_and_cli_errors(folders, capsys):
     assert "--max-batch-size must be > 0" in capsys.readouterr().err
 
 
+def test_listening_socket_is_tcp_so_asyncio_sets_nodelay():
+    import socket
+
+    from engine.serve import _bind
+
+    # proto 0 would make asyncio skip TCP_NODELAY: every keep-alive response then waits ~40 ms for an ACK
+    sock = _bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert ipaddress_is_loopback(sock.getsockname()[0])
+    finally:
+        sock.close()
+
+
+def ipaddress_is_loopback(host: str) -> bool:
+    import ipaddress
+
+    return ipaddress.ip_address(host).is_loopback
+
+
 def test_runtime_imports_without_the_server_stack():
     code = ("import sys, engine; engine.pipeline; import engine.pipelines, engine.cli; "
             "print(sorted(m for m in ('fastapi', 'uvicorn', 'prometheus_client', 'starlette', 'engine.serve') "
