@@ -30,6 +30,7 @@ Malformed input raises :class:`engine.errors.InputError` naming the file and lin
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -69,6 +70,8 @@ WNUT_FRACTIONS = (0.7, 0.1, 0.2)
 MOVIE_FRACTIONS = (0.8, 0.1, 0.1)
 VADER_VERSION = "3.3.2"
 VADER_INNER = "hutto_ICWSM_2014.tar.gz"
+#: sha256 of vaderSentiment-3.3.2.tar.gz on PyPI; a fetched or cached sdist must match it
+VADER_SDIST_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
 #: short name -> ground-truth file inside the VADER archive
 VADER_SETS = {
     "movies": "movieReviewSnippets_GroundTruth.txt",
@@ -324,6 +327,10 @@ def fetch_vader(archive: str | Path | None = None, cache_dir: str | Path | None 
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
                 raise InputError(f"could not download vaderSentiment=={VADER_VERSION} into {root}: "
                                  + " | ".join(tail))
+        digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
+        if digest != VADER_SDIST_SHA256:
+            raise InputError(f"{sdist}: sha256 {digest} is not the one of vaderSentiment=={VADER_VERSION} on "
+                             f"PyPI ({VADER_SDIST_SHA256}); delete the file to fetch it again")
         archive = sdist
     archive = Path(archive)
     if not archive.is_file():

@@ -56,6 +56,7 @@ __all__ = [
     "ner_metrics",
     "pytorch_pipeline",
     "render_markdown",
+    "render_report",
     "run",
     "token_spans",
 ]
@@ -408,7 +409,8 @@ def _ner_table(ev: dict) -> list[str]:
 def _cls_table(evals: list[dict], reference: str | None = None) -> list[str]:
     keys = list(evals[0]["systems"])
     ref = evals[0] if reference is None else next(e for e in evals if e["dataset"] == reference)
-    lines = ["| data set | n | " + " | ".join(f"{k} acc / macro-F1 (Δacc)" for k in keys) + " |",
+    delta = " (Δacc)" if len(evals) > 1 else ""
+    lines = ["| data set | n | " + " | ".join(f"{k} acc / macro-F1{delta}" for k in keys) + " |",
              "|---|---:|" + "---:|" * len(keys)]
     for ev in evals:
         cells = []
@@ -436,9 +438,9 @@ def render_markdown(evals: list[dict], title: str = "bertrt eval", preamble: str
         out += ["", "Token-tag agreement: " + ", ".join(f"{k} {v:.2f}%" for k, v in ev["agreement"].items()),
                 ""]
     if cls:
-        out += ["## Classification", "",
-                (f"Accuracy / macro-F1 in percent; Δacc is the change from {cls[0]['dataset']} "
-                 "(in domain → out of domain)."), ""]
+        note = (f"; (Δacc): accuracy change from the first row, {cls[0]['dataset']}, i.e. what moving to "
+                "that data costs" if len(cls) > 1 else "")
+        out += ["## Classification", "", f"Accuracy / macro-F1 in percent{note}.", ""]
         out += _cls_table(cls)
         out += [""]
         for ev in cls:
@@ -565,27 +567,52 @@ def build_report(out_dir: Path, *, cache: Path | None = None, batch_size: int = 
             evals.append(evaluate_bundle(bundle, items, checkpoint=ckpt, batch_size=batch_size, limit=limit,
                                          name=name, threads=threads))
     evals.sort(key=lambda e: e["task"] != NER)  # NER first, then the classifier sets in their order
+    for ev in evals:  # committed artifact: no user-specific home folder in it
+        for key in ("bundle", "checkpoint"):
+            ev[key] = _tilde(ev[key])
+    for r in recipes.values():
+        r["base_model"] = _tilde(r.get("base_model"))
     recipes = {w: recipes[w] for w in ("ner", "sentiment") if w in recipes}
     result = {"evaluations": evals, "int8_targets": int8_targets(evals), "recipes": recipes, "machine": _machine(),
               "data": {"wnut16_split": "seeded 70/10/20 (seed 13): 1676/239/479 sentences",
                        "vader": "sign of the mean rating, exact zeros dropped; movies seeded 80/10/10 (seed 13)"}}
-    preamble = _report_preamble(recipes)
-    _write(result, render_markdown(evals, title="Accuracy: PyTorch vs bertrt fp32 vs bertrt int8",
-                                   preamble=preamble), out_dir)
+    _write(result, render_report(result), out_dir)
     return result
 
 
-def _report_preamble(recipes: dict) -> str:
+def _tilde(path: str | None) -> str | None:
+    home = str(Path.home())
+    return "~" + path[len(home):] if path and path.startswith(home + os.sep) else path
+
+
+def render_report(result: dict) -> str:
+    """The Markdown of a :func:`build_report` result (also ``python -m benchmarks.evaluate render``)."""
+    return render_markdown(result["evaluations"], title="Accuracy: PyTorch vs bertrt fp32 vs bertrt int8",
+                           preamble=_report_preamble(result))
+
+
+def _report_preamble(result: dict) -> str:
+    machine = result.get("machine", {})
     lines = [("Fine-tuned all-MiniLM-L6-v2 (`python -m benchmarks.finetune all`), exported with "
-              "`bertrt export`, evaluated with `python -m benchmarks.evaluate report`. "
-              "Same texts for every system; NER runs the space-joined tokens with "
-              "`aggregation_strategy=\"first\"` and maps entities back to the tokens by character offsets."), ""]
-    for which, r in recipes.items():
+              "`bertrt export` (default int8 recipe), evaluated with `python -m benchmarks.evaluate report` "
+              "on the held-out splits. Every system sees the same texts; NER runs the space-joined "
+              "tokens with `aggregation_strategy=\"first\"` (transformers and bertrt alike) and maps the "
+              "entities back to the gold tokens by character offsets."), "",
+             "Data: " + "; ".join(f"{k}: {v}" for k, v in result.get("data", {}).items()) + ".", ""]
+    for which, r in result.get("recipes", {}).items():
         rec = r["recipe"]
+        dev = r.get("dev") or {}
+        dev_txt = (f"dev F1 {100 * dev['f1']:.1f}" if "f1" in dev else
+                   f"dev accuracy {100 * dev['accuracy']:.1f}" if "accuracy" in dev else "")
         lines.append(f"- {which}: {r['train_examples']} training examples, {rec['epochs']} epoch(s), batch "
                      f"{rec['batch_size']}, lr {rec['learning_rate']}, max_length {rec['max_length']}, seed "
-                     f"{rec['seed']}; trained in {r['train_wall_s']:.0f} s on {r['threads']} thread(s); "
+                     f"{rec['seed']}; {dev_txt}; fine-tuning wall time {r['train_wall_s']:.0f} s on "
+                     f"{r['threads']} torch thread(s) (shared machine: as measured in that run); "
                      f"recipe {r['recipe_hash']}")
+    if machine:
+        lines += ["", (f"Machine: {machine.get('cpus')} CPUs, {machine.get('platform')}; onnxruntime "
+                      f"{machine.get('onnxruntime')}, torch {machine.get('torch')}, transformers "
+                      f"{machine.get('transformers')}.")]
     return "\n".join(lines)
 
 
@@ -599,7 +626,14 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--limit", type=int, default=None)
     rep.add_argument("--only", choices=["ner", "sentiment"], default=None,
                      help="re-evaluate one model, keep the other's rows from the existing eval.json")
+    ren = sub.add_parser("render", help="re-render eval.md from an existing eval.json (no evaluation)")
+    ren.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
+    if args.command == "render":
+        result = json.loads((args.out / "eval.json").read_text())
+        (args.out / "eval.md").write_text(render_report(result) + "\n")
+        print(f"wrote {args.out / 'eval.md'}")
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     build_report(args.out, batch_size=args.batch_size, threads=args.threads, limit=args.limit, only=args.only)

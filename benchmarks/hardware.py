@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import re
@@ -115,7 +116,8 @@ def _requirement_names(dist) -> list[str]:
     for line in dist.requires or []:
         try:
             req = Requirement(line)
-        except Exception:  # noqa: BLE001 - an unparsable requirement line is skipped, not fatal
+        except Exception as exc:  # noqa: BLE001 - an unparsable requirement line is skipped, not fatal
+            logging.getLogger("bertrt.benchmarks").warning("%s: skipping requirement %r (%s)", dist.name, line, exc)
             continue
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue
@@ -164,12 +166,12 @@ def machine_info() -> dict:
                   "logical_cpus": os.cpu_count()}
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
-        model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-        flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+        model = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+        flags = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
         info["cpu"] = model.group(1).strip() if model else platform.processor()
         wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
         info["cpu_flags"] = [f for f in wanted if flags and f in flags.group(1).split()]
-        mem = re.search(r"^MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text(), re.M)
+        mem = re.search(r"^MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text(), re.MULTILINE)
         info["memory_gib"] = round(int(mem.group(1)) / 2**20, 1) if mem else None
         info["load_average"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:

@@ -68,11 +68,11 @@ def _percentiles(samples: list[float]) -> dict:
 def _timed_pass(system, texts: list[str], batch_size: int, feeds=None) -> tuple[float, list[float]]:
     """Seconds for one pass; at batch size 1 also every call's latency."""
     if isinstance(system, RawSession):
-        if batch_size == 1:
+        if batch_size == 1:  # feeds: one list per text (a long NER text has several windows)
             lat = []
-            for feed in feeds:
+            for text_feeds in feeds:
                 start = time.perf_counter()
-                system.run([feed])
+                system.run(text_feeds)
                 lat.append(time.perf_counter() - start)
             return sum(lat), lat
         start = time.perf_counter()
@@ -110,8 +110,9 @@ def measure_workload(workload: Workload, systems: list[str], batch_sizes, repeat
     else:
         raw_probe = raw
     for bs in batch_sizes:
-        planned = raw_probe.prepare(texts, bs)
-        tokens[bs] = int(sum(f["input_ids"].size for f in planned))
+        planned = [raw_probe.prepare([t], 1) for t in texts] if bs == 1 else raw_probe.prepare(texts, bs)
+        flat = [f for group in planned for f in group] if bs == 1 else planned
+        tokens[bs] = int(sum(f["input_ids"].size for f in flat))
         if raw is not None:
             feeds[bs] = planned
     # warm-up: every system, every batch size, a few texts
@@ -227,8 +228,10 @@ def measure_probes(workload: Workload, systems: list[str], threads: int, cold_re
 
 def run_bench(workloads: list[Workload], out_dir: Path, *, systems: list[str] | None = None, batch_sizes=BATCH_SIZES,
               quick: bool = False, threads: int | None = None, probe_workload: str | None = None,
-              eval_json: Path | None = None, progress: bool = True) -> dict:
-    """Measure ``workloads`` and write report.json / report.md / throughput.png / latency.png to ``out_dir``."""
+              eval_json: Path | None = None, progress: bool = True, probe_systems: list[str] | None = None) -> dict:
+    """Measure ``workloads`` and write report.json / report.md / throughput.png / latency.png to ``out_dir``.
+
+    ``probe_systems``: the systems given a cold-start / peak-RSS subprocess (default: all; [] for none)."""
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -239,7 +242,10 @@ def run_bench(workloads: list[Workload], out_dir: Path, *, systems: list[str] | 
     threads = threads or physical_threads()
     counts = REPEATS["quick" if quick else "full"]
     probe_on = next((w for w in workloads if w.name == probe_workload), workloads[0]) if workloads else None
-    n_cold = len(systems) + (counts["cold"] - 1) * len([s for s in COLD_SYSTEMS if s in systems])
+    probe_systems = systems if probe_systems is None else [s for s in systems if s in probe_systems]
+    if not probe_systems:
+        probe_on = None
+    n_cold = len(probe_systems) + (counts["cold"] - 1) * len([s for s in COLD_SYSTEMS if s in probe_systems])
     total = len(workloads) * len(systems) * len(batch_sizes) * counts["passes"] + (n_cold if probe_on else 0) + 1
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -255,7 +261,7 @@ def run_bench(workloads: list[Workload], out_dir: Path, *, systems: list[str] | 
             result["workloads"][workload.name] = measure_workload(workload, systems, batch_sizes,
                                                                   counts["passes"], threads, bar)
         if probe_on is not None:
-            result["probes"] = measure_probes(probe_on, systems, threads, counts["cold"], bar)
+            result["probes"] = measure_probes(probe_on, probe_systems, threads, counts["cold"], bar)
     result["installed"] = {"runtime": hardware.installed_size(RUNTIME_ROOTS),
                            "reference": hardware.installed_size(REFERENCE_ROOTS)}
     eval_path = eval_json if eval_json is not None else out_dir / "eval.json"
@@ -281,8 +287,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT})")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads for every system "
                         "(default: physical cores)")
-    parser.add_argument("--texts", type=int, default=None, help="texts per workload (default: per workload, "
-                        "see benchmarks/workloads.py)")
+    parser.add_argument("--texts", type=int, default=None, help="at most this many texts per workload (default: "
+                        "the per-workload counts of benchmarks/workloads.py)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -297,12 +303,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"bertrt bench: unknown or empty workload/system: {', '.join(bad) or '(none given)'}; workloads: "
               f"{', '.join(WORKLOADS)}; systems: {', '.join(SYSTEMS)}", file=sys.stderr)
         return 2
-    if args.threads is not None and args.threads <= 0:
-        print("bertrt bench: --threads must be a positive int", file=sys.stderr)
+    if (args.threads is not None and args.threads <= 0) or (args.texts is not None and args.texts <= 0):
+        print("bertrt bench: --threads and --texts must be positive ints", file=sys.stderr)
         return 2
     workloads = []
     for name in names:
-        n = args.texts or TEXT_COUNTS[name][1 if args.quick else 0]
+        n = TEXT_COUNTS[name][1 if args.quick else 0]
+        n = min(n, args.texts) if args.texts else n
         workloads.append(load_workload(name, n))
     result = run_bench(workloads, args.out, systems=systems, quick=args.quick, threads=args.threads,
                        progress=not args.no_progress)

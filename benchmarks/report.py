@@ -170,13 +170,13 @@ def render_markdown(result: dict) -> str:
             rss = probes["peak_rss_mb"].get(s)
             lines.append(f"| {s} | {cold} | {'–' if rss is None else f'{rss:.0f}'} | "
                          f"{'yes' if probes['torch_loaded'].get(s) else 'no'} |")
-        lines += ["", f"Peak RSS: `ru_maxrss` of the probe process after {probes['rss_run']}.", ""]
+        lines += ["", f"Peak RSS: VmHWM of the probe process after {probes['rss_run']}.", ""]
 
     inst = result.get("installed")
     if inst:
         lines += ["## Installed size", "",
-                  "Files listed in each distribution's RECORD, summed over the dependency closure (declared "
-                  "requirements, markers evaluated, no extras) in this environment.", ""]
+                  ("Files listed in each distribution's RECORD, summed over the dependency closure (declared "
+                  "requirements, markers evaluated, no extras) in this environment."), ""]
         for key, label in (("runtime", "runtime (bertrt's dependencies)"), ("reference", "torch + transformers")):
             d = inst[key]
             top = ", ".join(f"{k} {v / 1e6:.0f}" for k, v in list(d["packages"].items())[:8])

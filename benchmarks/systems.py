@@ -21,7 +21,7 @@ sort is timed, the order restored), so every system pads alike.
 
 ``python -m benchmarks.systems probe SPEC_JSON`` is the child process of the cold-start and peak-RSS
 measurements: it builds one system, runs the first text, reports the monotonic clock, optionally runs
-the whole text list, and prints one JSON line with ``ru_maxrss``. Heavy libraries are imported only
+the whole text list, and prints one JSON line with its peak RSS (VmHWM). Heavy libraries are imported only
 inside the builders, so a bertrt child never loads torch.
 """
 
@@ -212,6 +212,19 @@ def build_system(name: str, workload: Workload, threads: int):
 # ------------------------------------------------------------------------------------ child process
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). ``ru_maxrss`` would do, but Linux carries it over from
+    the parent across fork and exec, so a small child of a big parent would report the parent's peak."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux, bytes on macOS
+
+
 def probe(spec: dict) -> dict:
     """Build one system, run the first text (cold start ends there), then optionally all texts at
     ``batch_size``; report the monotonic clock at the first result and the process's peak RSS."""
@@ -229,8 +242,7 @@ def probe(spec: dict) -> dict:
             system.run(system.prepare(texts, spec["batch_size"]))
         else:
             system(texts, spec["batch_size"])
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"first_result_monotonic": first, "peak_rss_mb": peak_kb / 1024.0,
+    return {"first_result_monotonic": first, "peak_rss_mb": peak_rss_mb(),
             "torch_loaded": "torch" in sys.modules}
 
 

@@ -43,7 +43,7 @@ WORKLOADS = {
 }
 
 #: texts per workload: (full run, --quick)
-TEXT_COUNTS = {"ner": (256, 16), "sentiment": (256, 16), "embed": (256, 16), "base128": (32, 4)}
+TEXT_COUNTS = {"ner": (256, 16), "sentiment": (256, 16), "embed": (256, 16), "base128": (24, 4)}
 
 WNUT_LABELS = ["O"] + [f"{p}-{t}" for t in ("company", "facility", "geo-loc", "movie", "musicartist", "other",
                                              "person", "product", "sportsteam", "tvshow") for p in ("B", "I")]

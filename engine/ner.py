@@ -422,6 +422,93 @@ def _window_entities(
     return [e for e in entities if e[key] not in ignore]
 
 
+# ------------------------------------------------------------------------------- token-level window merge
+
+
+def _overlap(k: int, prev: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.ndarray], stride) -> int:
+    """How many leading content tokens of window ``k`` repeat the trailing ones of window ``k - 1``.
+
+    ``prev``/``cur``: (ids (n,), offsets (n, 2)) of the two windows' content tokens. A token is identified
+    by its id *and* its offsets: ids alone repeat all over a text, offsets alone repeat within a character
+    split into several byte tokens (byte-level BPE), where a window edge can fall (then the last token of
+    one window and the first of the next share their offsets and differ in id). With ``stride`` known the
+    overlap is exactly ``stride`` tokens (the tokenizer's overflow repeats that many) and is checked;
+    otherwise it is the longest suffix of ``prev`` equal to a prefix of ``cur`` (only a character whose
+    byte tokens repeat one id can make that longer than the truth, by part of that one character).
+    Cost: O(length of the overlap region), as only candidates equal to ``cur``'s first token are tried.
+    """
+    (p_ids, p_off), (c_ids, c_off) = prev, cur
+    p, c = p_ids.shape[0], c_ids.shape[0]
+
+    def matches(o: int) -> bool:
+        return bool(np.array_equal(p_ids[p - o :], c_ids[:o]) and np.array_equal(p_off[p - o :], c_off[:o]))
+
+    if stride is not None:
+        o = min(stride, p, c)
+        if not matches(o):
+            raise InputError(
+                f"window {k} does not start with the last {o} tokens of window {k - 1} (stride={stride}): "
+                "the windows are not consecutive overflow windows of this text"
+            )
+        return o
+    span = min(p, c)
+    if span == 0:
+        return 0
+    tail_ids, tail_off = p_ids[p - span :], p_off[p - span :]
+    first = np.flatnonzero((tail_ids == c_ids[0]) & (tail_off == c_off[0]).all(axis=1))
+    for q in first.tolist():  # earliest start first: the longest overlap
+        if matches(span - q):
+            return span - q
+    return 0
+
+
+def _merge_windows(checked: list[tuple[np.ndarray, ...]], stride) -> tuple[np.ndarray, ...]:
+    """The text's one token sequence from its overlapping windows, as a single window's arrays.
+
+    Content tokens (``special_tokens_mask == 0``) of consecutive windows are chained, each overflow
+    window's repeated head (see :func:`_overlap`) is not appended again. A token seen in several windows
+    takes its logits (and word id) from the window where it sits farthest from an edge,
+    ``min(tokens before it, tokens after it)`` among the window's content tokens (the max-context rule;
+    on a tie the earlier window). The arrays start with the first window's leading special tokens
+    (``[CLS]``/``<s>``), so a position in them is the token's position in the text's untruncated
+    encoding; no trailing special token is added (it would be dropped anyway). Linear in the total
+    number of window tokens.
+    """
+    contents = [np.flatnonzero(a[2] == 0) for a in checked]  # rows of the content tokens
+    keys = [(a[0][rows], a[1][rows]) for a, rows in zip(checked, contents)]
+    bases, total = [], 0
+    for k, key in enumerate(keys):
+        overlap = 0 if k == 0 else _overlap(k, keys[k - 1], key, stride)
+        if overlap > total:  # cannot happen for windows that chain (overlap <= previous window's length)
+            raise InputError(f"window {k} overlaps more tokens than the windows before it hold")
+        bases.append(total - overlap)
+        total = bases[-1] + key[0].shape[0]
+
+    first_ids, first_off, first_special, first_words, first_logits = checked[0]
+    lead = int(contents[0][0]) if contents[0].size else first_ids.shape[0]  # leading special rows
+    ids = np.concatenate([first_ids[:lead], np.zeros(total, dtype=first_ids.dtype)])
+    offsets = np.concatenate([first_off[:lead], np.zeros((total, 2), dtype=first_off.dtype)])
+    special = np.concatenate([first_special[:lead], np.zeros(total, dtype=first_special.dtype)])
+    word_ids = np.concatenate([first_words[:lead], np.full(total, -1, dtype=first_words.dtype)])
+    logits = np.concatenate(
+        [first_logits[:lead], np.zeros((total, first_logits.shape[1]), dtype=first_logits.dtype)]
+    )
+    quality = np.full(total, -1, dtype=np.int64)
+    for (w_ids, w_off, _, w_words, w_logits), rows, base in zip(checked, contents, bases):
+        n = rows.size
+        if n == 0:
+            continue
+        at = np.arange(n)
+        q = np.minimum(at, n - 1 - at)
+        better = q > quality[base : base + n]  # strict: the earlier window keeps a tie
+        pos = lead + base + at[better]
+        src = rows[better]
+        quality[base : base + n][better] = q[better]
+        ids[pos], offsets[pos] = w_ids[src], w_off[src]
+        word_ids[pos], logits[pos] = w_words[src], w_logits[src]
+    return ids, offsets, special, word_ids, logits
+
+
 def entities_for_text(
     text: str,
     windows: list[dict],
@@ -435,6 +522,7 @@ def entities_for_text(
     word_grouping: str = "offsets",
     decode_tokens: Callable[[list[str]], str] | None = None,
     unk_token_id: int | None = None,
+    stride: int | None = None,
 ) -> list[dict]:
     """Entities of one text from the logits of its windows, as transformers' token-classification pipeline.
 
@@ -451,11 +539,25 @@ def entities_for_text(
     ``tokenizers.Tokenizer``. Without ``decode_tokens`` the words are ``decode(ids)`` of the members'
     token ids, which equals transformers except where a group holds the unknown token.
 
-    With several windows, the entities of each are merged by :func:`merge_overlapping`; for
+    Several windows (``word_grouping="offsets"``, transformers' way): the entities of each window are
+    built apart and merged by :func:`merge_overlapping`, which keeps the longer of two overlapping
+    entities and so can drop the head of the other one: text silently lost at a window edge, even with
+    stride 0 when the edge falls inside a character split into byte tokens (byte-level BPE). For
     ``aggregation_strategy="none"`` (which transformers does not allow with a stride) this keeps one
     entity per token span and ``index`` stays the token's position in its own window.
+
+    Several windows with ``word_grouping="tokenizer"`` (lossless): the windows are merged at the token
+    level first (:func:`_merge_windows`: the overflow windows' repeated tokens are recognized by id and
+    offsets, each token keeps the logits of the window where it has the most context on both sides), then
+    the single token sequence is aggregated once, so no entity merge is needed and every token is kept.
+    ``index`` is then the token's position in the text's untruncated encoding (special tokens included,
+    as for a single window). ``stride``: the number of tokens each overflow window repeats, as given to
+    the tokenizer; when given it is checked, else the repeated tokens are found by alignment.
     """
     options = validate_options(aggregation_strategy, ignore_labels, None, word_grouping)
+    bad_stride = isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 0
+    if stride is not None and bad_stride:
+        raise InputError(f"stride must be None or an int >= 0, got {stride!r}")
     if not isinstance(text, str):
         raise InputError(f"text must be a str, got {type(text).__name__}")
     if not isinstance(windows, Sequence) or isinstance(windows, (str, bytes)):
@@ -475,6 +577,8 @@ def entities_for_text(
         warnings.warn(_FALLBACK_WARNING, UserWarning, stacklevel=2)
 
     ignore = frozenset(options["ignore_labels"])
+    if grouping == "tokenizer" and len(checked) > 1:
+        checked = [_merge_windows(checked, None if stride is None else int(stride))]
     entities: list[dict] = []
     for arrays in checked:
         entities.extend(

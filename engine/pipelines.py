@@ -266,7 +266,8 @@ def _run_token_classification(pipe: Pipeline, items: list, batching: _Batching, 
             records.append({"input_ids": enc.ids, "offsets": enc.offsets, "special_tokens_mask": enc.special_tokens_mask,
                             "word_ids": enc.word_ids, "logits": logits[cursor]})
             cursor += 1
-        results.append(ner.entities_for_text(text, records, pipe.id2label, **opts["post"], **hooks))
+        results.append(ner.entities_for_text(text, records, pipe.id2label, **opts["post"], **hooks,
+                                             stride=opts["stride"]))
     return results
 
 

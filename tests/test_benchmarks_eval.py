@@ -115,6 +115,7 @@ def _tar_bytes(files: dict[str, bytes]) -> bytes:
 
 
 def _vader_archives(tmp_path: Path) -> tuple[Path, Path]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     inner = _tar_bytes({f"hutto_ICWSM_2014/{bdata.VADER_SETS[k]}": v.encode() for k, v in
                         {"movies": _MOVIES, "amazon": _AMAZON, "tweets": _TWEETS, "nyt": _NYT}.items()}
                        | {"hutto_ICWSM_2014/_README_.txt": b"readme"})
@@ -150,6 +151,12 @@ def test_vader_split_and_errors(tmp_path):
         e.text for e in bdata.load_vader("movies", cache_dir=tmp_path / "c"))
     with pytest.raises(InputError, match="unknown VADER set"):
         bdata.load_vader("imdb", cache_dir=tmp_path / "c")
+    # a cached sdist that is not PyPI's file is refused, not trusted
+    _, sdist = _vader_archives(tmp_path / "fake")
+    (tmp_path / "c5").mkdir()
+    (tmp_path / "c5" / sdist.name).write_bytes(sdist.read_bytes())
+    with pytest.raises(InputError, match="sha256"):
+        bdata.fetch_vader(cache_dir=tmp_path / "c5")
     empty = tmp_path / "empty.tar.gz"
     empty.write_bytes(_tar_bytes({"x/readme.txt": b"nothing"}))
     with pytest.raises(InputError, match="GroundTruth"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -416,3 +418,198 @@ def test_entities_for_text_validates_before_work():
     assert entities_for_text(
         TEXT, [good], {str(k): v for k, v in ID2LABEL.items()}, ignore_labels=(), **hooks
     )
+
+
+# -------------------------------------------------- word_grouping="tokenizer": windows merged token by token
+
+# byte-level style: each "Ω" is split into two byte tokens sharing its offsets (Î, ©), blanks are separate
+BYTES_TEXT = "Anna Ωmega met Ωx in Paris"
+BYTES_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "Anna", "Î", "©", "mega", "met", "x", "in", "Paris", "Ġ"]
+BYTES_SPANS = [
+    ("Anna", 0, 4),
+    ("Ġ", 5, 5),
+    ("Î", 5, 6),
+    ("©", 5, 6),
+    ("mega", 6, 10),
+    ("met", 11, 14),
+    ("Î", 15, 16),
+    ("©", 15, 16),
+    ("x", 16, 17),
+    ("in", 18, 20),
+    ("Paris", 21, 26),
+]
+BYTES_WORDS = [0, 1, 1, 1, 1, 2, 3, 3, 3, 4, 5]
+BYTES_LABELS = ["B-PER", "O", "B-ORG", "I-ORG", "I-ORG", "O", "B-LOC", "I-LOC", "I-LOC", "O", "B-LOC"]
+
+
+def _whole(spans=BYTES_SPANS, words=BYTES_WORDS, labels=BYTES_LABELS, seed=None, text=BYTES_TEXT):
+    """One window holding every token; with ``seed`` random logits (the labels then only shape the ids)."""
+    window = _window(spans, labels, vocab=BYTES_VOCAB, text=text, word_ids=words)
+    if seed is not None:
+        rng = np.random.default_rng(seed)
+        window["logits"] = rng.normal(0, 2, size=window["logits"].shape).astype(np.float32)
+    return window
+
+
+def _overflow(whole: dict, budget: int, stride: int) -> list[dict]:
+    """``whole`` cut like tokenizers' overflowing windows: ``budget`` tokens each, the next one repeating the
+    last ``stride`` tokens of the previous; [CLS] and [SEP] around each."""
+    n = whole["input_ids"].shape[0] - 2
+    windows, start = [], 0
+    while True:
+        stop = min(start + budget, n)
+        rows = np.r_[0, np.arange(1 + start, 1 + stop), n + 1]
+        windows.append({key: value[rows] for key, value in whole.items()})
+        if stop == n:
+            return windows
+        start += budget - stride
+
+
+def _tok(windows, strategy, text=BYTES_TEXT, **kw):
+    return entities_for_text(
+        text,
+        windows,
+        ID2LABEL,
+        strategy,
+        (),
+        **_vocab_hooks(BYTES_VOCAB, word_aware=False),
+        word_grouping="tokenizer",
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("budget, stride", [(2, 0), (3, 0), (4, 0), (4, 1), (4, 2), (4, 3), (5, 2), (3, 2)])
+@pytest.mark.parametrize("strategy", ner.AGGREGATION_STRATEGIES)
+def test_tokenizer_grouping_over_windows_equals_one_window(budget, stride, strategy):
+    # the same logits in every window: the merged windows are exactly the one-window token sequence, so
+    # every strategy gives the one-window entities, ``index`` included (position in the whole encoding)
+    for seed in (0, 1, 2):
+        whole = _whole(seed=seed)
+        windows = _overflow(whole, budget, stride)
+        assert len(windows) > 2
+        want = _tok([whole], strategy)
+        assert want
+        assert _tok(windows, strategy) == want  # overlap found by (id, offsets) alignment
+        assert _tok(windows, strategy, stride=stride) == want  # overlap given, and checked
+
+
+def test_tokenizer_grouping_keeps_a_character_split_at_a_window_edge():
+    # stride 0, windows of 3: [Anna Ġ Î] [© mega met] [Î © x] [in Paris]; the first edge falls between the
+    # two byte tokens of the first "Ω": nothing is dropped, each Ω word is one entity
+    windows = _overflow(_whole(), 3, 0)
+    edges = [(w["offsets"][-2].tolist(), n["offsets"][1].tolist()) for w, n in itertools.pairwise(windows)]
+    assert [5, 6] in [a for a, b in edges if a == b]  # an edge inside a byte-split character
+    out = _tok(windows, "first")
+    assert [(e["entity_group"], BYTES_TEXT[e["start"] : e["end"]]) for e in out] == [
+        ("PER", "Anna"),
+        ("ORG", "Ωmega"),
+        ("O", "met"),
+        ("LOC", "Ωx"),
+        ("O", "in"),
+        ("LOC", "Paris"),
+    ]
+    tokens = _tok(windows, "none")
+    assert [e["index"] for e in tokens] == [1, 3, 4, 5, 6, 7, 8, 9, 10, 11]  # token 2 is the blank "Ġ"
+    assert out[1]["word"] == "Î © mega"  # every member token (the toy decoder joins with spaces)
+    # transformers' way (the default grouping) merges entities, not tokens: the first window's "Î" (5, 6)
+    # and the second window's "© mega" (5, 10) overlap, the longer one wins and the head byte is lost
+    with pytest.warns(UserWarning):
+        legacy = entities_for_text(
+            BYTES_TEXT, windows, ID2LABEL, "first", (), **_vocab_hooks(BYTES_VOCAB, word_aware=False)
+        )
+    assert [(e["entity_group"], e["start"], e["end"], e["word"]) for e in legacy][2] == (
+        "ORG",
+        5,
+        10,
+        "© mega",
+    )
+
+
+def test_tokenizer_grouping_takes_each_token_from_the_window_where_it_has_most_context():
+    text = "a b c d e f"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *"abcdef"]
+    spans = [(ch, 2 * i, 2 * i + 1) for i, ch in enumerate("abcdef")]
+    hooks = _vocab_hooks(vocab, word_aware=False)
+    # windows of 4 with stride 2: [a b c d], [c d e f]. c has 1 token of context each side in the first
+    # window, 0 on the left in the second: the first one's logits; d the other way round
+    w1 = _window(spans[:4], ["B-PER", "B-PER", "B-LOC", "B-PER"], vocab=vocab, text=text, word_ids=range(4))
+    w2 = _window(
+        spans[2:], ["B-PER", "B-LOC", "B-PER", "B-PER"], vocab=vocab, text=text, word_ids=range(2, 6)
+    )
+    out = entities_for_text(
+        text, [w1, w2], ID2LABEL, "none", (), **hooks, word_grouping="tokenizer", stride=2
+    )
+    assert [(e["word"], e["entity"], e["index"]) for e in out] == [
+        ("a", "B-PER", 1),
+        ("b", "B-PER", 2),
+        ("c", "B-LOC", 3),
+        ("d", "B-LOC", 4),
+        ("e", "B-PER", 5),
+        ("f", "B-PER", 6),
+    ]
+    # a tie (the middle of an odd overlap) keeps the earlier window: windows of 3, stride 2: [a b c],
+    # [b c d]: b has context 1 in the first and 0 in the second -> first; c has 0 and 1 -> second
+    w1 = _window(spans[:3], ["B-PER", "B-LOC", "B-PER"], vocab=vocab, text=text, word_ids=range(3))
+    w2 = _window(spans[1:4], ["B-PER", "B-LOC", "B-PER"], vocab=vocab, text=text, word_ids=range(1, 4))
+    out = entities_for_text(text, [w1, w2], ID2LABEL, "none", (), **hooks, word_grouping="tokenizer")
+    assert [(e["word"], e["entity"]) for e in out] == [
+        ("a", "B-PER"),
+        ("b", "B-LOC"),
+        ("c", "B-LOC"),
+        ("d", "B-PER"),
+    ]
+
+
+def test_tokenizer_grouping_with_a_repeated_byte_token_at_a_stride_0_edge():
+    # a character of three byte tokens, the last two the same token ("\u0820" is E0 A0 A0 in UTF-8);
+    # the edge between the two equal ones: only the stride tells they are two tokens, not one repeated
+    text = "Anna \u0820 Paris"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "Anna", "à", "ł", "Paris"]
+    spans = [("Anna", 0, 4), ("à", 5, 6), ("ł", 5, 6), ("ł", 5, 6), ("Paris", 7, 12)]
+    whole = _window(
+        spans, ["B-PER", "B-ORG", "I-ORG", "I-ORG", "B-LOC"], vocab=vocab, text=text, word_ids=[0, 1, 1, 1, 2]
+    )
+    windows = _overflow(whole, 3, 0)  # [Anna à ł] [ł Paris]
+    hooks = _vocab_hooks(vocab, word_aware=False)
+
+    def run(**kw):
+        return entities_for_text(
+            text, windows, ID2LABEL, "none", (), **hooks, word_grouping="tokenizer", **kw
+        )
+
+    single = entities_for_text(text, [whole], ID2LABEL, "none", (), **hooks, word_grouping="tokenizer")
+    assert run(stride=0) == single and len(single) == 5
+    # without the stride the alignment takes the repeated token for an overlap: a byte token of the
+    # character is read once, but no text is lost (the character's span is still covered)
+    inferred = run()
+    assert [(e["start"], e["end"]) for e in inferred] == [(0, 4), (5, 6), (5, 6), (7, 12)]
+
+
+def test_tokenizer_grouping_rejects_windows_that_do_not_overlap_by_the_stride():
+    windows = _overflow(_whole(), 4, 2)
+    with pytest.raises(
+        InputError, match=r"window 1 does not start with the last 1 tokens of window 0 \(stride=1\)"
+    ):
+        _tok(windows, "first", stride=1)
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(InputError, match="stride must be None or an int >= 0"):
+            _tok(windows, "first", stride=bad)
+    # the default grouping does not use the stride (transformers merges entities, not tokens)
+    with pytest.warns(UserWarning):
+        assert entities_for_text(
+            BYTES_TEXT,
+            windows,
+            ID2LABEL,
+            "first",
+            (),
+            **_vocab_hooks(BYTES_VOCAB, word_aware=False),
+            stride=1,
+        )
+
+
+def test_tokenizer_grouping_of_one_window_does_not_depend_on_the_stride():
+    whole = _whole(seed=3)
+    for strategy in ner.AGGREGATION_STRATEGIES:
+        assert (
+            _tok([whole], strategy) == _tok([whole], strategy, stride=0) == _tok([whole], strategy, stride=7)
+        )
