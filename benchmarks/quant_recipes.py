@@ -215,7 +215,12 @@ def recommend(models: dict) -> dict:
         rel = [r["rows"][label]["texts_per_s"]["median"] / r["rows"][BASELINE]["texts_per_s"]["median"]
                for r in models.values()]
         speedup = math.exp(sum(math.log(x) for x in rel) / len(rel))
-        candidates.append({"recipe": label, "within_tolerance": ok, "drops": drops, "speed_vs_current": speedup})
+        # a speed difference counts only where the ranges do not overlap on every model
+        clear = all(r["rows"][label]["texts_per_s"]["min"] > r["rows"][BASELINE]["texts_per_s"]["max"]
+                    or r["rows"][label]["texts_per_s"]["max"] < r["rows"][BASELINE]["texts_per_s"]["min"]
+                    for r in models.values())
+        candidates.append({"recipe": label, "within_tolerance": ok, "drops": drops, "speed_vs_current": speedup,
+                           "beyond_spread": bool(clear and label != BASELINE)})
     eligible = [c for c in candidates if c["within_tolerance"]]
     best = max(eligible, key=lambda c: c["speed_vs_current"]) if eligible else None
     return {"rule": RULE, "candidates": candidates, "recommended": best["recipe"] if best else None,
@@ -242,13 +247,19 @@ def render_markdown(result: dict) -> str:
     lines += ["## Recommendation", "",
               (f"Rule: among recipes whose drop vs fp32 is ≤ {RULE['max_drop_points']} point on every model, the "
               f"fastest ({RULE['speed']})."), "",
-              "| recipe | within tolerance | drops (points) | speed vs current |", "|---|---|---|---:|"]
+              "| recipe | within tolerance | drops (points) | speed vs current | outside the min–max spread |",
+              "|---|---|---|---:|---|"]
     for c in rec["candidates"]:
         drops = ", ".join(f"{k} {v:+.2f}" for k, v in c["drops"].items())
         lines.append(f"| {c['recipe']} | {'yes' if c['within_tolerance'] else 'no'} | {drops} | "
-                     f"{c['speed_vs_current']:.3f} |")
+                     f"{c['speed_vs_current']:.3f} | {'yes' if c.get('beyond_spread') else 'no'} |")
     lines += ["", f"**Recommended export default: {rec['recommended'] or 'none within tolerance'}**"
               + (f" — settings {json.dumps(rec['settings'])}." if rec["settings"] else "."), ""]
+    best = next((c for c in rec["candidates"] if c["recipe"] == rec["recommended"]), None)
+    if best is not None and rec["recommended"] != BASELINE and not best.get("beyond_spread"):
+        lines += [("**Caution:** the recommended recipe's speed-up over the current one lies inside the min–max "
+                   "spread of the passes on at least one model: on this (noisy) run it is not a measured "
+                   "difference. Re-run on a quiet machine before changing the default."), ""]
     if any("FALLBACK" in r["model"] for r in result["models"].values()):
         lines += [("**A model here is the random-head fallback: its accuracy figures mean nothing and the "
                   "recommendation must be re-run once the fine-tuned models exist.**"), ""]

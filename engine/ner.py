@@ -4,7 +4,7 @@ Pure numpy and Python; no model, no tokenizer object. The result matches
 ``transformers.TokenClassificationPipeline`` (transformers 4.57) for the same logits and tokenization:
 the same keys in the same order (``entity``/``entity_group``, ``score``, ``index``, ``word``, ``start``,
 ``end``), the same decisions, the same order of entities, and the same merging of overlapping windows
-when ``stride`` is used; numbers are plain Python ``float``/``int``.
+when ``stride`` is used (default ``word_grouping``); numbers are plain Python ``float``/``int``.
 
 How transformers builds entities (and so how this module does):
 
@@ -24,16 +24,28 @@ How transformers builds entities (and so how this module does):
   ``decode_tokens`` of the members' words, its label the first member's label after its first ``-``.
 * Entities whose label is in ``ignore_labels`` are removed, per window; with several windows the
   survivors are sorted by ``start`` and overlapping ones reduced to the longer (then higher-scoring) one.
+  That merge can silently drop text: an entity that starts inside an earlier one and is longer replaces
+  it, and the earlier one's head is lost (a word cut at a window edge with ``stride > 0``; with byte-level
+  BPE even with stride 0, when an edge falls inside a character split into several byte tokens: about 2%
+  of the tokens of a 100,000-character RoBERTa text in tests/test_reliability_inputs.py). The default
+  mode keeps this for parity; **for long texts use ``word_grouping="tokenizer"``**, which merges windows
+  without loss (point 3 below).
 
 Beyond transformers, ``word_grouping="tokenizer"`` trusts the tokenizer instead of the heuristic:
 
-1. for first/average/max, a token continues the word of the previous kept token of its window exactly
+1. for first/average/max, a token continues the word of the previous kept token exactly
    when both have the same word id (``word_ids``, from the pre-tokenizer); the ``is_subword`` rule and
    its unknown-token exception are not used, and no fallback-heuristic warning is raised;
 2. for every strategy, tokens whose surface ``text[start:end]`` is empty or whitespace are dropped like
    special tokens (byte-level BPE emits such ``Ġ``/``Ċ``/``ĉ`` tokens, often zero-width, for newlines,
    tabs and runs of spaces; WordPiece never does), so every entity has ``start < end`` and a
-   non-blank surface.
+   non-blank surface;
+3. several windows are merged at the token level *before* aggregation: the overflow windows' repeated
+   tokens are recognized by (id, offsets) alignment, each token keeps the logits of the window where it
+   is farthest from an edge (max-context rule), and the one token sequence of the text is aggregated
+   once. No entity merge is needed, so no token is dropped; ``index`` is the token's position in the
+   text's untruncated encoding (special tokens included, as for one window). For a text that fits one
+   window the result is the same as without this step.
 
 This fixes the heuristic's failures on tokenizers without a sub-word prefix (RoBERTa-style byte-level
 BPE): a character split into several byte tokens (they share one offset span, so the heuristic starts
@@ -48,6 +60,7 @@ from its surface (ligatures, decomposed accents) or around the unknown token.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -425,48 +438,71 @@ def _window_entities(
 # ------------------------------------------------------------------------------- token-level window merge
 
 
-def _overlap(k: int, prev: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.ndarray], stride) -> int:
-    """How many leading content tokens of window ``k`` repeat the trailing ones of window ``k - 1``.
+def _repeats(prev: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.ndarray], o: int) -> bool:
+    """Whether the first ``o`` content tokens of ``cur`` are the last ``o`` of ``prev`` (ids and offsets)."""
+    (p_ids, p_off), (c_ids, c_off) = prev, cur
+    p = p_ids.shape[0]
+    return bool(np.array_equal(p_ids[p - o :], c_ids[:o]) and np.array_equal(p_off[p - o :], c_off[:o]))
 
-    ``prev``/``cur``: (ids (n,), offsets (n, 2)) of the two windows' content tokens. A token is identified
-    by its id *and* its offsets: ids alone repeat all over a text, offsets alone repeat within a character
-    split into several byte tokens (byte-level BPE), where a window edge can fall (then the last token of
-    one window and the first of the next share their offsets and differ in id). With ``stride`` known the
-    overlap is exactly ``stride`` tokens (the tokenizer's overflow repeats that many) and is checked;
-    otherwise it is the longest suffix of ``prev`` equal to a prefix of ``cur`` (only a character whose
-    byte tokens repeat one id can make that longer than the truth, by part of that one character).
-    Cost: O(length of the overlap region), as only candidates equal to ``cur``'s first token are tried.
+
+def _candidate_overlaps(prev: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.ndarray]) -> set[int]:
+    """Every ``o`` (0 included) for which ``cur`` could start with the last ``o`` tokens of ``prev``.
+
+    Only the positions of ``prev`` equal to ``cur``'s first token are tried, so the cost is about the
+    length of the overlap region, not its square.
     """
     (p_ids, p_off), (c_ids, c_off) = prev, cur
-    p, c = p_ids.shape[0], c_ids.shape[0]
-
-    def matches(o: int) -> bool:
-        return bool(np.array_equal(p_ids[p - o :], c_ids[:o]) and np.array_equal(p_off[p - o :], c_off[:o]))
-
-    if stride is not None:
-        o = min(stride, p, c)
-        if not matches(o):
-            raise InputError(
-                f"window {k} does not start with the last {o} tokens of window {k - 1} (stride={stride}): "
-                "the windows are not consecutive overflow windows of this text"
-            )
-        return o
-    span = min(p, c)
+    span = min(p_ids.shape[0], c_ids.shape[0])
     if span == 0:
-        return 0
-    tail_ids, tail_off = p_ids[p - span :], p_off[p - span :]
+        return {0}
+    tail_ids, tail_off = p_ids[p_ids.shape[0] - span :], p_off[p_off.shape[0] - span :]
     first = np.flatnonzero((tail_ids == c_ids[0]) & (tail_off == c_off[0]).all(axis=1))
-    for q in first.tolist():  # earliest start first: the longest overlap
-        if matches(span - q):
-            return span - q
-    return 0
+    return {0} | {span - q for q in first.tolist() if _repeats(prev, cur, span - q)}
+
+
+def _overlaps(keys: list[tuple[np.ndarray, np.ndarray]], stride: int | None) -> list[int]:
+    """How many leading content tokens of each window after the first repeat the previous window's.
+
+    ``keys``: (ids (n,), offsets (n, 2)) of each window's content tokens. A token is identified by its id
+    *and* its offsets: ids alone repeat all over a text; offsets alone repeat within a character split
+    into several byte tokens (byte-level BPE), where a window edge can fall, so that the last token of
+    one window and the first of the next share their offsets (and differ in id).
+
+    The tokenizer's overflow windows each repeat exactly ``stride`` tokens of the one before (fewer only
+    when a window is shorter). With ``stride`` given that is checked. Without it, the overlap is the
+    largest one that every pair of consecutive windows admits: a single pair can be ambiguous where a
+    character's byte tokens repeat one id (U+0820 is E0 A0 A0) and the edge falls between the equal ones,
+    which the other pairs decide; then each new token must not start before the previous window's last one.
+    """
+    pairs = list(itertools.pairwise(keys))
+    if stride is not None:
+        out = []
+        for k, (prev, cur) in enumerate(pairs, start=1):
+            o = min(stride, prev[0].shape[0], cur[0].shape[0])
+            if not _repeats(prev, cur, o):
+                raise InputError(
+                    f"window {k} does not start with the last {o} tokens of window {k - 1} "
+                    f"(stride={stride}): the windows are not consecutive overflow windows of this text"
+                )
+            out.append(o)
+        return out
+    common = set.intersection(*(_candidate_overlaps(prev, cur) for prev, cur in pairs))
+    o = max(common)  # 0 is always a candidate
+    for k, (prev, cur) in enumerate(pairs, start=1):
+        if o < cur[0].shape[0] and prev[0].shape[0] and cur[1][o, 0] < prev[1][-1, 0]:
+            raise InputError(
+                f"window {k} does not continue window {k - 1}: its first new token {cur[1][o].tolist()} "
+                f"starts before the last token of window {k - 1} {prev[1][-1].tolist()}, and no overlap "
+                "fits every pair of windows; pass the windows' stride"
+            )
+    return [o] * len(pairs)
 
 
 def _merge_windows(checked: list[tuple[np.ndarray, ...]], stride) -> tuple[np.ndarray, ...]:
     """The text's one token sequence from its overlapping windows, as a single window's arrays.
 
     Content tokens (``special_tokens_mask == 0``) of consecutive windows are chained, each overflow
-    window's repeated head (see :func:`_overlap`) is not appended again. A token seen in several windows
+    window's repeated head (see :func:`_overlaps`) is not appended again. A token seen in several windows
     takes its logits (and word id) from the window where it sits farthest from an edge,
     ``min(tokens before it, tokens after it)`` among the window's content tokens (the max-context rule;
     on a tie the earlier window). The arrays start with the first window's leading special tokens
@@ -477,10 +513,7 @@ def _merge_windows(checked: list[tuple[np.ndarray, ...]], stride) -> tuple[np.nd
     contents = [np.flatnonzero(a[2] == 0) for a in checked]  # rows of the content tokens
     keys = [(a[0][rows], a[1][rows]) for a, rows in zip(checked, contents)]
     bases, total = [], 0
-    for k, key in enumerate(keys):
-        overlap = 0 if k == 0 else _overlap(k, keys[k - 1], key, stride)
-        if overlap > total:  # cannot happen for windows that chain (overlap <= previous window's length)
-            raise InputError(f"window {k} overlaps more tokens than the windows before it hold")
+    for key, overlap in zip(keys, [0, *_overlaps(keys, stride)]):
         bases.append(total - overlap)
         total = bases[-1] + key[0].shape[0]
 
@@ -552,11 +585,14 @@ def entities_for_text(
     the single token sequence is aggregated once, so no entity merge is needed and every token is kept.
     ``index`` is then the token's position in the text's untruncated encoding (special tokens included,
     as for a single window). ``stride``: the number of tokens each overflow window repeats, as given to
-    the tokenizer; when given it is checked, else the repeated tokens are found by alignment.
+    the tokenizer; when given it is checked, else the repeated tokens are found by alignment. The windows
+    must be consecutive and their ``word_ids`` those of the whole text, as ``tokenizers`` gives them in
+    overflowing encodings; windows that do not chain raise :class:`InputError`.
     """
     options = validate_options(aggregation_strategy, ignore_labels, None, word_grouping)
-    bad_stride = isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 0
-    if stride is not None and bad_stride:
+    if stride is not None and (
+        isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 0
+    ):
         raise InputError(f"stride must be None or an int >= 0, got {stride!r}")
     if not isinstance(text, str):
         raise InputError(f"text must be a str, got {type(text).__name__}")

@@ -561,28 +561,44 @@ def test_tokenizer_grouping_takes_each_token_from_the_window_where_it_has_most_c
 
 
 def test_tokenizer_grouping_with_a_repeated_byte_token_at_a_stride_0_edge():
-    # a character of three byte tokens, the last two the same token ("\u0820" is E0 A0 A0 in UTF-8);
-    # the edge between the two equal ones: only the stride tells they are two tokens, not one repeated
-    text = "Anna \u0820 Paris"
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "Anna", "à", "ł", "Paris"]
-    spans = [("Anna", 0, 4), ("à", 5, 6), ("ł", 5, 6), ("ł", 5, 6), ("Paris", 7, 12)]
-    whole = _window(
-        spans, ["B-PER", "B-ORG", "I-ORG", "I-ORG", "B-LOC"], vocab=vocab, text=text, word_ids=[0, 1, 1, 1, 2]
-    )
-    windows = _overflow(whole, 3, 0)  # [Anna à ł] [ł Paris]
+    # a character of three byte tokens, the last two the same token ("\u0820" is E0 A0 A0 in UTF-8), a
+    # window edge between the two equal ones: alone, that pair of windows could also overlap by one token
+    text = "Anna \u0820 Paris in Rome"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "Anna", "à", "ł", "Paris", "in", "Rome"]
+    spans = [("Anna", 0, 4), ("à", 5, 6), ("ł", 5, 6), ("ł", 5, 6), ("Paris", 7, 12), ("in", 13, 15)]
+    spans.append(("Rome", 16, 20))
+    labels = ["B-PER", "B-ORG", "I-ORG", "I-ORG", "B-LOC", "O", "B-LOC"]
+    whole = _window(spans, labels, vocab=vocab, text=text, word_ids=[0, 1, 1, 1, 2, 3, 4])
     hooks = _vocab_hooks(vocab, word_aware=False)
 
-    def run(**kw):
+    def run(windows, strategy="none", **kw):
         return entities_for_text(
-            text, windows, ID2LABEL, "none", (), **hooks, word_grouping="tokenizer", **kw
+            text, windows, ID2LABEL, strategy, (), **hooks, word_grouping="tokenizer", **kw
         )
 
-    single = entities_for_text(text, [whole], ID2LABEL, "none", (), **hooks, word_grouping="tokenizer")
-    assert run(stride=0) == single and len(single) == 5
-    # without the stride the alignment takes the repeated token for an overlap: a byte token of the
-    # character is read once, but no text is lost (the character's span is still covered)
-    inferred = run()
-    assert [(e["start"], e["end"]) for e in inferred] == [(0, 4), (5, 6), (5, 6), (7, 12)]
+    single = run([whole])
+    assert len(single) == 7
+    windows = _overflow(whole, 3, 0)  # [Anna à ł] [ł Paris in] [Rome]
+    assert windows[0]["input_ids"][-2] == windows[1]["input_ids"][1] == vocab.index("ł")
+    for strategy in ner.AGGREGATION_STRATEGIES:
+        want = run([whole], strategy)
+        assert run(windows, strategy, stride=0) == want  # the stride decides
+        assert run(windows, strategy) == want  # the other pair admits no overlap: the one all pairs share
+    # two windows only: the pair alone is ambiguous and the largest overlap is taken; one byte token of
+    # the character is then read once, but no text is lost (its span stays covered)
+    two = windows[:2]
+    assert run(two, stride=0) == single[:6]
+    assert [(e["start"], e["end"]) for e in run(two)] == [(0, 4), (5, 6), (5, 6), (7, 12), (13, 15)]
+
+
+def test_tokenizer_grouping_rejects_windows_that_do_not_chain():
+    windows = _overflow(_whole(), 4, 2)
+    # windows out of order, or overlapping by different counts: no common overlap; a new token would
+    # start before the last token of the previous window
+    with pytest.raises(InputError, match="window 1 does not continue window 0"):
+        _tok([windows[1], windows[0]], "first")
+    with pytest.raises(InputError, match="window 2 does not continue window 1"):
+        _tok([windows[0], windows[1], _overflow(_whole(), 4, 3)[2]], "first")
 
 
 def test_tokenizer_grouping_rejects_windows_that_do_not_overlap_by_the_stride():
