@@ -12,9 +12,8 @@ import argparse
 import json
 import sys
 
-import numpy as np
-
 from .errors import InputError
+from .results import to_jsonable as _jsonable
 
 __all__ = ["add_arguments", "run"]
 
@@ -76,18 +75,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 _TASK_OPTIONS = ("top_k", "function_to_apply", "targets", "aggregation_strategy", "ignore_labels", "stride",
                  "word_grouping", "pooling", "normalize", "word_pooling")
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _read_inputs(args, stream) -> tuple[list, list[dict]]:

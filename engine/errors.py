@@ -23,14 +23,14 @@ from __future__ import annotations
 __all__ = [
     "BertrtError",
     "BundleError",
-    "ModelFileNotFoundError",
-    "TaskError",
+    "ExportError",
     "InputError",
     "InputTypeError",
-    "ExportError",
+    "ModelFileNotFoundError",
+    "ServeError",
+    "TaskError",
     "UnsupportedModelError",
     "ValidationError",
-    "ServeError",
 ]
 
 

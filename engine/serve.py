@@ -45,13 +45,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import prometheus_client as prom
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from .errors import BertrtError, InputError, ServeError
+from .results import to_jsonable as _jsonable
 
 __all__ = ["ModelWorker", "ServeSettings", "add_arguments", "create_app", "parse_model_specs", "run"]
 
@@ -100,18 +100,6 @@ class _HTTPProblem(Exception):
     def response(self) -> JSONResponse:
         return JSONResponse({"error": self.message, "code": self.code, **self.extra}, status_code=self.status,
                             headers=self.headers)
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _dumps(value) -> bytes:

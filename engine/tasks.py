@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .errors import TaskError
 
-__all__ = ["TASKS", "TASK_ALIASES", "SUPPORTED_MODEL_TYPES", "normalize_task", "infer_task"]
+__all__ = ["SUPPORTED_MODEL_TYPES", "TASKS", "TASK_ALIASES", "infer_task", "normalize_task"]
 
 #: The four tasks bertrt serves, with the transformers pipeline name they mirror.
 TASKS = ("feature-extraction", "fill-mask", "text-classification", "token-classification")
