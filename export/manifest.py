@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 from importlib import metadata
 from pathlib import Path
 
-from engine.bundle import MANIFEST, SCHEMA_VERSION
+from engine.bundle import MANIFEST, SCHEMA_VERSION, file_sha256
 
 __all__ = [
     "FORMAT",
@@ -16,7 +15,6 @@ __all__ = [
     "build_manifest",
     "file_records",
     "package_versions",
-    "sha256_file",
     "write_manifest",
 ]
 
@@ -25,16 +23,8 @@ VERSIONED_PACKAGES = ("bertrt", "torch", "transformers", "optimum", "optimum-onn
                       "tokenizers", "numpy")
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_records(folder: Path, names) -> dict:
-    return {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
+    return {name: {"sha256": file_sha256(folder / name), "bytes": (folder / name).stat().st_size}
             for name in sorted(names)}
 
 
