@@ -83,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
               "variants": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "session_options.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"# Session options: {label} ({args.precision}), {len(texts)} WNUT-16 sentences, batch "
-             f"{args.batch_size}, {result['threads']} intra-op threads, {args.repeats} interleaved repeats",
-             "", "| variant | texts/s (median) | min–max |", "|---|---:|---:|"]
+    title = (f"# Session options: {label} ({args.precision}), {len(texts)} WNUT-16 sentences, batch "
+             f"{args.batch_size}, {result['threads']} intra-op threads, {args.repeats} interleaved repeats")
+    lines = [title, "", "| variant | texts/s (median) | min–max |", "|---|---:|---:|"]
     for name, row in rows.items():
         lines.append(f"| {name} | {row['median_texts_per_s']:.1f} | "
                      f"{row['min_texts_per_s']:.1f}–{row['max_texts_per_s']:.1f} |")
