@@ -326,9 +326,8 @@ NER_BAD = [
 @pytest.mark.parametrize("options, message", NER_BAD)
 def test_bad_ner_options_raise_before_the_model_runs(pipes, options, message):
     pipe = pipes("bert", "token-classification")
-    with _Counting(pipe, forbid=True):
-        with pytest.raises(ValueError, match=message) as info:
-            pipe(["Maria loves Groningen.", "Paris"], **options)
+    with _Counting(pipe, forbid=True), pytest.raises(ValueError, match=message) as info:
+        pipe(["Maria loves Groningen.", "Paris"], **options)
     assert isinstance(info.value, InputError)
 
 
@@ -345,16 +344,14 @@ def test_bad_ner_options_raise_before_the_model_runs(pipes, options, message):
 def test_bad_task_options_raise_before_the_model_runs(pipes, task, options, message):
     pipe = pipes("bert", task)
     text = "Paris [MASK] nice." if task == "fill-mask" else "Paris is nice."
-    with _Counting(pipe, forbid=True):
-        with pytest.raises(InputError, match=message):
-            pipe([text, text], **options)
+    with _Counting(pipe, forbid=True), pytest.raises(InputError, match=message):
+        pipe([text, text], **options)
 
 
 def test_fill_mask_without_mask_raises_before_the_model_runs(pipes):
     pipe = pipes("bert", "fill-mask")
-    with _Counting(pipe, forbid=True):
-        with pytest.raises(InputError, match=r"no mask token \(\[MASK\]\).* 1\b"):
-            pipe(["Paris [MASK] nice.", "no mask at all", "[MASK]"])
+    with _Counting(pipe, forbid=True), pytest.raises(InputError, match=r"no mask token \(\[MASK\]\).* 1\b"):
+        pipe(["Paris [MASK] nice.", "no mask at all", "[MASK]"])
     with _Counting(pipe) as calls:
         assert len(pipe(["Paris [MASK] nice.", "[MASK]"], top_k=2)) == 2
     assert calls.shapes
