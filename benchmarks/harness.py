@@ -14,7 +14,10 @@ closures, and int8 GOP/s against the machine's measured int8 GEMM peak (:mod:`be
 
 Output (``--out``, default ``benchmarks/results``): ``report.json``, ``report.md``,
 ``throughput.png``, ``latency.png``. Targets are computed from the measurements, marked met/missed,
-never tuned; accuracy targets come from ``eval.json`` next to the report when present.
+never tuned; accuracy targets come from ``eval.json`` next to the report when present. The NER target
+against Optimum's int8 pipeline uses the fastest Optimum int8 system measured (``optimum-native-int8``,
+Optimum's own export + quantizer, or ``optimum-int8``, bertrt's int8 graph in ORTModel), names it, and
+quotes the other; both keep their rows in the tables.
 
 Python API: :func:`run_bench` (takes prepared :class:`~benchmarks.systems.Workload` objects; the smoke
 test feeds it a tiny model).
@@ -155,21 +158,28 @@ def measure_workload(workload: Workload, systems: list[str], batch_sizes, repeat
         "build_s": build_s,
         "throughput": throughput,
         "latency_bs1": lat,
-        "sizes": _sizes(workload),
+        "sizes": _sizes(workload, systems),
         "gops_per_token": hardware.gops_per_token(workload.bundle / "model.int8.onnx"),
     }
 
 
-def _sizes(workload: Workload) -> dict:
+def _sizes(workload: Workload, systems: list[str]) -> dict:
     def size(path: Path) -> int | None:
         return path.stat().st_size if path.is_file() else None
 
     weights = workload.checkpoint / "model.safetensors"
     if not weights.is_file():
         weights = workload.checkpoint / "pytorch_model.bin"
-    return {"pytorch_weights_bytes": size(weights), "onnx_fp32_bytes": size(workload.bundle / "model.onnx"),
-            "onnx_int8_bytes": size(workload.bundle / "model.int8.onnx"),
-            "pytorch_weights_file": weights.name}
+    sizes = {"pytorch_weights_bytes": size(weights), "onnx_fp32_bytes": size(workload.bundle / "model.onnx"),
+             "onnx_int8_bytes": size(workload.bundle / "model.int8.onnx"),
+             "pytorch_weights_file": weights.name}
+    if any(s.startswith("optimum-native") for s in systems):  # built by then: this only reads the cache
+        from benchmarks.workloads import OPTIMUM_NATIVE, ensure_optimum_native
+
+        folder = ensure_optimum_native(workload.checkpoint, workload.task, root=workload.optimum_root)
+        sizes["optimum_native_fp32_bytes"] = size(folder / OPTIMUM_NATIVE["fp32_file"])
+        sizes["optimum_native_int8_bytes"] = size(folder / OPTIMUM_NATIVE["int8_file"])
+    return sizes
 
 
 # ------------------------------------------------------------------------------ subprocess probes
@@ -223,6 +233,42 @@ def measure_probes(workload: Workload, systems: list[str], threads: int, cold_re
             "rss_run": f"all {len(workload.texts)} texts at batch size 32 after the first result"}
 
 
+# --------------------------------------------------------------------------------------- targets
+
+#: the Optimum int8 systems the NER/Optimum target may compare against (data; the fastest measured wins)
+OPTIMUM_INT8 = {"optimum-native-int8": "Optimum's own export + ORTQuantizer",
+                "optimum-int8": "bertrt's model.int8.onnx in ORTModel"}
+
+
+def _best_optimum_target(result: dict, checks: list[dict]) -> list[dict]:
+    """Rewrite the report's "bertrt int8 / Optimum int8" check against the fastest Optimum int8 system
+    measured (each system at its own best batch size), naming it and quoting the other ones."""
+    wl = result["workloads"].get(report.TARGET_WORKLOAD) or next(iter(result["workloads"].values()), None)
+    if wl is None:
+        return checks
+    tp = wl["throughput"]
+    best = {s: max((float(v["median"]), bs) for bs, v in tp[s].items()) for s in OPTIMUM_INT8 if tp.get(s)}
+    mine = max((float(v["median"]), bs) for bs, v in tp["bertrt-int8"].items()) if tp.get("bertrt-int8") else None
+    out = []
+    for check in checks:
+        if "Optimum int8 pipeline" not in check["target"]:
+            out.append(check)
+            continue
+        name = f"{wl['workload']['name']}: bertrt int8 / best Optimum int8 pipeline (texts/s, best batch each)"
+        if not best or mine is None:
+            out.append({**check, "target": name})
+            continue
+        winner = max(best, key=lambda s: best[s][0])
+        quoted = "; ".join(f"`{s}` ({OPTIMUM_INT8[s]}) {v[0]:.1f}/s at bs {v[1]}" for s, v in
+                           sorted(best.items(), key=lambda kv: -kv[1][0]))
+        ratio = mine[0] / best[winner][0]
+        out.append({"target": name, "value": round(ratio, 4), "limit": 2.0, "op": ">=", "met": bool(ratio >= 2.0),
+                    "against": winner,
+                    "detail": f"against `{winner}`, the fastest Optimum int8 system measured: {quoted}; "
+                              f"bertrt int8 {mine[0]:.1f}/s at bs {mine[1]}"})
+    return out
+
+
 # ---------------------------------------------------------------------------------------- driver
 
 
@@ -270,7 +316,7 @@ def run_bench(workloads: list[Workload], out_dir: Path, *, systems: list[str] | 
             result["eval"] = json.loads(eval_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             log.warning("ignoring unreadable %s: %s", eval_path, exc)
-    result["targets"] = report.targets(result)
+    result["targets"] = _best_optimum_target(result, report.targets(result))
     result["total_s"] = time.perf_counter() - started
     report.write(result, out_dir)
     return result

@@ -8,6 +8,12 @@ batches prepared beforehand (see :class:`RawSession`).
 pytorch        ``transformers.pipeline`` on PyTorch fp32 (the checkpoint folder)
 optimum-fp32   Optimum ``ORTModelFor*`` loading the bertrt bundle's ``model.onnx`` + transformers pipeline
 optimum-int8   the same with the bundle's ``model.int8.onnx``
+optimum-native-fp32
+               the checkpoint as an Optimum user ships it: ``main_export`` then ``ORTOptimizer`` at
+               ``AutoOptimizationConfig.O2()``, loaded with ``ORTModelFor*`` + transformers pipeline
+optimum-native-int8
+               ``ORTQuantizer`` + ``AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=True)`` on Optimum's
+               export, loaded the same way (recipe: :data:`benchmarks.workloads.OPTIMUM_NATIVE`)
 bertrt-fp32    ``engine.pipeline(..., precision="fp32")``
 bertrt-int8    ``engine.pipeline(..., precision="int8")``
 ort-raw        a bare ``onnxruntime.InferenceSession`` on ``model.int8.onnx`` (bertrt's session options),
@@ -15,9 +21,11 @@ ort-raw        a bare ``onnxruntime.InferenceSession`` on ``model.int8.onnx`` (b
                the bound for the engine's own overhead
 ============== ===================================================================================
 
-Optimum loads the very graphs bertrt runs, so optimum vs bertrt measures the pipeline around the
-session, not a different graph. The transformers-based systems get their texts sorted by length (the
-sort is timed, the order restored), so every system pads alike.
+``optimum-fp32``/``optimum-int8`` load the very graphs bertrt runs, so they measure the pipeline
+around the session, not a different graph; the ``optimum-native-*`` systems are what a user who picks
+Optimum instead of bertrt runs (Optimum's export, optimizer and quantizer; artefacts cached per
+checkpoint by :func:`benchmarks.workloads.ensure_optimum_native`). The transformers-based systems get
+their texts sorted by length (the sort is timed, the order restored), so every system pads alike.
 
 ``python -m benchmarks.systems probe SPEC_JSON`` is the child process of the cold-start and peak-RSS
 measurements: it builds one system, runs the first text, reports the monotonic clock, optionally runs
@@ -48,6 +56,9 @@ SYSTEMS = {
     "pytorch": "transformers pipeline, PyTorch fp32",
     "optimum-fp32": "Optimum ORTModel (bundle model.onnx) + transformers pipeline",
     "optimum-int8": "Optimum ORTModel (bundle model.int8.onnx) + transformers pipeline",
+    "optimum-native-fp32": "Optimum-native: main_export + ORTOptimizer O2 graph, ORTModel + transformers pipeline",
+    "optimum-native-int8": "Optimum-native: ORTQuantizer avx512_vnni dynamic int8 of Optimum's export, "
+                           "ORTModel + transformers pipeline",
     "bertrt-fp32": "bertrt pipeline, model.onnx",
     "bertrt-int8": "bertrt pipeline, model.int8.onnx",
     "ort-raw": "bare onnxruntime session, model.int8.onnx, pre-tokenized padded batches",
@@ -72,11 +83,20 @@ class Workload:
     model: str  # what the model is, for the report (e.g. "fine-tuned MiniLM" or "fallback: random head")
     data: str  # where the texts come from
     notes: list[str] = field(default_factory=list)
+    #: where the optimum-native artefacts are cached (None: ``<cache>/harness/optimum``)
+    optimum_root: Path | None = None
 
     def spec(self) -> dict:
         d = asdict(self)
         d["checkpoint"], d["bundle"] = str(self.checkpoint), str(self.bundle)
+        d["optimum_root"] = None if self.optimum_root is None else str(self.optimum_root)
         return d
+
+    @classmethod
+    def from_spec(cls, d: dict) -> Workload:
+        root = d.get("optimum_root")
+        return cls(**{**d, "checkpoint": Path(d["checkpoint"]), "bundle": Path(d["bundle"]),
+                      "optimum_root": None if root is None else Path(root)})
 
 
 def physical_threads() -> int:
@@ -120,7 +140,8 @@ def _pytorch(workload: Workload, threads: int):
     return _hf_call(pipe, workload.task)
 
 
-def _optimum(workload: Workload, threads: int, file_name: str):
+def _optimum(workload: Workload, threads: int, file_name: str, folder: Path | None = None):
+    """ORTModelFor* on ``folder/file_name`` (default: the bertrt bundle) + transformers pipeline."""
     import onnxruntime as ort
     import optimum.onnxruntime as oort
     import transformers
@@ -128,11 +149,20 @@ def _optimum(workload: Workload, threads: int, file_name: str):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     model = getattr(oort, _ORT_CLASSES[workload.task]).from_pretrained(
-        str(workload.bundle), file_name=file_name, session_options=options, provider="CPUExecutionProvider")
+        str(folder or workload.bundle), file_name=file_name, session_options=options,
+        provider="CPUExecutionProvider")
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(workload.checkpoint))
     kwargs = {"aggregation_strategy": "first"} if workload.task == "token-classification" else {}
     pipe = transformers.pipeline(workload.task, model=model, tokenizer=tokenizer, device=-1, **kwargs)
     return _hf_call(pipe, workload.task)
+
+
+def _optimum_native(workload: Workload, threads: int, precision: str):
+    """Optimum's own artefacts of the checkpoint (exported, optimized, quantized once, then cached)."""
+    from benchmarks.workloads import OPTIMUM_NATIVE, ensure_optimum_native
+
+    folder = ensure_optimum_native(workload.checkpoint, workload.task, root=workload.optimum_root)
+    return _optimum(workload, threads, OPTIMUM_NATIVE[f"{precision}_file"], folder)
 
 
 def _bertrt(workload: Workload, threads: int, precision: str):
@@ -200,6 +230,10 @@ def build_system(name: str, workload: Workload, threads: int):
         return _optimum(workload, threads, "model.onnx")
     if name == "optimum-int8":
         return _optimum(workload, threads, "model.int8.onnx")
+    if name == "optimum-native-fp32":
+        return _optimum_native(workload, threads, "fp32")
+    if name == "optimum-native-int8":
+        return _optimum_native(workload, threads, "int8")
     if name == "bertrt-fp32":
         return _bertrt(workload, threads, "fp32")
     if name == "bertrt-int8":
@@ -228,8 +262,7 @@ def peak_rss_mb() -> float:
 def probe(spec: dict) -> dict:
     """Build one system, run the first text (cold start ends there), then optionally all texts at
     ``batch_size``; report the monotonic clock at the first result and the process's peak RSS."""
-    workload = Workload(**{**spec["workload"], "checkpoint": Path(spec["workload"]["checkpoint"]),
-                           "bundle": Path(spec["workload"]["bundle"])})
+    workload = Workload.from_spec(spec["workload"])
     system = build_system(spec["system"], workload, spec["threads"])
     texts = workload.texts
     if isinstance(system, RawSession):
