@@ -123,6 +123,13 @@ def _cosines(a, b) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
 
 
+def _top(result) -> dict:
+    """A classifier result as one {label, score}: a single dict, or the best of a list."""
+    while isinstance(result, list) and len(result) == 1 and isinstance(result[0], list):
+        result = result[0]
+    return max(result, key=lambda d: d["score"]) if isinstance(result, list) else result
+
+
 def _compare(task: str, a, b) -> dict:
     """How far results ``b`` are from ``a`` (same texts)."""
     if task == "token-classification":
@@ -131,7 +138,8 @@ def _compare(task: str, a, b) -> dict:
                 "sentences_identical_pct": round(100 * r["sentences_identical"], 2),
                 "entities": [r["entities_batch1"], r["entities_batched"]]}
     if task == "text-classification":
-        la, lb = [bev._top_label(x) for x in a], [bev._top_label(x) for x in b]
+        a, b = [_top(x) for x in a], [_top(x) for x in b]
+        la, lb = [x["label"] for x in a], [x["label"] for x in b]
         diff = max(abs(x["score"] - y["score"]) for x, y in zip(a, b))
         return {"agreement_pct": round(100 * sum(x == y for x, y in zip(la, lb)) / len(la), 3),
                 "max_score_diff": float(diff)}
@@ -201,6 +209,36 @@ def _cmp(c: dict) -> str:
     return f"cos min {c['cosine_min']:.5f} / mean {c['cosine_mean']:.5f}"
 
 
+def _test_value(row: dict) -> float | None:
+    t = row.get("test") or {}
+    return t.get("f1", t.get("accuracy"))
+
+
+def choose(result: dict, min_agreement: float = 99.5, max_drop: float = 1.0) -> dict:
+    """The export default by the issues' rule: batch-1 vs batch-32 agreement ≥ ``min_agreement`` % on every
+    model with labels (issue 5), then a drop vs fp32 ≤ ``max_drop`` points (issue 4), then the fastest
+    (geometric mean over models and batch/thread settings of texts/s relative to fp32)."""
+    verdicts = {}
+    recipes = [r for r in RECIPES if all(r in m["variants"] for m in result["models"].values())]
+    for recipe in recipes:
+        why, ratios = [], []
+        for name, study_ in result["models"].items():
+            row, fp32 = study_["variants"][recipe], study_["variants"]["fp32"]
+            agree = row["b1_vs_b32"].get("agreement_pct")
+            if agree is not None and agree < min_agreement:
+                why.append(f"{name}: batch-1 vs batch-32 agreement {agree:.2f}% < {min_agreement}%")
+            value, ref = _test_value(row), _test_value(fp32)
+            if value is not None and ref is not None and ref - value > max_drop:
+                why.append(f"{name}: {ref - value:.2f} points below fp32")
+            ratios += [row[k][0] / fp32[k][0] for k in row if k.startswith("texts_s_") and fp32.get(k)]
+        speed = float(np.exp(np.mean(np.log(ratios)))) if ratios else None
+        verdicts[recipe] = {"passes": not why, "why_not": why, "speed_vs_fp32": speed and round(speed, 3)}
+    passing = [r for r in recipes if verdicts[r]["passes"]]
+    best = max(passing, key=lambda r: verdicts[r]["speed_vs_fp32"] or 0) if passing else None
+    return {"rule": f"b1 vs b32 agreement >= {min_agreement}%, drop vs fp32 <= {max_drop} point, then speed",
+            "chosen": best, "verdicts": verdicts}
+
+
 def render(result: dict) -> str:
     lines = ["# int8 recipe: batch determinism, accuracy, speed", "",
              f"Machine: {os.cpu_count()} logical CPUs (shared; timings noisy: medians of interleaved passes, "
@@ -219,6 +257,14 @@ def render(result: dict) -> str:
             lines.append(f"| {v} | {_cmp(row['b1_vs_b32'])} | {_cmp(row['vs_fp32'])} | {_metric(row)} | "
                          + " | ".join(cells) + f" | {row['bytes'] / 1e6:.1f} | {100 * row['bytes'] / fp32_bytes:.0f}% |")
         lines.append("")
+    decision = result.get("decision")
+    if decision:
+        lines += ["## Decision", "", f"Rule: {decision['rule']}. Chosen: **{decision['chosen']}**.", "",
+                  "| recipe | passes | speed vs fp32 (geo. mean) | why not |", "|---|---|---:|---|"]
+        for recipe, v in decision["verdicts"].items():
+            lines.append(f"| {recipe} | {'yes' if v['passes'] else 'no'} | {v['speed_vs_fp32']}× | "
+                         f"{'; '.join(v['why_not']) or '–'} |")
+        lines.append("")
     lines += [f"Command: `{result['command']}`", ""]
     return "\n".join(lines)
 
@@ -231,10 +277,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    result = {"command": "python -m benchmarks.int8_recipe " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "models": {}}
+    command = "python -m benchmarks.int8_recipe " + " ".join(argv if argv is not None else sys.argv[1:])
+    result = {"command": command, "models": {}}
+    previous = args.out / "int8_recipe.json"
+    if previous.is_file():  # a run on some models keeps the others' results (the commands are listed)
+        old = json.loads(previous.read_text())
+        result["models"] = {k: v for k, v in old.get("models", {}).items() if k not in args.models}
+        commands = [*old.get("command", "").split("; "), command]
+        result["command"] = "; ".join(c for c in dict.fromkeys(commands) if c)
     for name in args.models:
         result["models"][name] = study(name, args.speed_texts, args.repeats)
+        result["decision"] = choose(result)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "int8_recipe.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
         (args.out / "int8_recipe.md").write_text(render(result))

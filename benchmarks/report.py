@@ -146,7 +146,7 @@ def render_markdown(result: dict) -> str:
             lat = wl["latency_bs1"].get(s)
             cells = [_spread(tp[b]) for b in bss]
             cells += [f"{lat['p50_ms']:.2f}", f"{lat['p95_ms']:.2f}", f"{lat['p99_ms']:.2f}"] if lat else ["–"] * 3
-            if s in ("bertrt-int8", "ort-raw", "optimum-int8"):
+            if s in ("bertrt-int8", "ort-raw", "optimum-int8", "optimum-native-int8"):
                 best_bs, best = _best(wl["throughput"], s)
                 gops = best / wl["n_texts"] * wl["padded_tokens"][best_bs] * wl["gops_per_token"]
                 cells.append(f"{gops:.1f} ({100 * gops / peak['peak_gops']:.0f}%) at bs {best_bs}")
@@ -155,7 +155,10 @@ def render_markdown(result: dict) -> str:
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
         sz = wl["sizes"]
         lines += ["", f"Model on disk: PyTorch `{sz['pytorch_weights_file']}` {_mb(sz['pytorch_weights_bytes'])}, "
-                      f"ONNX fp32 {_mb(sz['onnx_fp32_bytes'])}, ONNX int8 {_mb(sz['onnx_int8_bytes'])}. "
+                      f"ONNX fp32 {_mb(sz['onnx_fp32_bytes'])}, ONNX int8 {_mb(sz['onnx_int8_bytes'])}"
+                      + (f" (Optimum-native fp32 {_mb(sz['optimum_native_fp32_bytes'])}, int8 "
+                         f"{_mb(sz['optimum_native_int8_bytes'])})" if "optimum_native_int8_bytes" in sz else "")
+                      + ". "
                       f"Weight GOPs per token {wl['gops_per_token'] * 1000:.1f} MOP; padded tokens per pass "
                       + ", ".join(f"bs {b}: {n}" for b, n in wl["padded_tokens"].items()) + ".", ""]
 

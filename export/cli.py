@@ -20,9 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=TASKS, default=None,
                         help="task to export for (default: inferred from config.json architectures)")
     parser.add_argument("--quantize", choices=("int8", "none"), default="int8",
-                        help="also write model.int8.onnx (dynamic int8, default) or not")
+                        help="also write model.int8.onnx (default) or not")
+    parser.add_argument("--int8-recipe", choices=("per-token", "dynamic"), default="per-token",
+                        help="per-token: per-token activation scales, results independent of the batch (default); "
+                             "dynamic: onnxruntime quantize_dynamic, one activation scale per batch tensor")
     parser.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
-                        help="per-channel int8 weights (default; --no-per-channel for per-tensor)")
+                        help="per-channel int8 weights (default; --no-per-channel for per-tensor); for the "
+                             "per-token recipe it applies to the embedding tables (its MatMul weights are always "
+                             "per column)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: optimum's for the model)")
     parser.add_argument("--max-length", type=int, default=None,
                         help="max tokens per sequence (default: the tokenizer's, capped by the positions)")
@@ -69,7 +74,9 @@ def summary_table(manifest: dict, out_dir: str) -> str:
         ratio = files[INT8_FILE]["bytes"] / files[FP32_FILE]["bytes"]
         recipe = manifest["quantization"]
         rows.append(("int8 size", f"{_mib(files[INT8_FILE]['bytes'])} ({ratio:.0%} of fp32)"))
-        rows.append(("int8 recipe", (f"{recipe['weight_type']}, per_channel={recipe['per_channel']}, "
+        rows.append(("int8 recipe", (f"{recipe.get('recipe', 'dynamic')}: activations "
+                                    f"{recipe.get('activation_granularity', recipe['activation_type'])}; weights "
+                                    f"{recipe.get('weight_granularity', recipe['weight_type'])}, "
                                     f"reduce_range={recipe['reduce_range']} (vnni={recipe['vnni']})")))
     counts = ", ".join(f"{k} {v}" for k, v in fusion["counts"].items() if v)
     rows.append(("fusions", counts or "none"))
@@ -100,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
         manifest = export_model(
             args.model, args.out_dir, task=args.task, quantize=args.quantize, per_channel=args.per_channel,
+            int8_recipe=args.int8_recipe,
             opset=args.opset, max_length=args.max_length, force=args.force, progress=progress,
             int8_gates=resolve_int8_gates(dict(args.int8_gate), enabled=not args.no_int8_gate),
         )

@@ -86,6 +86,7 @@ def export_model(
     force: bool = False,
     progress: Callable[[str], None] | None = None,
     int8_gates: dict[str, float] | None = None,
+    int8_recipe: str = quantize_stage.DEFAULT_RECIPE,
 ) -> dict:
     """Export a BERT / RoBERTa / DistilBERT checkpoint (folder or hub id) to a bundle in ``out_dir``.
 
@@ -94,11 +95,16 @@ def export_model(
     Returns the manifest (also written to ``out_dir/bundle.json``). Raises :class:`ExportError`
     subclasses: :class:`UnsupportedModelError`, :class:`ValidationError`; :class:`TaskError` for a task
     that cannot be inferred or does not fit the checkpoint's head. ``int8_gates`` overrides the int8
-    accuracy gates (``validate.INT8_GATES``; ``{}`` disables them).
+    accuracy gates (``validate.INT8_GATES``; ``{}`` disables them). ``int8_recipe``: "per-token" (default:
+    per-token activation scales, results independent of the batch) or "dynamic" (onnxruntime's
+    quantize_dynamic, one activation scale per batch tensor); see ``export/quantize.py``.
     """
     step = progress or (lambda name: None)
     if quantize not in quantize_stage.QUANTIZE_MODES:
         raise ExportError(f"quantize must be one of {', '.join(quantize_stage.QUANTIZE_MODES)}, got {quantize!r}")
+    if int8_recipe not in quantize_stage.INT8_RECIPES:
+        raise ExportError(f"int8_recipe must be one of {', '.join(quantize_stage.INT8_RECIPES)}, "
+                          f"got {int8_recipe!r}")
     if opset is not None and (not isinstance(opset, int) or opset < 11):
         raise ExportError(f"opset must be an int >= 11, got {opset!r}")
     out_dir = Path(out_dir).expanduser()
@@ -127,7 +133,8 @@ def export_model(
         step(STEPS[3])
         recipe = None
         if quantize == "int8":
-            recipe = quantize_stage.quantize_graph(stage / FP32_FILE, stage / INT8_FILE, per_channel)
+            recipe = quantize_stage.quantize_graph(stage / FP32_FILE, stage / INT8_FILE, per_channel,
+                                                   recipe=int8_recipe)
         step(STEPS[4])
         int8_path = stage / INT8_FILE if recipe else None
         figures = validate.validate_bundle(torch_model, tok, task, stage / FP32_FILE, int8_path, length,
