@@ -111,7 +111,10 @@ def _texts(name: str) -> tuple[list[str], list, list[str]]:
 
 
 def _call(pipe, task: str, texts: list[str], batch_size: int):
-    kwargs = {"aggregation_strategy": "first"} if task == "token-classification" else {}
+    kwargs = {"token-classification": {"aggregation_strategy": "first"},
+              "feature-extraction": {"pooling": "mean", "normalize": True}}.get(task, {})
+    if batch_size == 1 and task == "feature-extraction":
+        return np.stack([np.asarray(pipe(t, **kwargs), dtype=np.float32).reshape(-1) for t in texts])
     if batch_size == 1:
         return [pipe(t, **kwargs) for t in texts]
     out = pipe(texts, batch_size=batch_size, **kwargs)
