@@ -3,7 +3,7 @@
 A bertrt bundle is a folder::
 
     model.onnx            optimized fp32 graph
-    model.int8.onnx       dynamic int8 quantization of model.onnx
+    model.int8.onnx       int8 quantization of model.onnx (recipe in bundle.json "quantization")
     tokenizer.json        fast tokenizer (HF tokenizers)
     tokenizer_config.json tokenizer settings transformers uses (clean_up_tokenization_spaces, ...)
     config.json           the checkpoint's config (id2label, model_type, max_position_embeddings)
