@@ -55,17 +55,13 @@ def plan_batches(lengths: Sequence[int], batch_size: int, max_tokens_per_batch: 
 
 def pad_batch(items: Sequence[Encoded], pad_id: int) -> dict[str, np.ndarray]:
     """Right-padded int64 arrays input_ids, attention_mask, token_type_ids of shape (rows, longest)."""
-    longest = max(len(e) for e in items)
-    rows = len(items)
-    ids = np.full((rows, longest), pad_id, dtype=np.int64)
-    mask = np.zeros((rows, longest), dtype=np.int64)
-    types = np.zeros((rows, longest), dtype=np.int64)
-    for r, enc in enumerate(items):
-        n = len(enc)
-        ids[r, :n] = enc.ids
-        mask[r, :n] = 1
-        types[r, :n] = enc.type_ids
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    lengths = np.fromiter((len(e) for e in items), dtype=np.int64, count=len(items))
+    real = np.arange(int(lengths.max())) < lengths[:, None]  # (rows, longest), row-major like the items
+    ids = np.full(real.shape, pad_id, dtype=np.int64)
+    types = np.zeros(real.shape, dtype=np.int64)
+    ids[real] = np.concatenate([e.ids for e in items])
+    types[real] = np.concatenate([e.type_ids for e in items])
+    return {"input_ids": ids, "attention_mask": real.astype(np.int64), "token_type_ids": types}
 
 
 def run_batched(

@@ -60,6 +60,7 @@ from its surface (ligatures, decomposed accents) or around the unknown token.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -211,26 +212,52 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def _labels(id2label, num_labels: int) -> list[str]:
     labels = []
+    is_mapping = isinstance(id2label, Mapping)
     for i in range(num_labels):
-        label = id2label.get(i, id2label.get(str(i))) if isinstance(id2label, Mapping) else None
+        label = id2label.get(i, id2label.get(str(i))) if is_mapping else None
         if label is None:
             raise InputError(
                 f"the model gives {num_labels} logits per token but id2label has no label for index {i} "
-                f"(it has {len(id2label) if isinstance(id2label, Mapping) else 0} labels)"
+                f"(it has {len(id2label) if is_mapping else 0} labels)"
             )
         labels.append(str(label))
     return labels
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_label_table(items: tuple, types: tuple, num_labels: int) -> tuple[list[str], list[tuple[str, str]], list[str]]:
+    return _table(_labels(dict(items), num_labels))
+
+
+def _table(labels: list[str]) -> tuple[list[str], list[tuple[str, str]], list[str]]:
+    return labels, [_tag(label) for label in labels], [label.split("-", 1)[-1] for label in labels]
+
+
+def _label_table(id2label, num_labels: int) -> tuple[list[str], list[tuple[str, str]], list[str]]:
+    """(label, (B|I, tag), group name) of each label index; cached by id2label's contents (the labels'
+    types included: ``True == 1`` but their labels differ)."""
+    if type(id2label) is dict:
+        try:
+            return _cached_label_table(tuple(id2label.items()), tuple(map(type, id2label.values())), num_labels)
+        except TypeError:  # an unhashable key or label: not cached
+            pass
+    return _table(_labels(id2label, num_labels))
+
+
 def _check_window(k: int, window: Mapping, text_len: int) -> tuple[np.ndarray, ...]:
-    missing = [key for key in _WINDOW_KEYS if key not in window]
+    """The window's arrays (ids, offsets, special, word_ids, scores) after checking them; scores are the
+    window's ``scores`` when given, else ``softmax(logits)``."""
+    missing = [key for key in _WINDOW_KEYS[:4] if key not in window]
+    if "logits" not in window and "scores" not in window:
+        missing.append("logits (or scores)")
     if missing:
         raise InputError(f"window {k} lacks {', '.join(missing)}")
     ids = np.asarray(window["input_ids"]).reshape(-1)
     offsets = np.asarray(window["offsets"])
     special = np.asarray(window["special_tokens_mask"]).reshape(-1)
     word_ids = np.asarray(window["word_ids"]).reshape(-1)
-    logits = np.asarray(window["logits"])
+    given = "scores" if "scores" in window else "logits"
+    values = np.asarray(window[given])
     if word_ids.dtype == object:  # a list straight from Encoding.word_ids, with None
         word_ids = np.array([-1 if w is None else w for w in word_ids.tolist()], dtype=np.int64)
     n = ids.shape[0]
@@ -238,18 +265,40 @@ def _check_window(k: int, window: Mapping, text_len: int) -> tuple[np.ndarray, .
         offsets.shape != (n, 2)
         or special.shape != (n,)
         or word_ids.shape != (n,)
-        or logits.ndim != 2
-        or logits.shape[0] != n
+        or values.ndim != 2
+        or values.shape[0] != n
     ):
         raise InputError(
             f"window {k}: arrays disagree: input_ids {ids.shape}, offsets {offsets.shape}, special_tokens_mask "
-            f"{special.shape}, word_ids {word_ids.shape}, logits {logits.shape} (expected n, (n, 2), n, n, (n, L))"
+            f"{special.shape}, word_ids {word_ids.shape}, {given} {values.shape} (expected n, (n, 2), n, n, (n, L))"
         )
-    if logits.size and (np.isnan(logits).any() or np.isposinf(logits).any()):
-        raise InputError(f"window {k}: logits hold NaN or +inf; the model output is unusable")
+    if given == "logits":
+        if values.size and (np.isnan(values).any() or np.isposinf(values).any()):
+            raise InputError(f"window {k}: logits hold NaN or +inf; the model output is unusable")
+    elif values.size and not np.isfinite(values).all():
+        raise InputError(f"window {k}: scores hold NaN or inf; expected the softmax of the logits")
     if n and (offsets.min() < 0 or offsets.max() > text_len or np.any(offsets[:, 0] > offsets[:, 1])):
         raise InputError(f"window {k}: offsets outside the text of {text_len} characters")
-    return ids, offsets, special, word_ids, logits
+    return ids, offsets, special, word_ids, _scores(values, given)
+
+
+def _scores(values: np.ndarray, given: str) -> np.ndarray:
+    if given == "logits":
+        return softmax(values)
+    return values if values.dtype in (np.float32, np.float64) else values.astype(np.float32)
+
+
+def _trusted_window(window: Mapping) -> tuple[np.ndarray, ...]:
+    """A window built by the pipeline itself: int64 arrays of matching lengths, word_ids with -1, finite
+    logits (or their precomputed ``scores``); nothing is checked."""
+    given = "scores" if "scores" in window else "logits"
+    return (
+        window["input_ids"],
+        window["offsets"],
+        window["special_tokens_mask"],
+        window["word_ids"],
+        _scores(np.asarray(window[given]), given),
+    )
 
 
 # --------------------------------------------------------------------------------------------- grouping
@@ -264,31 +313,20 @@ def _tag(label: str) -> tuple[str, str]:
     return "I", label
 
 
-def _group(members: list[dict], decode_tokens: Callable[[list[str]], str]) -> dict:
-    return {
-        "entity_group": members[0]["entity"].split("-", 1)[-1],
-        "score": sum(m["score"] for m in members) / len(members),  # float64 mean of float32 scores
-        "word": decode_tokens([m["word"] for m in members]),
-        "start": members[0]["start"],
-        "end": members[-1]["end"],
-    }
-
-
-def _group_entities(entities: list[dict], decode_tokens: Callable[[list[str]], str]) -> list[dict]:
-    """Join adjacent entities with the same tag unless the next one begins with B- (transformers' rules)."""
-    groups: list[dict] = []
-    current: list[dict] = []
-    last_tag = None
-    for entity in entities:
-        bi, tag = _tag(entity["entity"])
-        if current and not (tag == last_tag and bi != "B"):
-            groups.append(_group(current, decode_tokens))
-            current = []
-        current.append(entity)
+def _runs(label_ids: list[int], tags: list[tuple[str, str]]) -> list[tuple[int, int]]:
+    """``(lo, hi)`` of each group of consecutive items (by label index): an item joins the previous one
+    when it has the same tag and is not a ``B-`` (transformers' group_entities)."""
+    runs: list[tuple[int, int]] = []
+    lo, last_tag = 0, None
+    for j, label in enumerate(label_ids):
+        bi, tag = tags[label]
+        if j and not (tag == last_tag and bi != "B"):
+            runs.append((lo, j))
+            lo = j
         last_tag = tag
-    if current:
-        groups.append(_group(current, decode_tokens))
-    return groups
+    if label_ids:
+        runs.append((lo, len(label_ids)))
+    return runs
 
 
 def merge_overlapping(entities: list[dict]) -> list[dict]:
@@ -318,41 +356,39 @@ def merge_overlapping(entities: list[dict]) -> list[dict]:
 
 def _word_starts(
     text: str,
-    tokens: list[str],
+    tokens: list[str] | None,
     starts: list[int],
     ends: list[int],
-    unknown: np.ndarray,
-    word_ids: np.ndarray,
+    unknown_at: list[int],
+    word_ids: np.ndarray | None,
     *,
     word_aware: bool,
     grouping: str,
 ) -> list[int]:
-    """Positions (into the kept tokens) where a new word begins."""
-    n = len(tokens)
+    """Positions (into the kept tokens, at least one) where a new word begins, ascending, 0 first.
+
+    ``tokens`` (token strings, the unknown token's surface) are read only by the offsets rule of a
+    word-aware tokenizer, ``word_ids`` (of the kept tokens) only by the tokenizer rule;
+    ``unknown_at``: positions of the unknown token, which never continues a word (offsets rule).
+    """
     if grouping == "tokenizer":
-        if n == 0:
-            return []
-        new = np.ones(n, dtype=bool)
+        new = np.ones(len(starts), dtype=bool)
         new[1:] = (word_ids[1:] != word_ids[:-1]) | (word_ids[1:] < 0)
         return np.flatnonzero(new).tolist()
-    word_starts = []
-    for j in range(n):
-        s, e = starts[j], ends[j]
-        if unknown[j]:
-            is_subword = False
-        elif word_aware:
-            is_subword = len(tokens[j]) != e - s
-        else:
-            is_subword = s > 0 and " " not in text[s - 1 : s + 1]
-        if j == 0 or not is_subword:
-            word_starts.append(j)
-    return word_starts
+    if word_aware:  # a sub-word's token string is longer than its surface (the ## prefix)
+        new = [len(t) == e - s for t, s, e in zip(tokens, starts, ends)]
+    else:  # no space before it or at its start
+        new = [s == 0 or " " in text[s - 1 : s + 1] for s in starts]
+    for j in unknown_at:
+        new[j] = True
+    new[0] = True
+    return [j for j, is_new in enumerate(new) if is_new]
 
 
 def _window_entities(
     text: str,
     arrays: tuple[np.ndarray, ...],
-    labels: list[str],
+    table: tuple[list[str], list[tuple[str, str]], list[str]],
     strategy: str,
     ignore: frozenset,
     *,
@@ -362,7 +398,13 @@ def _window_entities(
     grouping: str,
     unk_token_id: int | None,
 ) -> list[dict]:
-    ids, offsets, special, word_ids, logits = arrays
+    """Entities of one window (``arrays``: ids, offsets, special, word_ids, softmax scores), filtered.
+
+    Labels, scores and groups are decided for every token first; the ``word`` strings (token strings
+    joined by the decoder, the costly part) are built only for the entities that pass ``ignore``.
+    """
+    ids, offsets, special, word_ids, scores = arrays
+    labels, tags, group_names = table
     keep = np.flatnonzero(special == 0)
     if grouping == "tokenizer" and keep.size:
         # Whitespace-only / zero-width tokens (byte-level BPE's Ġ, Ċ, ĉ) are not words.
@@ -370,69 +412,99 @@ def _window_entities(
             (text[s:e].isspace() or s == e for s, e in offsets[keep].tolist()), dtype=bool, count=keep.size
         )
         keep = keep[~surface_blank]
-    if keep.size == 0:
+    k = keep.size
+    if k == 0:
         return []
 
-    scores = softmax(logits[keep])  # (k, L) float32
+    scores = scores[keep]  # (k, L)
     best = scores.argmax(axis=-1)
-    best_score = scores[np.arange(keep.size), best]
-    kept_ids = ids[keep].tolist()
-    starts = offsets[keep, 0].tolist()
-    ends = offsets[keep, 1].tolist()
-    unknown = (ids[keep] == unk_token_id) if unk_token_id is not None else np.zeros(keep.size, dtype=bool)
-    tokens = [text[starts[j] : ends[j]] if unknown[j] else id_to_token(kept_ids[j]) for j in range(keep.size)]
+    best_score = scores.max(axis=-1)  # the argmax's own value
+    best_list, score_list = best.tolist(), best_score.tolist()
+    kept_ids = ids[keep]
+    starts, ends = offsets[keep].T.tolist()
+    unknown_at = np.flatnonzero(kept_ids == unk_token_id).tolist() if unk_token_id is not None else []
+    unknown_set = frozenset(unknown_at)
+    kept_ids = kept_ids.tolist()
+    tokens: list[str] | None = None  # every kept token's string, when the word rule reads them
 
-    if strategy in ("none", "simple"):
-        best_list, score_list, index_list = best.tolist(), best_score.tolist(), keep.tolist()
-        entities = [
+    def token(j: int) -> str:  # the unknown token's word is its surface
+        if tokens is not None:
+            return tokens[j]
+        return text[starts[j] : ends[j]] if j in unknown_set else id_to_token(kept_ids[j])
+
+    if strategy == "none":
+        index_list = keep.tolist()
+        return [
             {
                 "entity": labels[best_list[j]],
                 "score": score_list[j],
                 "index": index_list[j],
-                "word": tokens[j],
+                "word": token(j),
                 "start": starts[j],
                 "end": ends[j],
             }
-            for j in range(keep.size)
+            for j in range(k)
+            if labels[best_list[j]] not in ignore
         ]
-    else:
-        bounds = _word_starts(
-            text, tokens, starts, ends, unknown, word_ids[keep], word_aware=word_aware, grouping=grouping
+    if strategy == "simple":
+        word_lo, word_hi = list(range(k)), list(range(1, k + 1))  # one "word" per token
+        word_label, word_score = best_list, score_list
+        words_joined = False
+    else:  # first / average / max: tokens -> words (one label each) -> groups of words
+        if grouping == "offsets" and word_aware:
+            tokens = list(map(id_to_token, kept_ids))
+            for j in unknown_at:
+                tokens[j] = text[starts[j] : ends[j]]
+        word_lo = _word_starts(
+            text,
+            tokens,
+            starts,
+            ends,
+            unknown_at,
+            word_ids[keep] if grouping == "tokenizer" else None,
+            word_aware=word_aware,
+            grouping=grouping,
         )
-        lo = np.asarray(bounds, dtype=np.int64)
-        hi = np.append(lo[1:], keep.size)
+        word_hi = [*word_lo[1:], k]
         if strategy == "first":
-            word_label, word_score = best[lo], best_score[lo]
-        elif strategy == "max":
-            # first token holding the word's highest score (Python's max keeps the first of equals)
-            word_max = np.maximum.reduceat(best_score, lo)
-            token_word = np.repeat(np.arange(lo.size), hi - lo)
-            is_top = best_score == word_max[token_word]
-            top = np.full(lo.size, keep.size, dtype=np.int64)
-            np.minimum.at(top, token_word[is_top], np.flatnonzero(is_top))
-            word_label, word_score = best[top], best_score[top]
-        else:  # average
-            mean = np.add.reduceat(scores, lo, axis=0) / (hi - lo)[:, None].astype(scores.dtype)
-            word_label = mean.argmax(axis=-1)
-            word_score = mean[np.arange(lo.size), word_label]
-        word_label, word_score = word_label.tolist(), word_score.tolist()
-        entities = [
-            {
-                "entity": labels[word_label[w]],
-                "score": word_score[w],
-                "word": decode_tokens(tokens[lo_w:hi_w]),
-                "start": starts[lo_w],
-                "end": ends[hi_w - 1],
-            }
-            for w, (lo_w, hi_w) in enumerate(zip(lo.tolist(), hi.tolist()))
-        ]
+            word_label = [best_list[j] for j in word_lo]
+            word_score = [score_list[j] for j in word_lo]
+        else:
+            lo = np.asarray(word_lo, dtype=np.int64)
+            hi = np.asarray(word_hi, dtype=np.int64)
+            if strategy == "max":
+                # first token holding the word's highest score (Python's max keeps the first of equals)
+                word_max = np.maximum.reduceat(best_score, lo)
+                token_word = np.repeat(np.arange(lo.size), hi - lo)
+                is_top = best_score == word_max[token_word]
+                top = np.full(lo.size, k, dtype=np.int64)
+                np.minimum.at(top, token_word[is_top], np.flatnonzero(is_top))
+                word_label, word_score = best[top].tolist(), best_score[top].tolist()
+            else:  # average
+                mean = np.add.reduceat(scores, lo, axis=0) / (hi - lo)[:, None].astype(scores.dtype)
+                label = mean.argmax(axis=-1)
+                word_label, word_score = label.tolist(), mean[np.arange(lo.size), label].tolist()
+        words_joined = True
 
-    if strategy != "none":
-        entities = _group_entities(entities, decode_tokens)
-        key = "entity_group"
-    else:
-        key = "entity"
-    return [e for e in entities if e[key] not in ignore]
+    def word(w: int) -> str:  # a word's string: its tokens joined by the decoder
+        return decode_tokens([token(j) for j in range(word_lo[w], word_hi[w])])
+
+    entities = []
+    for w_lo, w_hi in _runs(word_label, tags):
+        name = group_names[word_label[w_lo]]
+        if name in ignore:
+            continue
+        members = range(w_lo, w_hi)
+        entities.append(
+            {
+                "entity_group": name,
+                "score": sum(word_score[w_lo:w_hi]) / (w_hi - w_lo),  # float64 mean of float32 scores
+                "word": decode_tokens([word(w) for w in members] if words_joined else [token(j) for j in members]),
+                "start": starts[word_lo[w_lo]],
+                "end": ends[word_hi[w_hi - 1] - 1],
+            }
+        )
+    return entities
 
 
 # ------------------------------------------------------------------------------- token-level window merge
@@ -556,12 +628,15 @@ def entities_for_text(
     decode_tokens: Callable[[list[str]], str] | None = None,
     unk_token_id: int | None = None,
     stride: int | None = None,
+    trusted: bool = False,
 ) -> list[dict]:
     """Entities of one text from the logits of its windows, as transformers' token-classification pipeline.
 
     ``windows``: one dict per window of ``text`` (several only when the text was cut with a stride), each
     with unpadded arrays ``input_ids`` (n,), ``offsets`` (n, 2) character offsets into ``text``,
-    ``special_tokens_mask`` (n,), ``word_ids`` (n,) with -1 for none, ``logits`` (n, L).
+    ``special_tokens_mask`` (n,), ``word_ids`` (n,) with -1 for none, ``logits`` (n, L). Instead of
+    ``logits`` a window may hold ``scores`` (n, L), their softmax already computed (as :func:`softmax`
+    does, e.g. for a whole padded batch at once: the softmax is per token, so the result is the same).
     ``id2label`` maps label index (int or str keys) to label. ``id_to_token`` is the tokenizer's
     id -> token string; ``word_aware`` whether its model has a ``continuing_subword_prefix``.
 
@@ -588,31 +663,40 @@ def entities_for_text(
     the tokenizer; when given it is checked, else the repeated tokens are found by alignment. The windows
     must be consecutive and their ``word_ids`` those of the whole text, as ``tokenizers`` gives them in
     overflowing encodings; windows that do not chain raise :class:`InputError`.
+
+    ``trusted=True`` skips every check of the options and windows, for callers that built them
+    themselves (the pipeline): options as :func:`validate_options` returns them, windows with int64
+    numpy arrays of matching lengths, offsets inside ``text``, ``word_ids`` with -1 and finite logits
+    or scores. Anything else gives undefined results, so external callers should leave it False.
     """
-    options = validate_options(aggregation_strategy, ignore_labels, None, word_grouping)
-    if stride is not None and (
-        isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 0
-    ):
-        raise InputError(f"stride must be None or an int >= 0, got {stride!r}")
-    if not isinstance(text, str):
-        raise InputError(f"text must be a str, got {type(text).__name__}")
-    if not isinstance(windows, Sequence) or isinstance(windows, (str, bytes)):
-        raise InputError(f"windows must be a list of dicts, got {type(windows).__name__}")
-    strategy, grouping = options["aggregation_strategy"], options["word_grouping"]
-    checked = [_check_window(k, w, len(text)) for k, w in enumerate(windows)]
+    if trusted:
+        strategy, grouping, ignore = aggregation_strategy, word_grouping, frozenset(ignore_labels)
+        checked = [_trusted_window(w) for w in windows]
+    else:
+        options = validate_options(aggregation_strategy, ignore_labels, None, word_grouping)
+        if stride is not None and (
+            isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 0
+        ):
+            raise InputError(f"stride must be None or an int >= 0, got {stride!r}")
+        if not isinstance(text, str):
+            raise InputError(f"text must be a str, got {type(text).__name__}")
+        if not isinstance(windows, Sequence) or isinstance(windows, (str, bytes)):
+            raise InputError(f"windows must be a list of dicts, got {type(windows).__name__}")
+        strategy, grouping = options["aggregation_strategy"], options["word_grouping"]
+        ignore = frozenset(options["ignore_labels"])
+        checked = [_check_window(k, w, len(text)) for k, w in enumerate(windows)]
     if not checked:
         return []
     num_labels = {a[4].shape[1] for a in checked}
     if len(num_labels) != 1:
         raise InputError(f"windows disagree on the number of labels: {sorted(num_labels)}")
-    labels = _labels(id2label, num_labels.pop())
+    table = _label_table(id2label, num_labels.pop())
 
     if decode_tokens is None:
         decode_tokens = _ids_decoder(id_to_token, decode, (i for a in checked for i in a[0].tolist()))
     if strategy in _WORD_STRATEGIES and grouping == "offsets" and not word_aware:
         warnings.warn(_FALLBACK_WARNING, UserWarning, stacklevel=2)
 
-    ignore = frozenset(options["ignore_labels"])
     if grouping == "tokenizer" and len(checked) > 1:
         checked = [_merge_windows(checked, None if stride is None else int(stride))]
     entities: list[dict] = []
@@ -621,7 +705,7 @@ def entities_for_text(
             _window_entities(
                 text,
                 arrays,
-                labels,
+                table,
                 strategy,
                 ignore,
                 id_to_token=id_to_token,
@@ -670,10 +754,23 @@ def _ids_decoder(id_to_token: Callable[[int], str], decode: Callable[[list[int]]
     return decode_tokens
 
 
+class _TokenStrings(dict):
+    """id -> token string, asked of the tokenizer once per id (a dict hit is much cheaper than the call)."""
+
+    def __init__(self, id_to_token: Callable[[int], str | None]):
+        super().__init__()
+        self._id_to_token = id_to_token
+
+    def __missing__(self, index: int) -> str | None:
+        token = self[index] = self._id_to_token(index)
+        return token
+
+
 def tokenizer_hooks(tokenizer, unk_token: str | None = None) -> dict:
     """Keyword arguments of :func:`entities_for_text` drawn from a ``tokenizers.Tokenizer``.
 
-    ``id_to_token``, ``decode`` (ids, special tokens kept), ``decode_tokens`` (the tokenizer's decoder
+    ``id_to_token`` (remembering each id's string: build the hooks once per tokenizer and reuse them),
+    ``decode`` (ids, special tokens kept), ``decode_tokens`` (the tokenizer's decoder
     over token strings, or a space join when it has none, as transformers' ``convert_tokens_to_string``),
     ``word_aware`` (its model has a ``continuing_subword_prefix``) and ``unk_token_id`` (of ``unk_token``,
     default the model's own unknown token).
@@ -686,7 +783,7 @@ def tokenizer_hooks(tokenizer, unk_token: str | None = None) -> dict:
     model = tokenizer.model
     unk = unk_token if unk_token is not None else getattr(model, "unk_token", None)
     return {
-        "id_to_token": tokenizer.id_to_token,
+        "id_to_token": _TokenStrings(tokenizer.id_to_token).__getitem__,
         "decode": lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False),
         "decode_tokens": decode_tokens,
         "word_aware": bool(getattr(model, "continuing_subword_prefix", None)),

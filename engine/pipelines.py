@@ -254,20 +254,22 @@ def _check_token_classification(pipe: Pipeline, options: dict) -> dict:
 def _run_token_classification(pipe: Pipeline, items: list, batching: _Batching, opts: dict) -> list:
     from . import ner
 
-    tok = pipe.tokenizer
-    per_text = tok.encode_windows(items, stride=opts["stride"])
+    per_text = pipe.tokenizer.encode_windows(items, stride=opts["stride"])
     flat: list[Encoded] = [w for windows in per_text for w in windows]
-    logits = pipe._forward_all(flat, batching, lambda out, row, enc: out[row, : len(enc)].astype(np.float32))
-    hooks = ner.tokenizer_hooks(tok.raw, unk_token=tok.special_tokens.get("unk_token"))
+    # The softmax of a whole padded batch at once (per token, so each window's rows are the same as its own).
+    scores = run_batched(flat, lambda batch: ner.softmax(pipe.session.run(batch).astype(np.float32, copy=False)),
+                         lambda out, row, enc: out[row, : len(enc)], pipe.tokenizer.pad_token_id,
+                         batching.batch_size, batching.max_tokens_per_batch)
+    hooks = pipe._ner_hooks
     results, cursor = [], 0
     for text, windows in zip(items, per_text):
         records = []
         for enc in windows:
             records.append({"input_ids": enc.ids, "offsets": enc.offsets, "special_tokens_mask": enc.special_tokens_mask,
-                            "word_ids": enc.word_ids, "logits": logits[cursor]})
+                            "word_ids": enc.word_ids, "scores": scores[cursor]})
             cursor += 1
         results.append(ner.entities_for_text(text, records, pipe.id2label, **opts["post"], **hooks,
-                                             stride=opts["stride"]))
+                                             stride=opts["stride"], trusted=True))
     return results
 
 
@@ -318,6 +320,13 @@ class Pipeline:
         self.num_labels = self._check_head()
         if not self.id2label and self.task in ("text-classification", "token-classification"):
             self.id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
+        # NER's tokenizer callables, built once: id_to_token remembers the strings it has looked up.
+        self._ner_hooks = {}
+        if self.task == "token-classification":
+            from . import ner
+
+            self._ner_hooks = ner.tokenizer_hooks(self.tokenizer.raw,
+                                                  unk_token=self.tokenizer.special_tokens.get("unk_token"))
         if self.task == "fill-mask" and self.tokenizer.mask_token_id is None:
             raise TaskError(f"{self.bundle.root}: fill-mask needs a mask token, and the tokenizer defines none")
 

@@ -6,6 +6,7 @@ engine feeds the model the same ids and reports the same offsets, words and deco
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ class Encoded:
 
 def _encoded(enc) -> Encoded:
     n = len(enc.ids)
-    offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(n, 2)
+    offsets = np.fromiter(itertools.chain.from_iterable(enc.offsets), dtype=np.int64, count=2 * n).reshape(n, 2)
     words = np.fromiter((-1 if w is None else w for w in enc.word_ids), dtype=np.int64, count=n)
     return Encoded(
         ids=np.asarray(enc.ids, dtype=np.int64),

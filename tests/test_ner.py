@@ -420,6 +420,84 @@ def test_entities_for_text_validates_before_work():
     )
 
 
+def _mixed_windows():
+    """Two overlapping windows of TEXT with varied labels, an unknown token and a runner-up label."""
+    vocab = VOCAB
+    labels = ["B-ORG", "I-ORG", "O", "B-PER", "I-PER", "O", "B-LOC"]
+    second = [None, ("B-PER", 5.5), None, ("I-PER", 5.9), None, None, ("MISC", 6.0)]
+    w1 = _window(SPANS[:5], labels[:5], vocab=vocab, text=TEXT, second=second[:5])
+    w2 = _window(SPANS[3:], labels[3:], vocab=vocab, text=TEXT, second=second[3:], word_ids=range(3, 7))
+    w2["input_ids"][4] = vocab.index("[UNK]")  # "Paris" unknown (after the overlap)
+    return [w1, w2]
+
+
+@pytest.mark.parametrize("strategy", ["none", "simple", "first", "average", "max"])
+@pytest.mark.parametrize("grouping", ["offsets", "tokenizer"])
+@pytest.mark.parametrize("ignore", [("O",), (), ("O", "PER", "B-ORG")])
+def test_precomputed_scores_and_trusted_windows_give_the_same_entities(strategy, grouping, ignore):
+    hooks = {**_vocab_hooks(VOCAB), "unk_token_id": 1}
+    for windows in (_mixed_windows(), _mixed_windows()[:1]):
+        if strategy == "none" and len(windows) > 1 and grouping == "tokenizer":
+            continue
+        expected = entities_for_text(TEXT, windows, ID2LABEL, strategy, ignore, **hooks, word_grouping=grouping)
+        with_scores = [
+            {**{k: v for k, v in w.items() if k != "logits"}, "scores": softmax(w["logits"])} for w in windows
+        ]
+        assert entities_for_text(TEXT, with_scores, ID2LABEL, strategy, ignore, **hooks,
+                                 word_grouping=grouping) == expected
+        normalized = validate_options(strategy, ignore, None, grouping)
+        for given in (windows, with_scores):
+            got = entities_for_text(TEXT, given, ID2LABEL, normalized["aggregation_strategy"],
+                                    normalized["ignore_labels"], **hooks, word_grouping=grouping, trusted=True)
+            assert got == expected
+            assert [[type(v) for v in e.values()] for e in got] == [[type(v) for v in e.values()] for e in expected]
+
+
+def test_words_are_decoded_only_for_entities_that_survive_ignore_labels():
+    calls = []
+    hooks = _vocab_hooks(VOCAB)
+    join = hooks["decode_tokens"]
+    hooks["decode_tokens"] = lambda toks: calls.append(list(toks)) or join(toks)
+    labels = ["B-ORG", "I-ORG", "O", "B-PER", "I-PER", "O", "O"]
+    out = entities_for_text(TEXT, [_window(SPANS, labels, vocab=VOCAB, text=TEXT)], ID2LABEL, "first", **hooks)
+    assert [(e["entity_group"], e["word"]) for e in out] == [("ORG", "Microsoft"), ("PER", "John Smith")]
+    # one decode per surviving word and one per surviving group; none for the "O" words
+    assert calls == [["Micro", "##soft"], ["Microsoft"], ["John"], ["Smith"], ["John", "Smith"]]
+
+
+def test_precomputed_scores_are_checked():
+    hooks = _vocab_hooks(VOCAB)
+    good = _window(SPANS, ["O"] * 7, vocab=VOCAB, text=TEXT)
+    scores = {**{k: v for k, v in good.items() if k != "logits"}, "scores": softmax(good["logits"])}
+    bad = {**scores, "scores": scores["scores"].copy()}
+    bad["scores"][2, 1] = np.nan
+    with pytest.raises(InputError, match="window 0: scores hold NaN or inf"):
+        entities_for_text(TEXT, [bad], ID2LABEL, **hooks)
+    with pytest.raises(InputError, match="arrays disagree.*scores"):
+        entities_for_text(TEXT, [{**scores, "scores": scores["scores"][:-1]}], ID2LABEL, **hooks)
+    with pytest.raises(InputError, match=r"lacks logits \(or scores\)"):
+        entities_for_text(TEXT, [{k: v for k, v in scores.items() if k != "scores"}], ID2LABEL, **hooks)
+
+
+def test_label_table_cache_tells_equal_comparing_labels_apart():
+    hooks = _vocab_hooks(VOCAB)
+    window = _window(SPANS, ["B-PER"] + ["O"] * 6, vocab=VOCAB, text=TEXT)  # label index 1 wins token 0
+    as_int = {i: i for i in range(len(LABELS))}  # labels 0, 1, ... (True == 1 and hash(True) == hash(1))
+    as_bool = {**as_int, 1: True}
+    first = entities_for_text(TEXT, [window], as_int, "none", (), **hooks)
+    second = entities_for_text(TEXT, [window], as_bool, "none", (), **hooks)
+    assert first[0]["entity"] == "1" and second[0]["entity"] == "True"
+
+
+def test_tokenizer_hooks_remember_token_strings():
+    from tokenizers import Tokenizer, models
+
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1, "b": 2}, unk_token="[UNK]"))
+    hooks = ner.tokenizer_hooks(tok)
+    assert [hooks["id_to_token"](i) for i in (2, 1, 2, 0, 7)] == ["b", "a", "b", "[UNK]", None]
+    assert hooks["unk_token_id"] == 0 and hooks["word_aware"] is False
+
+
 # -------------------------------------------------- word_grouping="tokenizer": windows merged token by token
 
 # byte-level style: each "Ω" is split into two byte tokens sharing its offsets (Î, ©), blanks are separate
