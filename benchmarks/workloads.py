@@ -15,7 +15,7 @@ base128   text-classification     bert-base-sized (12 layers, 768 hidden, 12 hea
 ========= ======================= ==========================================================================
 
 Bundles are exported with :func:`export.export_model` (what ``bertrt export`` runs) into
-``<cache>/harness/bundles/<name>-<weights sha>``, so a new fine-tune gets a new bundle and an unchanged
+``<cache>/harness/bundles/<name>-<weights sha>-<exporter recipe sha>``, so a new fine-tune or int8 recipe gets a new bundle and an unchanged
 one is exported once. ``<cache>`` is ``$BERTRT_CACHE`` or ``~/.cache/bertrt``.
 
 The ``optimum-native-*`` systems get Optimum's own artefacts of the same checkpoint, made the way an
@@ -103,12 +103,24 @@ def _weights_digest(folder: Path) -> str:
     return h.hexdigest()[:12]
 
 
+def _exporter_digest() -> str:
+    """Digest of the exporter's int8 recipe (default and code), so a recipe change re-exports the bundles."""
+    from export import quantize
+
+    h = hashlib.sha256(quantize.DEFAULT_RECIPE.encode())
+    for module in ("quantize.py", "per_token.py", "optimize.py"):
+        path = Path(quantize.__file__).with_name(module)
+        if path.is_file():
+            h.update(path.read_bytes())
+    return h.hexdigest()[:8]
+
+
 def ensure_bundle(checkpoint: Path, task: str, name: str, root: Path | None = None, gates: bool = True) -> Path:
     """The bertrt bundle of ``checkpoint`` (exported once per weights digest). ``gates=False`` turns the
     exporter's int8 accuracy gates off: only for the random fallback heads, whose near-tie argmaxes say
     nothing about a recipe (the figures stay in bundle.json)."""
     root = root or harness_cache() / "bundles"
-    bundle = root / f"{name}-{_weights_digest(checkpoint)}"
+    bundle = root / f"{name}-{_weights_digest(checkpoint)}-{_exporter_digest()}"
     if (bundle / "bundle.json").is_file():
         return bundle
     from export import export_model
