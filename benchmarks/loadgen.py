@@ -299,7 +299,8 @@ def write_markdown(report: dict, path: Path) -> None:
     intro = (
         f"Load benchmark: NER on WNUT-16 tweets, one tweet per request, `aggregation_strategy=\"first\"`. "
         f"Model: {report['model']}. {report['machine']}; client and server share the cores "
-        f"(and the machine was shared with other jobs: figures are noisy). bertrt at {report['precision']}, "
+        f"(load average at start {report.get('load_average', '?')}; one run, so expect run-to-run noise). "
+        f"bertrt at {report['precision']}, "
         f"transformers at fp32 (PyTorch {report['versions'].get('torch', '?')}), {report['threads']} threads each. "
         f"Each level: up to {report['max_requests']} requests or {report['max_seconds']:g} s."
     )
@@ -372,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="subset of batched,unbatched,transformers")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     levels = [int(x) for x in args.levels.split(",")]
     systems = [s for s in args.systems.split(",") if s]
@@ -412,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads, "parameters": PARAMETERS, "texts": len(texts), "max_requests": args.requests,
         "max_seconds": args.seconds, "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs",
         "versions": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rows": rows,
-        "summary": summarize(rows),
+        "summary": summarize(rows), "load_average": load_at_start,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serve.json").write_text(json.dumps(report, indent=2) + "\n")
