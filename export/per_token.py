@@ -14,15 +14,19 @@ For each ``MatMul(X[..., K], W)`` whose ``W`` is a constant 2-D float initialize
   as uint8 (``QuantizeLinear`` with scale 1 and zero point 128 does the round, the shift and the
   saturation in one kernel), so that the scalar ``a_zero_point = 128`` makes the activations exactly
   symmetric;
-- ``Y = Cast(MatMulInteger(q, Wq, a_zero_point=128), float) * w_scale * s``; the node that consumed the
-  MatMul's output (bias Add, BiasGelu, SkipLayerNormalization) keeps consuming it.
+- ``Y = MatMulIntegerToFloat(q, Wq, a_scale=1, b_scale=w_scale, a_zero_point=128) * s``: onnxruntime's
+  contrib GEMM accumulates exactly in int32 and applies ``float(acc) * w_scale[n]`` in its output stage
+  (bit-identical to ``Cast`` + ``Mul(w_scale)``, two fewer kernels and passes over the output); its
+  scales must be constants per tensor / per column, so the per-token ``s`` is a separate Mul. A bias
+  cannot ride in the GEMM's epilogue (it would be scaled by ``s``); the node that consumed the MatMul's
+  output (bias Add, BiasGelu, SkipLayerNormalization) keeps consuming it.
 
 Each token's grid depends on that token only and the int32 accumulation is exact, so the int8 parts
 give identical results whatever the batch; only the fp32 parts (LayerNorm, softmax) can differ, at
-fp32 rounding. The subgraph is laid out so that onnxruntime's ``MatMulIntegerToFloat`` /
-``DynamicQuantizeMatMul`` fusions (which assume a per-tensor activation scale) do not match it: the
-activations come from ``QuantizeLinear`` (not ``DynamicQuantizeLinear``) and the float output is scaled
-by two separate Muls, the per-column one first (tests compare the loaded session with a numpy reference).
+fp32 rounding. onnxruntime's ``MatMulIntegerToFloat`` / ``DynamicQuantizeMatMul`` fusions (which assume a
+per-tensor activation scale) find nothing to fuse: the activations come from ``QuantizeLinear`` (not
+``DynamicQuantizeLinear``) and the GEMM is already emitted (tests compare the loaded session with a numpy
+reference at every optimization level).
 """
 
 from __future__ import annotations
@@ -79,30 +83,38 @@ def _rewrite_one(graph, node, w: np.ndarray, qmax: int, shared: dict) -> list:
     scales = f"{prefix}_w_scale"
     graph.initializer.extend([numpy_helper.from_array(wq, weights), numpy_helper.from_array(w_scale, scales)])
     x, y = node.input[0], node.output[0]
-    t = {k: f"{prefix}_{k}" for k in ("abs", "absmax", "safe", "inv", "scaled", "q", "acc", "accf", "yw", "s")}
+    t = {k: f"{prefix}_{k}" for k in ("abs", "absmax", "safe", "inv", "scaled", "q", "yw", "s")}
     return [
-        helper.make_node("Abs", [x], [t["abs"]], name=f"{prefix}/Abs"),
-        _reduce_max(t["abs"], t["absmax"], f"{prefix}/ReduceMax", shared),
+        *_row_absmax(x, t, prefix, shared),
         helper.make_node("Max", [t["absmax"], shared["eps"]], [t["safe"]], name=f"{prefix}/Max"),
         helper.make_node("Div", [shared["qmax_a"], t["safe"]], [t["inv"]], name=f"{prefix}/Inv"),
         helper.make_node("Mul", [x, t["inv"]], [t["scaled"]], name=f"{prefix}/Scale"),
         helper.make_node("QuantizeLinear", [t["scaled"], shared["one"], shared["zp"]], [t["q"]],
                          name=f"{prefix}/Quantize"),
-        helper.make_node("MatMulInteger", [t["q"], weights, shared["zp"]], [t["acc"]], name=f"{prefix}/MatMulInteger"),
-        helper.make_node("Cast", [t["acc"]], [t["accf"]], name=f"{prefix}/Cast", to=TensorProto.FLOAT),
-        helper.make_node("Mul", [t["accf"], scales], [t["yw"]], name=f"{prefix}/MulWeightScale"),
+        # exact int32 accumulation, then float(acc) * w_scale[n] in the GEMM's output stage (a_scale = 1)
+        helper.make_node("MatMulIntegerToFloat", [t["q"], weights, shared["one"], scales, shared["zp"]], [t["yw"]],
+                         name=f"{prefix}/MatMulIntegerToFloat", domain="com.microsoft"),
         helper.make_node("Div", [t["safe"], shared["qmax_a"]], [t["s"]], name=f"{prefix}/RowScale"),
         helper.make_node("Mul", [t["yw"], t["s"]], [y], name=f"{prefix}/MulRowScale"),
     ]
 
 
-def _reduce_max(x: str, y: str, name: str, shared: dict):
-    """Max over the last axis, keepdims; ``axes`` is an input from opset 18, an attribute before."""
+def _row_absmax(x: str, t: dict, prefix: str, shared: dict) -> list:
+    """max|x| over the last axis, keepdims (Abs + ReduceMax: two kernels, fewer than max(max, -min))."""
+    from onnx import helper
+
+    return [helper.make_node("Abs", [x], [t["abs"]], name=f"{prefix}/Abs"),
+            _reduce("ReduceMax", t["abs"], t["absmax"], f"{prefix}/ReduceMax", shared)]
+
+
+def _reduce(op: str, x: str, y: str, name: str, shared: dict):
+    """``op`` (ReduceMax / ReduceMin) over the last axis, keepdims; ``axes`` is an input from opset 18, an
+    attribute before."""
     from onnx import helper
 
     if shared["opset"] >= 18:
-        return helper.make_node("ReduceMax", [x, shared["axes"]], [y], name=name, keepdims=1)
-    return helper.make_node("ReduceMax", [x], [y], name=name, axes=[-1], keepdims=1)
+        return helper.make_node(op, [x, shared["axes"]], [y], name=name, keepdims=1)
+    return helper.make_node(op, [x], [y], name=name, axes=[-1], keepdims=1)
 
 
 def rewrite_matmuls(model, reduce_range: bool = False, exclude: set[str] | frozenset = frozenset()) -> list[str]:
@@ -110,7 +122,7 @@ def rewrite_matmuls(model, reduce_range: bool = False, exclude: set[str] | froze
 
     Returns the names of the rewritten nodes. ``exclude``: MatMul node names to leave fp32.
     """
-    from onnx import TensorProto, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
@@ -122,6 +134,8 @@ def rewrite_matmuls(model, reduce_range: bool = False, exclude: set[str] | froze
         "zp": np.array(128, dtype=np.uint8),
     })
     shared["opset"] = opset
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     consumers: dict[str, int] = {}
     for n in graph.node:
         for name in n.input:

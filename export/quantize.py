@@ -104,8 +104,8 @@ def quantize_graph(src: Path, dst: Path, per_channel: bool = False, flags: set[s
             "per_channel": True, **machine,
             "op_types": ["MatMul", *(["Attention"] if attention != "fp32" else []), "EmbedLayerNormalization",
                          "Gather"],
-            "matmul": "MatMul with a constant 2-D weight -> QuantizeLinear(x/s) + MatMulInteger + Cast + Mul(w_scale) "
-                      "+ Mul(s)",
+            "matmul": "MatMul with a constant 2-D weight -> QuantizeLinear(x/s) + MatMulIntegerToFloat(a_scale 1, "
+                      "b_scale w_scale) + Mul(s)",
             "onnxruntime_quantize_dynamic": {
                 "op_types": ort_ops, "per_channel": bool(per_channel),
                 "note": "weight-only for EmbedLayerNormalization/Gather (batch independent)"

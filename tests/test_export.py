@@ -109,7 +109,7 @@ def test_tiny_bundle_validation_and_quantization(tiny_bundle, arch, task):
     fp32, int8 = (m["files"][f]["bytes"] for f in (FP32_FILE, INT8_FILE))
     assert int8 < fp32
     ops = {n.op_type for n in onnx.load(str(folder / INT8_FILE)).graph.node}
-    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "QAttention"}
+    assert ops & {"MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QAttention"}
 
 
 def test_quantize_none_writes_no_int8(tiny_bundle):

@@ -62,6 +62,10 @@ def test_rewrite_matches_numpy_reference_under_every_optimization_level(opset, l
     assert rewrite_matmuls(model) == ["proj"]  # the activation x activation MatMul stays fp32
     onnx.checker.check_model(model)
     assert "W" not in {i.name for i in model.graph.initializer}  # fp32 weight dropped
+    # the integer GEMM applies the per-column weight scale in its output stage (a_scale 1, zero point 128)
+    gemm = next(n for n in model.graph.node if n.op_type == "MatMulIntegerToFloat")
+    assert gemm.domain == "com.microsoft" and {n.op_type for n in model.graph.node} & {"MatMulInteger", "Cast"} == set()
+    assert numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == gemm.input[2])) == 1.0
     options = ort.SessionOptions()
     options.graph_optimization_level = level
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -129,9 +133,9 @@ def test_per_token_manifest_and_graph(tiny_bundle, task):
     graph = onnx.load(str(folder / INT8_FILE)).graph
     ops = [n.op_type for n in graph.node]
     # 2 layers x (QKV, attention output, FFN in, FFN out) + the head's MatMul(s), all rewritten
-    assert ops.count("MatMulInteger") == q["rewritten_matmuls"] >= 9
+    assert ops.count("MatMulIntegerToFloat") == q["rewritten_matmuls"] >= 9
     assert ops.count("MultiHeadAttention") == 2
-    assert not {"MatMul", "Attention", "DynamicQuantizeLinear", "QAttention"} & set(ops)
+    assert not {"MatMul", "MatMulInteger", "Attention", "DynamicQuantizeLinear", "QAttention"} & set(ops)
     assert "QEmbedLayerNormalization" in ops
 
 
