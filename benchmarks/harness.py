@@ -333,7 +333,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT})")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads for every system "
                         "(default: physical cores)")
-    parser.add_argument("--texts", type=int, default=None, help="at most this many texts per workload (default: "
+    parser.add_argument("--texts", type=int, default=None, help="texts per workload (default: "
                         "the per-workload counts of benchmarks/workloads.py)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -355,7 +355,7 @@ def run(args: argparse.Namespace) -> int:
     workloads = []
     for name in names:
         n = TEXT_COUNTS[name][1 if args.quick else 0]
-        n = min(n, args.texts) if args.texts else n
+        n = args.texts or n
         workloads.append(load_workload(name, n))
     result = run_bench(workloads, args.out, systems=systems, quick=args.quick, threads=args.threads,
                        progress=not args.no_progress)
