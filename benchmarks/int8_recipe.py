@@ -173,10 +173,10 @@ def study(name: str, speed_texts: int, repeats: int) -> dict:
                    "record": record, "b1_vs_b32": _compare(task, b1, b32)}
         rows[v]["vs_fp32"] = _compare(task, batched["fp32"], b32)
         if task == "token-classification":
-            m = bev.evaluate_ner(lambda xs: _call(pipe, task, xs, 32), test_items, desc=f"{name} {v}")
+            m = bev.evaluate_ner(lambda xs, pipe=pipe: _call(pipe, task, xs, 32), test_items, desc=f"{name} {v}")
             rows[v]["test"] = {"f1": m["micro"]["f1"], "items": len(test_items)}
         elif task == "text-classification":
-            m = bev.evaluate_classifier(lambda xs: _call(pipe, task, xs, 32), test_items, id2label=pipe.id2label,
+            m = bev.evaluate_classifier(lambda xs, pipe=pipe: _call(pipe, task, xs, 32), test_items, id2label=pipe.id2label,
                                         desc=f"{name} {v}")
             rows[v]["test"] = {"accuracy": m["accuracy"], "items": len(test_items)}
         log.info("%s %s: %s", name, v, {k: rows[v][k] for k in ("b1_vs_b32", "vs_fp32")})
@@ -244,13 +244,13 @@ def choose(result: dict, min_agreement: float = 99.5, max_drop: float = 1.0) -> 
 
 def render(result: dict) -> str:
     lines = ["# int8 recipe: batch determinism, accuracy, speed", "",
-             f"Machine: {os.cpu_count()} logical CPUs (shared; timings noisy: medians of interleaved passes, "
+             (f"Machine: {os.cpu_count()} logical CPUs (shared; timings noisy: medians of interleaved passes, "
              "min–max in brackets). Rule: batch-1 vs batch-32 agreement ≥ 99.5% (issue 5) first, then "
-             "F1/accuracy within 1.0 point of fp32 (issue 4), then speed.", ""]
+             "F1/accuracy within 1.0 point of fp32 (issue 4), then speed."), ""]
     for name, study_ in result["models"].items():
         lines += [f"## {name}: `{study_['bundle']}` ({study_['task']})", "",
-                  f"Determinism on {study_['determinism_texts']} texts; speed on {study_['speed_texts']} texts "
-                  f"× {study_['repeats']} interleaved passes.", "",
+                  (f"Determinism on {study_['determinism_texts']} texts; speed on {study_['speed_texts']} texts "
+                  f"× {study_['repeats']} interleaved passes."), "",
                   "| recipe | b1 vs b32 | vs fp32 (b32) | test F1/acc | b1 t1 | b1 t2 | b32 t1 | b32 t2 | MB | % fp32 |",
                   "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         fp32_bytes = study_["variants"]["fp32"]["bytes"]

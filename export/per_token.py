@@ -74,7 +74,7 @@ def _consts(graph, prefix: str, values: dict) -> dict:
 
 
 def _rewrite_one(graph, node, w: np.ndarray, qmax: int, shared: dict) -> list:
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     wq, w_scale = quantize_weight_per_column(w, qmax)
     base = (node.name or node.output[0]).replace("/", "_").strip("_")

@@ -107,7 +107,7 @@ def export_model(
                           f"got {int8_recipe!r}")
     if opset is not None and (not isinstance(opset, int) or opset < 11):
         raise ExportError(f"opset must be an int >= 11, got {opset!r}")
-    out_dir = Path(out_dir).expanduser()
+    out_dir = Path(out_dir).expanduser().resolve()  # stages run in other working directories
     _check_out_dir(out_dir, force)
 
     step(STEPS[0])

@@ -77,6 +77,7 @@ def quantize_graph(src: Path, dst: Path, per_channel: bool = False, flags: set[s
     attention = PER_TOKEN_ATTENTION if attention is None else attention
     if attention not in ATTENTION_MODES:
         raise ExportError(f"attention must be one of {', '.join(ATTENTION_MODES)}, got {attention!r}")
+    src, dst = Path(src).resolve(), Path(dst).resolve()  # shape inference runs in a temporary folder
     flags = cpu_flags() if flags is None else flags
     vnni = has_vnni(flags)
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")

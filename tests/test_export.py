@@ -194,3 +194,18 @@ def test_summary_table_flags_unfused_attention(tiny_bundle):
     assert "2/2 layers fused" in text and "int8 size" in text and "WARNING" not in text
     m["fusion"].update(attention_fused=1, warning="only 1 of 2 attention layers were fused")
     assert "WARNING: only 1 of 2 attention layers were fused" in summary_table(m, "out")
+
+
+def test_relative_out_dir_exports_with_full_shape_inference(tiny_checkpoint, tmp_path, monkeypatch, caplog):
+    # quant_pre_process runs inside a temporary working directory: a relative bundle path must still work
+    # without falling back to untyped tensors.
+    import logging
+
+    from export import export_model
+
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="bertrt.export"):
+        manifest = export_model(tiny_checkpoint("bert", "text-classification"), "relative-bundle")
+    assert (tmp_path / "relative-bundle" / "model.int8.onnx").is_file()
+    assert "failed" not in manifest["quantization"]["shape_inference"]
+    assert not [r for r in caplog.records if "shape inference failed" in r.getMessage()]
