@@ -36,6 +36,7 @@ import numpy as np
 from benchmarks import data as bdata
 from benchmarks import evaluate as bev
 from benchmarks.determinism import agreement
+from engine.bundle import file_sha256
 
 __all__ = ["MODELS", "RECIPES", "main"]
 
@@ -68,11 +69,7 @@ def _bundle(name: str) -> Path:
 
 
 def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:12]
+    return file_sha256(path)[:12]
 
 
 def build_variants(name: str, bundle: Path) -> dict:

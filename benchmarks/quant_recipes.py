@@ -23,7 +23,6 @@ Output: ``quant_recipes.json`` and ``quant_recipes.md``. Quantized variants are 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import logging
@@ -39,6 +38,8 @@ from benchmarks import data as bdata
 from benchmarks import evaluate as bev
 from benchmarks import hardware
 from benchmarks.workloads import harness_cache, load_workload
+from engine.bundle import file_sha256
+from export.quantize import working_directory
 
 __all__ = ["RECIPES", "RULE", "main", "quantize_variant", "recommend", "run_study"]
 
@@ -74,21 +75,7 @@ MODELS = {
 
 
 def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:12]
-
-
-@contextlib.contextmanager
-def _cwd(path: str):
-    previous = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
+    return file_sha256(path)[:12]
 
 
 def quantize_variant(src: Path, dst: Path, recipe: dict) -> Path:
@@ -102,7 +89,7 @@ def quantize_variant(src: Path, dst: Path, recipe: dict) -> Path:
     with tempfile.TemporaryDirectory(prefix="bertrt-qr-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         try:
-            with _cwd(tmp):
+            with working_directory(tmp):
                 quant_pre_process(str(src), str(prepared), skip_optimization=True, auto_merge=True)
         except Exception as exc:  # noqa: BLE001 - symbolic shape inference raises bare exceptions
             log.warning("shape inference failed on %s (%s); untyped tensors taken as float", src.name, exc)

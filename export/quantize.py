@@ -142,7 +142,7 @@ def _quantize_dynamic(src: Path, dst: Path, op_types: list[str], per_channel: bo
         try:
             # auto_merge resolves the symbolic dims RoBERTa's position-id arithmetic leaves unmerged. On
             # failure the shape inference saves a debug copy into the working directory: keep it in tmp.
-            with _working_directory(tmp):
+            with working_directory(tmp):
                 quant_pre_process(str(src), str(prepared), skip_optimization=True, auto_merge=True)
         except Exception as exc:  # noqa: BLE001 - symbolic shape inference raises bare exceptions; we fall back
             log.warning("quantize: symbolic shape inference failed (%s); untyped tensors taken as float", exc)
@@ -184,7 +184,7 @@ def _fp32_leftovers(path: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def _working_directory(path: str):
+def working_directory(path: str):
     previous = os.getcwd()
     os.chdir(path)
     try:
