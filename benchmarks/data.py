@@ -98,6 +98,12 @@ class Example:
     label: str
 
 
+
+def _raise_problems(path, problems: list[str]) -> None:
+    """One InputError naming the file, how many lines are malformed and the first five of them."""
+    if problems:
+        raise InputError(f"{path}: {len(problems)} malformed line(s): " + "; ".join(problems[:5]))
+
 def cache_root() -> Path:
     """``$BERTRT_CACHE`` if set, else ``~/.cache/bertrt`` (data under ``data/``, models under ``finetuned/``)."""
     env = os.environ.get("BERTRT_CACHE")
@@ -150,8 +156,7 @@ def read_iob(path: str | Path) -> list[Sentence]:
                 break
     if tokens:
         sentences.append(Sentence(tuple(tokens), tuple(tags)))
-    if problems:
-        raise InputError(f"{path}: {len(problems)} malformed line(s): " + "; ".join(problems[:5]))
+    _raise_problems(path, problems)
     if not sentences:
         raise InputError(f"{path}: no sentences found (expected token<TAB>tag lines)")
     return sentences
@@ -253,8 +258,7 @@ def read_labelled(path: str | Path, fmt: str | None = None) -> list[Example]:
                     problems.append(f"line {lineno}: label must be a str or int, got {type(label).__name__}")
                     continue
                 examples.append(Example(obj["text"], str(label)))
-    if problems:
-        raise InputError(f"{path}: {len(problems)} malformed line(s): " + "; ".join(problems[:5]))
+    _raise_problems(path, problems)
     if not examples:
         raise InputError(f"{path}: no labelled examples found")
     return examples
@@ -358,8 +362,7 @@ def read_vader_ground_truth(path: str | Path) -> list[tuple[str, float, str]]:
                 problems.append(f"line {lineno}: missing text or rating {rating} outside [-4, 4]")
                 continue
             rows.append((parts[0], rating, parts[2].strip()))
-    if problems:
-        raise InputError(f"{path}: {len(problems)} malformed line(s): " + "; ".join(problems[:5]))
+    _raise_problems(path, problems)
     return rows
 
 

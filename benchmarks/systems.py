@@ -222,24 +222,24 @@ class RawSession:
         return len(feeds)
 
 
+#: system -> how to build it: (builder, its last argument). Keys match :data:`SYSTEMS`.
+_BUILDERS = {
+    "pytorch": (lambda w, t, _: _pytorch(w, t), None),
+    "optimum-fp32": (_optimum, "model.onnx"),
+    "optimum-int8": (_optimum, "model.int8.onnx"),
+    "optimum-native-fp32": (_optimum_native, "fp32"),
+    "optimum-native-int8": (_optimum_native, "int8"),
+    "bertrt-fp32": (_bertrt, "fp32"),
+    "bertrt-int8": (_bertrt, "int8"),
+    "ort-raw": (lambda w, t, _: RawSession(w, t), None),
+}
+
+
 def build_system(name: str, workload: Workload, threads: int):
     """The callable ``run(texts, batch_size)`` of system ``name`` (a :class:`RawSession` for ``ort-raw``)."""
-    if name == "pytorch":
-        return _pytorch(workload, threads)
-    if name == "optimum-fp32":
-        return _optimum(workload, threads, "model.onnx")
-    if name == "optimum-int8":
-        return _optimum(workload, threads, "model.int8.onnx")
-    if name == "optimum-native-fp32":
-        return _optimum_native(workload, threads, "fp32")
-    if name == "optimum-native-int8":
-        return _optimum_native(workload, threads, "int8")
-    if name == "bertrt-fp32":
-        return _bertrt(workload, threads, "fp32")
-    if name == "bertrt-int8":
-        return _bertrt(workload, threads, "int8")
-    if name == "ort-raw":
-        return RawSession(workload, threads)
+    if name in _BUILDERS:
+        build, arg = _BUILDERS[name]
+        return build(workload, threads, arg)
     raise ValueError(f"unknown system {name!r}; expected one of {', '.join(SYSTEMS)}")
 
 
