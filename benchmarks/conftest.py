@@ -24,9 +24,9 @@ def ner_workload():
 
 @pytest.fixture(scope="session")
 def ner_pipe(ner_workload):
-    import engine
+    import bertrt
 
-    return engine.pipeline(ner_workload.task, str(ner_workload.bundle), precision="int8")
+    return bertrt.pipeline(ner_workload.task, str(ner_workload.bundle), precision="int8")
 
 
 @pytest.fixture(scope="session")

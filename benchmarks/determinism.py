@@ -129,15 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    import engine
+    import bertrt
 
     folder, description = (args.bundle, str(args.bundle)) if args.bundle else default_bundle()
     texts = wnut_texts(args.limit)
     report = {"model": description, "bundle": str(folder), "sentences": len(texts), "batch_size": args.batch_size}
     for precision in dict.fromkeys([args.precision, "fp32"]):
         try:
-            pipe = engine.pipeline("token-classification", folder, precision=precision, threads=args.threads)
-        except engine.ModelFileNotFoundError as exc:
+            pipe = bertrt.pipeline("token-classification", folder, precision=precision, threads=args.threads)
+        except bertrt.ModelFileNotFoundError as exc:
             log.info("skip %s: %s", precision, exc)
             continue
         report[precision] = {"model_file": pipe.bundle.model_path.name, **measure(pipe, texts, args.batch_size)}

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 from benchmarks import data as bdata
-from engine.errors import BundleError, InputError, TaskError
+from bertrt.errors import BundleError, InputError, TaskError
 
 __all__ = [
     "add_arguments",
@@ -270,16 +270,16 @@ def pytorch_pipeline(task: str, checkpoint: str | Path, *, batch_size: int = 32,
 def bertrt_pipeline(task: str, bundle: str | Path, precision: str, *, batch_size: int = 32,
                     threads: int | None = None):
     """bertrt's pipeline for ``bundle`` at ``precision`` (NER with ``aggregation_strategy="first"``)."""
-    import engine
+    import bertrt
 
     kwargs = {"aggregation_strategy": "first"} if task == NER else {}
-    pipe = engine.pipeline(task, str(bundle), precision=precision, threads=threads)
+    pipe = bertrt.pipeline(task, str(bundle), precision=precision, threads=threads)
     return lambda texts: pipe(texts, batch_size=batch_size, **kwargs)
 
 
 def _bundle_task(bundle: Path) -> tuple[str, dict]:
     """The bundle's task (bundle.json, else config.json's architectures) and its id2label."""
-    from engine.tasks import infer_task, normalize_task
+    from bertrt.tasks import infer_task, normalize_task
 
     if not bundle.is_dir():
         raise BundleError(bundle, "not a folder")
@@ -523,7 +523,7 @@ def run(args: argparse.Namespace) -> int:
 def _ensure_bundle(checkpoint: Path, bundle: Path, task: str) -> Path:
     if (bundle / "bundle.json").is_file():
         return bundle
-    from export import export_model  # the exporter; only the report needs it
+    from bertrt.export import export_model  # the exporter; only the report needs it
 
     log.warning("exporting %s -> %s", checkpoint, bundle)
     export_model(str(checkpoint), str(bundle), task=task, quantize="int8", force=True)

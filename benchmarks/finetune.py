@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 from benchmarks import data as bdata
-from engine.errors import InputError
+from bertrt.errors import InputError
 
 __all__ = ["RECIPES", "base_model_dir", "finetune", "is_finished", "main", "output_dir", "recipe_hash"]
 

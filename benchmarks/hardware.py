@@ -84,7 +84,7 @@ def measure_int8_peak(threads: int, m: int = 1024, k: int = 1024, n: int = 4096,
     """Best GOP/s of each int8 GEMM graph (``runs`` timed runs after one warm-up) and the peak."""
     import onnxruntime as ort
 
-    from engine.session import session_options
+    from bertrt.session import session_options
 
     ops = 2.0 * m * k * n
     result: dict = {"shape": [m, k, n], "threads": threads, "runs": runs, "graphs": {}}
@@ -176,7 +176,7 @@ def machine_info() -> dict:
         info["load_average"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         info["cpu"] = platform.processor()
-    from engine.session import physical_cores
+    from bertrt.session import physical_cores
 
     info["physical_cores"] = physical_cores()
     info["versions"] = {}

@@ -36,7 +36,7 @@ import numpy as np
 from benchmarks import data as bdata
 from benchmarks import evaluate as bev
 from benchmarks.determinism import agreement
-from engine.bundle import file_sha256
+from bertrt.bundle import file_sha256
 
 __all__ = ["MODELS", "RECIPES", "main"]
 
@@ -74,7 +74,7 @@ def _digest(path: Path) -> str:
 
 def build_variants(name: str, bundle: Path) -> dict:
     """{recipe: (path, manifest record, seconds)}; the int8 files are cached by fp32 digest and code digest."""
-    from export.quantize import quantize_graph
+    from bertrt.export.quantize import quantize_graph
 
     code = hashlib.sha256(b"".join((Path(__file__).resolve().parents[1] / "export" / f).read_bytes()
                                    for f in ("quantize.py", "per_token.py"))).hexdigest()[:8]
@@ -149,14 +149,14 @@ def _compare(task: str, a, b) -> dict:
 
 
 def study(name: str, speed_texts: int, repeats: int) -> dict:
-    import engine
+    import bertrt
 
     task = MODELS[name]["task"]
     bundle = _bundle(name)
     variants = build_variants(name, bundle)
     det_texts, test_items, speed = _texts(name)
     speed = speed[:speed_texts]
-    pipes = {(v, t): engine.pipeline(task, str(bundle), model_file=str(path), threads=t)
+    pipes = {(v, t): bertrt.pipeline(task, str(bundle), model_file=str(path), threads=t)
              for v, (path, _, _) in variants.items() for t in (1, 2)}
     rows = {}
     batched = {}

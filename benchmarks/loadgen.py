@@ -114,7 +114,7 @@ def resolve_model() -> tuple[str, Path, Path]:
     stale = (bundle / "bundle.json").is_file() and weights.stat().st_mtime > (bundle / "bundle.json").stat().st_mtime
     if not (bundle / "bundle.json").is_file() or stale:
         log.warning("exporting %s -> %s", checkpoint, bundle)
-        subprocess.run([sys.executable, "-m", "engine.cli", "export", str(checkpoint), str(bundle),
+        subprocess.run([sys.executable, "-m", "bertrt.cli", "export", str(checkpoint), str(bundle),
                         "--task", "token-classification", "--force"], check=True, cwd=ROOT)
     return description, checkpoint, bundle
 
@@ -173,7 +173,7 @@ def start(system: str, bundle: Path, checkpoint: Path, threads: int) -> Server:
         cmd = [sys.executable, "-m", "benchmarks.serve_transformers", str(checkpoint), "--name", "ner",
                "--port", "0", "--threads", str(threads)]
     else:
-        cmd = [sys.executable, "-m", "engine.cli", "serve", f"ner={bundle}", "--host", "127.0.0.1", "--port", "0",
+        cmd = [sys.executable, "-m", "bertrt.cli", "serve", f"ner={bundle}", "--host", "127.0.0.1", "--port", "0",
                "--threads", str(threads), "--max-batch-size", "32", "--max-wait-ms", "2", "--pipeline-batch-size", "8", "--max-queue", "4096"]
         if system == "unbatched":
             cmd.append("--no-batching")

@@ -38,8 +38,8 @@ from benchmarks import data as bdata
 from benchmarks import evaluate as bev
 from benchmarks import hardware
 from benchmarks.workloads import harness_cache, load_workload
-from engine.bundle import file_sha256
-from export.quantize import working_directory
+from bertrt.bundle import file_sha256
+from bertrt.export.quantize import working_directory
 
 __all__ = ["RECIPES", "RULE", "main", "quantize_variant", "recommend", "run_study"]
 
@@ -107,7 +107,7 @@ def _raw_graph(checkpoint: Path, task: str, folder: Path) -> Path:
     path = folder / "raw" / "model.onnx"
     if path.is_file():
         return path
-    from export import convert
+    from bertrt.export import convert
 
     model = convert.load_model(checkpoint, task)
     return convert.export_onnx(model, task, folder / "raw")
@@ -117,9 +117,9 @@ def _raw_graph(checkpoint: Path, task: str, folder: Path) -> Path:
 
 
 def _pipe(bundle: Path, task: str, model_file: Path, threads: int):
-    import engine
+    import bertrt
 
-    return engine.pipeline(task, str(bundle), model_file=str(model_file), threads=threads, verify=False)
+    return bertrt.pipeline(task, str(bundle), model_file=str(model_file), threads=threads, verify=False)
 
 
 def _call(pipe, task: str):

@@ -23,7 +23,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from engine.results import to_jsonable as _jsonable
+from bertrt.results import to_jsonable as _jsonable
 
 __all__ = ["create_app", "main"]
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     task = args.task
     if task is None:
-        from engine.tasks import infer_task
+        from bertrt.tasks import infer_task
 
         task = infer_task(json.loads((args.checkpoint / "config.json").read_text()))
     pipe = transformers.pipeline(task, model=str(args.checkpoint), tokenizer=str(args.checkpoint), device=-1)

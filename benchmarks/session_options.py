@@ -16,8 +16,8 @@ import statistics
 import time
 from pathlib import Path
 
-import engine
-from engine import session as session_stage
+import bertrt
+from bertrt import session as session_stage
 
 from .determinism import default_bundle, wnut_texts
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, spec in VARIANTS.items():
         session_stage.session_options = _variant(*spec)
         try:
-            pipes[name] = engine.pipeline("ner", bundle, precision=args.precision, threads=args.threads)
+            pipes[name] = bertrt.pipeline("ner", bundle, precision=args.precision, threads=args.threads)
         finally:
             session_stage.session_options = _base_options
         pipes[name](texts[:32], batch_size=args.batch_size)  # warm-up

@@ -14,8 +14,8 @@ optimum-native-fp32
 optimum-native-int8
                ``ORTQuantizer`` + ``AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=True)`` on Optimum's
                export, loaded the same way (recipe: :data:`benchmarks.workloads.OPTIMUM_NATIVE`)
-bertrt-fp32    ``engine.pipeline(..., precision="fp32")``
-bertrt-int8    ``engine.pipeline(..., precision="int8")``
+bertrt-fp32    ``bertrt.pipeline(..., precision="fp32")``
+bertrt-int8    ``bertrt.pipeline(..., precision="int8")``
 ort-raw        a bare ``onnxruntime.InferenceSession`` on ``model.int8.onnx`` (bertrt's session options),
                fed pre-tokenized, length-sorted, padded batches (bertrt's tokenizer and batch plan):
                the bound for the engine's own overhead
@@ -100,7 +100,7 @@ class Workload:
 
 
 def physical_threads() -> int:
-    from engine.session import physical_cores
+    from bertrt.session import physical_cores
 
     return physical_cores()
 
@@ -166,9 +166,9 @@ def _optimum_native(workload: Workload, threads: int, precision: str):
 
 
 def _bertrt(workload: Workload, threads: int, precision: str):
-    import engine
+    import bertrt
 
-    pipe = engine.pipeline(workload.task, str(workload.bundle), precision=precision, threads=threads)
+    pipe = bertrt.pipeline(workload.task, str(workload.bundle), precision=precision, threads=threads)
     options = {
         "token-classification": {"aggregation_strategy": "first"},
         "feature-extraction": {"pooling": "mean"},
@@ -186,10 +186,10 @@ class RawSession:
     def __init__(self, workload: Workload, threads: int, precision: str = "int8"):
         import onnxruntime as ort
 
-        import engine
-        from engine.session import session_options
+        import bertrt
+        from bertrt.session import session_options
 
-        self._pipe = engine.pipeline(workload.task, str(workload.bundle), precision=precision, threads=threads)
+        self._pipe = bertrt.pipeline(workload.task, str(workload.bundle), precision=precision, threads=threads)
         self.task = workload.task
         self.session = ort.InferenceSession(str(self._pipe.bundle.model_path),
                                             sess_options=session_options(threads),
@@ -207,7 +207,7 @@ class RawSession:
     def prepare(self, texts: list[str], batch_size: int) -> list[dict]:
         import numpy as np
 
-        from engine.batching import pad_batch, plan_batches
+        from bertrt.batching import pad_batch, plan_batches
 
         items = self.encode(texts)
         feeds = []

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import classification, embeddings, ner
-from engine.batching import pad_batch, plan_batches, run_batched
+from bertrt import classification, embeddings, ner
+from bertrt.batching import pad_batch, plan_batches, run_batched
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ base128   text-classification     bert-base-sized (12 layers, 768 hidden, 12 hea
                                   joined into texts of at least 128 tokens
 ========= ======================= ==========================================================================
 
-Bundles are exported with :func:`export.export_model` (what ``bertrt export`` runs) into
+Bundles are exported with :func:`bertrt.export.export_model` (what ``bertrt export`` runs) into
 ``<cache>/harness/bundles/<name>-<weights sha>-<exporter recipe sha>``, so a new fine-tune or int8 recipe gets a new bundle and an unchanged
 one is exported once. ``<cache>`` is ``$BERTRT_CACHE`` or ``~/.cache/bertrt``.
 
@@ -105,7 +105,7 @@ def _weights_digest(folder: Path) -> str:
 
 def _exporter_digest() -> str:
     """Digest of the exporter's int8 recipe (default and code), so a recipe change re-exports the bundles."""
-    from export import quantize
+    from bertrt.export import quantize
 
     h = hashlib.sha256(quantize.DEFAULT_RECIPE.encode())
     for module in ("quantize.py", "per_token.py", "optimize.py"):
@@ -123,7 +123,7 @@ def ensure_bundle(checkpoint: Path, task: str, name: str, root: Path | None = No
     bundle = root / f"{name}-{_weights_digest(checkpoint)}-{_exporter_digest()}"
     if (bundle / "bundle.json").is_file():
         return bundle
-    from export import export_model
+    from bertrt.export import export_model
 
     log.warning("exporting %s (%s) -> %s", checkpoint, task, bundle)
     kwargs = {}

@@ -2,11 +2,11 @@
 
 ::
 
-    import engine
-    ner = engine.pipeline("ner", "path/to/bundle")          # task None: read from the bundle
+    import bertrt
+    ner = bertrt.pipeline("ner", "path/to/bundle")          # task None: read from the bundle
     ner("Maria loves Groningen", aggregation_strategy="first")
 
-Importing ``engine`` is cheap and has no side effects: the pipeline machinery (numpy, tokenizers,
+Importing ``bertrt`` is cheap and has no side effects: the pipeline machinery (numpy, tokenizers,
 onnxruntime) loads on first use of :func:`pipeline`.
 """
 
@@ -47,7 +47,7 @@ _LAZY = {"pipeline": "pipelines", "Pipeline": "pipelines", "load_bundle": "bundl
 def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+        raise AttributeError(f"module 'bertrt' has no attribute {name!r}")
     from importlib import import_module
 
     value = getattr(import_module(f".{module}", __name__), name)

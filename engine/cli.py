@@ -21,11 +21,11 @@ log = logging.getLogger("bertrt")
 
 # name -> (module, one-line help). The module is imported only when its subcommand is used.
 _SUBCOMMANDS = {
-    "export": ("export.cli", "export a Hugging Face checkpoint to an optimized, int8 ONNX bundle"),
-    "predict": ("engine.cli_predict", "run a bundle's pipeline on texts (arguments, stdin or JSONL)"),
+    "export": ("bertrt.export.cli", "export a Hugging Face checkpoint to an optimized, int8 ONNX bundle"),
+    "predict": ("bertrt.cli_predict", "run a bundle's pipeline on texts (arguments, stdin or JSONL)"),
     "bench": ("benchmarks.harness", "benchmark bertrt against PyTorch and Optimum side by side"),
     "eval": ("benchmarks.evaluate", "entity-level / accuracy evaluation of a bundle on labelled data"),
-    "serve": ("engine.serve", "serve bundles over HTTP with dynamic micro-batching"),
+    "serve": ("bertrt.serve", "serve bundles over HTTP with dynamic micro-batching"),
 }
 
 

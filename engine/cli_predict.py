@@ -17,7 +17,7 @@ from .results import to_jsonable as _jsonable
 
 __all__ = ["add_arguments", "run"]
 
-#: options may be mixed with the TEXT arguments (engine.cli uses parse_intermixed_args)
+#: options may be mixed with the TEXT arguments (bertrt.cli uses parse_intermixed_args)
 INTERMIXED_ARGS = True
 
 

@@ -1,6 +1,6 @@
 """``bertrt serve BUNDLE [BUNDLE ...]``: an HTTP server with dynamic micro-batching (extra ``bertrt[serve]``).
 
-This module is the only place that imports fastapi, uvicorn and prometheus_client; ``engine`` never
+This module is the only place that imports fastapi, uvicorn and prometheus_client; ``bertrt`` never
 imports it, so the runtime installs and imports without them.
 
 Endpoints::

@@ -1,6 +1,6 @@
 """Session stage: one onnxruntime InferenceSession per pipeline, and feeds built from its metadata.
 
-onnxruntime is imported here, when a session is created, never at ``import engine``.
+onnxruntime is imported here, when a session is created, never at ``import bertrt``.
 """
 
 from __future__ import annotations

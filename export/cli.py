@@ -1,4 +1,4 @@
-"""``bertrt export MODEL OUT_DIR``: argparse front-end of :func:`export.export_model`.
+"""``bertrt export MODEL OUT_DIR``: argparse front-end of :func:`bertrt.export.export_model`.
 
 A tqdm bar follows the steps; a summary table (sizes, fusion counts, validation figures) ends the run.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.bundle import FP32_FILE, INT8_FILE
-from engine.tasks import TASKS
+from bertrt.bundle import FP32_FILE, INT8_FILE
+from bertrt.tasks import TASKS
 
 __all__ = ["add_arguments", "run", "summary_table"]
 

@@ -15,8 +15,8 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from engine.errors import ExportError, TaskError, UnsupportedModelError
-from engine.tasks import SUPPORTED_MODEL_TYPES, compatible_tasks, infer_task, normalize_task
+from bertrt.errors import ExportError, TaskError, UnsupportedModelError
+from bertrt.tasks import SUPPORTED_MODEL_TYPES, compatible_tasks, infer_task, normalize_task
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",

@@ -1,4 +1,4 @@
-"""Bundle step: ``bundle.json``, the manifest described in :mod:`engine.bundle` (schema version 1)."""
+"""Bundle step: ``bundle.json``, the manifest described in :mod:`bertrt.bundle` (schema version 1)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-from engine.bundle import MANIFEST, SCHEMA_VERSION, file_sha256
+from bertrt.bundle import MANIFEST, SCHEMA_VERSION, file_sha256
 
 __all__ = [
     "FORMAT",

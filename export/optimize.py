@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from engine.errors import ExportError
+from bertrt.errors import ExportError
 
 __all__ = ["FUSED_OPS", "ORT_MODEL_TYPES", "count_ops", "model_dims", "optimize_graph"]
 

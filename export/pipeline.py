@@ -16,9 +16,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.bundle import FP32_FILE, INT8_FILE, MANIFEST
-from engine.errors import ExportError
-from engine.tasks import SUPPORTED_MODEL_TYPES
+from bertrt.bundle import FP32_FILE, INT8_FILE, MANIFEST
+from bertrt.errors import ExportError
+from bertrt.tasks import SUPPORTED_MODEL_TYPES
 
 from . import convert, manifest, optimize, tokenizer, validate
 from . import quantize as quantize_stage  # export_model's parameter is named quantize

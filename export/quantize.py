@@ -30,7 +30,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-from engine.errors import ExportError
+from bertrt.errors import ExportError
 
 __all__ = ["ATTENTION_MODES", "DEFAULT_RECIPE", "INT8_RECIPES", "PER_TOKEN_ATTENTION", "QUANTIZE_MODES",
            "cpu_flags", "has_vnni", "quantize_graph"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.errors import ExportError
+from bertrt.errors import ExportError
 
 __all__ = [
     "SPECIAL_TOKEN_NAMES",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import ExportError, ValidationError
+from bertrt.errors import ExportError, ValidationError
 
 __all__ = [
     "FP32_ATOL",

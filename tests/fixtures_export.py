@@ -1,6 +1,6 @@
 """Fixtures for export tests (owned by the export area).
 
-``tiny_bundle(arch, task, quantize="int8") -> Path``: a bundle exported with :func:`export.export_model`
+``tiny_bundle(arch, task, quantize="int8") -> Path``: a bundle exported with :func:`bertrt.export.export_model`
 from the ``tiny_checkpoint`` fixture, built once per session and key. Other areas (runtime parity
 tests) use it too; treat the folder as read-only.
 """
@@ -25,7 +25,7 @@ def minilm_folder() -> Path | None:
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_checkpoint, tmp_path_factory):
     """``tiny_bundle(arch, task, quantize="int8") -> Path``: an exported bundle, cached per key."""
-    from export import export_model
+    from bertrt.export import export_model
 
     cache: dict[tuple[str, str, str], Path] = {}
 
@@ -51,7 +51,7 @@ def minilm_checkpoint() -> Path:
 @pytest.fixture(scope="session")
 def minilm_bundle(minilm_checkpoint, tmp_path_factory):
     """(bundle folder, manifest) of all-MiniLM-L6-v2 exported as feature-extraction, once per session."""
-    from export import export_model
+    from bertrt.export import export_model
 
     out = tmp_path_factory.mktemp("bundle-minilm") / "bundle"
     manifest = export_model(minilm_checkpoint, out, task="feature-extraction")

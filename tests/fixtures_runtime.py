@@ -43,10 +43,10 @@ def optimum_folder(tiny_checkpoint, tmp_path_factory):
 
 
 def exporter_available() -> bool:
-    """Whether the export area's ``export.export_model`` exists in this checkout."""
-    if importlib.util.find_spec("export") is None:
+    """Whether the export area's ``bertrt.export.export_model`` exists in this checkout."""
+    if importlib.util.find_spec("bertrt.export") is None:
         return False
-    import export
+    import bertrt.export as export
 
     return hasattr(export, "export_model")
 

@@ -17,7 +17,7 @@ from benchmarks import data as bdata
 from benchmarks import harness
 from benchmarks.systems import SYSTEMS, Workload, build_system
 from benchmarks.workloads import OPTIMUM_NATIVE, ensure_optimum_native
-from engine.cli import main as cli_main
+from bertrt.cli import main as cli_main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks import data as bdata
 from benchmarks import evaluate as bev
-from engine.errors import InputError
+from bertrt.errors import InputError
 from tests.conftest import CLS_LABELS, NER_LABELS
 
 # ------------------------------------------------------------------------------------------ WNUT-16
@@ -290,7 +290,7 @@ def _tiny_iob(path: Path) -> Path:
 
 
 def test_eval_cli_ner_on_tiny_bundle(tiny_bundle, tiny_checkpoint, tmp_path, capsys):
-    from engine.cli import main
+    from bertrt.cli import main
 
     bundle = tiny_bundle("bert", "token-classification")
     data = _tiny_iob(tmp_path / "tiny.iob")
@@ -313,7 +313,7 @@ def test_eval_cli_ner_on_tiny_bundle(tiny_bundle, tiny_checkpoint, tmp_path, cap
 
 
 def test_eval_cli_classifier_and_errors(tiny_bundle, tiny_checkpoint, tmp_path, capsys):
-    from engine.cli import main
+    from bertrt.cli import main
 
     bundle = tiny_bundle("bert", "text-classification")
     rows = [("Maria loves Groningen.", CLS_LABELS[2]), ("The plot? Not so much.", CLS_LABELS[0]),

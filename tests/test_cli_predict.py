@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from bertrt.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,14 +23,14 @@ def _run(argv, stdin_text="", monkeypatch=None, capsys=None):
 
 
 def test_predict_texts_from_arguments(runtime_bundle, monkeypatch, capsys):
-    import engine
+    import bertrt
 
     folder = runtime_bundle("bert", "text-classification")
     code, out, _ = _run(["predict", str(folder), "--precision", "fp32", "Maria loves Groningen.", "Paris"],
                         monkeypatch=monkeypatch, capsys=capsys)
     assert code == 0
     lines = [json.loads(line) for line in out.splitlines()]
-    expected = engine.pipeline(None, folder, precision="fp32")(["Maria loves Groningen.", "Paris"])
+    expected = bertrt.pipeline(None, folder, precision="fp32")(["Maria loves Groningen.", "Paris"])
     assert [line["text"] for line in lines] == ["Maria loves Groningen.", "Paris"]
     assert [line["result"]["label"] for line in lines] == [e["label"] for e in expected]
     assert all(abs(line["result"]["score"] - e["score"]) < 1e-6 for line, e in zip(lines, expected))
@@ -92,7 +92,7 @@ def test_predict_errors_exit_codes(optimum_folder, monkeypatch, capsys):
 
 def test_console_script_subprocess(runtime_bundle):
     folder = runtime_bundle("bert", "text-classification")
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "predict", str(folder), "--precision", "fp32",
+    proc = subprocess.run([sys.executable, "-m", "bertrt.cli", "predict", str(folder), "--precision", "fp32",
                            "--top-k", "all"], check=False, input="hello\n", capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)["result"]) == 3

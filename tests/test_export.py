@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 from tokenizers import Tokenizer
 
-from engine.bundle import FP32_FILE, INT8_FILE, MANIFEST, SCHEMA_VERSION
-from export import quantize as quantize_stage
+from bertrt.bundle import FP32_FILE, INT8_FILE, MANIFEST, SCHEMA_VERSION
+from bertrt.export import quantize as quantize_stage
 from tests.conftest import ARCHS, CLS_LABELS, HEAD_TASKS, NER_LABELS
 
 ALL = [(arch, task) for arch in ARCHS for task in HEAD_TASKS]
@@ -24,7 +24,7 @@ def _manifest(folder):
 
 
 def test_public_api_is_pinned():
-    import export
+    import bertrt.export as export
 
     assert sorted(export.__all__) == ["STEPS", "SUPPORTED_ARCHITECTURES", "export_model"]
     assert export.SUPPORTED_ARCHITECTURES == {"bert": "BERT", "roberta": "RoBERTa", "distilbert": "DistilBERT"}
@@ -120,7 +120,7 @@ def test_quantize_none_writes_no_int8(tiny_bundle):
 
 
 def test_head_checkpoint_exports_for_embeddings(tiny_checkpoint, tmp_path):
-    from export import export_model
+    from bertrt.export import export_model
 
     m = export_model(tiny_checkpoint("bert", "token-classification"), tmp_path / "b", task="feature-extraction",
                      quantize="none")
@@ -142,7 +142,7 @@ def test_tokenizer_settings_travel(tiny_bundle, tiny_checkpoint):
 def test_slow_only_checkpoint_gets_a_fast_tokenizer(tiny_checkpoint, tmp_path):
     import shutil
 
-    from export import export_model
+    from bertrt.export import export_model
 
     src = tmp_path / "slow"
     shutil.copytree(tiny_checkpoint("bert", "feature-extraction"), src)
@@ -167,7 +167,7 @@ def test_cpu_flags_and_vnni():
 
 
 def test_figures_are_masked_and_exact():
-    from export import validate
+    from bertrt.export import validate
 
     a = np.zeros((2, 3, 4), np.float32)
     b = a.copy()
@@ -187,7 +187,7 @@ def test_figures_are_masked_and_exact():
 
 
 def test_summary_table_flags_unfused_attention(tiny_bundle):
-    from export.cli import summary_table
+    from bertrt.export.cli import summary_table
 
     m = _manifest(tiny_bundle("bert", "feature-extraction"))
     text = summary_table(m, "out")
@@ -201,7 +201,7 @@ def test_relative_out_dir_exports_with_full_shape_inference(tiny_checkpoint, tmp
     # without falling back to untyped tensors.
     import logging
 
-    from export import export_model
+    from bertrt.export import export_model
 
     monkeypatch.chdir(tmp_path)
     with caplog.at_level(logging.WARNING, logger="bertrt.export"):

@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from engine.bundle import INT8_FILE, MANIFEST
-from engine.cli import main
-from engine.errors import ExportError, TaskError, UnsupportedModelError, ValidationError
-from export import export_model, validate
+from bertrt.bundle import INT8_FILE, MANIFEST
+from bertrt.cli import main
+from bertrt.errors import ExportError, TaskError, UnsupportedModelError, ValidationError
+from bertrt.export import export_model, validate
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_hub_id_offline_names_id_and_suggests_folder(tmp_path, monkeypatch):
 def test_hub_unreachable_fails_fast(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
-    from export import convert
+    from bertrt.export import convert
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)

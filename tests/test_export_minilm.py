@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from engine.bundle import FP32_FILE, INT8_FILE
-from export import validate
+from bertrt.bundle import FP32_FILE, INT8_FILE
+from bertrt.export import validate
 
 # Not the validation samples: an independent check of the int8 embeddings.
 TEXTS = [

@@ -10,9 +10,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from engine.bundle import INT8_FILE, MANIFEST
-from export import quantize as quantize_stage
-from export.per_token import quantize_weight_per_column, reference_matmul, rewrite_matmuls
+from bertrt.bundle import INT8_FILE, MANIFEST
+from bertrt.export import quantize as quantize_stage
+from bertrt.export.per_token import quantize_weight_per_column, reference_matmul, rewrite_matmuls
 from tests.corpus import PARITY_TEXTS, TRAIN_TEXT
 
 LEVELS = [ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -99,7 +99,7 @@ def test_reduce_range_uses_seven_bit_weights():
 
 
 def test_unknown_recipe_is_refused(tmp_path):
-    from engine.errors import ExportError
+    from bertrt.errors import ExportError
 
     with pytest.raises(ExportError, match="int8 recipe must be one of per-token, dynamic"):
         quantize_stage.quantize_graph(tmp_path / "a.onnx", tmp_path / "b.onnx", recipe="static")
@@ -108,8 +108,8 @@ def test_unknown_recipe_is_refused(tmp_path):
 
 
 def test_export_model_refuses_unknown_recipe(tiny_checkpoint, tmp_path):
-    from engine.errors import ExportError
-    from export import export_model
+    from bertrt.errors import ExportError
+    from bertrt.export import export_model
 
     with pytest.raises(ExportError, match="int8_recipe must be one of"):
         export_model(tiny_checkpoint("bert", "token-classification"), tmp_path / "b", int8_recipe="per-row")
@@ -150,9 +150,9 @@ def _entities(result):
 
 def _batch1_vs_batch32(folder, task):
     """(results equal in entities / labels, max score difference) of batch-1 and batch-32 int8 runs."""
-    import engine
+    import bertrt
 
-    pipe = engine.pipeline(task, folder, precision="int8")
+    pipe = bertrt.pipeline(task, folder, precision="int8")
     assert pipe.bundle.model_path.name == INT8_FILE
     texts = _texts()
     kwargs = {"aggregation_strategy": "simple"} if task == "token-classification" else {"top_k": None}
@@ -174,7 +174,7 @@ def test_per_token_int8_results_do_not_depend_on_the_batch(tiny_bundle, task):
 
 
 def test_dynamic_recipe_stays_selectable(tiny_checkpoint, tmp_path):
-    from export import export_model
+    from bertrt.export import export_model
 
     m = export_model(tiny_checkpoint("bert", "token-classification"), tmp_path / "b",
                      task="token-classification", int8_recipe="dynamic")
@@ -192,7 +192,7 @@ def test_dynamic_recipe_stays_selectable(tiny_checkpoint, tmp_path):
 def test_cli_passes_the_recipe():
     import argparse
 
-    from export import cli
+    from bertrt.export import cli
 
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)

@@ -1,4 +1,4 @@
-"""engine.ner as pure functions: hand-made arrays in, entities out (no model, no tokenizer)."""
+"""bertrt.ner as pure functions: hand-made arrays in, entities out (no model, no tokenizer)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from engine import ner
-from engine.errors import InputError
-from engine.ner import entities_for_text, merge_overlapping, softmax, validate_options
+from bertrt import ner
+from bertrt.errors import InputError
+from bertrt.ner import entities_for_text, merge_overlapping, softmax, validate_options
 
 LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "MISC"]
 ID2LABEL = dict(enumerate(LABELS))

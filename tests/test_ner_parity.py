@@ -1,8 +1,8 @@
-"""engine.ner against transformers' TokenClassificationPipeline on the tiny checkpoints, without ONNX.
+"""bertrt.ner against transformers' TokenClassificationPipeline on the tiny checkpoints, without ONNX.
 
 The engine side mirrors the runtime: windows from the checkpoint's ``tokenizer.json`` through
 ``tokenizers`` (truncation and stride as the pipeline asks), logits from the same PyTorch model run on
-each unpadded window, and the tokenizer callables from :func:`engine.ner.tokenizer_hooks`. Also the
+each unpadded window, and the tokenizer callables from :func:`bertrt.ner.tokenizer_hooks`. Also the
 ``word_grouping="tokenizer"`` extension on the real tokenizers.
 """
 
@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from engine.ner import AGGREGATION_STRATEGIES, entities_for_text, tokenizer_hooks
+from bertrt.ner import AGGREGATION_STRATEGIES, entities_for_text, tokenizer_hooks
 from tests.conftest import ARCHS
 from tests.corpus import PARITY_TEXTS
 

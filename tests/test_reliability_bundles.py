@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-import engine
-from engine.bundle import MANIFEST
-from engine.errors import BundleError, ModelFileNotFoundError
+import bertrt
+from bertrt.bundle import MANIFEST
+from bertrt.errors import BundleError, ModelFileNotFoundError
 
 
 @pytest.fixture()
@@ -35,28 +35,28 @@ def test_corrupt_onnx_names_the_file(ner_copy):
     model = ner_copy / "model.int8.onnx"
     model.write_bytes(b"\x08\x07garbage, not a protobuf" * 100)
     with pytest.raises(BundleError, match="sha256|bytes") as info:  # the manifest catches it first
-        engine.pipeline(None, ner_copy)
+        bertrt.pipeline(None, ner_copy)
     assert "model.int8.onnx" in str(info.value) and info.value.path == str(ner_copy)
     with pytest.raises(BundleError, match="onnxruntime cannot load") as info:  # and onnxruntime without it
-        engine.pipeline(None, ner_copy, verify=False)
+        bertrt.pipeline(None, ner_copy, verify=False)
     assert info.value.path == str(model)
 
 
 def test_missing_model_and_tokenizer_files(ner_copy):
     (ner_copy / "model.int8.onnx").unlink()
     with pytest.raises(ModelFileNotFoundError, match="ONNX files present: model.onnx") as info:
-        engine.pipeline(None, ner_copy)
+        bertrt.pipeline(None, ner_copy)
     assert info.value.path == str(ner_copy)
     (ner_copy / "tokenizer.json").unlink()
     with pytest.raises(BundleError, match="required file is missing") as info:
-        engine.pipeline(None, ner_copy, precision="fp32")
+        bertrt.pipeline(None, ner_copy, precision="fp32")
     assert info.value.path == str(ner_copy / "tokenizer.json")
 
 
 def test_tokenizer_sha256_mismatch(ner_copy):
     _edit_json(ner_copy / "tokenizer.json", lambda t: t.update(truncation=None))  # same content, new bytes
     with pytest.raises(BundleError, match=r"tokenizer\.json: .*(sha256 mismatch|bytes)"):
-        engine.pipeline(None, ner_copy, precision="fp32")
+        bertrt.pipeline(None, ner_copy, precision="fp32")
 
 
 def test_tokenizer_larger_than_the_embedding(ner_copy):
@@ -64,7 +64,7 @@ def test_tokenizer_larger_than_the_embedding(ner_copy):
     rows = config["vocab_size"]
     _edit_json(ner_copy / "config.json", lambda c: c.update(vocab_size=rows - 10))
     with pytest.raises(BundleError, match=rf"can emit id {rows - 1}.*vocab_size is {rows - 10}") as info:
-        engine.pipeline(None, ner_copy, precision="fp32", verify=False)
+        bertrt.pipeline(None, ner_copy, precision="fp32", verify=False)
     assert info.value.path == str(ner_copy / "tokenizer.json")
     # an added token past the last row, with config unchanged
     _edit_json(ner_copy / "config.json", lambda c: c.update(vocab_size=rows))
@@ -72,7 +72,7 @@ def test_tokenizer_larger_than_the_embedding(ner_copy):
         {"id": rows, "content": "<extra>", "single_word": False, "lstrip": False, "rstrip": False,
          "normalized": False, "special": True}))
     with pytest.raises(BundleError, match=f"can emit id {rows}"):
-        engine.pipeline(None, ner_copy, precision="fp32", verify=False)
+        bertrt.pipeline(None, ner_copy, precision="fp32", verify=False)
 
 
 def test_ner_label_count_must_match_the_logits(optimum_folder, tmp_path):
@@ -80,14 +80,14 @@ def test_ner_label_count_must_match_the_logits(optimum_folder, tmp_path):
     shutil.copytree(optimum_folder("bert", "token-classification"), folder)
     _edit_json(folder / "config.json", lambda c: c.update(id2label={"0": "O", "1": "B-PER"}))
     with pytest.raises(BundleError, match="outputs 9 labels but config.json id2label has 2") as info:
-        engine.pipeline(None, folder, precision="fp32")
+        bertrt.pipeline(None, folder, precision="fp32")
     assert info.value.path == str(folder / "model.onnx")
 
 
 def test_unknown_format_in_manifest(ner_copy):
     _edit_json(ner_copy / MANIFEST, lambda m: m.update(format="other-tool"))
     with pytest.raises(BundleError, match="format is 'other-tool'") as info:
-        engine.pipeline(None, ner_copy)
+        bertrt.pipeline(None, ner_copy)
     assert info.value.path == str(ner_copy / MANIFEST)
 
 
@@ -121,7 +121,7 @@ def test_loading_runs_no_code_from_the_bundle(ner_copy, tmp_path):
                 opened.append(f"{event}:{name}")
 
     sys.addaudithook(audit)  # hooks cannot be removed; this one only records paths under this tmp folder
-    pipe = engine.pipeline(None, ner_copy, precision="fp32", verify=False)
+    pipe = bertrt.pipeline(None, ner_copy, precision="fp32", verify=False)
     result = pipe("Maria loves Groningen.", aggregation_strategy="first", ignore_labels=[])
     assert result and not any(m.exists() for m in markers)
     names = {p.rsplit("/", 1)[-1] for p in opened}

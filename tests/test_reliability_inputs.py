@@ -35,8 +35,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import engine
-from engine.errors import BertrtError, InputError, InputTypeError, TaskError
+import bertrt
+from bertrt.errors import BertrtError, InputError, InputTypeError, TaskError
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 NORMAL = ["Maria loves Groningen.", "John Smith works at Acme Corp. in New York City!", "東京 🍕 Zürich"]
@@ -71,7 +71,7 @@ def pipes(runtime_bundle):
 
     def get(arch: str, task: str):
         if (arch, task) not in cache:
-            cache[arch, task] = engine.pipeline(task, runtime_bundle(arch, task), precision="fp32", threads=1)
+            cache[arch, task] = bertrt.pipeline(task, runtime_bundle(arch, task), precision="fp32", threads=1)
         return cache[arch, task]
 
     return get
@@ -373,7 +373,7 @@ def test_fill_mask_bundle_without_a_mask_token_is_refused(runtime_bundle, tmp_pa
             data.get("files", {}).pop("tokenizer_config.json", None)
             path.write_text(json.dumps(data))
     with pytest.raises(TaskError, match="mask token") as info:
-        engine.pipeline("fill-mask", folder, precision="fp32")
+        bertrt.pipeline("fill-mask", folder, precision="fp32")
     assert isinstance(info.value, ValueError)
 
 
@@ -381,8 +381,8 @@ def test_bad_pipeline_arguments(runtime_bundle):
     folder = runtime_bundle("bert", "token-classification")
     for threads in (0, -2, 1.5, True):
         with pytest.raises(InputError, match="threads"):
-            engine.pipeline("ner", folder, precision="fp32", threads=threads)
+            bertrt.pipeline("ner", folder, precision="fp32", threads=threads)
     with pytest.raises(TaskError, match="unknown task"):
-        engine.pipeline("summarization", folder, precision="fp32")
-    with pytest.raises(engine.ModelFileNotFoundError, match="precision"):
-        engine.pipeline("ner", folder, precision="fp16")
+        bertrt.pipeline("summarization", folder, precision="fp32")
+    with pytest.raises(bertrt.ModelFileNotFoundError, match="precision"):
+        bertrt.pipeline("ner", folder, precision="fp16")

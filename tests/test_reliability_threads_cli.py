@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import engine
-from engine.cli import main
+import bertrt
+from bertrt.cli import main
 from tests.corpus import PARITY_TEXTS
 
 TEXTS = PARITY_TEXTS + ["", "Paris", "東京 🍕 Zürich"]
@@ -26,7 +26,7 @@ TEXTS = PARITY_TEXTS + ["", "Paris", "東京 🍕 Zürich"]
     ("text-classification", {"top_k": None}),
 ])
 def test_one_pipeline_shared_by_8_threads_gives_sequential_results(runtime_bundle, task, options):
-    pipe = engine.pipeline(task, runtime_bundle("bert", task), precision="fp32", threads=1)
+    pipe = bertrt.pipeline(task, runtime_bundle("bert", task), precision="fp32", threads=1)
     expected = [pipe(t, **options) for t in TEXTS]
     # each job: a rotated slice with its own batch size, so threads interleave tokenizer and session calls
     jobs = [(k, [TEXTS[(k + i) % len(TEXTS)] for i in range(len(TEXTS))], 1 + k % 4) for k in range(32)]
@@ -132,7 +132,7 @@ def test_unexpected_errors_exit_1_with_one_line(runtime_bundle, monkeypatch, cap
     def boom(self, batch):
         raise RuntimeError("onnxruntime failed\nwith a second line")
 
-    monkeypatch.setattr(engine.pipelines.OnnxSession, "run", boom)
+    monkeypatch.setattr(bertrt.pipelines.OnnxSession, "run", boom)
     code, out, err = _cli(["predict", folder, "--precision", "fp32", "a", "b"], monkeypatch, capsys)
     assert code == 1 and out == "" and "Traceback" not in err
     assert err.strip() == "bertrt predict: error: RuntimeError: onnxruntime failed with a second line"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.batching import pad_batch, plan_batches, run_batched
-from engine.errors import InputError
-from engine.tokenize import Encoded
+from bertrt.batching import pad_batch, plan_batches, run_batched
+from bertrt.errors import InputError
+from bertrt.tokenize import Encoded
 from tests.corpus import PARITY_TEXTS
 
 
@@ -64,9 +64,9 @@ TEXTS = PARITY_TEXTS + ["short", "Paris"]
 
 @pytest.mark.parametrize("task", ["feature-extraction", "text-classification", "token-classification"])
 def test_fp32_results_do_not_depend_on_batch_size_or_order(task, runtime_bundle):
-    import engine
+    import bertrt
 
-    pipe = engine.pipeline(task, runtime_bundle("bert", task), precision="fp32")
+    pipe = bertrt.pipeline(task, runtime_bundle("bert", task), precision="fp32")
     options = {"aggregation_strategy": "simple", "stride": 8} if task == "token-classification" else {}
     if task == "text-classification":
         options = {"top_k": None}

@@ -9,9 +9,9 @@ import shutil
 import numpy as np
 import pytest
 
-import engine
-from engine.bundle import MANIFEST, file_sha256, load_bundle, select_model_file
-from engine.errors import BundleError, InputError, ModelFileNotFoundError, TaskError
+import bertrt
+from bertrt.bundle import MANIFEST, file_sha256, load_bundle, select_model_file
+from bertrt.errors import BundleError, InputError, ModelFileNotFoundError, TaskError
 
 TEXTS = ["Maria loves Groningen.", "John Smith works at Acme Corp. in New York City!"]
 SIDE = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -40,7 +40,7 @@ def test_optimum_layout_precisions(optimum_copy):
     assert select_model_file(optimum_copy, "int8").name == "model_quantized.onnx"
     bundle = load_bundle(optimum_copy)
     assert bundle.layout == "optimum" and bundle.task == "text-classification"
-    pipe = engine.pipeline(None, optimum_copy)
+    pipe = bertrt.pipeline(None, optimum_copy)
     assert pipe.session.model_path.name == "model_quantized.onnx"
     assert pipe(TEXTS[0])[0]["label"] in {"negative", "neutral", "positive"}
 
@@ -57,8 +57,8 @@ def test_onnx_subfolder_layout(optimum_folder, tmp_path):
     assert load_bundle(repo, precision="fp32").model_path == repo / "onnx" / "model.onnx"
     shutil.copy(src / "model.onnx", repo / "onnx" / "model_int8.onnx")
     assert load_bundle(repo).model_path.name == "model_int8.onnx"  # int8 preferred over q4
-    explicit = engine.pipeline("ner", repo, model_file="onnx/model_q4.onnx")
-    reference = engine.pipeline("ner", repo, precision="fp32")
+    explicit = bertrt.pipeline("ner", repo, model_file="onnx/model_q4.onnx")
+    reference = bertrt.pipeline("ner", repo, precision="fp32")
     assert explicit(TEXTS, aggregation_strategy="simple") == reference(TEXTS, aggregation_strategy="simple")
 
 
@@ -92,7 +92,7 @@ def test_missing_and_broken_files(optimum_folder, tmp_path):
     data = (folder / "model.onnx").read_bytes()
     (folder / "model.onnx").write_bytes(data[: len(data) // 3])  # truncated ONNX
     with pytest.raises(BundleError, match="onnxruntime cannot load"):
-        engine.pipeline(None, folder, precision="fp32")
+        bertrt.pipeline(None, folder, precision="fp32")
     with pytest.raises(BundleError, match="no such folder"):
         load_bundle(tmp_path / "does-not-exist")
     with pytest.raises(BundleError, match="not a folder"):
@@ -140,9 +140,9 @@ def test_manifest_checks(optimum_folder, tmp_path):
 def test_task_checks(optimum_folder):
     folder = optimum_folder("bert", "feature-extraction")
     with pytest.raises(TaskError, match="unknown task"):
-        engine.pipeline("translation", folder, precision="fp32")
+        bertrt.pipeline("translation", folder, precision="fp32")
     with pytest.raises(TaskError, match="text-classification head"):
-        engine.pipeline("text-classification", folder, precision="fp32")
+        bertrt.pipeline("text-classification", folder, precision="fp32")
 
 
 def test_label_count_must_match_logits(optimum_folder, tmp_path):
@@ -154,11 +154,11 @@ def test_label_count_must_match_logits(optimum_folder, tmp_path):
     config["id2label"] = {"0": "only", "1": "two"}
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(BundleError, match="3 labels"):
-        engine.pipeline(None, folder, precision="fp32")
+        bertrt.pipeline(None, folder, precision="fp32")
 
 
 def test_bad_inputs_and_options_fail_before_work(optimum_folder):
-    cls = engine.pipeline(None, optimum_folder("bert", "text-classification"), precision="fp32")
+    cls = bertrt.pipeline(None, optimum_folder("bert", "text-classification"), precision="fp32")
     with pytest.raises(TypeError, match="index 1.*NoneType"):
         cls(["ok", None])
     with pytest.raises(TypeError):
@@ -170,23 +170,23 @@ def test_bad_inputs_and_options_fail_before_work(optimum_folder):
     with pytest.raises(InputError, match="batch_size"):
         cls("x", batch_size=0)
     assert cls([]) == []
-    fill = engine.pipeline(None, optimum_folder("bert", "fill-mask"), precision="fp32")
+    fill = bertrt.pipeline(None, optimum_folder("bert", "fill-mask"), precision="fp32")
     with pytest.raises(InputError, match="index.* 1"):
         fill(["a [MASK] b", "no mask here"])
     with pytest.raises(InputError, match="target"):
         fill("a [MASK]", targets=[3])
-    ner = engine.pipeline("ner", optimum_folder("bert", "token-classification"), precision="fp32")
+    ner = bertrt.pipeline("ner", optimum_folder("bert", "token-classification"), precision="fp32")
     with pytest.raises(InputError, match="aggregation_strategy"):
         ner("x", aggregation_strategy="median")
     with pytest.raises(InputError, match="stride"):
         ner("x", aggregation_strategy="first", stride=64)
     with pytest.raises(InputError, match="execution provider"):
-        engine.pipeline("ner", optimum_folder("bert", "token-classification"), precision="fp32",
+        bertrt.pipeline("ner", optimum_folder("bert", "token-classification"), precision="fp32",
                         providers=["NoSuchExecutionProvider"])
 
 
 def test_feature_extraction_options_and_tokenize(optimum_folder):
-    pipe = engine.pipeline(None, optimum_folder("bert", "feature-extraction"), precision="fp32", threads=1)
+    pipe = bertrt.pipeline(None, optimum_folder("bert", "feature-extraction"), precision="fp32", threads=1)
     text = "An enchantingly Groningenesque evening."  # words the tiny vocabulary splits into pieces
     view = pipe.tokenize(text)
     assert set(view) == {"ids", "tokens", "offsets", "word_ids"}

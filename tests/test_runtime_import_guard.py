@@ -25,16 +25,16 @@ for name in list(sys.modules):
     if name.split(".")[0] in BLOCKED:
         del sys.modules[name]
 
-import engine
+import bertrt
 folders = json.loads(sys.argv[1])
 out = {}
-out["fe"] = engine.pipeline(None, folders["feature-extraction"], precision="fp32")(
+out["fe"] = bertrt.pipeline(None, folders["feature-extraction"], precision="fp32")(
     ["Maria loves Groningen.", "x"], pooling="mean", normalize=True)[0].shape[0]
-out["cls"] = engine.pipeline(None, folders["text-classification"], precision="fp32")("Maria loves Groningen.")
-out["fill"] = len(engine.pipeline(None, folders["fill-mask"], precision="fp32")("Maria [MASK] Groningen."))
-out["ner"] = engine.pipeline("ner", folders["token-classification"], precision="fp32")(
+out["cls"] = bertrt.pipeline(None, folders["text-classification"], precision="fp32")("Maria loves Groningen.")
+out["fill"] = len(bertrt.pipeline(None, folders["fill-mask"], precision="fp32")("Maria [MASK] Groningen."))
+out["ner"] = bertrt.pipeline("ner", folders["token-classification"], precision="fp32")(
     "Maria loves Groningen. " * 20, aggregation_strategy="first", stride=4)
-from engine.cli import main
+from bertrt.cli import main
 assert main(["predict", folders["text-classification"], "--precision", "fp32", "hello"]) == 0
 leaked = sorted(n for n in sys.modules if n.split(".")[0] in BLOCKED)
 print(json.dumps({"leaked": leaked, "results": out}))

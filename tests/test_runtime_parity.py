@@ -56,10 +56,10 @@ def _reference(tiny_checkpoint, arch, task, **kwargs):
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("arch", ARCHS)
 def test_text_classification_parity(arch, source, folders, tiny_checkpoint):
-    import engine
+    import bertrt
 
     ref = _reference(tiny_checkpoint, arch, "text-classification")
-    pipe = engine.pipeline(None, folders(source, arch, "text-classification"), precision="fp32")
+    pipe = bertrt.pipeline(None, folders(source, arch, "text-classification"), precision="fp32")
     assert pipe.task == "text-classification"
     for options in ({}, {"top_k": None}, {"top_k": 2}, {"function_to_apply": "sigmoid"},
                     {"top_k": 1, "function_to_apply": "none"}):
@@ -74,10 +74,10 @@ def test_text_classification_parity(arch, source, folders, tiny_checkpoint):
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("arch", ARCHS)
 def test_fill_mask_parity(arch, source, folders, tiny_checkpoint):
-    import engine
+    import bertrt
 
     ref = _reference(tiny_checkpoint, arch, "fill-mask")
-    pipe = engine.pipeline(None, folders(source, arch, "fill-mask"), precision="fp32")
+    pipe = bertrt.pipeline(None, folders(source, arch, "fill-mask"), precision="fp32")
     mask = ref.tokenizer.mask_token
     texts = [t.replace(" ", f" {mask} ", 1) if " " in t else t + mask for t in PARITY_TEXTS[:-1]]
     texts.append(f"{mask} loves {mask}.")  # two masks: nested lists
@@ -89,10 +89,10 @@ def test_fill_mask_parity(arch, source, folders, tiny_checkpoint):
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("arch", ARCHS)
 def test_feature_extraction_parity(arch, source, folders, tiny_checkpoint):
-    import engine
+    import bertrt
 
     ref = _reference(tiny_checkpoint, arch, "feature-extraction")
-    pipe = engine.pipeline(None, folders(source, arch, "feature-extraction"), precision="fp32")
+    pipe = bertrt.pipeline(None, folders(source, arch, "feature-extraction"), precision="fp32")
     expected = ref(PARITY_TEXTS, truncation=True)
     got = pipe(PARITY_TEXTS)
     assert len(got) == len(expected)
@@ -107,9 +107,9 @@ def test_feature_extraction_parity(arch, source, folders, tiny_checkpoint):
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("arch", ARCHS)
 def test_token_classification_parity(arch, source, folders, tiny_checkpoint):
-    import engine
+    import bertrt
 
-    pipe = engine.pipeline("ner", folders(source, arch, "token-classification"), precision="fp32")
+    pipe = bertrt.pipeline("ner", folders(source, arch, "token-classification"), precision="fp32")
     short = [t for t in PARITY_TEXTS if len(t) < 200]
     ref = _reference(tiny_checkpoint, arch, "token-classification")
     assert_same(ref(short), pipe(short))

@@ -30,11 +30,11 @@ def rampart_folder() -> Path:
 
 @pytest.mark.parametrize("strategy", ["none", "simple", "first", "average", "max"])
 def test_rampart_matches_optimum_pipeline(rampart_folder, strategy):
-    import engine
+    import bertrt
 
     optimum_ort = pytest.importorskip("optimum.onnxruntime")
     transformers = pytest.importorskip("transformers")
-    pipe = engine.pipeline(None, rampart_folder)  # task from config.json, int8 -> onnx/model_q4.onnx
+    pipe = bertrt.pipeline(None, rampart_folder)  # task from config.json, int8 -> onnx/model_q4.onnx
     assert pipe.task == "token-classification" and pipe.session.model_path.name == "model_q4.onnx"
     model = optimum_ort.ORTModelForTokenClassification.from_pretrained(
         rampart_folder, subfolder="onnx", file_name="model_q4.onnx")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import classification, embeddings, fill_mask
-from engine.errors import InputError
-from engine.tokenize import TextTokenizer, clean_up_tokenization
+from bertrt import classification, embeddings, fill_mask
+from bertrt.errors import InputError
+from bertrt.tokenize import TextTokenizer, clean_up_tokenization
 from tests.conftest import ARCHS, MAX_POS
 from tests.corpus import PARITY_TEXTS
 

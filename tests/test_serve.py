@@ -42,7 +42,7 @@ class Server:
 
     def __init__(self, models: list[str], *options: str):
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "engine.cli", "serve", *models, "--port", "0", "--precision", "fp32",
+        cmd = [sys.executable, "-m", "bertrt.cli", "serve", *models, "--port", "0", "--precision", "fp32",
                "--threads", "1", *options]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)
@@ -124,9 +124,9 @@ def folders(tiny_bundle):
 
 @pytest.fixture(scope="module")
 def pipes(folders):
-    import engine
+    import bertrt
 
-    return {name: engine.pipeline(None, folder, precision="fp32", threads=1) for name, folder in folders.items()}
+    return {name: bertrt.pipeline(None, folder, precision="fp32", threads=1) for name, folder in folders.items()}
 
 
 @pytest.fixture(scope="module")
@@ -333,7 +333,7 @@ def test_overload_gives_503_then_sigterm_drains_every_accepted_request(folders, 
 
 # -- in process -------------------------------------------------------------------------------------------
 def test_health_is_503_until_warm_up(pipes):
-    from engine.serve import create_app
+    from bertrt.serve import create_app
 
     app = create_app({"ner": pipes["ner"]})  # lifespan not run: nothing warmed up
 
@@ -348,9 +348,9 @@ def test_health_is_503_until_warm_up(pipes):
 
 
 def test_model_specs_settings_and_cli_errors(folders, capsys):
-    from engine.cli import main
-    from engine.errors import ServeError
-    from engine.serve import ServeSettings, create_app, parse_model_specs
+    from bertrt.cli import main
+    from bertrt.errors import ServeError
+    from bertrt.serve import ServeSettings, create_app, parse_model_specs
 
     assert parse_model_specs([str(folders["ner"]), f"other={folders['cls']}"]) == {
         folders["ner"].name: folders["ner"], "other": folders["cls"]}
@@ -368,7 +368,7 @@ def test_model_specs_settings_and_cli_errors(folders, capsys):
 def test_listening_socket_is_tcp_so_asyncio_sets_nodelay():
     import socket
 
-    from engine.serve import _bind
+    from bertrt.serve import _bind
 
     # proto 0 would make asyncio skip TCP_NODELAY: every keep-alive response then waits ~40 ms for an ACK
     sock = _bind("127.0.0.1", 0)
@@ -386,8 +386,8 @@ def ipaddress_is_loopback(host: str) -> bool:
 
 
 def test_runtime_imports_without_the_server_stack():
-    code = ("import sys, engine; engine.pipeline; import engine.pipelines, engine.cli; "
-            "print(sorted(m for m in ('fastapi', 'uvicorn', 'prometheus_client', 'starlette', 'engine.serve') "
+    code = ("import sys, engine; bertrt.pipeline; import bertrt.pipelines, bertrt.cli; "
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'prometheus_client', 'starlette', 'bertrt.serve') "
             "if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
