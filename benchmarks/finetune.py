@@ -43,6 +43,8 @@ from pathlib import Path
 
 from benchmarks import data as bdata
 from bertrt.errors import InputError
+from bertrt.evaluate.metrics import accuracy, f1_per_label
+from bertrt.evaluate.readers import entity_types
 
 __all__ = ["RECIPES", "base_model_dir", "finetune", "is_finished", "main", "output_dir", "recipe_hash"]
 
@@ -224,9 +226,7 @@ def _dev_metrics(model, feats, id2label, pad_id, token_level) -> dict:
 
         return {"precision": precision_score(gold, pred), "recall": recall_score(gold, pred),
                 "f1": f1_score(gold, pred), "sentences": len(gold)}
-    from sklearn.metrics import accuracy_score, f1_score
-
-    return {"accuracy": accuracy_score(gold, pred), "f1_positive": f1_score(gold, pred, pos_label="positive"),
+    return {"accuracy": accuracy(gold, pred), "f1_positive": f1_per_label(gold, pred, ["positive"])[0],
             "examples": len(gold)}
 
 
@@ -272,7 +272,7 @@ def finetune(which: str, *, out_root: Path | None = None, force: bool = False, t
     token_level = recipe["task"] == "token-classification"
     if token_level:
         train, dev = bdata.load_wnut16("train"), bdata.load_wnut16("dev")
-        types = bdata.entity_types(bdata.load_wnut16())
+        types = entity_types(bdata.load_wnut16())
         labels = ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")]
     else:
         train, dev = bdata.load_vader("movies", "train"), bdata.load_vader("movies", "dev")

@@ -116,7 +116,7 @@ def _requirement_names(dist) -> list[str]:
     for line in dist.requires or []:
         try:
             req = Requirement(line)
-        except Exception as exc:  # noqa: BLE001 - an unparsable requirement line is skipped, not fatal
+        except Exception as exc:  # an unparsable requirement line is skipped, not fatal
             logging.getLogger("bertrt.benchmarks").warning("%s: skipping requirement %r (%s)", dist.name, line, exc)
             continue
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):

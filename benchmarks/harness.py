@@ -12,14 +12,15 @@ probe``; cold start = spawn to first result, on the probe workload, PyTorch and 
 interleaved), model sizes on disk, installed size of the runtime's and the reference's dependency
 closures, and int8 GOP/s against the machine's measured int8 GEMM peak (:mod:`benchmarks.hardware`).
 
-Output (``--out``, default ``benchmarks/results``): ``report.json``, ``report.md``,
+Output (``--out``, default ``./bertrt-results``, the folder ``bertrt eval`` writes to by default;
+``make bench`` passes ``benchmarks/results``): ``report.json``, ``report.md``,
 ``throughput.png``, ``latency.png``. Targets are computed from the measurements, marked met/missed,
 never tuned; accuracy targets come from ``eval.json`` next to the report when present. The NER target
 against Optimum's int8 pipeline uses the fastest Optimum int8 system measured (``optimum-native-int8``,
 Optimum's own export + quantizer, or ``optimum-int8``, bertrt's int8 graph in ORTModel), names it, and
 quotes the other; both keep their rows in the tables.
 
-Python API: :func:`run_bench` (takes prepared :class:`~benchmarks.systems.Workload` objects; the smoke
+Python API: :func:`run_bench` (takes prepared :class:`~benchmarks.workloads.Workload` objects; the smoke
 test feeds it a tiny model).
 """
 
@@ -37,13 +38,21 @@ import time
 from pathlib import Path
 
 from benchmarks import hardware, report
-from benchmarks.systems import SYSTEMS, RawSession, Workload, build_system, physical_threads
+from benchmarks.systems import SYSTEMS, RawSession, build_system, physical_threads
+from benchmarks.workloads import (
+    OPTIMUM_NATIVE,
+    TEXT_COUNTS,
+    WORKLOADS,
+    Workload,
+    ensure_optimum_native,
+    load_workload,
+)
+from bertrt.evaluate.report import DEFAULT_OUT
 
 __all__ = ["BATCH_SIZES", "DEFAULT_OUT", "add_arguments", "run", "run_bench"]
 
 log = logging.getLogger("bertrt.benchmarks")
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 BATCH_SIZES = (1, 8, 32)
 #: (full run, --quick): repeats of each timed pass, cold-start probes per repeated system
 REPEATS = {"full": {"passes": 3, "cold": 3}, "quick": {"passes": 1, "cold": 1}}
@@ -174,8 +183,6 @@ def _sizes(workload: Workload, systems: list[str]) -> dict:
              "onnx_int8_bytes": size(workload.bundle / "model.int8.onnx"),
              "pytorch_weights_file": weights.name}
     if any(s.startswith("optimum-native") for s in systems):  # built by then: this only reads the cache
-        from benchmarks.workloads import OPTIMUM_NATIVE, ensure_optimum_native
-
         folder = ensure_optimum_native(workload.checkpoint, workload.task, root=workload.optimum_root)
         sizes["optimum_native_fp32_bytes"] = size(folder / OPTIMUM_NATIVE["fp32_file"])
         sizes["optimum_native_int8_bytes"] = size(folder / OPTIMUM_NATIVE["int8_file"])
@@ -323,14 +330,12 @@ def run_bench(workloads: list[Workload], out_dir: Path, *, systems: list[str] | 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from benchmarks.workloads import WORKLOADS
-
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help=f"comma-separated subset of {', '.join(WORKLOADS)} (default: all)")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated subset of {', '.join(SYSTEMS)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="tiny text counts and one repeat (a smoke run)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default ./{DEFAULT_OUT})")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads for every system "
                         "(default: physical cores)")
     parser.add_argument("--texts", type=int, default=None, help="texts per workload (default: "
@@ -339,8 +344,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmarks.workloads import TEXT_COUNTS, WORKLOADS, load_workload
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     names = [n.strip() for n in args.workloads.split(",") if n.strip()]
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]

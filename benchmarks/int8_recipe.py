@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import data as bdata
-from benchmarks import evaluate as bev
 from benchmarks.determinism import agreement
 from bertrt.bundle import file_sha256
+from bertrt.evaluate import evaluate_classifier, evaluate_ner
 
 __all__ = ["MODELS", "RECIPES", "main"]
 
@@ -170,10 +170,10 @@ def study(name: str, speed_texts: int, repeats: int) -> dict:
                    "record": record, "b1_vs_b32": _compare(task, b1, b32)}
         rows[v]["vs_fp32"] = _compare(task, batched["fp32"], b32)
         if task == "token-classification":
-            m = bev.evaluate_ner(lambda xs, pipe=pipe: _call(pipe, task, xs, 32), test_items, desc=f"{name} {v}")
+            m = evaluate_ner(lambda xs, pipe=pipe: _call(pipe, task, xs, 32), test_items, desc=f"{name} {v}")
             rows[v]["test"] = {"f1": m["micro"]["f1"], "items": len(test_items)}
         elif task == "text-classification":
-            m = bev.evaluate_classifier(lambda xs, pipe=pipe: _call(pipe, task, xs, 32), test_items, id2label=pipe.id2label,
+            m = evaluate_classifier(lambda xs, pipe=pipe: _call(pipe, task, xs, 32), test_items, id2label=pipe.id2label,
                                         desc=f"{name} {v}")
             rows[v]["test"] = {"accuracy": m["accuracy"], "items": len(test_items)}
         log.info("%s %s: %s", name, v, {k: rows[v][k] for k in ("b1_vs_b32", "vs_fp32")})

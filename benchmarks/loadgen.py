@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import data as bdata
+from bertrt.evaluate.readers import entity_types
 
 __all__ = ["main", "run_level"]
 
@@ -77,7 +78,7 @@ def _fallback_checkpoint(out: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, BertForTokenClassification
 
-    types = bdata.entity_types(bdata.load_wnut16())
+    types = entity_types(bdata.load_wnut16())
     labels = ["O"] + [f"{prefix}-{t}" for t in types for prefix in ("B", "I")]
     torch.manual_seed(0)
     source = _minilm_folder()

@@ -8,7 +8,7 @@ labelled random-head fallback), each recipe of :data:`RECIPES` quantizes a graph
 
 * speed: texts/s of the bertrt pipeline (``model_file=`` the variant) at batch size 32 on the first
   ``--speed-texts`` test texts, median of ``--repeats`` passes interleaved across the recipes;
-* accuracy on the held-out test split (benchmarks/data.py loaders, scored by benchmarks/evaluate.py):
+* accuracy on the held-out test split (benchmarks/data.py loaders, scored by bertrt.evaluate):
   NER micro-F1 on WNUT-16 test (479 sentences), sentiment accuracy on VADER movies test (1,057), and
   agreement with the fp32 graph (token tags / labels).
 
@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 
 from benchmarks import data as bdata
-from benchmarks import evaluate as bev
 from benchmarks import hardware
 from benchmarks.workloads import harness_cache, load_workload
 from bertrt.bundle import file_sha256
+from bertrt.evaluate import evaluate_classifier, evaluate_ner
 from bertrt.export.quantize import working_directory
 
 __all__ = ["RECIPES", "RULE", "main", "quantize_variant", "recommend", "run_study"]
@@ -91,7 +91,7 @@ def quantize_variant(src: Path, dst: Path, recipe: dict) -> Path:
         try:
             with working_directory(tmp):
                 quant_pre_process(str(src), str(prepared), skip_optimization=True, auto_merge=True)
-        except Exception as exc:  # noqa: BLE001 - symbolic shape inference raises bare exceptions
+        except Exception as exc:  # symbolic shape inference raises bare exceptions
             log.warning("shape inference failed on %s (%s); untyped tensors taken as float", src.name, exc)
             prepared = src
             extra["DefaultTensorType"] = onnx.TensorProto.FLOAT
@@ -129,9 +129,9 @@ def _call(pipe, task: str):
 
 def _accuracy(pipe, task: str, items) -> dict:
     if task == "token-classification":
-        m = bev.evaluate_ner(_call(pipe, task), items, desc="ner")
+        m = evaluate_ner(_call(pipe, task), items, desc="ner")
         return {"figure": m["micro"]["f1"], "predictions": m["tags"]}
-    m = bev.evaluate_classifier(_call(pipe, task), items, id2label=pipe.id2label, desc="sentiment")
+    m = evaluate_classifier(_call(pipe, task), items, id2label=pipe.id2label, desc="sentiment")
     return {"figure": m["accuracy"], "predictions": m["labels"]}
 
 

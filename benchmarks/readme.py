@@ -3,7 +3,7 @@
     python -m benchmarks.readme [--results benchmarks/results] [--readme README.md]
 
 1. Re-reads ``eval.json`` into ``report.json`` (the accuracy targets) and re-renders ``report.md``, so a
-   later ``python -m benchmarks.evaluate report`` shows up without re-timing anything.
+   later ``python -m benchmarks.eval_report report`` shows up without re-timing anything.
 2. Replaces the blocks between ``<!-- bench:start -->``/``<!-- bench:end -->`` and
    ``<!-- serve:start -->``/``<!-- serve:end -->`` in the README with the report's target table, a
    throughput summary, and the load benchmark table.

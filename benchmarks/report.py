@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bertrt.evaluate import int8_targets
+
 __all__ = ["plot_latency", "plot_throughput", "render_markdown", "targets", "write"]
 
 TARGET_WORKLOAD = "ner"
@@ -83,11 +85,8 @@ def _accuracy_checks(ev: dict | None) -> list[dict]:
     if not ev:
         return [{"target": "int8 accuracy within 1.0 point of fp32 (WNUT-16 F1, sentiment accuracy)", "value": None,
                  "limit": 1.0, "op": "<=", "met": None,
-                 "detail": "no eval.json next to the report (python -m benchmarks.evaluate report writes it)"}]
-    try:
-        from benchmarks.evaluate import int8_targets
-    except ImportError:
-        return []
+                 "detail": "no eval.json next to the report (bertrt eval or python -m benchmarks.eval_report "
+                           "report writes it)"}]
     rows = []
     for row in int8_targets(ev.get("evaluations", [])):
         rows.append({"target": f"int8 {row['figure']} within {row['tolerance']} of fp32: {row['dataset']}",

@@ -39,13 +39,13 @@ import json
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from benchmarks.workloads import OPTIMUM_NATIVE, Workload, ensure_optimum_native
 
 __all__ = [
     "SYSTEMS",
     "RawSession",
-    "Workload",
     "build_system",
     "main",
     "physical_threads",
@@ -69,34 +69,6 @@ _ORT_CLASSES = {
     "text-classification": "ORTModelForSequenceClassification",
     "feature-extraction": "ORTModelForFeatureExtraction",
 }
-
-
-@dataclass
-class Workload:
-    """One benchmark workload: a task, the checkpoint (PyTorch) and its bundle (ONNX), and the texts."""
-
-    name: str
-    task: str
-    checkpoint: Path
-    bundle: Path
-    texts: list[str]
-    model: str  # what the model is, for the report (e.g. "fine-tuned MiniLM" or "fallback: random head")
-    data: str  # where the texts come from
-    notes: list[str] = field(default_factory=list)
-    #: where the optimum-native artefacts are cached (None: ``<cache>/harness/optimum``)
-    optimum_root: Path | None = None
-
-    def spec(self) -> dict:
-        d = asdict(self)
-        d["checkpoint"], d["bundle"] = str(self.checkpoint), str(self.bundle)
-        d["optimum_root"] = None if self.optimum_root is None else str(self.optimum_root)
-        return d
-
-    @classmethod
-    def from_spec(cls, d: dict) -> Workload:
-        root = d.get("optimum_root")
-        return cls(**{**d, "checkpoint": Path(d["checkpoint"]), "bundle": Path(d["bundle"]),
-                      "optimum_root": None if root is None else Path(root)})
 
 
 def physical_threads() -> int:
@@ -159,8 +131,6 @@ def _optimum(workload: Workload, threads: int, file_name: str, folder: Path | No
 
 def _optimum_native(workload: Workload, threads: int, precision: str):
     """Optimum's own artefacts of the checkpoint (exported, optimized, quantized once, then cached)."""
-    from benchmarks.workloads import OPTIMUM_NATIVE, ensure_optimum_native
-
     folder = ensure_optimum_native(workload.checkpoint, workload.task, root=workload.optimum_root)
     return _optimum(workload, threads, OPTIMUM_NATIVE[f"{precision}_file"], folder)
 

@@ -44,13 +44,13 @@ import json
 import logging
 import shutil
 import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benchmarks import data as bdata
-from benchmarks.systems import Workload
 
-__all__ = ["OPTIMUM_NATIVE", "TEXT_COUNTS", "WORKLOADS", "ensure_optimum_native", "harness_cache", "load_workload",
-           "minilm_dir"]
+__all__ = ["OPTIMUM_NATIVE", "TEXT_COUNTS", "WORKLOADS", "Workload", "ensure_optimum_native", "harness_cache",
+           "load_workload", "minilm_dir"]
 
 log = logging.getLogger("bertrt.benchmarks")
 
@@ -80,6 +80,34 @@ OPTIMUM_NATIVE = {
     "fp32_file": "model_optimized.onnx",
     "int8_file": "model_quantized.onnx",
 }
+
+
+@dataclass
+class Workload:
+    """One benchmark workload: a task, the checkpoint (PyTorch) and its bundle (ONNX), and the texts."""
+
+    name: str
+    task: str
+    checkpoint: Path
+    bundle: Path
+    texts: list[str]
+    model: str  # what the model is, for the report (e.g. "fine-tuned MiniLM" or "fallback: random head")
+    data: str  # where the texts come from
+    notes: list[str] = field(default_factory=list)
+    #: where the optimum-native artefacts are cached (None: ``<cache>/harness/optimum``)
+    optimum_root: Path | None = None
+
+    def spec(self) -> dict:
+        d = asdict(self)
+        d["checkpoint"], d["bundle"] = str(self.checkpoint), str(self.bundle)
+        d["optimum_root"] = None if self.optimum_root is None else str(self.optimum_root)
+        return d
+
+    @classmethod
+    def from_spec(cls, d: dict) -> Workload:
+        root = d.get("optimum_root")
+        return cls(**{**d, "checkpoint": Path(d["checkpoint"]), "bundle": Path(d["bundle"]),
+                      "optimum_root": None if root is None else Path(root)})
 
 
 def harness_cache() -> Path:

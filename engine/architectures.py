@@ -33,8 +33,9 @@ class Architecture:
     #: transformers class names (the exporter and the test builders import them by name)
     config_class: str
     tokenizer_class: str
-    #: fp32 graph vs PyTorch, max |difference| the export accepts
-    fp32_tolerance: float = 1e-4
+    #: fp32 graph vs PyTorch, max |difference| the export accepts; None: the exporter's default
+    #: (``bertrt.export.validate.FP32_ATOL``, 1e-4)
+    fp32_tolerance: float | None = None
 
 
 ARCHITECTURES: dict[str, Architecture] = {

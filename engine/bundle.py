@@ -32,8 +32,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import hub
+from .architectures import get_architecture
 from .errors import BundleError, ModelFileNotFoundError, TaskError
-from .tasks import SUPPORTED_MODEL_TYPES, infer_task, normalize_task
+from .tasks import infer_task, normalize_task
 
 __all__ = [
     "FP32_CANDIDATES",
@@ -74,6 +76,9 @@ INT8_CANDIDATES = (
 )
 _CANDIDATES = {"fp32": FP32_CANDIDATES, "int8": INT8_CANDIDATES}
 
+# Files the runtime fetches from a hub repository.
+_HUB_PATTERNS = ("*.json", "*.onnx", "onnx/*.onnx", "*.txt")
+
 # transformers' "no limit" model_max_length is int(1e30); anything this large means "not set".
 _UNSET_MAX_LENGTH = 1_000_000
 
@@ -112,12 +117,14 @@ class Bundle:
         """Longest sequence (special tokens included) the model accepts.
 
         Order: bundle.json ``max_length``, tokenizer_config ``model_max_length`` (what transformers
-        truncates to), config ``max_position_embeddings`` (minus RoBERTa's padding offset of 2), 512.
+        truncates to), config ``max_position_embeddings`` (minus the architecture's position offset,
+        2 for RoBERTa), 512.
         """
         if isinstance(self.manifest.get("max_length"), int) and self.manifest["max_length"] > 0:
             return self.manifest["max_length"]
         positions = self.config.get("max_position_embeddings")
-        offset = SUPPORTED_MODEL_TYPES.get(self.model_type or "", {}).get("position_offset", 0)
+        row = get_architecture(self.model_type)
+        offset = row.position_offset if row else 0
         limit = positions - offset if isinstance(positions, int) and positions > offset else None
         configured = self.tokenizer_config.get("model_max_length")
         if isinstance(configured, (int, float)) and 0 < configured < _UNSET_MAX_LENGTH:
@@ -219,14 +226,8 @@ def _verify_files(root: Path, manifest: dict, names: list[str]) -> None:
 
 def _download(repo_id: str) -> Path:
     """Fetch a hub repository's JSON, tokenizer and ONNX files (needs huggingface_hub and a network)."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as exc:
-        raise BundleError(repo_id, "not a folder, and huggingface_hub is not installed to fetch it from the Hub") from exc
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.onnx", "onnx/*.onnx", "*.txt"]))
-    except Exception as exc:  # network, auth, missing repo: all surface as one typed error
-        raise BundleError(repo_id, f"not a folder, and fetching it from the Hugging Face Hub failed ({exc})") from exc
+    return hub.download(repo_id, _HUB_PATTERNS, lambda reason: BundleError(
+        repo_id, f"not a folder, and fetching it from the Hugging Face Hub failed ({reason})"))
 
 
 def load_bundle(
@@ -237,15 +238,16 @@ def load_bundle(
 ) -> Bundle:
     """Resolve a bundle folder (bertrt, Optimum or transformers.js ``onnx/`` layout, or a hub id).
 
-    BundleError names the path and the problem (missing file, bad JSON, unknown schema version,
-    sha256 mismatch); ModelFileNotFoundError lists the ONNX files present when none fits.
+    :func:`bertrt.hub.resolve_source` decides between a folder and an ``owner/name`` hub id. BundleError
+    names the path and the problem (missing file, bad JSON, unknown schema version, sha256 mismatch);
+    ModelFileNotFoundError lists the ONNX files present when none fits.
     """
-    root = Path(bundle)
-    if not root.exists():
-        text = str(bundle)
-        if text.count("/") == 1 and not text.startswith((".", "/")) and not Path(text).suffix:
-            root = _download(text)
-        else:
+    source = hub.resolve_source(bundle)
+    if source.kind == "hub":
+        root = _download(source.repo_id)
+    else:
+        root = source.path
+        if not root.exists():
             raise BundleError(root, "no such folder")
     if not root.is_dir():
         raise BundleError(root, "not a folder (pass the bundle folder, not a file inside it)")

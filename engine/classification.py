@@ -10,19 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
+from .numeric import sigmoid, softmax
 
 __all__ = ["FUNCTIONS", "check_function", "check_top_k", "classify", "default_function", "sigmoid", "softmax"]
 
 FUNCTIONS = ("softmax", "sigmoid", "none")
-
-
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    shifted = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return shifted / shifted.sum(axis=axis, keepdims=True)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def default_function(problem_type: str | None, num_labels: int) -> str:

@@ -12,8 +12,10 @@ import argparse
 import json
 import sys
 
-from .errors import InputError
+from . import tasks
+from .errors import InputError, TaskError
 from .results import to_jsonable as _jsonable
+from .tasks.base import Option, positive_int
 
 __all__ = ["add_arguments", "run"]
 
@@ -21,31 +23,22 @@ __all__ = ["add_arguments", "run"]
 INTERMIXED_ARGS = True
 
 
-def _top_k(value: str):
-    if value.lower() in ("all", "none"):
-        return None
-    return _positive_int(value, what="a positive int or 'all'")
-
-
-def _positive_int(value: str, what: str = "a positive int"):
-    """argparse type: a usage error (exit 2) unless ``value`` is an int > 0."""
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
-    return number
-
-
-def _non_negative_int(value: str):
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {value!r}")
-    return number
+def _task_flags() -> dict[str, tuple[Option, list[str]]]:
+    """option name -> (its Option, "task: help" per task) for every command-line option of a registered
+    task. An option two tasks share (``top_k``) is one flag; they must spell it the same way."""
+    flags: dict[str, tuple[Option, list[str]]] = {}
+    for name in tasks.TASKS:
+        for option in tasks.get_task(name).options:
+            if option.cli is None:
+                continue
+            seen = flags.get(option.name)
+            if seen is None:
+                flags[option.name] = (option, [])
+            elif (seen[0].cli, seen[0].choices) != (option.cli, option.choices):
+                raise TaskError(f"option {option.name!r} is spelled differently on the command line by two "
+                                f"tasks; give it one Cli and one set of choices")
+            flags[option.name][1].append(f"{name}: {option.help}" if option.help else name)
+    return flags
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,27 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default=None, help="task (default: from bundle.json / config.json)")
     parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
     parser.add_argument("--model-file", default=None, help="ONNX file inside the bundle to load explicitly")
-    parser.add_argument("--threads", type=_positive_int, default=None, help="intra-op threads (default: physical cores)")
-    parser.add_argument("--batch-size", type=_positive_int, default=32)
-    parser.add_argument("--max-tokens-per-batch", type=_positive_int, default=None)
+    parser.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: physical cores)")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--max-tokens-per-batch", type=positive_int, default=None)
     parser.add_argument("--jsonl", action="store_true", help="stdin holds JSON objects with a 'text' field")
     options = parser.add_argument_group("task options (only those of the bundle's task are used)")
-    options.add_argument("--top-k", type=_top_k, default=argparse.SUPPRESS,
-                         help="text-classification / fill-mask: number of results ('all' for every label)")
-    options.add_argument("--function-to-apply", choices=("softmax", "sigmoid", "none"), default=argparse.SUPPRESS)
-    options.add_argument("--targets", nargs="+", default=argparse.SUPPRESS, help="fill-mask: candidate tokens")
-    options.add_argument("--aggregation-strategy", choices=("none", "simple", "first", "average", "max"),
-                         default=argparse.SUPPRESS)
-    options.add_argument("--ignore-labels", nargs="*", default=argparse.SUPPRESS)
-    options.add_argument("--stride", type=_non_negative_int, default=argparse.SUPPRESS)
-    options.add_argument("--word-grouping", choices=("offsets", "tokenizer"), default=argparse.SUPPRESS)
-    options.add_argument("--pooling", choices=("mean", "cls", "max", "words"), default=argparse.SUPPRESS)
-    options.add_argument("--normalize", action="store_true", default=argparse.SUPPRESS)
-    options.add_argument("--word-pooling", choices=("mean", "max", "first"), default=argparse.SUPPRESS)
-
-
-_TASK_OPTIONS = ("top_k", "function_to_apply", "targets", "aggregation_strategy", "ignore_labels", "stride",
-                 "word_grouping", "pooling", "normalize", "word_pooling")
+    for option, helps in _task_flags().values():
+        options.add_argument(option.flag, help="; ".join(helps), **option.argparse_kwargs())
 
 
 def _read_inputs(args, stream) -> tuple[list, list[dict]]:
@@ -123,7 +102,7 @@ def run(args, stdin=None, stdout=None) -> int:
     stdin = sys.stdin if stdin is None else stdin
     stdout = sys.stdout if stdout is None else stdout
     items, extras = _read_inputs(args, stdin)  # all input checked before the model loads
-    options = {name: getattr(args, name) for name in _TASK_OPTIONS if hasattr(args, name)}
+    options = {name: getattr(args, name) for name in _task_flags() if hasattr(args, name)}
     pipe = pipeline(args.task, args.bundle, precision=args.precision, threads=args.threads,
                     model_file=args.model_file)
     results = pipe(items, batch_size=args.batch_size, max_tokens_per_batch=args.max_tokens_per_batch, **options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classification import softmax
+from .numeric import softmax
 
 __all__ = ["mask_positions", "top_predictions"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bertrt import tasks
 from bertrt.bundle import FP32_FILE, INT8_FILE
-from bertrt.tasks import TASKS
 
 __all__ = ["add_arguments", "run", "summary_table"]
 
@@ -17,7 +17,7 @@ __all__ = ["add_arguments", "run", "summary_table"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="checkpoint folder or Hugging Face hub id")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="bundle folder to write")
-    parser.add_argument("--task", choices=TASKS, default=None,
+    parser.add_argument("--task", choices=tasks.TASKS, default=None,
                         help="task to export for (default: inferred from config.json architectures)")
     parser.add_argument("--quantize", choices=("int8", "none"), default="int8",
                         help="also write model.int8.onnx (default) or not")

@@ -1,8 +1,9 @@
 """Step 1: resolve the checkpoint, check architecture and task, load it in PyTorch, export ONNX with optimum.
 
 The exported graph has dynamic ``batch_size`` and ``sequence_length`` axes on every input and output.
-RoBERTa and DistilBERT graphs take no ``token_type_ids``; RoBERTa computes its position ids inside the
-graph from ``input_ids`` (offset by ``padding_idx + 1``), so the runtime never feeds positions.
+The supported model types are the rows of :mod:`bertrt.architectures` (which take ``token_type_ids``,
+the position offset); RoBERTa computes its position ids inside the graph from ``input_ids`` (offset by
+``padding_idx + 1``), so the runtime never feeds positions. :mod:`bertrt.hub` decides folder or hub id.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
+from bertrt import hub
+from bertrt.architectures import ARCHITECTURES, get_architecture, supported_list
 from bertrt.errors import ExportError, TaskError, UnsupportedModelError
-from bertrt.tasks import SUPPORTED_MODEL_TYPES, compatible_tasks, infer_task, normalize_task
+from bertrt.hub import hub_reachable as _hub_reachable  # the reachability probe (tests replace it)
+from bertrt.tasks import compatible_tasks, get_task, infer_task, normalize_task
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
@@ -30,48 +31,36 @@ __all__ = [
 
 log = logging.getLogger("bertrt.export")
 
-#: model_type -> human name, for messages and the README.
-SUPPORTED_ARCHITECTURES = {"bert": "BERT", "roberta": "RoBERTa", "distilbert": "DistilBERT"}
-
-#: task -> transformers auto class that loads the matching head.
-AUTO_CLASSES = {
-    "feature-extraction": "AutoModel",
-    "fill-mask": "AutoModelForMaskedLM",
-    "text-classification": "AutoModelForSequenceClassification",
-    "token-classification": "AutoModelForTokenClassification",
-}
+#: model_type -> human name, for messages and the README (from :data:`bertrt.architectures.ARCHITECTURES`).
+SUPPORTED_ARCHITECTURES = {model_type: row.name for model_type, row in ARCHITECTURES.items()}
 
 #: PyTorch attention traced into the graph. "sdpa" (transformers' default) traces to a pattern that
 #: onnxruntime's Attention fusion recognizes for all three architectures (DistilBERT's "eager" does not).
 ATTENTION_IMPLEMENTATION = "sdpa"
 
-# A hub id: "name" or "owner/name" (letters, digits, '-', '_', '.').
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?")
 # Files a bundle needs from a hub repository.
-_HUB_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "1_Pooling/*"]
-
-
-def _supported_list() -> str:
-    return ", ".join(f"{name} ({mt})" for mt, name in SUPPORTED_ARCHITECTURES.items())
+_HUB_PATTERNS = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "1_Pooling/*")
 
 
 def resolve_source(model: str | os.PathLike) -> tuple[Path, dict]:
-    """Return ``(local folder, source record)`` for a checkpoint folder or a hub id.
+    """Return ``(local folder, source record)`` for a checkpoint folder or an ``owner/name`` hub id.
 
-    A hub id is downloaded with ``huggingface_hub``; offline (``HF_HUB_OFFLINE``) or when the hub cannot
-    be reached, an :class:`ExportError` names the id and suggests passing a local folder.
+    :func:`bertrt.hub.resolve_source` decides which. A hub id is downloaded with ``huggingface_hub``;
+    offline (``HF_HUB_OFFLINE``) or when the hub cannot be reached, an :class:`ExportError` names the id
+    and suggests passing a local folder.
     """
-    path = Path(model).expanduser()
+    source = hub.resolve_source(model)
+    if source.kind == "hub":
+        return _download(source.repo_id), {"kind": "hub", "repo_id": source.repo_id}
+    path = source.path
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ExportError(f"{path}: not a checkpoint folder (no config.json)")
         return path.resolve(), {"kind": "local", "path": str(path.resolve())}
     if path.exists():
         raise ExportError(f"{path}: is a file; MODEL must be a checkpoint folder or a Hugging Face hub id")
-    name = str(model)
-    if not _HUB_ID.fullmatch(name) or name.count("/") > 1:
-        raise ExportError(f"{name}: no such checkpoint folder, and not a valid Hugging Face hub id")
-    return _download(name), {"kind": "hub", "repo_id": name}
+    raise ExportError(f"{source.spec}: no such checkpoint folder, and not a valid Hugging Face hub id "
+                      f"(owner/name)")
 
 
 def _hub_unreachable(repo_id: str, reason: str) -> ExportError:
@@ -81,38 +70,9 @@ def _hub_unreachable(repo_id: str, reason: str) -> ExportError:
     )
 
 
-def _hub_reachable(endpoint: str, timeout: float = 5.0) -> bool:
-    """A bounded TCP probe of the hub, so that an unreachable network fails in seconds, not minutes."""
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True  # a proxy decides; let huggingface_hub (with its own timeouts) try
-    url = urlparse(endpoint)
-    try:
-        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _download(repo_id: str) -> Path:
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-    if not offline and not _hub_reachable(constants.ENDPOINT):
-        # Still allow a copy already in the local cache.
-        offline = True
-        unreachable = f"{constants.ENDPOINT} is unreachable"
-    else:
-        unreachable = "HF_HUB_OFFLINE is set and it is not in the local cache"
-    try:
-        folder = snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS, local_files_only=offline)
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
-        raise _hub_unreachable(repo_id, unreachable) from exc
-    except HfHubHTTPError as exc:
-        raise _hub_unreachable(repo_id, f"HTTP error: {str(exc).splitlines()[0]}") from exc
-    except (OSError, ValueError) as exc:
-        raise _hub_unreachable(repo_id, f"{type(exc).__name__}: {exc}") from exc
-    path = Path(folder)
+    path = hub.download(repo_id, _HUB_PATTERNS, lambda reason: _hub_unreachable(repo_id, reason),
+                        reachable=_hub_reachable)
     if not (path / "config.json").is_file():
         raise ExportError(f"hub repository {repo_id!r} has no config.json; it is not a transformers checkpoint")
     return path
@@ -129,9 +89,9 @@ def check_model_type(config: dict) -> str:
     """Return the config's model_type; :class:`UnsupportedModelError` (listing the supported) otherwise."""
     model_type = config.get("model_type")
     archs = config.get("architectures") or []
-    if model_type not in SUPPORTED_MODEL_TYPES or model_type not in SUPPORTED_ARCHITECTURES:
+    if not isinstance(model_type, str) or get_architecture(model_type) is None:
         what = f"model_type {model_type!r}" + (f" (architecture {', '.join(archs)})" if archs else "")
-        raise UnsupportedModelError(f"{what} is not supported; bertrt exports {_supported_list()}")
+        raise UnsupportedModelError(f"{what} is not supported; bertrt exports {supported_list()}")
     return model_type
 
 
@@ -156,7 +116,7 @@ def load_model(folder: Path, task: str):
     """Load the PyTorch model with the head for ``task``; :class:`TaskError` when its weights are missing."""
     import transformers
 
-    auto = getattr(transformers, AUTO_CLASSES[task])
+    auto = getattr(transformers, get_task(task).auto_class)  # the task module names its head class
     try:
         model, info = auto.from_pretrained(folder, attn_implementation=ATTENTION_IMPLEMENTATION,
                                            output_loading_info=True)

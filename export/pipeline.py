@@ -16,9 +16,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from bertrt.architectures import get_architecture
 from bertrt.bundle import FP32_FILE, INT8_FILE, MANIFEST
 from bertrt.errors import ExportError
-from bertrt.tasks import SUPPORTED_MODEL_TYPES
 
 from . import convert, manifest, optimize, tokenizer, validate
 from . import quantize as quantize_stage  # export_model's parameter is named quantize
@@ -117,8 +117,8 @@ def export_model(
     task, architecture = convert.resolve_task(config_dict, task)
     torch_model = convert.load_model(folder, task)
     tok = tokenizer.load_tokenizer(folder)
-    props = SUPPORTED_MODEL_TYPES[model_type]
-    length = tokenizer.default_max_length(tok, torch_model.config, props["position_offset"], max_length)
+    row = get_architecture(model_type)
+    length = tokenizer.default_max_length(tok, torch_model.config, row.position_offset, max_length)
     dims = optimize.model_dims(torch_model.config)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ def export_model(
         step(STEPS[4])
         int8_path = stage / INT8_FILE if recipe else None
         figures = validate.validate_bundle(torch_model, tok, task, stage / FP32_FILE, int8_path, length,
-                                           int8_gates)
+                                           int8_gates, architecture=row)
         step(STEPS[5])
         names = tokenizer.save_tokenizer(tok, stage, length)
         torch_model.config.save_pretrained(str(stage))

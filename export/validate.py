@@ -1,13 +1,13 @@
 """Step 4: validation of the exported graphs against the PyTorch model on fixed sample inputs.
 
 The samples are a padded batch of sentences of different lengths, a padded batch of sentence pairs
-(``token_type_ids`` = 1 on the second segment for BERT) and one unpadded sentence; for fill-mask every
-sentence holds the tokenizer's mask token.
+(``token_type_ids`` = 1 on the second segment where the architecture takes them) and one unpadded
+sentence; for fill-mask every sentence holds the tokenizer's mask token.
 
 * fp32 (``model.onnx``): max |Δ| of the output (``logits`` or ``last_hidden_state``) must be
-  ≤ :data:`FP32_ATOL`. Token-level outputs are compared on real tokens only (``attention_mask == 1``):
-  padded positions are never read by any pipeline, and the fused Attention kernel leaves them different
-  from PyTorch's.
+  ≤ the architecture's ``fp32_tolerance`` (:mod:`bertrt.architectures`), by default :data:`FP32_ATOL`.
+  Token-level outputs are compared on real tokens only (``attention_mask == 1``): padded positions are
+  never read by any pipeline, and the fused Attention kernel leaves them different from PyTorch's.
 * int8 (``model.int8.onnx``): figures for the manifest: max |Δ|, and per task: label / token argmax
   agreement, cosine of mean-pooled embeddings, top-5 overlap at the mask positions (fill-mask).
   :data:`INT8_GATES` holds the minimum figures an int8 graph must reach.
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bertrt.architectures import Architecture
 from bertrt.errors import ExportError, ValidationError
 
 __all__ = [
@@ -117,8 +118,10 @@ def topk_overlap(a: np.ndarray, b: np.ndarray, k: int = 5) -> float:
 # ---- inputs and runs ----------------------------------------------------------------------------------
 
 
-def sample_batches(tokenizer, task: str, max_length: int) -> list[tuple[str, dict[str, np.ndarray]]]:
-    """The fixed validation batches as numpy int64 arrays: (name, encoding)."""
+def sample_batches(tokenizer, task: str, max_length: int,
+                   token_type_ids: bool = True) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """The fixed validation batches as numpy int64 arrays: (name, encoding); ``token_type_ids=False``
+    (an architecture without segment ids) leaves them out even where the tokenizer gives them."""
     length = min(max_length, 128)
     kw = {"padding": True, "truncation": True, "max_length": length, "return_tensors": "np"}
     if task == "fill-mask":
@@ -132,7 +135,8 @@ def sample_batches(tokenizer, task: str, max_length: int) -> list[tuple[str, dic
             ("pair batch", tokenizer(*pairs, **kw)),
             ("single", tokenizer(texts[:1], **kw)),
         ]
-    return [(name, {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}) for name, enc in batches]
+    return [(name, {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()
+                    if token_type_ids or k != "token_type_ids"}) for name, enc in batches]
 
 
 def _torch_outputs(model, batches, output_name: str) -> list[np.ndarray]:
@@ -211,29 +215,33 @@ def resolve_int8_gates(overrides: dict[str, float] | None = None, enabled: bool 
 
 
 def validate_bundle(model, tokenizer, task: str, fp32_path: Path, int8_path: Path | None, max_length: int,
-                    int8_gates: dict[str, float] | None = None) -> dict:
+                    int8_gates: dict[str, float] | None = None, architecture: Architecture | None = None) -> dict:
     """Validate the fp32 (and int8) graphs; return the manifest's ``validation`` record.
 
     ``int8_gates`` (default :data:`INT8_GATES`; ``{}`` disables them) are the minimum agreement figures an
     int8 graph must reach; a miss fails the export with every figure in the message. The fp32 tolerance
-    is not overridable: a graph that disagrees with PyTorch is wrong.
+    comes from ``architecture`` (its table row; :data:`FP32_ATOL` when it sets none) and is not an
+    option: a graph that disagrees with PyTorch is wrong.
     """
     gates = INT8_GATES if int8_gates is None else int8_gates
+    own = architecture.fp32_tolerance if architecture is not None else None
+    atol = FP32_ATOL if own is None else own
     output_name = "last_hidden_state" if task == "feature-extraction" else "logits"
-    batches = sample_batches(tokenizer, task, max_length)
+    batches = sample_batches(tokenizer, task, max_length,
+                             token_type_ids=architecture is None or architecture.token_type_ids)
     reference = _torch_outputs(model, batches, output_name)
     record = {
         "reference": "PyTorch (transformers) fp32, sdpa attention",
         "output": output_name,
         "compared_positions": "real tokens (attention_mask == 1)" if task != "text-classification" else "all",
         "batches": {name: list(enc["input_ids"].shape) for name, enc in batches},
-        "fp32_atol": FP32_ATOL,
+        "fp32_atol": atol,
     }
     failures = []
     record["fp32"] = compare(task, reference, _onnx_outputs(fp32_path, batches, output_name), batches,
                              tokenizer.mask_token_id)
-    if not record["fp32"]["max_abs_diff"] <= FP32_ATOL:
-        failures.append(f"fp32 max|Δ| of {output_name} = {record['fp32']['max_abs_diff']:.3g} > {FP32_ATOL:g}")
+    if not record["fp32"]["max_abs_diff"] <= atol:
+        failures.append(f"fp32 max|Δ| of {output_name} = {record['fp32']['max_abs_diff']:.3g} > {atol:g}")
     if int8_path is not None:
         record["int8"] = compare(task, reference, _onnx_outputs(int8_path, batches, output_name), batches,
                                  tokenizer.mask_token_id)

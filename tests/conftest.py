@@ -6,11 +6,13 @@ Building is cheap (seconds); every model is built once per test session. Models 
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
 import pytest
 
+from bertrt.architectures import ARCHITECTURES
 from tests.corpus import TRAIN_TEXT
 
 # Fixtures of each area live in their own plugin module.
@@ -30,7 +32,7 @@ def pytest_configure(config):
         return
     torch.set_num_threads(1)
 
-ARCHS = ("bert", "roberta", "distilbert")
+ARCHS = tuple(ARCHITECTURES)  # ("bert", "roberta", "distilbert"): one tiny model per table row
 HEAD_TASKS = ("feature-extraction", "fill-mask", "text-classification", "token-classification")
 NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 CLS_LABELS = ["negative", "neutral", "positive"]
@@ -71,52 +73,64 @@ def _bytelevel_bpe_tokenizer():
     return inner
 
 
-def _hf_tokenizer(arch: str):
-    from transformers import BertTokenizerFast, DistilBertTokenizerFast, RobertaTokenizerFast
-
-    if arch == "roberta":
-        return RobertaTokenizerFast(
-            tokenizer_object=_bytelevel_bpe_tokenizer(), bos_token="<s>", eos_token="</s>", sep_token="</s>",
-            cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
-            model_max_length=MAX_POS - 2,
-        )
-    cls = BertTokenizerFast if arch == "bert" else DistilBertTokenizerFast
+def _wordpiece(arch: str):
     lowercase = arch == "distilbert"  # a cased BERT and an uncased DistilBERT
-    return cls(
-        tokenizer_object=_wordpiece_tokenizer(lowercase=lowercase), do_lower_case=lowercase, unk_token="[UNK]",
-        sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
-        model_max_length=MAX_POS,
-    )
+    specials = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                "mask_token": "[MASK]"}
+    return _wordpiece_tokenizer(lowercase=lowercase), {"do_lower_case": lowercase, **specials}
+
+
+def _byte_bpe(arch: str):
+    specials = {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
+                "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"}
+    return _bytelevel_bpe_tokenizer(), specials
+
+
+#: the architecture table's tokenizer_family -> (trained tokenizers.Tokenizer, transformers wrapper kwargs)
+_TOKENIZER_FAMILIES = {"wordpiece": _wordpiece, "byte-bpe": _byte_bpe}
+
+
+def _hf_tokenizer(arch: str):
+    import transformers
+
+    row = ARCHITECTURES[arch]
+    tokenizer_object, kwargs = _TOKENIZER_FAMILIES[row.tokenizer_family](arch)
+    return getattr(transformers, row.tokenizer_class)(
+        tokenizer_object=tokenizer_object, **kwargs, model_max_length=MAX_POS - row.position_offset)
+
+
+# Keyword names some config classes use instead of BertConfig's (beyond their attribute_map).
+_CONFIG_ALIASES = {"intermediate_size": "hidden_dim"}  # DistilBertConfig
 
 
 def _config(arch: str, vocab_size: int, tokenizer):
-    from transformers import BertConfig, DistilBertConfig, RobertaConfig
+    """The table row's config class with the tiny sizes, under the names that class takes."""
+    import transformers
 
-    if arch == "bert":
-        return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                          intermediate_size=48, max_position_embeddings=MAX_POS, type_vocab_size=2,
-                          pad_token_id=tokenizer.pad_token_id)
-    if arch == "roberta":
-        return RobertaConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                             intermediate_size=48, max_position_embeddings=MAX_POS, type_vocab_size=1,
-                             pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
-                             eos_token_id=tokenizer.sep_token_id)
-    return DistilBertConfig(vocab_size=vocab_size, dim=32, n_layers=2, n_heads=4, hidden_dim=48,
-                            max_position_embeddings=MAX_POS, pad_token_id=tokenizer.pad_token_id)
-
-
-_HEADS = {
-    "feature-extraction": "AutoModel",
-    "fill-mask": "AutoModelForMaskedLM",
-    "text-classification": "AutoModelForSequenceClassification",
-    "token-classification": "AutoModelForTokenClassification",
-}
+    row = ARCHITECTURES[arch]
+    cls = getattr(transformers, row.config_class)
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    wanted = {
+        "vocab_size": vocab_size, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 48, "max_position_embeddings": MAX_POS,
+        "type_vocab_size": 2 if row.token_type_ids else 1, "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+    }
+    kwargs = {}
+    for name, value in wanted.items():
+        for candidate in (name, cls.attribute_map.get(name), _CONFIG_ALIASES.get(name)):
+            if candidate in accepted and value is not None:
+                kwargs[candidate] = value
+                break
+    return cls(**kwargs)
 
 
 def build_tiny_checkpoint(arch: str, task: str, out_dir: Path, seed: int = 0) -> Path:
     """Write a tiny random ``arch`` checkpoint with the head for ``task`` into ``out_dir``."""
     import torch
     import transformers
+
+    from bertrt.tasks import get_task
 
     tokenizer = _hf_tokenizer(arch)
     config = _config(arch, len(tokenizer), tokenizer)
@@ -127,7 +141,7 @@ def build_tiny_checkpoint(arch: str, task: str, out_dir: Path, seed: int = 0) ->
         config.id2label = dict(enumerate(CLS_LABELS))
         config.label2id = {v: k for k, v in config.id2label.items()}
     torch.manual_seed(seed)
-    model = getattr(transformers, _HEADS[task]).from_config(config).eval()
+    model = getattr(transformers, get_task(task).auto_class).from_config(config).eval()
     # Random heads give near-uniform logits, where a 1e-6 difference flips an argmax. Sharpen the
     # classifier so that parity tests compare decisions, not ties.
     with torch.no_grad():

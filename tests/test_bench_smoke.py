@@ -15,8 +15,8 @@ import pytest
 
 from benchmarks import data as bdata
 from benchmarks import harness
-from benchmarks.systems import SYSTEMS, Workload, build_system
-from benchmarks.workloads import OPTIMUM_NATIVE, ensure_optimum_native
+from benchmarks.systems import SYSTEMS, build_system
+from benchmarks.workloads import OPTIMUM_NATIVE, Workload, ensure_optimum_native
 from bertrt.cli import main as cli_main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

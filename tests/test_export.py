@@ -209,3 +209,61 @@ def test_relative_out_dir_exports_with_full_shape_inference(tiny_checkpoint, tmp
     assert (tmp_path / "relative-bundle" / "model.int8.onnx").is_file()
     assert "failed" not in manifest["quantization"]["shape_inference"]
     assert not [r for r in caplog.records if "shape inference failed" in r.getMessage()]
+
+
+def test_fusion_expectations_come_from_the_architecture_table(monkeypatch, tmp_path):
+    import dataclasses
+    from types import SimpleNamespace
+
+    from onnx import TensorProto, helper
+
+    from bertrt.architectures import ARCHITECTURES
+    from bertrt.export import optimize
+
+    nodes = [SimpleNamespace(op_type="Attention")]  # 1 of 2 layers fused, no EmbedLayerNormalization
+    monkeypatch.setattr(optimize, "_fuse", lambda src, dst, ort_type, dims: SimpleNamespace(
+        graph=SimpleNamespace(node=nodes)))
+    dims = {"num_heads": 4, "hidden_size": 32, "num_layers": 2}
+    src, dst = tmp_path / "raw.onnx", tmp_path / "model.onnx"
+    unfused = "only 1 of 2 attention layers were fused; the graph runs unfused attention (slower)"
+    assert optimize.optimize_graph(src, dst, "bert", dims)["warning"] == (
+        f"{unfused}; the embeddings were not fused into EmbedLayerNormalization (slower)")
+    assert optimize.optimize_graph(src, dst, "roberta", dims)["warning"] == unfused  # no embed fusion expected
+    relaxed = dataclasses.replace(ARCHITECTURES["bert"], attention_fusion=False, embed_fusion=False)
+    monkeypatch.setattr(optimize, "get_architecture", lambda model_type: relaxed)
+    record = optimize.optimize_graph(src, dst, "bert", dims)
+    assert record["warning"] is None and record["attention_fused"] == 1
+    # No optimizer model type: the graph is copied unfused, and that is no warning either.
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph), str(src))
+    monkeypatch.setattr(optimize, "get_architecture", lambda model_type: dataclasses.replace(
+        relaxed, ort_model_type=None))
+    record = optimize.optimize_graph(src, dst, "bert", dims)
+    assert record["optimizer"].startswith("none") and record["warning"] is None
+    assert dst.read_bytes() == src.read_bytes()
+
+
+def test_supported_architectures_follow_the_table():
+    from bertrt.architectures import ARCHITECTURES
+    from bertrt.errors import UnsupportedModelError
+    from bertrt.export import convert
+
+    assert convert.SUPPORTED_ARCHITECTURES == {mt: row.name for mt, row in ARCHITECTURES.items()}
+    assert convert.check_model_type({"model_type": "roberta"}) == "roberta"
+    for bad in ({"model_type": "gpt2"}, {}, {"model_type": ["bert"]}):
+        with pytest.raises(UnsupportedModelError, match="bertrt exports BERT"):
+            convert.check_model_type(bad)
+
+
+def test_validation_batches_carry_token_type_ids_only_where_the_architecture_takes_them(tiny_checkpoint):
+    from transformers import AutoTokenizer
+
+    from bertrt.export import validate
+
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint("bert", "feature-extraction"))
+    pairs = dict(validate.sample_batches(tok, "feature-extraction", 64))["pair batch"]
+    assert pairs["token_type_ids"].max() == 1  # the second segment
+    without = validate.sample_batches(tok, "feature-extraction", 64, token_type_ids=False)
+    assert all("token_type_ids" not in enc for _, enc in without)

@@ -12,17 +12,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = r"""
 import importlib.abc, json, sys
 
-BLOCKED = ("torch", "transformers", "optimum", "export")
+BLOCKED = ("torch", "transformers", "optimum", "onnx", "bertrt.export")
+
+def blocked(name):
+    return any(name == b or name.startswith(b + ".") for b in BLOCKED)
 
 class Blocker(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
+        if blocked(name):
             raise ImportError(f"blocked by the import guard: {name}")
         return None
 
 sys.meta_path.insert(0, Blocker())
 for name in list(sys.modules):
-    if name.split(".")[0] in BLOCKED:
+    if blocked(name):
         del sys.modules[name]
 
 import bertrt
@@ -36,7 +39,7 @@ out["ner"] = bertrt.pipeline("ner", folders["token-classification"], precision="
     "Maria loves Groningen. " * 20, aggregation_strategy="first", stride=4)
 from bertrt.cli import main
 assert main(["predict", folders["text-classification"], "--precision", "fp32", "hello"]) == 0
-leaked = sorted(n for n in sys.modules if n.split(".")[0] in BLOCKED)
+leaked = sorted(n for n in sys.modules if blocked(n))
 print(json.dumps({"leaked": leaked, "results": out}))
 """
 

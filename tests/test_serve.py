@@ -368,7 +368,7 @@ def test_model_specs_settings_and_cli_errors(folders, capsys):
 def test_listening_socket_is_tcp_so_asyncio_sets_nodelay():
     import socket
 
-    from bertrt.serve import _bind
+    from bertrt.serve.cli import _bind
 
     # proto 0 would make asyncio skip TCP_NODELAY: every keep-alive response then waits ~40 ms for an ACK
     sock = _bind("127.0.0.1", 0)
@@ -386,7 +386,7 @@ def ipaddress_is_loopback(host: str) -> bool:
 
 
 def test_runtime_imports_without_the_server_stack():
-    code = ("import sys, engine; bertrt.pipeline; import bertrt.pipelines, bertrt.cli; "
+    code = ("import sys, bertrt; bertrt.pipeline; import bertrt.pipelines, bertrt.cli; "
             "print(sorted(m for m in ('fastapi', 'uvicorn', 'prometheus_client', 'starlette', 'bertrt.serve') "
             "if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -1,48 +1,21 @@
-"""Data loaders, IOB/entity alignment, metrics and the ``bertrt eval`` CLI (no fine-tuning here)."""
+"""bertrt.evaluate: readers, alignment, metrics, evaluate_bundle and the ``bertrt eval`` CLI."""
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks import data as bdata
-from benchmarks import evaluate as bev
-from bertrt.errors import InputError
+from bertrt import evaluate as bev
+from bertrt.errors import BertrtError, InputError
+from bertrt.evaluate import readers
 from tests.conftest import CLS_LABELS, NER_LABELS
 
-# ------------------------------------------------------------------------------------------ WNUT-16
-
-
-def test_wnut16_counts_and_types():
-    sentences = bdata.load_wnut16()
-    assert len(sentences) == 2394
-    types = bdata.entity_types(sentences)
-    assert types == ["company", "facility", "geo-loc", "movie", "musicartist", "other", "person", "product",
-                     "sportsteam", "tvshow"]
-    assert all(len(s.tokens) == len(s.tags) > 0 for s in sentences)
-    tags = [t for s in sentences for t in s.tags]
-    assert tags.count("B-person") == 449 and tags.count("O") == 44007
-    assert sentences[0].tokens[:3] == ("@paulwalk", "It", "'s")
-
-
-def test_wnut16_split_is_seeded_disjoint_and_complete():
-    splits = {name: bdata.load_wnut16(name) for name in ("train", "dev", "test")}
-    assert {k: len(v) for k, v in splits.items()} == {"train": 1676, "dev": 239, "test": 479}
-    assert bdata.load_wnut16("test") == splits["test"]  # same seed, same split
-    everything = bdata.load_wnut16()
-    index = {id(s): i for i, s in enumerate(everything)}
-    assert len(index) == len(everything)
-    # disjoint and complete: as multisets of sentences
-    joined = sorted(map(repr, splits["train"] + splits["dev"] + splits["test"]))
-    assert joined == sorted(map(repr, everything))
-    other = bdata.split_dataset(everything, bdata.WNUT_FRACTIONS, seed=14)
-    assert other["test"] != splits["test"]
-    with pytest.raises(InputError, match="split"):
-        bdata.load_wnut16("validation")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------------------- IOB readers
@@ -51,116 +24,48 @@ def test_wnut16_split_is_seeded_disjoint_and_complete():
 def test_read_iob_wnut_and_conll_formats(tmp_path):
     wnut = tmp_path / "wnut.txt"
     wnut.write_text("Empire\tB-facility\nState\tI-facility\n.\tO\n\t\nNew York\tB-geo-loc\n", encoding="utf-8")
-    got = bdata.read_iob(wnut)
-    assert got == [bdata.Sentence(("Empire", "State", "."), ("B-facility", "I-facility", "O")),
-                   bdata.Sentence(("New York",), ("B-geo-loc",))]
+    got = readers.read_iob(wnut)
+    assert got == [readers.Sentence(("Empire", "State", "."), ("B-facility", "I-facility", "O")),
+                   readers.Sentence(("New York",), ("B-geo-loc",))]
 
     conll = tmp_path / "conll.txt"
     conll.write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\n")
-    got = bdata.read_iob(conll)
+    got = readers.read_iob(conll)
     assert [s.tags for s in got] == [("B-ORG", "O"), ("B-PER",)]
     assert got[0].tokens == ("EU", "rejects")
 
-    out = bdata.write_iob(got, tmp_path / "round.txt")
-    assert bdata.read_iob(out) == got
+    out = readers.write_iob(got, tmp_path / "round.txt")
+    assert readers.read_iob(out) == got
 
 
 def test_read_iob_rejects_bad_tags_and_empty_files(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("Paris\tLOCATION\nis\tO\nnice\n")
     with pytest.raises(InputError, match=r"2 malformed.*line 1.*LOCATION.*line 3"):
-        bdata.read_iob(bad)
+        readers.read_iob(bad)
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
     with pytest.raises(InputError, match="no sentences"):
-        bdata.read_iob(empty)
+        readers.read_iob(empty)
     with pytest.raises(InputError, match="no such"):
-        bdata.read_iob(tmp_path / "missing.txt")
+        readers.read_iob(tmp_path / "missing.txt")
 
 
 def test_read_labelled_tsv_and_jsonl(tmp_path):
     tsv = tmp_path / "d.tsv"
     tsv.write_text("text\tlabel\ngreat movie\tpositive\nawful\tnegative\n")
-    assert bdata.read_labelled(tsv) == [bdata.Example("great movie", "positive"), bdata.Example("awful", "negative")]
+    assert readers.read_labelled(tsv) == [readers.Example("great movie", "positive"), readers.Example("awful", "negative")]
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_text('{"text": "a\\tb", "label": 1}\n\n{"text": "c", "label": "neg"}\n')
-    assert bdata.read_labelled(jsonl) == [bdata.Example("a\tb", "1"), bdata.Example("c", "neg")]
+    assert readers.read_labelled(jsonl) == [readers.Example("a\tb", "1"), readers.Example("c", "neg")]
     broken = tmp_path / "b.jsonl"
     broken.write_text('{"text": "ok", "label": 0}\nnot json\n{"label": 1}\n')
     with pytest.raises(InputError, match=r"2 malformed.*line 2.*line 3"):
-        bdata.read_labelled(broken)
+        readers.read_labelled(broken)
     notab = tmp_path / "n.tsv"
     notab.write_text("no label here\n")
     with pytest.raises(InputError, match="line 1"):
-        bdata.read_labelled(notab)
-
-
-# ------------------------------------------------------------------------------------------ VADER
-
-_MOVIES = "".join(f"{i}\t{r}\tmovie snippet {i}\r\n" for i, r in enumerate(
-    [2.3, -1.5, 0.0, 0.1, -0.05, 3.9, -4.0, 1.0, -2.2, 0.4, -0.3, 0.0], 1))
-_AMAZON = "1_1\t-0.9\tno picture\r\n1_2\t0\tneutral line\r\n1_3\t1.2\tworks fine\r\n"
-_TWEETS = "1\t2.7\tSo lucky.\r\n2\t-1.1\tugh\r\n"
-_NYT = "1_1\t0.4\tevents\r\n"
-
-
-def _tar_bytes(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, payload in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-    return buf.getvalue()
-
-
-def _vader_archives(tmp_path: Path) -> tuple[Path, Path]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    inner = _tar_bytes({f"hutto_ICWSM_2014/{bdata.VADER_SETS[k]}": v.encode() for k, v in
-                        {"movies": _MOVIES, "amazon": _AMAZON, "tweets": _TWEETS, "nyt": _NYT}.items()}
-                       | {"hutto_ICWSM_2014/_README_.txt": b"readme"})
-    inner_path = tmp_path / "hutto_ICWSM_2014.tar.gz"
-    inner_path.write_bytes(inner)
-    sdist = tmp_path / "vaderSentiment-3.3.2.tar.gz"
-    sdist.write_bytes(_tar_bytes({"vaderSentiment-3.3.2/setup.py": b"",
-                                  "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz": inner}))
-    return inner_path, sdist
-
-
-def test_vader_loader_labels_by_sign_and_drops_zero(tmp_path):
-    inner, sdist = _vader_archives(tmp_path)
-    for archive, cache in ((inner, tmp_path / "c1"), (sdist, tmp_path / "c2")):
-        movies = bdata.load_vader("movies", archive=archive, cache_dir=cache)
-        assert len(movies) == 10  # the two exact zeros are dropped
-        assert movies[0] == bdata.Example("movie snippet 1", "positive")
-        assert movies[1].label == "negative" and movies[3].text == "movie snippet 5"
-        assert [e.label for e in movies].count("positive") == 5
-        assert not any(e.text.endswith("\r") for e in movies)
-    # once extracted, the cache is used without an archive (no download attempted)
-    again = bdata.load_vader("amazon", cache_dir=tmp_path / "c2")
-    assert again == [bdata.Example("no picture", "negative"), bdata.Example("works fine", "positive")]
-    strict = bdata.load_vader("movies", neutral_band=0.5, archive=inner, cache_dir=tmp_path / "c3")
-    assert len(strict) == 6 and all("snippet 4" not in e.text for e in strict)
-
-
-def test_vader_split_and_errors(tmp_path):
-    inner, _ = _vader_archives(tmp_path)
-    parts = {s: bdata.load_vader("movies", s, archive=inner, cache_dir=tmp_path / "c") for s in ("train", "dev", "test")}
-    assert [len(parts[s]) for s in ("train", "dev", "test")] == [8, 1, 1]
-    assert sorted(e.text for p in parts.values() for e in p) == sorted(
-        e.text for e in bdata.load_vader("movies", cache_dir=tmp_path / "c"))
-    with pytest.raises(InputError, match="unknown VADER set"):
-        bdata.load_vader("imdb", cache_dir=tmp_path / "c")
-    # a cached sdist that is not PyPI's file is refused, not trusted
-    _, sdist = _vader_archives(tmp_path / "fake")
-    (tmp_path / "c5").mkdir()
-    (tmp_path / "c5" / sdist.name).write_bytes(sdist.read_bytes())
-    with pytest.raises(InputError, match="sha256"):
-        bdata.fetch_vader(cache_dir=tmp_path / "c5")
-    empty = tmp_path / "empty.tar.gz"
-    empty.write_bytes(_tar_bytes({"x/readme.txt": b"nothing"}))
-    with pytest.raises(InputError, match="GroundTruth"):
-        bdata.fetch_vader(empty, tmp_path / "c4")
+        readers.read_labelled(notab)
 
 
 # -------------------------------------------------------------------------------------- alignment
@@ -230,41 +135,8 @@ def test_classifier_metrics_hand_computed():
     assert m["macro_f1"] == pytest.approx((200 / 3 + 80) / 2, abs=0.01)
 
 
-def _oracle_ner(sentences):
-    """A stand-in pipeline that returns the gold entities of the sentences (in order) by character offsets.
-
-    (Keyed by position, not text: WNUT holds the same text twice with different annotations.)"""
-    queue = iter(sentences)
-
-    def pipe(texts):
-        out = []
-        for text in texts:
-            s = next(queue)
-            gold_text, spans = bev.token_spans(s.tokens)
-            assert gold_text == text
-            ents = []
-            for (start, end), tag in zip(spans, s.tags):
-                if tag.startswith("B-"):
-                    ents.append({"entity_group": tag[2:], "start": start + 1 if end - start > 1 else start,
-                                 "end": end})
-                elif tag.startswith("I-"):
-                    ents[-1]["end"] = end
-            out.append(ents)
-        return out
-
-    return pipe
-
-
-def test_evaluate_ner_round_trips_gold_on_real_wnut():
-    test = bdata.load_wnut16("test")
-    m = bev.evaluate_ner(_oracle_ner(test), test, chunk=100)
-    assert m["micro"]["f1"] == 100.0 and m["sentences"] == 479
-    assert m["tags"] == [list(s.tags) for s in test]
-    assert set(m["per_type"]) <= set(bdata.entity_types(bdata.load_wnut16()))
-
-
 def test_evaluate_classifier_maps_ids_and_rejects_unknown_labels():
-    examples = [bdata.Example("good", "1"), bdata.Example("bad", "0"), bdata.Example("meh", "negative")]
+    examples = [readers.Example("good", "1"), readers.Example("bad", "0"), readers.Example("meh", "negative")]
 
     def pipe(texts):
         return [{"label": "positive" if t == "good" else "negative", "score": 0.9} for t in texts]
@@ -272,7 +144,7 @@ def test_evaluate_classifier_maps_ids_and_rejects_unknown_labels():
     m = bev.evaluate_classifier(pipe, examples, id2label={"0": "negative", "1": "positive"})
     assert m["accuracy"] == 100.0 and m["labels"] == ["positive", "negative", "negative"]
     with pytest.raises(InputError, match="neutral"):
-        bev.evaluate_classifier(pipe, [bdata.Example("x", "neutral")], id2label={"0": "negative", "1": "positive"})
+        bev.evaluate_classifier(pipe, [readers.Example("x", "neutral")], id2label={"0": "negative", "1": "positive"})
     with pytest.raises(InputError, match="returned"):
         bev.evaluate_classifier(lambda t: [], examples, id2label={"0": "negative", "1": "positive"})
 
@@ -285,8 +157,8 @@ def _tiny_iob(path: Path) -> Path:
     tags = ["B-PER", "O", "B-LOC", "O", "B-PER", "I-PER", "O", "O", "B-ORG", "I-ORG", "O", "B-LOC", "I-LOC",
             "I-LOC"]
     assert set(tags) <= set(NER_LABELS)
-    sentences = [bdata.Sentence(tuple(words[i:j]), tuple(tags[i:j])) for i, j in ((0, 4), (4, 10), (10, 14), (0, 14))]
-    return bdata.write_iob(sentences, path)
+    sentences = [readers.Sentence(tuple(words[i:j]), tuple(tags[i:j])) for i, j in ((0, 4), (4, 10), (10, 14), (0, 14))]
+    return readers.write_iob(sentences, path)
 
 
 def test_eval_cli_ner_on_tiny_bundle(tiny_bundle, tiny_checkpoint, tmp_path, capsys):
@@ -351,40 +223,138 @@ def test_int8_targets_and_markdown():
     assert [(r["delta"], r["met"]) for r in rows] == [(-1.5, False), (-0.8, True)]
 
 
-# ------------------------------------------------------------------------- fine-tuning recipe (no training)
+def test_line_readers_split_on_newline_only(tmp_path):
+    """A lone CR, NEL or LINE SEPARATOR inside a text stays in the text; CRLF line ends are dropped."""
+    tsv = tmp_path / "crlf.tsv"
+    tsv.write_bytes("text\tlabel\r\nfine\rstill one text\tpositive\r\na\u2028b\x85c\tnegative\n".encode())
+    assert readers.read_labelled(tsv) == [readers.Example("fine\rstill one text", "positive"),
+                                          readers.Example("a\u2028b\x85c", "negative")]
+    jsonl = tmp_path / "sep.jsonl"
+    jsonl.write_bytes('{"text": "x\u2028y", "label": 1}\r\n{"text": "z", "label": 0}\n'.encode())
+    assert readers.read_labelled(jsonl) == [readers.Example("x\u2028y", "1"), readers.Example("z", "0")]
+    iob = tmp_path / "crlf.iob"
+    iob.write_bytes(b"Paris\tB-LOC\r\nis\tO\r\n\r\nnice\tO\r\n")
+    assert readers.read_iob(iob) == [readers.Sentence(("Paris", "is"), ("B-LOC", "O")),
+                                     readers.Sentence(("nice",), ("O",))]
+    assert [line for _, line in readers.iter_lines(tsv)][1] == "fine\rstill one text\tpositive"
 
 
-def test_recipe_hash_and_finished_marker(tmp_path):
-    from benchmarks import finetune
+def test_classifier_metrics_are_scikit_learns_figures():
+    """The numpy-free classifier figures match scikit-learn's (when it is installed) on varied labels."""
+    sk = pytest.importorskip("sklearn.metrics")
+    import random
 
-    recipe = dict(finetune.RECIPES["ner"])
-    digest = finetune.recipe_hash(recipe)
-    assert digest == finetune.recipe_hash(dict(recipe))
-    assert digest != finetune.recipe_hash(recipe | {"epochs": recipe["epochs"] + 1})
-    folder = tmp_path / "wnut-ner"
-    assert not finetune.is_finished(folder, digest)
-    folder.mkdir()
-    for name in ("model.safetensors", "config.json"):
-        (folder / name).write_text("{}")
-    (folder / "recipe.json").write_text(json.dumps({"recipe_hash": "something-else"}))
-    assert not finetune.is_finished(folder, digest)
-    (folder / "recipe.json").write_text(json.dumps({"recipe_hash": digest}))
-    assert finetune.is_finished(folder, digest)
+    rng = random.Random(0)
+    for _ in range(300):
+        labels = ["positive", "negative", "neutral", "x"][: rng.randint(1, 4)]
+        gold = [rng.choice(labels) for _ in range(rng.randint(1, 30))]
+        pred = [rng.choice(labels[: rng.randint(1, len(labels))]) for _ in gold]
+        names = sorted(set(gold) | set(pred))
+        m = bev.classifier_metrics(gold, pred)
+        assert m["accuracy"] == bev.metrics.pct(sk.accuracy_score(gold, pred))
+        assert m["macro_f1"] == bev.metrics.pct(sk.f1_score(gold, pred, labels=names, average="macro",
+                                                            zero_division=0))
+        per = sk.f1_score(gold, pred, labels=names, average=None, zero_division=0)
+        assert m["f1_per_label"] == {lab: bev.metrics.pct(f) for lab, f in zip(names, per)}
 
 
-def test_ner_features_label_every_subtoken():
-    from transformers import AutoTokenizer
+def test_evaluate_bundle_on_a_tiny_bundle(tiny_bundle, tmp_path):
+    bundle = tiny_bundle("bert", "token-classification")
+    data = _tiny_iob(tmp_path / "tiny.iob")
+    ev = bev.evaluate_bundle(bundle, data, precisions=("fp32",), threads=1)
+    assert ev["task"] == "token-classification" and ev["dataset"] == "tiny.iob" and ev["size"] == 4
+    assert list(ev["systems"]) == ["bertrt-fp32"] and ev["agreement"] == {} and ev["checkpoint"] is None
+    m = ev["systems"]["bertrt-fp32"]
+    assert m["sentences"] == 4 and m["tokens"] == 28 and "tags" not in m
+    loaded = bev.evaluate_bundle(bundle, readers.read_iob(data), precisions=("fp32",), limit=2, name="two")
+    assert loaded["dataset"] == "two" and loaded["size"] == 2
+    with pytest.raises(InputError, match="unknown precision"):
+        bev.evaluate_bundle(bundle, data, precisions=("fp16",))
 
-    from benchmarks import finetune
 
-    tokenizer = AutoTokenizer.from_pretrained(finetune.base_model_dir())
-    labels = ["O", "B-person", "I-person", "B-geo-loc", "I-geo-loc"]
-    label2id = {lab: i for i, lab in enumerate(labels)}
-    sentence = bdata.Sentence(("@paulwalk", "loves", "#NewYork", "!"), ("B-person", "O", "B-geo-loc", "O"))
-    feat = finetune._ner_features(tokenizer, [sentence], label2id, 64)[0]
-    pieces = tokenizer.convert_ids_to_tokens(feat["input_ids"])
-    got = [(p, labels[i] if i >= 0 else None, f) for p, i, f in zip(pieces, feat["labels"], feat["first"])]
-    assert got[0] == ("[CLS]", None, False) and got[-1] == ("[SEP]", None, False)
-    assert got[1:4] == [("@", "B-person", True), ("paul", "I-person", False), ("##walk", "I-person", False)]
-    assert ("loves", "O", True) in got and got[-2] == ("!", "O", True)
-    assert [g[1] for g in got if g[0] in ("new", "##yo", "##rk")] == ["I-geo-loc"] * 3
+def test_eval_writes_to_bertrt_results_in_the_working_directory(tiny_bundle, tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from bertrt.cli import main
+    from bertrt.evaluate import cli as eval_cli
+
+    parser = argparse.ArgumentParser()
+    eval_cli.add_arguments(parser)
+    assert parser.parse_args(["b", "d"]).out == Path("bertrt-results") == bev.DEFAULT_OUT
+    assert not bev.DEFAULT_OUT.is_absolute()
+
+    data = _tiny_iob(tmp_path / "tiny.iob")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["eval", str(tiny_bundle("bert", "token-classification")), str(data), "--precision", "fp32"]) == 0
+    assert json.loads((work / "bertrt-results" / "eval.json").read_text())["evaluations"][0]["size"] == 4
+    assert (work / "bertrt-results" / "eval.md").is_file()
+    assert not list((ROOT / "engine").rglob("eval.json"))  # never into the package
+    assert "bertrt-results" in capsys.readouterr().err
+
+
+def test_ner_evaluation_without_seqeval_names_the_extra(tiny_bundle, tmp_path, monkeypatch):
+    data = _tiny_iob(tmp_path / "tiny.iob")
+    monkeypatch.setitem(sys.modules, "seqeval", None)  # None in sys.modules: the import raises ImportError
+    monkeypatch.setitem(sys.modules, "seqeval.metrics", None)
+    with pytest.raises(BertrtError, match=r"pip install 'bertrt\[eval\]'"):
+        bev.evaluate_bundle(tiny_bundle("bert", "token-classification"), data, precisions=("fp32",))
+
+
+#: ``bertrt eval`` with only the runtime and seqeval importable. seqeval itself imports scikit-learn (its
+#: one ``UndefinedMetricWarning``, and pip installs scikit-learn with it), so sklearn is refused to every
+#: importer except seqeval and sklearn's own modules: bertrt must never import it.
+LEAN_EVAL = r"""
+import importlib.abc, json, sys
+
+BLOCKED = ("torch", "transformers", "optimum", "tqdm", "benchmarks")
+ALLOWED_SKLEARN_IMPORTERS = ("seqeval", "sklearn", "scipy")
+
+def _importer():
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if not name.startswith(("importlib", "_frozen_importlib")):
+            return name
+        frame = frame.f_back
+    return ""
+
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top in BLOCKED or name.startswith("bertrt.export"):
+            raise ImportError(f"blocked by the import guard: {name}")
+        if top == "sklearn" and not _importer().startswith(ALLOWED_SKLEARN_IMPORTERS):
+            raise ImportError(f"blocked by the import guard: {name} (imported by {_importer()})")
+        return None
+
+sys.meta_path.insert(0, Blocker())
+for name in list(sys.modules):
+    if name.split(".")[0] in BLOCKED + ("sklearn",):
+        del sys.modules[name]
+
+from bertrt.cli import main
+bundle, data, out, checkpoint = sys.argv[1:5]
+rc = main(["eval", bundle, data, "--out", out, "--threads", "1"])
+rc_pytorch = main(["eval", bundle, data, "--out", out, "--pytorch", checkpoint])
+leaked = sorted(n for n in sys.modules if n.split(".")[0] in BLOCKED or n.startswith("bertrt.export"))
+print(json.dumps({"rc": rc, "rc_pytorch": rc_pytorch, "leaked": leaked, "seqeval": "seqeval" in sys.modules}))
+"""
+
+
+def test_eval_runs_with_only_the_runtime_and_seqeval(tiny_bundle, tiny_checkpoint, tmp_path):
+    bundle = tiny_bundle("bert", "token-classification")
+    data = _tiny_iob(tmp_path / "tiny.iob")
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", LEAN_EVAL, str(bundle), str(data), str(out),
+                           str(tiny_checkpoint("bert", "token-classification"))], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report == {"rc": 0, "rc_pytorch": 1, "leaked": [], "seqeval": True}
+    assert "pip install 'bertrt[export]'" in proc.stderr and "--pytorch" in proc.stderr
+    ev = json.loads((out / "eval.json").read_text())["evaluations"][0]
+    assert list(ev["systems"]) == ["bertrt-fp32", "bertrt-int8"] and ev["size"] == 4
+    assert ev["systems"]["bertrt-fp32"]["micro"]["support"] == 10  # gold entities of the four sentences

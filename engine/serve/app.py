@@ -1,0 +1,177 @@
+"""The ASGI app of ``bertrt serve``: routes, and the mapping of errors to HTTP answers.
+
+Endpoints::
+
+    POST /models/{name}/predict   {"inputs": str | [str, ...], "parameters": {...}} -> the pipeline's result
+    GET  /models                  every model: task, labels, precision, model file, max length
+    GET  /health                  503 until every model is warmed up, then 200
+    GET  /metrics                 Prometheus text: requests, errors, queue depth, batch sizes, latencies
+    GET  /openapi.json, /docs     the OpenAPI document and its UI
+
+Errors are JSON ``{"error": message, "code": ..., ...}``: 400 malformed JSON / request shape
+(:mod:`bertrt.serve.requests`), 400 ``bad_parameters`` for unknown or bad parameters (the pipeline's own
+validation, run on no texts before queueing), 400 ``bad_input`` for any other :class:`~bertrt.errors.BertrtError`
+the pipeline raises on a request (its message is the answer), 404 unknown model, 413 body over
+``max_body_bytes``, 422 too many texts or a too long text (naming the limit), 503 queue full (with
+Retry-After). Anything else is the server's own fault: 500 ``internal_error``, the traceback logged, and
+the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from ..errors import BertrtError, ServeError
+from .batcher import ModelWorker
+from .metrics import Metrics
+from .requests import HTTPProblem, parse_request, read_body
+from .settings import ServeSettings
+
+__all__ = ["create_app", "problem_for"]
+
+log = logging.getLogger("bertrt.serve")
+
+_PREDICT_SCHEMA = {
+    "required": True,
+    "content": {"application/json": {"schema": {
+        "type": "object",
+        "required": ["inputs"],
+        "additionalProperties": False,
+        "properties": {
+            "inputs": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                       "description": "one text (one result) or a list of texts (a list of results)"},
+            "parameters": {"type": "object", "description": "the task's pipeline options, e.g. "
+                           "{\"aggregation_strategy\": \"simple\"} for token-classification, {\"top_k\": 3} "
+                           "for text-classification / fill-mask, {\"pooling\": \"mean\"} for feature-extraction"},
+        },
+    }, "example": {"inputs": "Maria flew to Groningen", "parameters": {"aggregation_strategy": "simple"}}}},
+}
+
+
+def _error_doc(text: str) -> dict:
+    return {"description": text, "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"error": {"type": "string"}, "code": {"type": "string"}}}}}}
+
+
+_PREDICT_RESPONSES = {
+    200: {"description": "the pipeline's result, shaped as transformers.pipeline returns it"},
+    400: _error_doc("malformed JSON, wrong request shape, unknown or bad parameters, an unusable input"),
+    404: _error_doc("no model of that name"),
+    413: _error_doc("request body larger than max_body_bytes"),
+    422: _error_doc("more texts than max_texts, or a text longer than max_chars"),
+    500: _error_doc("the server's own fault (its traceback is logged)"),
+    503: _error_doc("the model's queue is full (see Retry-After)"),
+}
+
+
+def problem_for(exc: Exception, model: str) -> HTTPProblem:
+    """The answer to a request that raised ``exc``.
+
+    A :class:`BertrtError` is the caller's (an unusable input or option, raised by the pipeline on
+    purpose): 400 with its message. :class:`ServeError` (the server failed the request) and anything
+    else are the server's: 500, with the traceback logged.
+    """
+    if isinstance(exc, HTTPProblem):
+        return exc
+    if isinstance(exc, BertrtError) and not isinstance(exc, ServeError):
+        return HTTPProblem(400, "bad_input", str(exc))
+    log.error("model %s failed a request", model, exc_info=exc)
+    return HTTPProblem(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def _answer(problem: HTTPProblem) -> JSONResponse:
+    return JSONResponse(problem.payload(), status_code=problem.status, headers=problem.headers)
+
+
+def create_app(pipelines: dict, settings: ServeSettings | None = None) -> FastAPI:
+    """The ASGI app serving ``pipelines`` ({name: Pipeline}); batchers start in its lifespan."""
+    settings = settings or ServeSettings()
+    problems = settings.problems()
+    if problems:
+        raise ServeError("; ".join(problems))
+    metrics = Metrics(settings.max_batch_size)
+    workers = {name: ModelWorker(name, pipe, settings, metrics) for name, pipe in pipelines.items()}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        for worker in workers.values():
+            worker.start()
+        yield
+        await asyncio.gather(*(worker.stop() for worker in workers.values()))
+
+    from .. import __version__
+
+    app = FastAPI(title="bertrt serve", version=__version__, lifespan=lifespan,
+                  description="BERT-family ONNX pipelines over HTTP with dynamic micro-batching.")
+    app.state.workers = workers
+    app.state.settings = settings
+    app.state.metrics = metrics
+
+    @app.get("/health", summary="200 once every model is warmed up, 503 before")
+    async def health():
+        states = {n: ("ready" if w.ready else "failed" if w.failed else "warming_up") for n, w in workers.items()}
+        ok = all(state == "ready" for state in states.values())
+        body = {"status": "ok" if ok else "unavailable", "models": states}
+        failures = {n: w.failed for n, w in workers.items() if w.failed}
+        if failures:
+            body["errors"] = failures
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/models", summary="the served models: task, labels, precision")
+    async def models():
+        return {"models": [w.describe() for w in workers.values()],
+                "batching": {"enabled": settings.batching, "max_batch_size": settings.max_batch_size,
+                             "pipeline_batch_size": settings.pipeline_batch_size,
+                             "max_wait_ms": settings.max_wait_ms, "max_queue": settings.max_queue},
+                "limits": {"max_body_bytes": settings.max_body_bytes, "max_texts": settings.max_texts,
+                           "max_chars": settings.max_chars}}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus_metrics():
+        body, media_type = metrics.exposition()
+        return Response(body, media_type=media_type)
+
+    @app.post("/models/{name}/predict", summary="run the model's pipeline on one text or a list of texts",
+              openapi_extra={"requestBody": _PREDICT_SCHEMA}, responses=_PREDICT_RESPONSES,
+              response_class=Response)
+    async def predict(name: str, request: Request):
+        started = time.perf_counter()
+        worker = workers.get(name)
+        if worker is None:
+            metrics.errors.labels("", "model_not_found").inc()
+            return _answer(HTTPProblem(404, "model_not_found", f"no model named {name!r}; served: "
+                                       f"{', '.join(workers)}", models=list(workers)))
+        metrics.requests.labels(name).inc()
+        metrics.in_flight.labels(name).inc()
+        try:
+            response = Response(await _predict(worker, request), media_type="application/json")
+        except Exception as exc:  # every failure becomes an answer; the server keeps serving
+            problem = problem_for(exc, name)
+            metrics.errors.labels(name, problem.code).inc()
+            response = _answer(problem)
+        finally:
+            metrics.in_flight.labels(name).dec()
+        metrics.responses.labels(name, str(response.status_code)).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    async def _predict(worker: ModelWorker, request: Request) -> bytes:
+        parsed = parse_request(await read_body(request, settings.max_body_bytes), settings)
+        try:
+            worker.check_parameters(parsed.parameters)
+        except BertrtError as exc:  # an unknown or bad option (anything else is the server's bug: 500)
+            raise HTTPProblem(400, "bad_parameters", f"invalid parameters for {worker.pipe.task}: {exc}") from None
+        future = worker.submit(parsed.inputs, parsed.parameters)
+        if future is None:
+            raise HTTPProblem(503, "queue_full", f"model {worker.name!r} is overloaded: its queue holds "
+                              f"max_queue={settings.max_queue} texts; retry later", limit="max_queue",
+                              max=settings.max_queue, headers={"Retry-After": str(settings.retry_after_s)})
+        return await future
+
+    return app

@@ -1,0 +1,237 @@
+"""One model's queue, micro-batcher and worker thread: plain asyncio, no HTTP.
+
+An accepted request joins a bounded queue (``max_queue`` texts). One batcher task takes the oldest
+request and every later request with the *same parameters* (canonical JSON key, so options never mix)
+until ``max_batch_size`` texts are collected or the oldest request has waited ``max_wait_ms``, runs one
+pipeline call in the model's worker thread (onnxruntime releases the GIL, so the event loop keeps
+accepting meanwhile), and hands each request its own slice of the results, re-shaped by
+``pipe.shape`` as a call with that request's inputs would have returned them and encoded as JSON bytes
+(in the worker thread too, so a large result never blocks the loop). Calls for one model run one at a
+time, so batches never compete for the cores. A batch that fails as a whole is rerun request by request,
+so one bad input only fails its own request.
+
+The batcher knows nothing of tasks: warm-up runs ``pipe.warm_up_text``, shaping is ``pipe.shape``, and
+parameters are checked by the pipeline's own validation on no texts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import InputError, ServeError
+from ..results import to_jsonable
+from .settings import ServeSettings
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+
+__all__ = ["SERVER_OPTIONS", "Job", "ModelWorker", "parameters_key", "to_json_bytes"]
+
+log = logging.getLogger("bertrt.serve")
+
+#: call options the server owns; a client may not set them
+SERVER_OPTIONS = ("batch_size", "max_tokens_per_batch")
+
+
+def parameters_key(params: dict) -> str:
+    """Canonical JSON of ``params``: requests batch together only when their keys are equal."""
+    return json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+def to_json_bytes(value) -> bytes:
+    """Compact UTF-8 JSON of a pipeline result; ValueError for what JSON cannot hold (NaN, ...)."""
+    return json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+@dataclass
+class Job:
+    """One accepted request waiting for (or in) a batch."""
+
+    inputs: str | list  # as the caller gave them: ``pipe.shape`` re-shapes the results to match
+    texts: list[str]
+    params: dict
+    key: str  # parameters_key(params)
+    future: asyncio.Future  # JSON bytes of the result, or the exception that failed the request
+    arrived: float  # loop time
+
+
+class ModelWorker:
+    """The queue and batcher of one model; pipeline calls run one at a time in its own worker thread."""
+
+    def __init__(self, name: str, pipe, settings: ServeSettings, metrics: Metrics):
+        self.name = name
+        self.pipe = pipe
+        self.settings = settings
+        self.metrics = metrics
+        self.pending: deque[Job] = deque()
+        self.queued_texts = 0
+        self.texts_per_key: Counter = Counter()
+        self.ready = False
+        self.failed: str | None = None
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"bertrt-{name}")
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._idle = True
+
+    def describe(self) -> dict:
+        """The model as ``GET /models`` lists it."""
+        labels = [self.pipe.id2label[i] for i in sorted(self.pipe.id2label)] if self.pipe.id2label else []
+        return {"name": self.name, "task": self.pipe.task, "labels": labels, "precision": self.pipe.precision,
+                "model_file": self.pipe.bundle.model_path.name, "max_length": self.pipe.max_length,
+                "ready": self.ready}
+
+    def check_parameters(self, params: dict) -> None:
+        """InputError for unknown or bad options: the pipeline's own checks, on no texts (no model run)."""
+        bad = [name for name in SERVER_OPTIONS if name in params]
+        if bad:
+            raise InputError(f"parameter(s) {', '.join(bad)} are set by the server (--max-batch-size), not per "
+                             f"request")
+        if "inputs" in params:  # the call's own argument: Python would raise TypeError, not an InputError
+            raise InputError("'inputs' is not a parameter: the texts go in the request's 'inputs' field")
+        self.pipe([], **params)
+
+    def submit(self, inputs: str | list, params: dict) -> asyncio.Future | None:
+        """Queue a request (a str or a list of str); its future, or None when the queue has no room."""
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        if self.queued_texts + len(texts) > self.settings.max_queue:
+            return None
+        loop = asyncio.get_running_loop()
+        job = Job(inputs, texts, params, parameters_key(params), loop.create_future(), loop.time())
+        self.pending.append(job)
+        self.queued_texts += len(texts)
+        self.texts_per_key[job.key] += len(texts)
+        self.metrics.queue_depth.labels(self.name).set(self.queued_texts)
+        if self._wakeup is not None:
+            self._wakeup.set()
+        return job.future
+
+    def start(self) -> None:
+        """Start the batcher task on the running loop; it warms the model up first."""
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"bertrt-batcher-{self.name}")
+
+    async def stop(self) -> None:
+        """Run everything still queued, then stop the batcher and the worker thread."""
+        while (self.pending or not self._idle) and self._task is not None and not self._task.done():
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for job in self.pending:  # only if the batcher died: never leave a caller hanging
+            if not job.future.done():
+                job.future.set_exception(ServeError(f"model {self.name!r} stopped before running the request"))
+        self.executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self.executor, self._warm_up)
+            self.ready = True
+            log.info("model %s warmed up", self.name)
+        except Exception as exc:  # reported by /health; requests still run (and fail) individually
+            self.failed = f"{type(exc).__name__}: {exc}"
+            log.error("warm-up of model %s failed: %s", self.name, self.failed)
+        while True:
+            if not self.pending:
+                self._idle = True
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            self._idle = False
+            batch = await self._collect()
+            await self._execute(batch)
+
+    async def _collect(self) -> list[Job]:
+        """Wait for a full batch of the oldest request's parameters, or its deadline; take that batch."""
+        loop = asyncio.get_running_loop()
+        first = self.pending[0]
+        limit = self.settings.max_batch_size
+        if self.settings.batching:
+            deadline = first.arrived + self.settings.max_wait_ms / 1000.0
+            while self.texts_per_key[first.key] < limit:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            batch, kept, total = [], deque(), 0
+            for job in self.pending:
+                if job.key == first.key and (not batch or total + len(job.texts) <= limit):
+                    batch.append(job)
+                    total += len(job.texts)
+                else:
+                    kept.append(job)
+            self.pending = kept
+        else:
+            batch = [self.pending.popleft()]
+        for job in batch:
+            self.queued_texts -= len(job.texts)
+            self.texts_per_key[job.key] -= len(job.texts)
+            if self.texts_per_key[job.key] <= 0:
+                del self.texts_per_key[job.key]
+        self.metrics.queue_depth.labels(self.name).set(self.queued_texts)
+        return batch
+
+    async def _execute(self, batch: list[Job]) -> None:
+        loop = asyncio.get_running_loop()
+        self.metrics.batch_texts.labels(self.name).observe(sum(len(job.texts) for job in batch))
+        self.metrics.batch_requests.labels(self.name).observe(len(batch))
+        try:
+            outcomes = await loop.run_in_executor(self.executor, self._infer, batch)
+        except Exception as exc:  # the executor itself failed: fail the batch, keep serving
+            outcomes = [exc] * len(batch)
+        for job, outcome in zip(batch, outcomes):
+            if job.future.done():  # the caller went away
+                continue
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
+
+    # worker thread ---------------------------------------------------------------------------------------
+    def _warm_up(self) -> None:
+        text = self.pipe.warm_up_text
+        self.pipe(text)
+        self.pipe([text] * min(self.settings.max_batch_size, 32), batch_size=self.settings.pipeline_batch_size)
+
+    def _infer(self, batch: list[Job]) -> list:
+        """One pipeline call for the batch; JSON bytes (or the exception) per job, in order."""
+        texts = [text for job in batch for text in job.texts]
+        started = time.perf_counter()
+        try:
+            results = self.pipe(texts, batch_size=self.settings.pipeline_batch_size, **batch[0].params) if texts else []
+        except Exception as exc:  # handed to the caller(s) as their error
+            if len(batch) == 1:
+                return [exc]
+            log.info("batch of %d requests failed (%s); rerunning them one by one", len(batch), exc)
+            return [self._infer([job])[0] for job in batch]
+        finally:
+            self.metrics.inference.labels(self.name).observe(time.perf_counter() - started)
+        outcomes, cursor = [], 0
+        for job in batch:
+            outcomes.append(self._finish(job, results[cursor: cursor + len(job.texts)]))
+            cursor += len(job.texts)
+        return outcomes
+
+    def _finish(self, job: Job, results: list):
+        """The job's results shaped as its own call would return them, as JSON bytes; or the exception."""
+        try:
+            shaped = self.pipe.shape(results, job.inputs, **job.params)
+        except Exception as exc:  # handed to the caller as its error
+            return exc
+        try:
+            return to_json_bytes(shaped)
+        except (TypeError, ValueError) as exc:  # a result JSON cannot hold (NaN, ...): a server fault (500)
+            return ServeError(f"cannot encode the result as JSON: {exc}")

@@ -1,0 +1,155 @@
+"""The ``bertrt serve BUNDLE [BUNDLE ...]`` command: load every bundle, bind the port, run uvicorn.
+
+The batching and limit flags take their defaults (and the numbers in their help) from
+:class:`~bertrt.serve.settings.ServeSettings`; :func:`settings_from_args` maps them back.
+
+SIGTERM: uvicorn stops listening and waits for every in-flight request; the batchers keep running until
+the queues are empty, then the lifespan shutdown stops them and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import re
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from ..errors import BertrtError, ServeError
+from .app import create_app
+from .settings import ServeSettings
+
+__all__ = ["add_arguments", "parse_model_specs", "run", "settings_from_args"]
+
+log = logging.getLogger("bertrt.serve")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DEFAULTS = ServeSettings()
+
+
+def parse_model_specs(specs: list[str]) -> dict[str, Path]:
+    """``PATH`` (named after the folder) or ``NAME=PATH`` -> {name: path}; ServeError on bad/duplicate names."""
+    models: dict[str, Path] = {}
+    problems = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not _NAME.match(name):
+            name, path = Path(spec).resolve().name, spec
+        if not _NAME.match(name):
+            problems.append(f"{spec!r}: model name {name!r} must match {_NAME.pattern} (use NAME=PATH)")
+        elif name in models:
+            problems.append(f"{spec!r}: model name {name!r} is used twice (use NAME=PATH)")
+        else:
+            models[name] = Path(path)
+    if problems:
+        raise ServeError("; ".join(problems))
+    return models
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = _DEFAULTS
+    parser.add_argument("bundles", nargs="+", metavar="BUNDLE",
+                        help="bundle folder, served as /models/<folder name>; or NAME=PATH")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (0: any free port; the line "
+                        "'listening on http://HOST:PORT' on stderr names it)")
+    parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per model")
+    group = parser.add_argument_group("micro-batching")
+    group.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
+                       help=f"texts per pipeline call (default {d.max_batch_size})")
+    group.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
+                       help=f"longest wait for a batch to fill, from its oldest request's arrival (default "
+                            f"{d.max_wait_ms:g}); requests that arrive while a call runs join the next batch "
+                            f"without waiting")
+    group.add_argument("--pipeline-batch-size", type=int, default=d.pipeline_batch_size,
+                       help=f"the pipeline sorts a micro-batch by length and runs it in sub-batches of this many "
+                            f"sequences (less padding; default {d.pipeline_batch_size})")
+    group.add_argument("--max-queue", type=int, default=d.max_queue,
+                       help=f"texts waiting per model; beyond it requests get 503 (default {d.max_queue})")
+    group.add_argument("--no-batching", dest="batching", action="store_false", default=d.batching,
+                       help="run every request alone (for comparison)")
+    limits = parser.add_argument_group("request limits")
+    limits.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
+                        help=f"413 beyond (default {d.max_body_bytes} bytes)")
+    limits.add_argument("--max-texts", type=int, default=d.max_texts,
+                        help=f"texts per request, 422 beyond (default {d.max_texts})")
+    limits.add_argument("--max-chars", type=int, default=d.max_chars,
+                        help=f"characters per text, 422 beyond (default {d.max_chars})")
+    parser.add_argument("--shutdown-timeout", type=float, default=60.0,
+                        help="seconds to finish in-flight requests after SIGTERM (default 60)")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+
+
+def settings_from_args(args: argparse.Namespace) -> ServeSettings:
+    """The ServeSettings the parsed flags describe (a field without a flag keeps its default)."""
+    given = vars(args)
+    return ServeSettings(**{f.name: given[f.name] for f in dataclasses.fields(ServeSettings) if f.name in given})
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServeError(f"cannot resolve --host {host!r}: {exc}") from None
+    family, _, _, _, address = infos[0]
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without
+    # it a keep-alive client waits for a delayed ACK (~40 ms) on every response.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(args) -> int:
+    from ..pipelines import pipeline
+
+    settings = settings_from_args(args)
+    problems = settings.problems()
+    if problems:
+        raise ServeError("; ".join(problems))
+    specs = parse_model_specs(args.bundles)
+    pipelines = {}
+    for name, path in specs.items():  # load everything first: a bad bundle fails before the port opens
+        try:
+            pipelines[name] = pipeline(None, path, precision=args.precision, threads=args.threads)
+        except BertrtError as exc:
+            raise ServeError(f"model {name!r}: {exc}") from None
+    app = create_app(pipelines, settings)
+    sock = _bind(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    if not (host.startswith("127.") or host in ("::1", "localhost")):
+        log.warning("listening on %s: reachable from other machines", host)
+    config = uvicorn.Config(app, log_level="info" if log.isEnabledFor(logging.INFO) else "warning",
+                            access_log=args.access_log, timeout_graceful_shutdown=args.shutdown_timeout,
+                            lifespan="on")
+    server = uvicorn.Server(config)
+    stopped_by = []
+    # uvicorn re-raises the signal that stopped it once it has shut down; a handler of ours turns that
+    # into a normal return (exit 0) instead of death by SIGTERM.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stopped_by.append(signum))
+    shown = f"[{host}]" if ":" in host else host
+    sys.stderr.write(f"bertrt serve: listening on http://{shown}:{port} "
+                     f"(models: {', '.join(pipelines)}; batching {'on' if settings.batching else 'off'})\n")
+    sys.stderr.flush()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sock.close()
+    if not server.started:
+        raise ServeError("the server did not start (see the log above)")
+    if stopped_by:
+        log.info("stopped by SIGTERM after draining every accepted request")
+    return 0

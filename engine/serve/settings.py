@@ -1,0 +1,42 @@
+"""The server's batching knobs and request limits: the one place their defaults are stated.
+
+``bertrt serve``'s flags (:mod:`bertrt.serve.cli`) read their defaults, and the numbers in their help,
+from :class:`ServeSettings`, so the library and the command line cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ServeSettings"]
+
+#: fields that must be > 0 (each is also the ``--flag`` of the same name)
+_POSITIVE = ("max_batch_size", "pipeline_batch_size", "max_queue", "max_body_bytes", "max_texts", "max_chars")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Batching knobs and request limits (one set for every model)."""
+
+    max_batch_size: int = 32  # texts per pipeline call
+    max_wait_ms: float = 2.0  # longest wait for a batch to fill, from its oldest request's arrival
+    pipeline_batch_size: int = 8  # the pipeline sorts a micro-batch by length and runs sub-batches of this size
+    max_queue: int = 1024  # texts waiting per model; beyond it requests get 503
+    batching: bool = True  # False: every request runs alone
+    max_body_bytes: int = 1 << 20  # 413 beyond
+    max_texts: int = 64  # texts per request, 422 beyond
+    max_chars: int = 20_000  # characters per text, 422 beyond
+    retry_after_s: int = 1  # the Retry-After of a 503
+
+    def problems(self) -> list[str]:
+        """Every invalid setting, phrased with its command-line flag; empty when the settings are usable."""
+        found = []
+        for name in _POSITIVE:
+            if getattr(self, name) <= 0:
+                found.append(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        if self.max_wait_ms < 0:
+            found.append(f"--max-wait-ms must be >= 0, got {self.max_wait_ms}")
+        if self.max_texts > self.max_queue:
+            found.append(f"--max-texts ({self.max_texts}) must not exceed --max-queue ({self.max_queue}): "
+                         f"a full-size request could never be queued")
+        return found

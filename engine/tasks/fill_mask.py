@@ -1,0 +1,132 @@
+"""fill-mask: the best tokens for each mask token, as transformers' pipeline.
+
+``top_k`` (default 5) predictions per mask; ``targets`` (a token or a list of tokens) restricts the
+candidates (a target outside the vocabulary stands for its first token, with a warning). One list of
+predictions per text; a text with several masks gives one list per mask (nested), as transformers does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import classification
+from ..errors import BundleError, InputError, TaskError
+from ..fill_mask import mask_positions, top_predictions
+from .base import Cli, Encoding, Option, Task, output_width, positive_int_or_all
+
+__all__ = ["TASK", "FillMask"]
+
+log = logging.getLogger("bertrt")
+
+
+@dataclass(frozen=True)
+class _Options:
+    top_k: int
+    target_ids: np.ndarray | None  # sorted unique candidate ids, None: the whole vocabulary
+    mask_id: int
+
+
+@dataclass(frozen=True)
+class _Masked(Encoding):
+    masks: list[np.ndarray]  # mask positions per sequence
+
+
+class FillMask(Task):
+    name = "fill-mask"
+    auto_class = "AutoModelForMaskedLM"
+    output = "logits"
+    options = (
+        Option("top_k", int, 5, help="number of predictions per mask (default 5)",
+               cli=Cli(parse=positive_int_or_all)),
+        Option("targets", str | list[str], None, help="candidate tokens to score instead of the vocabulary",
+               cli=Cli(nargs="+")),
+    )
+
+    def check_head(self, pipe) -> int:
+        width = output_width(pipe)
+        if width is not None and pipe.tokenizer.vocab_size > width:
+            raise BundleError(pipe.bundle.model_path, f"tokenizer vocabulary ({pipe.tokenizer.vocab_size}) is "
+                                                      f"larger than the model's output vocabulary ({width})")
+        return width or 0
+
+    def setup(self, pipe) -> None:
+        if pipe.tokenizer.mask_token_id is None:
+            raise TaskError(f"{pipe.bundle.root}: fill-mask needs a mask token, and the tokenizer defines none")
+
+    def check_options(self, pipe, options: Mapping) -> _Options:
+        self.reject_unknown(options)
+        top_k = options.get("top_k")
+        top_k = 5 if top_k is None else classification.check_top_k(top_k)
+        targets = options.get("targets")
+        target_ids = None
+        if targets is not None:
+            target_ids = self._target_ids(pipe, targets)
+        return _Options(top_k, target_ids, pipe.tokenizer.mask_token_id)
+
+    @staticmethod
+    def _target_ids(pipe, targets) -> np.ndarray:
+        if isinstance(targets, str):
+            targets = [targets]
+        if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
+            raise InputError(f"targets must be a str or a list of str, got {targets!r}")
+        vocab = pipe.tokenizer.get_vocab()
+        ids = []
+        for target in targets:
+            index = vocab.get(target)
+            if index is None:  # transformers: the first token of the target, with a warning
+                pieces = pipe.tokenizer.encode_plain(target)
+                if not pieces:
+                    log.warning("target %r is not in the vocabulary and tokenizes to nothing; ignored", target)
+                    continue
+                index = pieces[0]
+                log.warning("target %r is not in the vocabulary; using %r", target, pipe.tokenizer.id_to_token(index))
+            ids.append(index)
+        if not ids:
+            raise InputError("at least one target must be provided when targets= is passed")
+        return np.array(sorted(set(ids)), dtype=np.int64)
+
+    def encode(self, pipe, items: list, opts: _Options) -> _Masked:
+        tok = pipe.tokenizer
+        encodings = tok.encode_batch(items)
+        masks = [mask_positions(enc.ids, opts.mask_id) for enc in encodings]
+        missing = [i for i, m in enumerate(masks) if m.size == 0]
+        if missing:
+            raise InputError(f"no mask token ({tok.mask_token}) in the input at index(es) "
+                             f"{', '.join(map(str, missing[:20]))} (after truncation to {tok.max_length} tokens)")
+        return _Masked(encodings, masks)
+
+    def collect(self, output: np.ndarray, row: int, seq, opts: _Options) -> np.ndarray:
+        return output[row, mask_positions(seq.ids, opts.mask_id)]
+
+    def finish(self, pipe, items: list, encoded: _Masked, collected: list, opts: _Options) -> list:
+        tok = pipe.tokenizer
+        results = []
+        for enc, positions, logits in zip(encoded.sequences, encoded.masks, collected):
+            scores, token_ids = top_predictions(logits, opts.top_k, opts.target_ids)
+            single_mask = len(positions) == 1
+            per_mask = []
+            for m, position in enumerate(positions):
+                row = []
+                for score, token in zip(scores[m].tolist(), token_ids[m].tolist()):
+                    filled = enc.ids.copy()
+                    filled[position] = token
+                    filled = filled[filled != tok.pad_token_id]
+                    row.append({
+                        "score": float(score),
+                        "token": int(token),
+                        "token_str": tok.decode([token]),
+                        "sequence": tok.decode(filled, skip_special_tokens=single_mask),
+                    })
+                per_mask.append(row)
+            results.append(per_mask[0] if single_mask else per_mask)
+        return results
+
+    def warm_up_text(self, tokenizer) -> str:
+        return super().warm_up_text(tokenizer).replace("Groningen", tokenizer.mask_token)
+
+
+TASK = FillMask()
