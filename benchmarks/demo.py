@@ -40,8 +40,7 @@ SIMILARITY_SENTENCES = (
     "The stock market fell sharply today.",
     "Shares dropped as investors sold.",
 )
-PII_TEXT = ("Hi, I am Maria Jansen. Write to maria.jansen@example.com or visit me at "
-            "12 Herestraat, Groningen.")
+PII_TEXT = "Hi, I am Maria Jansen. Write to maria.jansen@example.com or visit me at 12 Herestraat, Groningen."
 
 
 def package_folder(module: str, *parts: str) -> Path:
@@ -71,8 +70,11 @@ def export_minilm(out: Path) -> Path:
     print(f"[1] bertrt export {source} -> {bundle}")
     t0 = time.perf_counter()
     manifest = export_model(source, bundle, task="feature-extraction", force=True)
-    sizes = {name: f"{info['bytes'] / 1e6:.1f} MB" for name, info in manifest["files"].items()
-             if name.endswith(".onnx")}
+    sizes = {
+        name: f"{info['bytes'] / 1e6:.1f} MB"
+        for name, info in manifest["files"].items()
+        if name.endswith(".onnx")
+    }
     print(f"    done in {time.perf_counter() - t0:.0f} s: {sizes}")
     print(f"    fusions: {json.dumps(manifest.get('fusion', {}).get('counts', manifest.get('fusion')))}")
     print(f"    validation: {json.dumps(manifest.get('validation'))[:300]}")
@@ -96,8 +98,10 @@ def seed_lesson(bundle: Path) -> None:
 
     enchanting = embed("An enchanting evening.", pooling="words")
     pieces = embed.tokenize("enchanting")["tokens"][1:-1]
-    print(f"\n    'enchanting' is {len(pieces)} sub-tokens {pieces}; its word vector is their mean "
-          f"(norm {np.linalg.norm(word_vector(enchanting, 'enchanting')):.2f})")
+    print(
+        f"\n    'enchanting' is {len(pieces)} sub-tokens {pieces}; its word vector is their mean "
+        f"(norm {np.linalg.norm(word_vector(enchanting, 'enchanting')):.2f})"
+    )
 
     vectors = np.stack(embed(list(SIMILARITY_SENTENCES), pooling="mean", normalize=True))
     sims = vectors @ vectors.T
@@ -114,13 +118,17 @@ def pii_ner() -> None:
     print(f"\n[3] Rampart PII NER ({Path(ner.bundle.model_path).relative_to(folder)}), aggregation first:")
     print(f"    {PII_TEXT}")
     for ent in ner(PII_TEXT, aggregation_strategy="first"):
-        print(f"    {ent['entity_group']:<16} {ent['score']:.3f}  {ent['start']:>3}:{ent['end']:<3} {ent['word']!r}")
+        print(
+            f"    {ent['entity_group']:<16} {ent['score']:.3f}  {ent['start']:>3}:{ent['end']:<3} {ent['word']!r}"
+        )
 
 
 def speed_line(bundle: Path, source: Path, n_texts: int = 256, repeats: int = 3) -> None:
     import bertrt
 
-    texts = [f"{s} ({i})" for i, s in enumerate(SIMILARITY_SENTENCES * (n_texts // len(SIMILARITY_SENTENCES)))]
+    texts = [
+        f"{s} ({i})" for i, s in enumerate(SIMILARITY_SENTENCES * (n_texts // len(SIMILARITY_SENTENCES)))
+    ]
     ours = bertrt.pipeline("feature-extraction", bundle)
     try:
         import torch
@@ -142,9 +150,11 @@ def speed_line(bundle: Path, source: Path, n_texts: int = 256, repeats: int = 3)
         t_theirs.append(time.perf_counter() - t0)
     ours_tps = n_texts / statistics.median(t_ours)
     theirs_tps = n_texts / statistics.median(t_theirs)
-    print(f"\n[4] speed, {n_texts} sentences, batch 32, median of {repeats} interleaved runs: "
-          f"bertrt int8 {ours_tps:.0f} texts/s vs transformers+PyTorch fp32 {theirs_tps:.0f} texts/s "
-          f"= {ours_tps / theirs_tps:.1f}x")
+    print(
+        f"\n[4] speed, {n_texts} sentences, batch 32, median of {repeats} interleaved runs: "
+        f"bertrt int8 {ours_tps:.0f} texts/s vs transformers+PyTorch fp32 {theirs_tps:.0f} texts/s "
+        f"= {ours_tps / theirs_tps:.1f}x"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

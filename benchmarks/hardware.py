@@ -25,8 +25,15 @@ from pathlib import Path
 __all__ = ["gops_per_token", "installed_size", "machine_info", "measure_int8_peak"]
 
 _WEIGHT_OPS = {
-    "MatMul": 1, "MatMulInteger": 1, "DynamicQuantizeMatMul": 1, "MatMulIntegerToFloat": 1, "FusedMatMul": 1,
-    "Gemm": 1, "Attention": 1, "QAttention": 1, "QLinearMatMul": 3,
+    "MatMul": 1,
+    "MatMulInteger": 1,
+    "DynamicQuantizeMatMul": 1,
+    "MatMulIntegerToFloat": 1,
+    "FusedMatMul": 1,
+    "Gemm": 1,
+    "Attention": 1,
+    "QAttention": 1,
+    "QLinearMatMul": 3,
 }
 
 
@@ -60,22 +67,44 @@ def _peak_graphs(m: int, k: int, n: int, folder: Path) -> dict[str, tuple[Path, 
     a = helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])
     y = helper.make_tensor_value_info("y", TensorProto.INT32, [m, n])
     node = helper.make_node("MatMulInteger", ["a", "w", "a_zp", "w_zp"], ["y"])
-    g = helper.make_graph([node], "mmi", [a], [y], [numpy_helper.from_array(weight, "w"),
-                                                    numpy_helper.from_array(np.array(128, np.uint8), "a_zp"),
-                                                    numpy_helper.from_array(np.array(0, np.int8), "w_zp")])
+    g = helper.make_graph(
+        [node],
+        "mmi",
+        [a],
+        [y],
+        [
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(np.array(128, np.uint8), "a_zp"),
+            numpy_helper.from_array(np.array(0, np.int8), "w_zp"),
+        ],
+    )
     path = folder / "matmulinteger.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     graphs["MatMulInteger"] = (path, {"a": rng.integers(0, 256, size=(m, k), dtype=np.uint8)})
 
     af = helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k])
     yf = helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])
-    node = helper.make_node("DynamicQuantizeMatMul", ["a", "w", "w_scale", "w_zp"], ["y"], domain="com.microsoft")
-    g = helper.make_graph([node], "dqmm", [af], [yf], [numpy_helper.from_array(weight, "w"),
-                                                       numpy_helper.from_array(np.array(0.01, np.float32), "w_scale"),
-                                                       numpy_helper.from_array(np.array(0, np.int8), "w_zp")])
+    node = helper.make_node(
+        "DynamicQuantizeMatMul", ["a", "w", "w_scale", "w_zp"], ["y"], domain="com.microsoft"
+    )
+    g = helper.make_graph(
+        [node],
+        "dqmm",
+        [af],
+        [yf],
+        [
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(np.array(0.01, np.float32), "w_scale"),
+            numpy_helper.from_array(np.array(0, np.int8), "w_zp"),
+        ],
+    )
     path = folder / "dynamicquantizematmul.onnx"
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]),
-              str(path))
+    onnx.save(
+        helper.make_model(
+            g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+        ),
+        str(path),
+    )
     graphs["DynamicQuantizeMatMul"] = (path, {"a": rng.standard_normal((m, k), dtype=np.float32)})
     return graphs
 
@@ -90,16 +119,19 @@ def measure_int8_peak(threads: int, m: int = 1024, k: int = 1024, n: int = 4096,
     result: dict = {"shape": [m, k, n], "threads": threads, "runs": runs, "graphs": {}}
     with tempfile.TemporaryDirectory(prefix="bertrt-peak-") as tmp:
         for name, (path, feed) in _peak_graphs(m, k, n, Path(tmp)).items():
-            session = ort.InferenceSession(str(path), sess_options=session_options(threads),
-                                           providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(
+                str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+            )
             session.run(None, feed)
             times = []
             for _ in range(runs):
                 start = time.perf_counter()
                 session.run(None, feed)
                 times.append(time.perf_counter() - start)
-            result["graphs"][name] = {"best_gops": ops / min(times) / 1e9,
-                                      "median_gops": ops / sorted(times)[len(times) // 2] / 1e9}
+            result["graphs"][name] = {
+                "best_gops": ops / min(times) / 1e9,
+                "median_gops": ops / sorted(times)[len(times) // 2] / 1e9,
+            }
     best = max(result["graphs"].items(), key=lambda kv: kv[1]["best_gops"])
     result["peak_gops"] = best[1]["best_gops"]
     result["peak_graph"] = best[0]
@@ -117,7 +149,9 @@ def _requirement_names(dist) -> list[str]:
         try:
             req = Requirement(line)
         except Exception as exc:  # an unparsable requirement line is skipped, not fatal
-            logging.getLogger("bertrt.benchmarks").warning("%s: skipping requirement %r (%s)", dist.name, line, exc)
+            logging.getLogger("bertrt.benchmarks").warning(
+                "%s: skipping requirement %r (%s)", dist.name, line, exc
+            )
             continue
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue
@@ -154,16 +188,23 @@ def installed_size(roots: list[str]) -> dict:
                 pass
         seen[name] = size
         todo.extend(_requirement_names(dist))
-    return {"roots": list(roots), "total_bytes": sum(seen.values()),
-            "packages": dict(sorted(seen.items(), key=lambda kv: -kv[1])), "missing": sorted(missing)}
+    return {
+        "roots": list(roots),
+        "total_bytes": sum(seen.values()),
+        "packages": dict(sorted(seen.items(), key=lambda kv: -kv[1])),
+        "missing": sorted(missing),
+    }
 
 
 def machine_info() -> dict:
     """CPU model, cores, flags that matter for int8, memory, library versions."""
     from importlib import metadata
 
-    info: dict = {"platform": platform.platform(), "python": platform.python_version(),
-                  "logical_cpus": os.cpu_count()}
+    info: dict = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "logical_cpus": os.cpu_count(),
+    }
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
         model = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)

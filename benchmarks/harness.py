@@ -73,8 +73,13 @@ def _percentiles(samples: list[float]) -> dict:
     import numpy as np
 
     a = np.asarray(samples, dtype=np.float64) * 1000.0
-    return {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)),
-            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()), "n": int(a.size)}
+    return {
+        "p50_ms": float(np.percentile(a, 50)),
+        "p95_ms": float(np.percentile(a, 95)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "mean_ms": float(a.mean()),
+        "n": int(a.size),
+    }
 
 
 def _timed_pass(system, texts: list[str], batch_size: int, feeds=None) -> tuple[float, list[float]]:
@@ -105,7 +110,9 @@ def _timed_pass(system, texts: list[str], batch_size: int, feeds=None) -> tuple[
     return elapsed, []
 
 
-def measure_workload(workload: Workload, systems: list[str], batch_sizes, repeats: int, threads: int, bar) -> dict:
+def measure_workload(
+    workload: Workload, systems: list[str], batch_sizes, repeats: int, threads: int, bar
+) -> dict:
     """Build each system, warm it up, then time interleaved passes; returns the workload's figures."""
     texts = workload.texts
     built, build_s = {}, {}
@@ -141,7 +148,7 @@ def measure_workload(workload: Workload, systems: list[str], batch_sizes, repeat
     p50_per_repeat: dict[str, list[float]] = {s: [] for s in systems}
     for bs in batch_sizes:
         for rep in range(repeats):
-            order = systems[rep % len(systems):] + systems[: rep % len(systems)]
+            order = systems[rep % len(systems) :] + systems[: rep % len(systems)]
             for name in order:
                 bar.set_postfix_str(f"{workload.name}: {name} bs={bs} #{rep + 1}")
                 elapsed, lat = _timed_pass(built[name], texts, bs, feeds.get(bs))
@@ -151,8 +158,10 @@ def measure_workload(workload: Workload, systems: list[str], batch_sizes, repeat
                     p50_per_repeat[name].append(statistics.median(lat) * 1000.0)
                 bar.update(1)
                 time.sleep(PAUSE_S)
-    throughput = {s: {str(bs): _summary([len(texts) / t for t in seconds[s][bs]]) for bs in batch_sizes}
-                  for s in systems}
+    throughput = {
+        s: {str(bs): _summary([len(texts) / t for t in seconds[s][bs]]) for bs in batch_sizes}
+        for s in systems
+    }
     lat = {}
     for s in systems:
         if latency[s]:
@@ -179,9 +188,12 @@ def _sizes(workload: Workload, systems: list[str]) -> dict:
     weights = workload.checkpoint / "model.safetensors"
     if not weights.is_file():
         weights = workload.checkpoint / "pytorch_model.bin"
-    sizes = {"pytorch_weights_bytes": size(weights), "onnx_fp32_bytes": size(workload.bundle / "model.onnx"),
-             "onnx_int8_bytes": size(workload.bundle / "model.int8.onnx"),
-             "pytorch_weights_file": weights.name}
+    sizes = {
+        "pytorch_weights_bytes": size(weights),
+        "onnx_fp32_bytes": size(workload.bundle / "model.onnx"),
+        "onnx_int8_bytes": size(workload.bundle / "model.int8.onnx"),
+        "pytorch_weights_file": weights.name,
+    }
     if any(s.startswith("optimum-native") for s in systems):  # built by then: this only reads the cache
         folder = ensure_optimum_native(workload.checkpoint, workload.task, root=workload.optimum_root)
         sizes["optimum_native_fp32_bytes"] = size(folder / OPTIMUM_NATIVE["fp32_file"])
@@ -193,8 +205,13 @@ def _sizes(workload: Workload, systems: list[str]) -> dict:
 
 
 def _probe(system: str, workload: Workload, threads: int, full: bool, batch_size: int) -> dict:
-    spec = {"system": system, "workload": workload.spec(), "threads": threads, "full": full,
-            "batch_size": batch_size}
+    spec = {
+        "system": system,
+        "workload": workload.spec(),
+        "threads": threads,
+        "full": full,
+        "batch_size": batch_size,
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="bertrt-probe-", delete=False) as fh:
         json.dump(spec, fh)
         path = fh.name
@@ -203,8 +220,14 @@ def _probe(system: str, workload: Workload, threads: int, full: bool, batch_size
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
         start = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.systems", "probe", path], capture_output=True,
-                              text=True, env=env, timeout=600, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.systems", "probe", path],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=False,
+        )
     finally:
         os.unlink(path)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BERTRT-PROBE ")), None)
@@ -234,17 +257,22 @@ def measure_probes(workload: Workload, systems: list[str], threads: int, cold_re
                 rss[name] = result["peak_rss_mb"]
                 torch_loaded[name] = result["torch_loaded"]
             bar.update(1)
-    return {"workload": workload.name,
-            "cold_start_s": {s: _summary(v) for s, v in cold.items() if v},
-            "peak_rss_mb": rss, "torch_loaded": torch_loaded,
-            "rss_run": f"all {len(workload.texts)} texts at batch size 32 after the first result"}
+    return {
+        "workload": workload.name,
+        "cold_start_s": {s: _summary(v) for s, v in cold.items() if v},
+        "peak_rss_mb": rss,
+        "torch_loaded": torch_loaded,
+        "rss_run": f"all {len(workload.texts)} texts at batch size 32 after the first result",
+    }
 
 
 # --------------------------------------------------------------------------------------- targets
 
 #: the Optimum int8 systems the NER/Optimum target may compare against (data; the fastest measured wins)
-OPTIMUM_INT8 = {"optimum-native-int8": "Optimum's own export + ORTQuantizer",
-                "optimum-int8": "bertrt's model.int8.onnx in ORTModel"}
+OPTIMUM_INT8 = {
+    "optimum-native-int8": "Optimum's own export + ORTQuantizer",
+    "optimum-int8": "bertrt's model.int8.onnx in ORTModel",
+}
 
 
 def _best_optimum_target(result: dict, checks: list[dict]) -> list[dict]:
@@ -255,33 +283,59 @@ def _best_optimum_target(result: dict, checks: list[dict]) -> list[dict]:
         return checks
     tp = wl["throughput"]
     best = {s: max((float(v["median"]), bs) for bs, v in tp[s].items()) for s in OPTIMUM_INT8 if tp.get(s)}
-    mine = max((float(v["median"]), bs) for bs, v in tp["bertrt-int8"].items()) if tp.get("bertrt-int8") else None
+    mine = (
+        max((float(v["median"]), bs) for bs, v in tp["bertrt-int8"].items())
+        if tp.get("bertrt-int8")
+        else None
+    )
     out = []
     for check in checks:
         if "Optimum int8 pipeline" not in check["target"]:
             out.append(check)
             continue
-        name = f"{wl['workload']['name']}: bertrt int8 / best Optimum int8 pipeline (texts/s, best batch each)"
+        name = (
+            f"{wl['workload']['name']}: bertrt int8 / best Optimum int8 pipeline (texts/s, best batch each)"
+        )
         if not best or mine is None:
             out.append({**check, "target": name})
             continue
         winner = max(best, key=lambda s: best[s][0])
-        quoted = "; ".join(f"`{s}` ({OPTIMUM_INT8[s]}) {v[0]:.1f}/s at bs {v[1]}" for s, v in
-                           sorted(best.items(), key=lambda kv: -kv[1][0]))
+        quoted = "; ".join(
+            f"`{s}` ({OPTIMUM_INT8[s]}) {v[0]:.1f}/s at bs {v[1]}"
+            for s, v in sorted(best.items(), key=lambda kv: -kv[1][0])
+        )
         ratio = mine[0] / best[winner][0]
-        out.append({"target": name, "value": round(ratio, 4), "limit": 2.0, "op": ">=", "met": bool(ratio >= 2.0),
-                    "against": winner,
-                    "detail": f"against `{winner}`, the fastest Optimum int8 system measured: {quoted}; "
-                              f"bertrt int8 {mine[0]:.1f}/s at bs {mine[1]}"})
+        out.append(
+            {
+                "target": name,
+                "value": round(ratio, 4),
+                "limit": 2.0,
+                "op": ">=",
+                "met": bool(ratio >= 2.0),
+                "against": winner,
+                "detail": f"against `{winner}`, the fastest Optimum int8 system measured: {quoted}; "
+                f"bertrt int8 {mine[0]:.1f}/s at bs {mine[1]}",
+            }
+        )
     return out
 
 
 # ---------------------------------------------------------------------------------------- driver
 
 
-def run_bench(workloads: list[Workload], out_dir: Path, *, systems: list[str] | None = None, batch_sizes=BATCH_SIZES,
-              quick: bool = False, threads: int | None = None, probe_workload: str | None = None,
-              eval_json: Path | None = None, progress: bool = True, probe_systems: list[str] | None = None) -> dict:
+def run_bench(
+    workloads: list[Workload],
+    out_dir: Path,
+    *,
+    systems: list[str] | None = None,
+    batch_sizes=BATCH_SIZES,
+    quick: bool = False,
+    threads: int | None = None,
+    probe_workload: str | None = None,
+    eval_json: Path | None = None,
+    progress: bool = True,
+    probe_systems: list[str] | None = None,
+) -> dict:
     """Measure ``workloads`` and write report.json / report.md / throughput.png / latency.png to ``out_dir``.
 
     ``probe_systems``: the systems given a cold-start / peak-RSS subprocess (default: all; [] for none)."""
@@ -299,24 +353,35 @@ def run_bench(workloads: list[Workload], out_dir: Path, *, systems: list[str] | 
     if not probe_systems:
         probe_on = None
     n_cold = len(probe_systems) + (counts["cold"] - 1) * len([s for s in COLD_SYSTEMS if s in probe_systems])
-    total = len(workloads) * len(systems) * len(batch_sizes) * counts["passes"] + (n_cold if probe_on else 0) + 1
+    total = (
+        len(workloads) * len(systems) * len(batch_sizes) * counts["passes"] + (n_cold if probe_on else 0) + 1
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result: dict = {"machine": hardware.machine_info(), "threads": threads, "systems": {s: SYSTEMS[s] for s in systems},
-                    "batch_sizes": list(batch_sizes), "repeats": counts["passes"], "quick": quick,
-                    "interleaving": "rotating system order per repeat, each pass over the same texts",
-                    "workloads": {}}
+    result: dict = {
+        "machine": hardware.machine_info(),
+        "threads": threads,
+        "systems": {s: SYSTEMS[s] for s in systems},
+        "batch_sizes": list(batch_sizes),
+        "repeats": counts["passes"],
+        "quick": quick,
+        "interleaving": "rotating system order per repeat, each pass over the same texts",
+        "workloads": {},
+    }
     with tqdm(total=total, desc="bertrt bench", unit="run", file=sys.stderr, disable=not progress) as bar:
         bar.set_postfix_str("int8 peak")
         result["int8_peak"] = hardware.measure_int8_peak(threads, **({"m": 256, "runs": 2} if quick else {}))
         bar.update(1)
         for workload in workloads:
-            result["workloads"][workload.name] = measure_workload(workload, systems, batch_sizes,
-                                                                  counts["passes"], threads, bar)
+            result["workloads"][workload.name] = measure_workload(
+                workload, systems, batch_sizes, counts["passes"], threads, bar
+            )
         if probe_on is not None:
             result["probes"] = measure_probes(probe_on, probe_systems, threads, counts["cold"], bar)
-    result["installed"] = {"runtime": hardware.installed_size(RUNTIME_ROOTS),
-                           "reference": hardware.installed_size(REFERENCE_ROOTS)}
+    result["installed"] = {
+        "runtime": hardware.installed_size(RUNTIME_ROOTS),
+        "reference": hardware.installed_size(REFERENCE_ROOTS),
+    }
     eval_path = eval_json if eval_json is not None else out_dir / "eval.json"
     if eval_path.is_file():
         try:
@@ -330,16 +395,32 @@ def run_bench(workloads: list[Workload], out_dir: Path, *, systems: list[str] | 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workloads", default=",".join(WORKLOADS),
-                        help=f"comma-separated subset of {', '.join(WORKLOADS)} (default: all)")
-    parser.add_argument("--systems", default=",".join(SYSTEMS),
-                        help=f"comma-separated subset of {', '.join(SYSTEMS)} (default: all)")
+    parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated subset of {', '.join(WORKLOADS)} (default: all)",
+    )
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated subset of {', '.join(SYSTEMS)} (default: all)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny text counts and one repeat (a smoke run)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default ./{DEFAULT_OUT})")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads for every system "
-                        "(default: physical cores)")
-    parser.add_argument("--texts", type=int, default=None, help="texts per workload (default: "
-                        "the per-workload counts of benchmarks/workloads.py)")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default ./{DEFAULT_OUT})"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads for every system (default: physical cores)",
+    )
+    parser.add_argument(
+        "--texts",
+        type=int,
+        default=None,
+        help="texts per workload (default: the per-workload counts of benchmarks/workloads.py)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -349,8 +430,11 @@ def run(args: argparse.Namespace) -> int:
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     bad = [n for n in names if n not in WORKLOADS] + [s for s in systems if s not in SYSTEMS]
     if bad or not names or not systems:
-        print(f"bertrt bench: unknown or empty workload/system: {', '.join(bad) or '(none given)'}; workloads: "
-              f"{', '.join(WORKLOADS)}; systems: {', '.join(SYSTEMS)}", file=sys.stderr)
+        print(
+            f"bertrt bench: unknown or empty workload/system: {', '.join(bad) or '(none given)'}; workloads: "
+            f"{', '.join(WORKLOADS)}; systems: {', '.join(SYSTEMS)}",
+            file=sys.stderr,
+        )
         return 2
     if (args.threads is not None and args.threads <= 0) or (args.texts is not None and args.texts <= 0):
         print("bertrt bench: --threads and --texts must be positive ints", file=sys.stderr)
@@ -360,9 +444,17 @@ def run(args: argparse.Namespace) -> int:
         n = TEXT_COUNTS[name][1 if args.quick else 0]
         n = args.texts or n
         workloads.append(load_workload(name, n))
-    result = run_bench(workloads, args.out, systems=systems, quick=args.quick, threads=args.threads,
-                       progress=not args.no_progress)
+    result = run_bench(
+        workloads,
+        args.out,
+        systems=systems,
+        quick=args.quick,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
     print(report.render_markdown(result))
-    print(f"wrote {args.out}/report.json, report.md, throughput.png, latency.png in {result['total_s']:.0f} s",
-          file=sys.stderr)
+    print(
+        f"wrote {args.out}/report.json, report.md, throughput.png, latency.png in {result['total_s']:.0f} s",
+        file=sys.stderr,
+    )
     return 0

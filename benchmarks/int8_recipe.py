@@ -50,8 +50,10 @@ RECIPES = {
 }
 MODELS = {
     "ner": {"task": "token-classification", "bundles": ["finetuned/wnut-ner-bundle", "bundles/wnut-ner"]},
-    "sentiment": {"task": "text-classification",
-                  "bundles": ["bundles/movie-sentiment", "finetuned/movie-sentiment-bundle"]},
+    "sentiment": {
+        "task": "text-classification",
+        "bundles": ["bundles/movie-sentiment", "finetuned/movie-sentiment-bundle"],
+    },
     "embed": {"task": "feature-extraction", "bundles": []},
 }
 
@@ -76,8 +78,12 @@ def build_variants(name: str, bundle: Path) -> dict:
     """{recipe: (path, manifest record, seconds)}; the int8 files are cached by fp32 digest and code digest."""
     from bertrt.export.quantize import quantize_graph
 
-    code = hashlib.sha256(b"".join((Path(__file__).resolve().parents[1] / "export" / f).read_bytes()
-                                   for f in ("quantize.py", "per_token.py"))).hexdigest()[:8]
+    code = hashlib.sha256(
+        b"".join(
+            (Path(__file__).resolve().parents[1] / "export" / f).read_bytes()
+            for f in ("quantize.py", "per_token.py")
+        )
+    ).hexdigest()[:8]
     fp32 = bundle / "model.onnx"
     folder = bdata.cache_root() / "int8_recipe" / f"{name}-{_digest(fp32)}-{code}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -108,8 +114,10 @@ def _texts(name: str) -> tuple[list[str], list, list[str]]:
 
 
 def _call(pipe, task: str, texts: list[str], batch_size: int):
-    kwargs = {"token-classification": {"aggregation_strategy": "first"},
-              "feature-extraction": {"pooling": "mean", "normalize": True}}.get(task, {})
+    kwargs = {
+        "token-classification": {"aggregation_strategy": "first"},
+        "feature-extraction": {"pooling": "mean", "normalize": True},
+    }.get(task, {})
     if batch_size == 1 and task == "feature-extraction":
         return np.stack([np.asarray(pipe(t, **kwargs), dtype=np.float32).reshape(-1) for t in texts])
     if batch_size == 1:
@@ -119,7 +127,10 @@ def _call(pipe, task: str, texts: list[str], batch_size: int):
 
 
 def _cosines(a, b) -> np.ndarray:
-    a, b = np.asarray(a, dtype=np.float64).reshape(len(a), -1), np.asarray(b, dtype=np.float64).reshape(len(b), -1)
+    a, b = (
+        np.asarray(a, dtype=np.float64).reshape(len(a), -1),
+        np.asarray(b, dtype=np.float64).reshape(len(b), -1),
+    )
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
 
 
@@ -134,18 +145,25 @@ def _compare(task: str, a, b) -> dict:
     """How far results ``b`` are from ``a`` (same texts)."""
     if task == "token-classification":
         r = agreement(a, b)
-        return {"agreement_pct": round(100 * r["entity_agreement"], 3),
-                "sentences_identical_pct": round(100 * r["sentences_identical"], 2),
-                "entities": [r["entities_batch1"], r["entities_batched"]]}
+        return {
+            "agreement_pct": round(100 * r["entity_agreement"], 3),
+            "sentences_identical_pct": round(100 * r["sentences_identical"], 2),
+            "entities": [r["entities_batch1"], r["entities_batched"]],
+        }
     if task == "text-classification":
         a, b = [_top(x) for x in a], [_top(x) for x in b]
         la, lb = [x["label"] for x in a], [x["label"] for x in b]
         diff = max(abs(x["score"] - y["score"]) for x, y in zip(a, b))
-        return {"agreement_pct": round(100 * sum(x == y for x, y in zip(la, lb)) / len(la), 3),
-                "max_score_diff": float(diff)}
+        return {
+            "agreement_pct": round(100 * sum(x == y for x, y in zip(la, lb)) / len(la), 3),
+            "max_score_diff": float(diff),
+        }
     cos = _cosines(a, b)
-    return {"cosine_min": round(float(cos.min()), 6), "cosine_mean": round(float(cos.mean()), 6),
-            "max_abs_diff": float(np.abs(np.asarray(a) - np.asarray(b)).max())}
+    return {
+        "cosine_min": round(float(cos.min()), 6),
+        "cosine_mean": round(float(cos.mean()), 6),
+        "max_abs_diff": float(np.abs(np.asarray(a) - np.asarray(b)).max()),
+    }
 
 
 def study(name: str, speed_texts: int, repeats: int) -> dict:
@@ -156,8 +174,11 @@ def study(name: str, speed_texts: int, repeats: int) -> dict:
     variants = build_variants(name, bundle)
     det_texts, test_items, speed = _texts(name)
     speed = speed[:speed_texts]
-    pipes = {(v, t): bertrt.pipeline(task, str(bundle), model_file=str(path), threads=t)
-             for v, (path, _, _) in variants.items() for t in (1, 2)}
+    pipes = {
+        (v, t): bertrt.pipeline(task, str(bundle), model_file=str(path), threads=t)
+        for v, (path, _, _) in variants.items()
+        for t in (1, 2)
+    }
     rows = {}
     batched = {}
     for v, (path, record, seconds) in variants.items():
@@ -166,15 +187,24 @@ def study(name: str, speed_texts: int, repeats: int) -> dict:
         b1 = _call(pipe, task, det_texts, 1)
         b32 = _call(pipe, task, det_texts, 32)
         batched[v] = b32
-        rows[v] = {"file": path.name, "bytes": path.stat().st_size, "quantize_s": round(seconds, 1),
-                   "record": record, "b1_vs_b32": _compare(task, b1, b32)}
+        rows[v] = {
+            "file": path.name,
+            "bytes": path.stat().st_size,
+            "quantize_s": round(seconds, 1),
+            "record": record,
+            "b1_vs_b32": _compare(task, b1, b32),
+        }
         rows[v]["vs_fp32"] = _compare(task, batched["fp32"], b32)
         if task == "token-classification":
             m = evaluate_ner(lambda xs, pipe=pipe: _call(pipe, task, xs, 32), test_items, desc=f"{name} {v}")
             rows[v]["test"] = {"f1": m["micro"]["f1"], "items": len(test_items)}
         elif task == "text-classification":
-            m = evaluate_classifier(lambda xs, pipe=pipe: _call(pipe, task, xs, 32), test_items, id2label=pipe.id2label,
-                                        desc=f"{name} {v}")
+            m = evaluate_classifier(
+                lambda xs, pipe=pipe: _call(pipe, task, xs, 32),
+                test_items,
+                id2label=pipe.id2label,
+                desc=f"{name} {v}",
+            )
             rows[v]["test"] = {"accuracy": m["accuracy"], "items": len(test_items)}
         log.info("%s %s: %s", name, v, {k: rows[v][k] for k in ("b1_vs_b32", "vs_fp32")})
     timings: dict = {}
@@ -184,12 +214,23 @@ def study(name: str, speed_texts: int, repeats: int) -> dict:
                 for v in variants:
                     start = time.perf_counter()
                     _call(pipes[(v, threads)], task, speed, batch)
-                    timings.setdefault((v, batch, threads), []).append(len(speed) / (time.perf_counter() - start))
+                    timings.setdefault((v, batch, threads), []).append(
+                        len(speed) / (time.perf_counter() - start)
+                    )
     for (v, batch, threads), xs in timings.items():
-        rows[v][f"texts_s_b{batch}_t{threads}"] = [round(statistics.median(xs), 1), round(min(xs), 1),
-                                                   round(max(xs), 1)]
-    return {"task": task, "bundle": str(bundle), "determinism_texts": len(det_texts), "speed_texts": len(speed),
-            "repeats": repeats, "variants": rows}
+        rows[v][f"texts_s_b{batch}_t{threads}"] = [
+            round(statistics.median(xs), 1),
+            round(min(xs), 1),
+            round(max(xs), 1),
+        ]
+    return {
+        "task": task,
+        "bundle": str(bundle),
+        "determinism_texts": len(det_texts),
+        "speed_texts": len(speed),
+        "repeats": repeats,
+        "variants": rows,
+    }
 
 
 def _metric(row: dict) -> str:
@@ -203,8 +244,11 @@ def _metric(row: dict) -> str:
 
 def _cmp(c: dict) -> str:
     if "agreement_pct" in c:
-        extra = f" ({c['sentences_identical_pct']:.2f}% sent.)" if "sentences_identical_pct" in c else \
-            f" (Δscore ≤ {c['max_score_diff']:.1e})"
+        extra = (
+            f" ({c['sentences_identical_pct']:.2f}% sent.)"
+            if "sentences_identical_pct" in c
+            else f" (Δscore ≤ {c['max_score_diff']:.1e})"
+        )
         return f"{c['agreement_pct']:.2f}%{extra}"
     return f"cos min {c['cosine_min']:.5f} / mean {c['cosine_mean']:.5f}"
 
@@ -235,35 +279,61 @@ def choose(result: dict, min_agreement: float = 99.5, max_drop: float = 1.0) -> 
         verdicts[recipe] = {"passes": not why, "why_not": why, "speed_vs_fp32": speed and round(speed, 3)}
     passing = [r for r in recipes if verdicts[r]["passes"]]
     best = max(passing, key=lambda r: verdicts[r]["speed_vs_fp32"] or 0) if passing else None
-    return {"rule": f"b1 vs b32 agreement >= {min_agreement}%, drop vs fp32 <= {max_drop} point, then speed",
-            "chosen": best, "verdicts": verdicts}
+    return {
+        "rule": f"b1 vs b32 agreement >= {min_agreement}%, drop vs fp32 <= {max_drop} point, then speed",
+        "chosen": best,
+        "verdicts": verdicts,
+    }
 
 
 def render(result: dict) -> str:
-    lines = ["# int8 recipe: batch determinism, accuracy, speed", "",
-             (f"Machine: {os.cpu_count()} logical CPUs (shared; timings noisy: medians of interleaved passes, "
-             "min–max in brackets). Rule: batch-1 vs batch-32 agreement ≥ 99.5% (issue 5) first, then "
-             "F1/accuracy within 1.0 point of fp32 (issue 4), then speed."), ""]
+    lines = [
+        "# int8 recipe: batch determinism, accuracy, speed",
+        "",
+        (
+            f"Machine: {os.cpu_count()} logical CPUs (shared; timings noisy: medians of interleaved passes, "
+            "min–max in brackets). Rule: batch-1 vs batch-32 agreement ≥ 99.5% (issue 5) first, then "
+            "F1/accuracy within 1.0 point of fp32 (issue 4), then speed."
+        ),
+        "",
+    ]
     for name, study_ in result["models"].items():
-        lines += [f"## {name}: `{study_['bundle']}` ({study_['task']})", "",
-                  (f"Determinism on {study_['determinism_texts']} texts; speed on {study_['speed_texts']} texts "
-                  f"× {study_['repeats']} interleaved passes."), "",
-                  "| recipe | b1 vs b32 | vs fp32 (b32) | test F1/acc | b1 t1 | b1 t2 | b32 t1 | b32 t2 | MB | % fp32 |",
-                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## {name}: `{study_['bundle']}` ({study_['task']})",
+            "",
+            (
+                f"Determinism on {study_['determinism_texts']} texts; speed on {study_['speed_texts']} texts "
+                f"× {study_['repeats']} interleaved passes."
+            ),
+            "",
+            "| recipe | b1 vs b32 | vs fp32 (b32) | test F1/acc | b1 t1 | b1 t2 | b32 t1 | b32 t2 | MB | % fp32 |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         fp32_bytes = study_["variants"]["fp32"]["bytes"]
         for v, row in study_["variants"].items():
             speeds = [row.get(f"texts_s_b{b}_t{t}") for b in (1, 32) for t in (1, 2)]
             cells = [f"{s[0]:.1f} ({s[1]:.0f}–{s[2]:.0f})" if s else "–" for s in speeds]
-            lines.append(f"| {v} | {_cmp(row['b1_vs_b32'])} | {_cmp(row['vs_fp32'])} | {_metric(row)} | "
-                         + " | ".join(cells) + f" | {row['bytes'] / 1e6:.1f} | {100 * row['bytes'] / fp32_bytes:.0f}% |")
+            lines.append(
+                f"| {v} | {_cmp(row['b1_vs_b32'])} | {_cmp(row['vs_fp32'])} | {_metric(row)} | "
+                + " | ".join(cells)
+                + f" | {row['bytes'] / 1e6:.1f} | {100 * row['bytes'] / fp32_bytes:.0f}% |"
+            )
         lines.append("")
     decision = result.get("decision")
     if decision:
-        lines += ["## Decision", "", f"Rule: {decision['rule']}. Chosen: **{decision['chosen']}**.", "",
-                  "| recipe | passes | speed vs fp32 (geo. mean) | why not |", "|---|---|---:|---|"]
+        lines += [
+            "## Decision",
+            "",
+            f"Rule: {decision['rule']}. Chosen: **{decision['chosen']}**.",
+            "",
+            "| recipe | passes | speed vs fp32 (geo. mean) | why not |",
+            "|---|---|---:|---|",
+        ]
         for recipe, v in decision["verdicts"].items():
-            lines.append(f"| {recipe} | {'yes' if v['passes'] else 'no'} | {v['speed_vs_fp32']}× | "
-                         f"{'; '.join(v['why_not']) or '–'} |")
+            lines.append(
+                f"| {recipe} | {'yes' if v['passes'] else 'no'} | {v['speed_vs_fp32']}× | "
+                f"{'; '.join(v['why_not']) or '–'} |"
+            )
         lines.append("")
     lines += [f"Command: `{result['command']}`", ""]
     return "\n".join(lines)

@@ -83,7 +83,11 @@ def _fallback_checkpoint(out: Path) -> Path:
     torch.manual_seed(0)
     source = _minilm_folder()
     model = BertForTokenClassification.from_pretrained(
-        source, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)})
+        source,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={v: i for i, v in enumerate(labels)},
+    )
     # A random head gives near-tied logits on every token, where int8 rounding flips argmaxes and the
     # export's accuracy gate (rightly) refuses the bundle. Like a trained tagger, make "O" the clear
     # answer on most tokens: raise its bias to the 85th percentile of the margin by which another label
@@ -108,15 +112,35 @@ def resolve_model() -> tuple[str, Path, Path]:
         description, checkpoint, tag = "fine-tuned MiniLM-L6 NER (WNUT-16, 21 labels)", finetuned, "wnut-ner"
     else:
         checkpoint = _fallback_checkpoint(bdata.cache_root() / "bench" / "minilm-ner-random")
-        description, tag = ("MiniLM-L6 stand-in: all-MiniLM-L6-v2 encoder + random 21-label head "
-                            "(fine-tuned model not found)"), "minilm-ner-random"
+        description, tag = (
+            (
+                "MiniLM-L6 stand-in: all-MiniLM-L6-v2 encoder + random 21-label head "
+                "(fine-tuned model not found)"
+            ),
+            "minilm-ner-random",
+        )
     bundle = bdata.cache_root() / "bench" / f"{tag}-bundle"
     weights = checkpoint / "model.safetensors"
-    stale = (bundle / "bundle.json").is_file() and weights.stat().st_mtime > (bundle / "bundle.json").stat().st_mtime
+    stale = (bundle / "bundle.json").is_file() and weights.stat().st_mtime > (
+        bundle / "bundle.json"
+    ).stat().st_mtime
     if not (bundle / "bundle.json").is_file() or stale:
         log.warning("exporting %s -> %s", checkpoint, bundle)
-        subprocess.run([sys.executable, "-m", "bertrt.cli", "export", str(checkpoint), str(bundle),
-                        "--task", "token-classification", "--force"], check=True, cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bertrt.cli",
+                "export",
+                str(checkpoint),
+                str(bundle),
+                "--task",
+                "token-classification",
+                "--force",
+            ],
+            check=True,
+            cwd=ROOT,
+        )
     return description, checkpoint, bundle
 
 
@@ -131,8 +155,9 @@ class Server:
     def __init__(self, cmd: list[str], name: str, startup_s: float = 300):
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
         self.name = name
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         self.lines: list[str] = []
         self.port: int | None = None
         ready = threading.Event()
@@ -171,11 +196,40 @@ class Server:
 
 def start(system: str, bundle: Path, checkpoint: Path, threads: int) -> Server:
     if system == "transformers":
-        cmd = [sys.executable, "-m", "benchmarks.serve_transformers", str(checkpoint), "--name", "ner",
-               "--port", "0", "--threads", str(threads)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.serve_transformers",
+            str(checkpoint),
+            "--name",
+            "ner",
+            "--port",
+            "0",
+            "--threads",
+            str(threads),
+        ]
     else:
-        cmd = [sys.executable, "-m", "bertrt.cli", "serve", f"ner={bundle}", "--host", "127.0.0.1", "--port", "0",
-               "--threads", str(threads), "--max-batch-size", "32", "--max-wait-ms", "2", "--pipeline-batch-size", "8", "--max-queue", "4096"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bertrt.cli",
+            "serve",
+            f"ner={bundle}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--threads",
+            str(threads),
+            "--max-batch-size",
+            "32",
+            "--max-wait-ms",
+            "2",
+            "--pipeline-batch-size",
+            "8",
+            "--max-queue",
+            "4096",
+        ]
         if system == "unbatched":
             cmd.append("--no-batching")
     return Server(cmd, system)
@@ -191,14 +245,18 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    headers = {
+        k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
+    }
     body = await reader.readexactly(int(headers.get("content-length", "0")))
     return status, body, headers.get("connection", "").lower() == "close"
 
 
 def _request(method: str, path: str, port: int, body: bytes = b"") -> bytes:
-    return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 async def _get(host: str, port: int, path: str) -> tuple[int, bytes]:
@@ -216,7 +274,9 @@ async def _get(host: str, port: int, path: str) -> tuple[int, bytes]:
         writer.close()
 
 
-async def _client(port: int, bodies: list[bytes], start_index: int, state: dict, latencies: list, errors: dict):
+async def _client(
+    port: int, bodies: list[bytes], start_index: int, state: dict, latencies: list, errors: dict
+):
     reader = writer = None
     index = start_index
     while state["sent"] < state["limit"] and time.perf_counter() < state["deadline"]:
@@ -247,7 +307,9 @@ async def _client(port: int, bodies: list[bytes], start_index: int, state: dict,
         writer.close()
 
 
-async def run_level(port: int, texts: list[str], concurrency: int, max_requests: int, max_seconds: float) -> dict:
+async def run_level(
+    port: int, texts: list[str], concurrency: int, max_requests: int, max_seconds: float
+) -> dict:
     """Closed-loop load at ``concurrency``; bounded by ``max_requests`` and ``max_seconds``."""
     _check_loopback("127.0.0.1")
     bodies = [json.dumps({"inputs": t, "parameters": PARAMETERS}).encode() for t in texts]
@@ -255,14 +317,22 @@ async def run_level(port: int, texts: list[str], concurrency: int, max_requests:
     errors: dict[str, int] = {}
     started = time.perf_counter()
     state = {"sent": 0, "limit": max_requests, "deadline": started + max_seconds}
-    await asyncio.gather(*(_client(port, bodies, i * 97, state, latencies, errors) for i in range(concurrency)))
+    await asyncio.gather(
+        *(_client(port, bodies, i * 97, state, latencies, errors) for i in range(concurrency))
+    )
     wall = time.perf_counter() - started
     lat = np.array(latencies) * 1000.0
-    return {"concurrency": concurrency, "requests": state["sent"], "ok": len(latencies), "errors": errors,
-            "seconds": round(wall, 3), "throughput_rps": round(len(latencies) / wall, 2),
-            "p50_ms": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
-            "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
-            "mean_ms": round(float(lat.mean()), 2) if lat.size else None}
+    return {
+        "concurrency": concurrency,
+        "requests": state["sent"],
+        "ok": len(latencies),
+        "errors": errors,
+        "seconds": round(wall, 3),
+        "throughput_rps": round(len(latencies) / wall, 2),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
+        "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
+        "mean_ms": round(float(lat.mean()), 2) if lat.size else None,
+    }
 
 
 def _batch_stats(port: int) -> tuple[float, float]:
@@ -270,8 +340,9 @@ def _batch_stats(port: int) -> tuple[float, float]:
     status, body = asyncio.run(_get("127.0.0.1", port, "/metrics"))
     if status != 200:
         return 0.0, 0.0
-    values = dict(re.findall(r'^(bertrt_batch_texts_(?:count|sum))\{model="ner"\} (\S+)$', body.decode(),
-                               re.MULTILINE))
+    values = dict(
+        re.findall(r'^(bertrt_batch_texts_(?:count|sum))\{model="ner"\} (\S+)$', body.decode(), re.MULTILINE)
+    )
     return float(values.get("bertrt_batch_texts_count", 0)), float(values.get("bertrt_batch_texts_sum", 0))
 
 
@@ -290,7 +361,8 @@ def summarize(rows: list[dict]) -> dict:
         out[str(level)] = {
             "throughput_a_over_c": _ratio(a["throughput_rps"], c and c["throughput_rps"]),
             "throughput_a_over_b": _ratio(a["throughput_rps"], b and b["throughput_rps"]),
-            "p99_a_below_c": None if c is None or a["p99_ms"] is None or c["p99_ms"] is None
+            "p99_a_below_c": None
+            if c is None or a["p99_ms"] is None or c["p99_ms"] is None
             else a["p99_ms"] < c["p99_ms"],
         }
     return out
@@ -298,7 +370,7 @@ def summarize(rows: list[dict]) -> dict:
 
 def write_markdown(report: dict, path: Path) -> None:
     intro = (
-        f"Load benchmark: NER on WNUT-16 tweets, one tweet per request, `aggregation_strategy=\"first\"`. "
+        f'Load benchmark: NER on WNUT-16 tweets, one tweet per request, `aggregation_strategy="first"`. '
         f"Model: {report['model']}. {report['machine']}; client and server share the cores "
         f"(load average at start {report.get('load_average', '?')}; one run, so expect run-to-run noise). "
         f"bertrt at {report['precision']}, "
@@ -314,12 +386,16 @@ def write_markdown(report: dict, path: Path) -> None:
     for r in report["rows"]:
         batch = "" if r.get("mean_batch_texts") is None else f"{r['mean_batch_texts']:.1f}"
         errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0"
-        lines.append(f"| {SYSTEMS[r['system']]} | {r['concurrency']} | {r['throughput_rps']:.1f} | "
-                     f"{r['p50_ms']} | {r['p99_ms']} | {batch} | {errors} |")
+        lines.append(
+            f"| {SYSTEMS[r['system']]} | {r['concurrency']} | {r['throughput_rps']:.1f} | "
+            f"{r['p50_ms']} | {r['p99_ms']} | {batch} | {errors} |"
+        )
     lines.append("")
     for level, s in report["summary"].items():
-        lines.append(f"- concurrency {level}: (a)/(c) throughput {s['throughput_a_over_c']}x, (a)/(b) "
-                     f"{s['throughput_a_over_b']}x, p99 of (a) below (c): {s['p99_a_below_c']}")
+        lines.append(
+            f"- concurrency {level}: (a)/(c) throughput {s['throughput_a_over_c']}x, (a)/(b) "
+            f"{s['throughput_a_over_b']}x, p99 of (a) below (c): {s['p99_a_below_c']}"
+        )
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -365,13 +441,21 @@ def _versions() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.loadgen", description=__doc__.split("\n")[0])
-    parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="concurrency levels (default 1,8,32,64)")
+    parser.add_argument(
+        "--levels", default=",".join(map(str, LEVELS)), help="concurrency levels (default 1,8,32,64)"
+    )
     parser.add_argument("--requests", type=int, default=800, help="at most this many requests per level")
     parser.add_argument("--seconds", type=float, default=15.0, help="at most this long per level")
     parser.add_argument("--warmup", type=int, default=30, help="requests before each level (not measured)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="inference threads of every server (default 1: the client and the HTTP layer need a core)")
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="subset of batched,unbatched,transformers")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="inference threads of every server (default 1: the client and the HTTP layer need a core)",
+    )
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help="subset of batched,unbatched,transformers"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     load_at_start = [round(x, 2) for x in os.getloadavg()]
@@ -393,29 +477,44 @@ def main(argv: list[str] | None = None) -> int:
         for index, level in enumerate(levels):
             # The machine is shared: measure the systems back to back per level, in a rotating order, so
             # that a burst of outside load does not land on one system's whole curve.
-            for system in systems[index % len(systems):] + systems[: index % len(systems)]:
+            for system in systems[index % len(systems) :] + systems[: index % len(systems)]:
                 port = servers[system].port
                 asyncio.run(run_level(port, texts[::-1], min(level, 8), args.warmup, 30.0))
                 calls0, texts0 = _batch_stats(port) if system != "transformers" else (0, 0)
                 row = asyncio.run(run_level(port, texts, level, args.requests, args.seconds))
                 calls1, texts1 = _batch_stats(port) if system != "transformers" else (0, 0)
                 row["system"] = system
-                row["mean_batch_texts"] = round((texts1 - texts0) / (calls1 - calls0), 2) if calls1 > calls0 else None
+                row["mean_batch_texts"] = (
+                    round((texts1 - texts0) / (calls1 - calls0), 2) if calls1 > calls0 else None
+                )
                 rows.append(row)
-                print(f"  {system:12s} c={level:3d}: {row['throughput_rps']:7.1f} req/s  p50 {row['p50_ms']} ms  "
-                      f"p99 {row['p99_ms']} ms  texts/call {row['mean_batch_texts']}  errors {row['errors']}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  {system:12s} c={level:3d}: {row['throughput_rps']:7.1f} req/s  p50 {row['p50_ms']} ms  "
+                    f"p99 {row['p99_ms']} ms  texts/call {row['mean_batch_texts']}  errors {row['errors']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         for server in servers.values():
             server.stop()
     rows.sort(key=lambda r: (systems.index(r["system"]), r["concurrency"]))
 
     report = {
-        "model": description, "checkpoint": str(checkpoint), "bundle": str(bundle), "precision": "int8",
-        "threads": args.threads, "parameters": PARAMETERS, "texts": len(texts), "max_requests": args.requests,
-        "max_seconds": args.seconds, "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs",
-        "versions": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rows": rows,
-        "summary": summarize(rows), "load_average": load_at_start,
+        "model": description,
+        "checkpoint": str(checkpoint),
+        "bundle": str(bundle),
+        "precision": "int8",
+        "threads": args.threads,
+        "parameters": PARAMETERS,
+        "texts": len(texts),
+        "max_requests": args.requests,
+        "max_seconds": args.seconds,
+        "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs",
+        "versions": _versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "rows": rows,
+        "summary": summarize(rows),
+        "load_average": load_at_start,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serve.json").write_text(json.dumps(report, indent=2) + "\n")

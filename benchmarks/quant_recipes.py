@@ -49,21 +49,63 @@ _ALL_OPS = ["MatMul", "Attention", "EmbedLayerNormalization", "Gather"]
 
 #: recipe name -> settings. "current" is what export/quantize.py does today (on this VNNI machine).
 RECIPES = {
-    "current (per-channel, fused, s8, all ops)": {"graph": "fused", "per_channel": True, "weight": "s8",
-                                                  "ops": _ALL_OPS, "reduce_range": False},
-    "per-tensor": {"graph": "fused", "per_channel": False, "weight": "s8", "ops": _ALL_OPS, "reduce_range": False},
-    "unfused graph (optimum export)": {"graph": "raw", "per_channel": True, "weight": "s8", "ops": _ALL_OPS,
-                                       "reduce_range": False},
-    "u8 weights": {"graph": "fused", "per_channel": True, "weight": "u8", "ops": _ALL_OPS, "reduce_range": False},
-    "MatMul only": {"graph": "fused", "per_channel": True, "weight": "s8", "ops": ["MatMul"], "reduce_range": False},
-    "MatMul + Attention": {"graph": "fused", "per_channel": True, "weight": "s8", "ops": ["MatMul", "Attention"],
-                           "reduce_range": False},
-    "reduce_range": {"graph": "fused", "per_channel": True, "weight": "s8", "ops": _ALL_OPS, "reduce_range": True},
+    "current (per-channel, fused, s8, all ops)": {
+        "graph": "fused",
+        "per_channel": True,
+        "weight": "s8",
+        "ops": _ALL_OPS,
+        "reduce_range": False,
+    },
+    "per-tensor": {
+        "graph": "fused",
+        "per_channel": False,
+        "weight": "s8",
+        "ops": _ALL_OPS,
+        "reduce_range": False,
+    },
+    "unfused graph (optimum export)": {
+        "graph": "raw",
+        "per_channel": True,
+        "weight": "s8",
+        "ops": _ALL_OPS,
+        "reduce_range": False,
+    },
+    "u8 weights": {
+        "graph": "fused",
+        "per_channel": True,
+        "weight": "u8",
+        "ops": _ALL_OPS,
+        "reduce_range": False,
+    },
+    "MatMul only": {
+        "graph": "fused",
+        "per_channel": True,
+        "weight": "s8",
+        "ops": ["MatMul"],
+        "reduce_range": False,
+    },
+    "MatMul + Attention": {
+        "graph": "fused",
+        "per_channel": True,
+        "weight": "s8",
+        "ops": ["MatMul", "Attention"],
+        "reduce_range": False,
+    },
+    "reduce_range": {
+        "graph": "fused",
+        "per_channel": True,
+        "weight": "s8",
+        "ops": _ALL_OPS,
+        "reduce_range": True,
+    },
 }
 BASELINE = next(iter(RECIPES))
 
 #: the decision rule, as data: tolerance in points vs fp32 on each model's figure.
-RULE = {"max_drop_points": 1.0, "speed": "geometric mean over the models of texts/s relative to the current recipe"}
+RULE = {
+    "max_drop_points": 1.0,
+    "speed": "geometric mean over the models of texts/s relative to the current recipe",
+}
 
 MODELS = {
     "ner": {"task": "token-classification", "figure": "micro F1"},
@@ -95,10 +137,15 @@ def quantize_variant(src: Path, dst: Path, recipe: dict) -> Path:
             log.warning("shape inference failed on %s (%s); untyped tensors taken as float", src.name, exc)
             prepared = src
             extra["DefaultTensorType"] = onnx.TensorProto.FLOAT
-        quantize_dynamic(str(prepared), str(dst), op_types_to_quantize=list(recipe["ops"]),
-                         per_channel=recipe["per_channel"], reduce_range=recipe["reduce_range"],
-                         weight_type=QuantType.QInt8 if recipe["weight"] == "s8" else QuantType.QUInt8,
-                         extra_options=extra)
+        quantize_dynamic(
+            str(prepared),
+            str(dst),
+            op_types_to_quantize=list(recipe["ops"]),
+            per_channel=recipe["per_channel"],
+            reduce_range=recipe["reduce_range"],
+            weight_type=QuantType.QInt8 if recipe["weight"] == "s8" else QuantType.QUInt8,
+            extra_options=extra,
+        )
     return dst
 
 
@@ -171,7 +218,7 @@ def study_model(name: str, speed_texts: int, repeats: int, threads: int) -> dict
     speeds: dict[str, list[float]] = {label: [] for label in pipes}
     labels = list(pipes)
     for rep in range(repeats):
-        for label in labels[rep % len(labels):] + labels[: rep % len(labels)]:
+        for label in labels[rep % len(labels) :] + labels[: rep % len(labels)]:
             start = time.perf_counter()
             _call(pipes[label], task)(texts)
             speeds[label].append(len(texts) / (time.perf_counter() - start))
@@ -181,16 +228,26 @@ def study_model(name: str, speed_texts: int, repeats: int, threads: int) -> dict
     for label in pipes:
         rows[label] = {
             "recipe": RECIPES.get(label, {"graph": "fused", "precision": "fp32"}),
-            "texts_per_s": {"median": statistics.median(speeds[label]), "min": min(speeds[label]),
-                            "max": max(speeds[label])},
+            "texts_per_s": {
+                "median": statistics.median(speeds[label]),
+                "min": min(speeds[label]),
+                "max": max(speeds[label]),
+            },
             "figure": acc[label]["figure"],
             "drop_vs_fp32": acc["fp32"]["figure"] - acc[label]["figure"],
             "agreement_with_fp32": _agreement(acc[label]["predictions"], acc["fp32"]["predictions"]),
             "bytes": files[label].stat().st_size,
             "quantize_s": quantize_s.get(label),
         }
-    return {"model": workload.model, "task": task, "figure": MODELS[name]["figure"], "test_items": len(items),
-            "speed_texts": len(texts), "bundle": str(workload.bundle), "rows": rows}
+    return {
+        "model": workload.model,
+        "task": task,
+        "figure": MODELS[name]["figure"],
+        "test_items": len(items),
+        "speed_texts": len(texts),
+        "bundle": str(workload.bundle),
+        "rows": rows,
+    }
 
 
 def recommend(models: dict) -> dict:
@@ -199,69 +256,127 @@ def recommend(models: dict) -> dict:
     for label in RECIPES:
         drops = {m: r["rows"][label]["drop_vs_fp32"] for m, r in models.items()}
         ok = all(d <= RULE["max_drop_points"] for d in drops.values())
-        rel = [r["rows"][label]["texts_per_s"]["median"] / r["rows"][BASELINE]["texts_per_s"]["median"]
-               for r in models.values()]
+        rel = [
+            r["rows"][label]["texts_per_s"]["median"] / r["rows"][BASELINE]["texts_per_s"]["median"]
+            for r in models.values()
+        ]
         speedup = math.exp(sum(math.log(x) for x in rel) / len(rel))
         # a speed difference counts only where the ranges do not overlap on every model
-        clear = all(r["rows"][label]["texts_per_s"]["min"] > r["rows"][BASELINE]["texts_per_s"]["max"]
-                    or r["rows"][label]["texts_per_s"]["max"] < r["rows"][BASELINE]["texts_per_s"]["min"]
-                    for r in models.values())
-        candidates.append({"recipe": label, "within_tolerance": ok, "drops": drops, "speed_vs_current": speedup,
-                           "beyond_spread": bool(clear and label != BASELINE)})
+        clear = all(
+            r["rows"][label]["texts_per_s"]["min"] > r["rows"][BASELINE]["texts_per_s"]["max"]
+            or r["rows"][label]["texts_per_s"]["max"] < r["rows"][BASELINE]["texts_per_s"]["min"]
+            for r in models.values()
+        )
+        candidates.append(
+            {
+                "recipe": label,
+                "within_tolerance": ok,
+                "drops": drops,
+                "speed_vs_current": speedup,
+                "beyond_spread": bool(clear and label != BASELINE),
+            }
+        )
     eligible = [c for c in candidates if c["within_tolerance"]]
     best = max(eligible, key=lambda c: c["speed_vs_current"]) if eligible else None
-    return {"rule": RULE, "candidates": candidates, "recommended": best["recipe"] if best else None,
-            "settings": RECIPES[best["recipe"]] if best else None}
+    return {
+        "rule": RULE,
+        "candidates": candidates,
+        "recommended": best["recipe"] if best else None,
+        "settings": RECIPES[best["recipe"]] if best else None,
+    }
 
 
 def render_markdown(result: dict) -> str:
-    lines = ["# int8 quantization recipes", "",
-             (f"Machine: {result['machine'].get('cpu')}, {result['threads']} threads, load average at start "
-             f"{result['machine'].get('load_average')}. Speed: bertrt pipeline texts/s at batch size 32, median of "
-             f"{result['repeats']} interleaved passes (min–max). Accuracy on the held-out test split; agreement = "
-             "share of token tags (NER) / labels (sentiment) equal to the fp32 graph's."), ""]
+    lines = [
+        "# int8 quantization recipes",
+        "",
+        (
+            f"Machine: {result['machine'].get('cpu')}, {result['threads']} threads, load average at start "
+            f"{result['machine'].get('load_average')}. Speed: bertrt pipeline texts/s at batch size 32, median of "
+            f"{result['repeats']} interleaved passes (min–max). Accuracy on the held-out test split; agreement = "
+            "share of token tags (NER) / labels (sentiment) equal to the fp32 graph's."
+        ),
+        "",
+    ]
     for name, r in result["models"].items():
-        lines += [f"## {name}: {r['model']}", "",
-                  f"{r['test_items']} test items ({r['figure']}), speed on the first {r['speed_texts']}.", "",
-                  f"| recipe | texts/s | {r['figure']} | drop vs fp32 (points) | agreement with fp32 % | size MB |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## {name}: {r['model']}",
+            "",
+            f"{r['test_items']} test items ({r['figure']}), speed on the first {r['speed_texts']}.",
+            "",
+            f"| recipe | texts/s | {r['figure']} | drop vs fp32 (points) | agreement with fp32 % | size MB |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for label, row in r["rows"].items():
             s = row["texts_per_s"]
-            lines.append(f"| {label} | {s['median']:.1f} ({s['min']:.1f}–{s['max']:.1f}) | {row['figure']:.2f} | "
-                         f"{row['drop_vs_fp32']:+.2f} | {row['agreement_with_fp32']:.2f} | {row['bytes'] / 1e6:.1f} |")
+            lines.append(
+                f"| {label} | {s['median']:.1f} ({s['min']:.1f}–{s['max']:.1f}) | {row['figure']:.2f} | "
+                f"{row['drop_vs_fp32']:+.2f} | {row['agreement_with_fp32']:.2f} | {row['bytes'] / 1e6:.1f} |"
+            )
         lines.append("")
     rec = result["recommendation"]
-    lines += ["## Recommendation", "",
-              (f"Rule: among recipes whose drop vs fp32 is ≤ {RULE['max_drop_points']} point on every model, the "
-              f"fastest ({RULE['speed']})."), "",
-              "| recipe | within tolerance | drops (points) | speed vs current | outside the min–max spread |",
-              "|---|---|---|---:|---|"]
+    lines += [
+        "## Recommendation",
+        "",
+        (
+            f"Rule: among recipes whose drop vs fp32 is ≤ {RULE['max_drop_points']} point on every model, the "
+            f"fastest ({RULE['speed']})."
+        ),
+        "",
+        "| recipe | within tolerance | drops (points) | speed vs current | outside the min–max spread |",
+        "|---|---|---|---:|---|",
+    ]
     for c in rec["candidates"]:
         drops = ", ".join(f"{k} {v:+.2f}" for k, v in c["drops"].items())
-        lines.append(f"| {c['recipe']} | {'yes' if c['within_tolerance'] else 'no'} | {drops} | "
-                     f"{c['speed_vs_current']:.3f} | {'yes' if c.get('beyond_spread') else 'no'} |")
-    lines += ["", f"**Recommended export default: {rec['recommended'] or 'none within tolerance'}**"
-              + (f" — settings {json.dumps(rec['settings'])}." if rec["settings"] else "."), ""]
+        lines.append(
+            f"| {c['recipe']} | {'yes' if c['within_tolerance'] else 'no'} | {drops} | "
+            f"{c['speed_vs_current']:.3f} | {'yes' if c.get('beyond_spread') else 'no'} |"
+        )
+    lines += [
+        "",
+        f"**Recommended export default: {rec['recommended'] or 'none within tolerance'}**"
+        + (f" — settings {json.dumps(rec['settings'])}." if rec["settings"] else "."),
+        "",
+    ]
     best = next((c for c in rec["candidates"] if c["recipe"] == rec["recommended"]), None)
     if best is not None and rec["recommended"] != BASELINE and not best.get("beyond_spread"):
-        lines += [("**Caution:** the recommended recipe's speed-up over the current one lies inside the min–max "
-                   "spread of the passes on at least one model: on this (noisy) run it is not a measured "
-                   "difference. Re-run on a quiet machine before changing the default."), ""]
+        lines += [
+            (
+                "**Caution:** the recommended recipe's speed-up over the current one lies inside the min–max "
+                "spread of the passes on at least one model: on this (noisy) run it is not a measured "
+                "difference. Re-run on a quiet machine before changing the default."
+            ),
+            "",
+        ]
     if any("FALLBACK" in r["model"] for r in result["models"].values()):
-        lines += [("**A model here is the random-head fallback: its accuracy figures mean nothing and the "
-                  "recommendation must be re-run once the fine-tuned models exist.**"), ""]
+        lines += [
+            (
+                "**A model here is the random-head fallback: its accuracy figures mean nothing and the "
+                "recommendation must be re-run once the fine-tuned models exist.**"
+            ),
+            "",
+        ]
     lines.append(f"Total run time: {result['total_s']:.0f} s.")
     return "\n".join(lines) + "\n"
 
 
-def run_study(out: Path, speed_texts: int = 512, repeats: int = 3, threads: int | None = None,
-              models: list[str] | None = None) -> dict:
+def run_study(
+    out: Path,
+    speed_texts: int = 512,
+    repeats: int = 3,
+    threads: int | None = None,
+    models: list[str] | None = None,
+) -> dict:
     from benchmarks.systems import physical_threads
 
     start = time.perf_counter()
     threads = threads or physical_threads()
-    result = {"machine": hardware.machine_info(), "threads": threads, "repeats": repeats,
-              "models": {m: study_model(m, speed_texts, repeats, threads) for m in (models or list(MODELS))}}
+    result = {
+        "machine": hardware.machine_info(),
+        "threads": threads,
+        "repeats": repeats,
+        "models": {m: study_model(m, speed_texts, repeats, threads) for m in (models or list(MODELS))},
+    }
     result["recommendation"] = recommend(result["models"])
     result["total_s"] = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
@@ -271,12 +386,16 @@ def run_study(out: Path, speed_texts: int = 512, repeats: int = 3, threads: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.quant_recipes", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.quant_recipes", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--speed-texts", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

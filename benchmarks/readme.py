@@ -36,12 +36,18 @@ def refresh_report(results: Path) -> dict:
 
 def bench_block(result: dict) -> str:
     m = result["machine"]
-    machine = (f"Machine: {m['cpu']}, {m['physical_cores']} cores ({', '.join(m['cpu_flags'])}), "
-               f"{m['memory_gib']} GiB; {result['threads']} intra-op threads for every system; load average "
-               f"at start {m['load_average'][0]}. Median texts/s at each system's best batch size (1, 8 or 32), "
-               f"text in, final result out.")
-    lines = [machine, "",
-             "| workload | " + " | ".join(SUMMARY_SYSTEMS) + " |", "|---|" + "---:|" * len(SUMMARY_SYSTEMS)]
+    machine = (
+        f"Machine: {m['cpu']}, {m['physical_cores']} cores ({', '.join(m['cpu_flags'])}), "
+        f"{m['memory_gib']} GiB; {result['threads']} intra-op threads for every system; load average "
+        f"at start {m['load_average'][0]}. Median texts/s at each system's best batch size (1, 8 or 32), "
+        f"text in, final result out."
+    )
+    lines = [
+        machine,
+        "",
+        "| workload | " + " | ".join(SUMMARY_SYSTEMS) + " |",
+        "|---|" + "---:|" * len(SUMMARY_SYSTEMS),
+    ]
     for name, wl in result["workloads"].items():
         cells = []
         for system in SUMMARY_SYSTEMS:
@@ -52,8 +58,13 @@ def bench_block(result: dict) -> str:
             best_bs, best = max(((bs, float(v["median"])) for bs, v in tp.items()), key=lambda kv: kv[1])
             cells.append(f"{best:.0f} (bs {best_bs})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Targets (issue 4), computed by the harness, never tuned:", "",
-              "| target | measured | limit | result |", "|---|---:|---:|---|"]
+    lines += [
+        "",
+        "Targets (issue 4), computed by the harness, never tuned:",
+        "",
+        "| target | measured | limit | result |",
+        "|---|---:|---:|---|",
+    ]
     for c in result["targets"]:
         value = "–" if c.get("value") is None else f"{c['value']:.3g}"
         verdict = {True: "met", False: "**missed**", None: "n/a"}[c.get("met")]

@@ -33,9 +33,23 @@ def _best(throughput: dict, system: str) -> tuple[str, float] | None:
 
 def _check(name: str, value: float | None, op: str, limit: float, detail: str) -> dict:
     if value is None:
-        return {"target": name, "value": None, "limit": limit, "op": op, "met": None, "detail": detail + " (not measured)"}
+        return {
+            "target": name,
+            "value": None,
+            "limit": limit,
+            "op": op,
+            "met": None,
+            "detail": detail + " (not measured)",
+        }
     met = value >= limit if op == ">=" else value <= limit
-    return {"target": name, "value": round(value, 4), "limit": limit, "op": op, "met": bool(met), "detail": detail}
+    return {
+        "target": name,
+        "value": round(value, 4),
+        "limit": limit,
+        "op": op,
+        "met": bool(met),
+        "detail": detail,
+    }
 
 
 def targets(result: dict) -> list[dict]:
@@ -46,52 +60,105 @@ def targets(result: dict) -> list[dict]:
         tp = wl["throughput"]
         mine, torch, optimum = _best(tp, "bertrt-int8"), _best(tp, "pytorch"), _best(tp, "optimum-int8")
         ratio = mine[1] / torch[1] if mine and torch else None
-        checks.append(_check(f"{wl['workload']['name']}: bertrt int8 / PyTorch pipeline (texts/s, best batch each)",
-                             ratio, ">=", 4.0, f"bertrt int8 {mine[1]:.1f}/s at bs {mine[0]}, PyTorch "
-                             f"{torch[1]:.1f}/s at bs {torch[0]}" if mine and torch else ""))
+        checks.append(
+            _check(
+                f"{wl['workload']['name']}: bertrt int8 / PyTorch pipeline (texts/s, best batch each)",
+                ratio,
+                ">=",
+                4.0,
+                f"bertrt int8 {mine[1]:.1f}/s at bs {mine[0]}, PyTorch {torch[1]:.1f}/s at bs {torch[0]}"
+                if mine and torch
+                else "",
+            )
+        )
         ratio = mine[1] / optimum[1] if mine and optimum else None
-        checks.append(_check(f"{wl['workload']['name']}: bertrt int8 / Optimum int8 pipeline (texts/s, best batch each)",
-                             ratio, ">=", 2.0, f"Optimum int8 {optimum[1]:.1f}/s at bs {optimum[0]}"
-                             if optimum else ""))
+        checks.append(
+            _check(
+                f"{wl['workload']['name']}: bertrt int8 / Optimum int8 pipeline (texts/s, best batch each)",
+                ratio,
+                ">=",
+                2.0,
+                f"Optimum int8 {optimum[1]:.1f}/s at bs {optimum[0]}" if optimum else "",
+            )
+        )
         raw = tp.get("ort-raw")
         if mine and raw:
             overhead = raw[mine[0]]["median"] / mine[1] - 1.0  # time ratio - 1 (throughput inverted)
-            checks.append(_check(f"{wl['workload']['name']}: engine overhead over the raw session (same batches)",
-                                 overhead, "<=", 0.05, f"at bs {mine[0]}: raw {raw[mine[0]]['median']:.1f}/s vs "
-                                 f"bertrt {mine[1]:.1f}/s; the raw session excludes tokenization and "
-                                 f"post-processing"))
+            checks.append(
+                _check(
+                    f"{wl['workload']['name']}: engine overhead over the raw session (same batches)",
+                    overhead,
+                    "<=",
+                    0.05,
+                    f"at bs {mine[0]}: raw {raw[mine[0]]['median']:.1f}/s vs "
+                    f"bertrt {mine[1]:.1f}/s; the raw session excludes tokenization and "
+                    f"post-processing",
+                )
+            )
         lat = wl.get("latency_bs1", {})
         if "bertrt-int8" in lat and "pytorch" in lat:
-            checks.append(_check(f"{wl['workload']['name']}: batch-1 p50 latency bertrt int8 / PyTorch",
-                                 lat["bertrt-int8"]["p50_ms"] / lat["pytorch"]["p50_ms"], "<=", 1 / 3,
-                                 f"{lat['bertrt-int8']['p50_ms']:.2f} ms vs {lat['pytorch']['p50_ms']:.2f} ms"))
+            checks.append(
+                _check(
+                    f"{wl['workload']['name']}: batch-1 p50 latency bertrt int8 / PyTorch",
+                    lat["bertrt-int8"]["p50_ms"] / lat["pytorch"]["p50_ms"],
+                    "<=",
+                    1 / 3,
+                    f"{lat['bertrt-int8']['p50_ms']:.2f} ms vs {lat['pytorch']['p50_ms']:.2f} ms",
+                )
+            )
     probes = result.get("probes")
     if probes and {"bertrt-int8", "pytorch"} <= set(probes["cold_start_s"]):
         cs = probes["cold_start_s"]
-        checks.append(_check("cold start bertrt int8 / transformers+torch (median, new process to first result)",
-                             cs["bertrt-int8"]["median"] / cs["pytorch"]["median"], "<=", 0.2,
-                             f"{cs['bertrt-int8']['median']:.2f} s vs {cs['pytorch']['median']:.2f} s"))
+        checks.append(
+            _check(
+                "cold start bertrt int8 / transformers+torch (median, new process to first result)",
+                cs["bertrt-int8"]["median"] / cs["pytorch"]["median"],
+                "<=",
+                0.2,
+                f"{cs['bertrt-int8']['median']:.2f} s vs {cs['pytorch']['median']:.2f} s",
+            )
+        )
     inst = result.get("installed")
     if inst:
-        checks.append(_check("installed size: runtime closure / torch+transformers closure",
-                             inst["runtime"]["total_bytes"] / inst["reference"]["total_bytes"], "<=", 0.2,
-                             f"{inst['runtime']['total_bytes'] / 1e6:.0f} MB vs "
-                             f"{inst['reference']['total_bytes'] / 1e6:.0f} MB"))
+        checks.append(
+            _check(
+                "installed size: runtime closure / torch+transformers closure",
+                inst["runtime"]["total_bytes"] / inst["reference"]["total_bytes"],
+                "<=",
+                0.2,
+                f"{inst['runtime']['total_bytes'] / 1e6:.0f} MB vs "
+                f"{inst['reference']['total_bytes'] / 1e6:.0f} MB",
+            )
+        )
     checks.extend(_accuracy_checks(result.get("eval")))
     return checks
 
 
 def _accuracy_checks(ev: dict | None) -> list[dict]:
     if not ev:
-        return [{"target": "int8 accuracy within 1.0 point of fp32 (WNUT-16 F1, sentiment accuracy)", "value": None,
-                 "limit": 1.0, "op": "<=", "met": None,
-                 "detail": "no eval.json next to the report (bertrt eval or python -m benchmarks.eval_report "
-                           "report writes it)"}]
+        return [
+            {
+                "target": "int8 accuracy within 1.0 point of fp32 (WNUT-16 F1, sentiment accuracy)",
+                "value": None,
+                "limit": 1.0,
+                "op": "<=",
+                "met": None,
+                "detail": "no eval.json next to the report (bertrt eval or python -m benchmarks.eval_report "
+                "report writes it)",
+            }
+        ]
     rows = []
     for row in int8_targets(ev.get("evaluations", [])):
-        rows.append({"target": f"int8 {row['figure']} within {row['tolerance']} of fp32: {row['dataset']}",
-                     "value": abs(row["delta"]), "limit": row["tolerance"], "op": "<=", "met": bool(row["met"]),
-                     "detail": f"fp32 {row['fp32']:.2f}, int8 {row['int8']:.2f} (from eval.json)"})
+        rows.append(
+            {
+                "target": f"int8 {row['figure']} within {row['tolerance']} of fp32: {row['dataset']}",
+                "value": abs(row["delta"]),
+                "limit": row["tolerance"],
+                "op": "<=",
+                "met": bool(row["met"]),
+                "detail": f"fp32 {row['fp32']:.2f}, int8 {row['int8']:.2f} (from eval.json)",
+            }
+        )
     return rows
 
 
@@ -109,17 +176,21 @@ def _spread(s: dict, fmt: str = "{:.1f}") -> str:
 def render_markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# bertrt bench", ""]
-    lines.append(f"Machine: {m.get('cpu', '?')}, {m.get('physical_cores')} physical cores ({m.get('logical_cpus')} "
-                 f"logical), flags {', '.join(m.get('cpu_flags', [])) or '?'}, {m.get('memory_gib')} GiB; load "
-                 f"average at start {m.get('load_average')}. {result['threads']} intra-op threads for every "
-                 f"system. Versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items() if v) + ".")
+    lines.append(
+        f"Machine: {m.get('cpu', '?')}, {m.get('physical_cores')} physical cores ({m.get('logical_cpus')} "
+        f"logical), flags {', '.join(m.get('cpu_flags', [])) or '?'}, {m.get('memory_gib')} GiB; load "
+        f"average at start {m.get('load_average')}. {result['threads']} intra-op threads for every "
+        f"system. Versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items() if v) + "."
+    )
     lines.append("")
-    lines.append(f"Each figure: median of {result['repeats']} interleaved passes (rotating system order) over the "
-                 "same texts, min–max in parentheses. A pass is text in, final result out (entities with "
-                 "`aggregation_strategy=\"first\"`, labels, mean-pooled vectors); transformers-based systems get "
-                 "the texts sorted by length like bertrt sorts them. `ort-raw` times only `session.run` on "
-                 "batches bertrt's tokenizer and batch plan prepared beforehand."
-                 + (" **--quick: smoke-run counts, not a measurement.**" if result.get("quick") else ""))
+    lines.append(
+        f"Each figure: median of {result['repeats']} interleaved passes (rotating system order) over the "
+        "same texts, min–max in parentheses. A pass is text in, final result out (entities with "
+        '`aggregation_strategy="first"`, labels, mean-pooled vectors); transformers-based systems get '
+        "the texts sorted by length like bertrt sorts them. `ort-raw` times only `session.run` on "
+        "batches bertrt's tokenizer and batch plan prepared beforehand."
+        + (" **--quick: smoke-run counts, not a measurement.**" if result.get("quick") else "")
+    )
     lines += ["", "Systems: " + "; ".join(f"`{k}`: {v}" for k, v in result["systems"].items()) + ".", ""]
 
     lines += ["## Targets", "", "| target | measured | limit | result | detail |", "|---|---:|---:|---|---|"]
@@ -133,18 +204,27 @@ def render_markdown(result: dict) -> str:
     systems = list(result["systems"])
     for name, wl in result["workloads"].items():
         w = wl["workload"]
-        lines += [f"## {name}: {w['task']}", "",
-                  f"Model: {w['model']}. Texts: {w['data']} (mean {wl['mean_chars']:.0f} characters). "
-                  f"Bundle `{w['bundle']}`." + "".join(f" {n}." for n in w.get("notes", [])), ""]
+        lines += [
+            f"## {name}: {w['task']}",
+            "",
+            f"Model: {w['model']}. Texts: {w['data']} (mean {wl['mean_chars']:.0f} characters). "
+            f"Bundle `{w['bundle']}`." + "".join(f" {n}." for n in w.get("notes", [])),
+            "",
+        ]
         bss = list(next(iter(wl["throughput"].values())).keys())
-        lines += ["| system | " + " | ".join(f"texts/s bs {b}" for b in bss)
-                  + " | p50 ms bs 1 | p95 ms | p99 ms | int8 GOP/s (share of peak) |",
-                  "|---|" + "---:|" * (len(bss) + 4)]
+        lines += [
+            "| system | "
+            + " | ".join(f"texts/s bs {b}" for b in bss)
+            + " | p50 ms bs 1 | p95 ms | p99 ms | int8 GOP/s (share of peak) |",
+            "|---|" + "---:|" * (len(bss) + 4),
+        ]
         for s in systems:
             tp = wl["throughput"][s]
             lat = wl["latency_bs1"].get(s)
             cells = [_spread(tp[b]) for b in bss]
-            cells += [f"{lat['p50_ms']:.2f}", f"{lat['p95_ms']:.2f}", f"{lat['p99_ms']:.2f}"] if lat else ["–"] * 3
+            cells += (
+                [f"{lat['p50_ms']:.2f}", f"{lat['p95_ms']:.2f}", f"{lat['p99_ms']:.2f}"] if lat else ["–"] * 3
+            )
             if s in ("bertrt-int8", "ort-raw", "optimum-int8", "optimum-native-int8"):
                 best_bs, best = _best(wl["throughput"], s)
                 gops = best / wl["n_texts"] * wl["padded_tokens"][best_bs] * wl["gops_per_token"]
@@ -153,48 +233,80 @@ def render_markdown(result: dict) -> str:
                 cells.append("–")
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
         sz = wl["sizes"]
-        lines += ["", f"Model on disk: PyTorch `{sz['pytorch_weights_file']}` {_mb(sz['pytorch_weights_bytes'])}, "
-                      f"ONNX fp32 {_mb(sz['onnx_fp32_bytes'])}, ONNX int8 {_mb(sz['onnx_int8_bytes'])}"
-                      + (f" (Optimum-native fp32 {_mb(sz['optimum_native_fp32_bytes'])}, int8 "
-                         f"{_mb(sz['optimum_native_int8_bytes'])})" if "optimum_native_int8_bytes" in sz else "")
-                      + ". "
-                      f"Weight GOPs per token {wl['gops_per_token'] * 1000:.1f} MOP; padded tokens per pass "
-                      + ", ".join(f"bs {b}: {n}" for b, n in wl["padded_tokens"].items()) + ".", ""]
+        lines += [
+            "",
+            f"Model on disk: PyTorch `{sz['pytorch_weights_file']}` {_mb(sz['pytorch_weights_bytes'])}, "
+            f"ONNX fp32 {_mb(sz['onnx_fp32_bytes'])}, ONNX int8 {_mb(sz['onnx_int8_bytes'])}"
+            + (
+                f" (Optimum-native fp32 {_mb(sz['optimum_native_fp32_bytes'])}, int8 "
+                f"{_mb(sz['optimum_native_int8_bytes'])})"
+                if "optimum_native_int8_bytes" in sz
+                else ""
+            )
+            + ". "
+            f"Weight GOPs per token {wl['gops_per_token'] * 1000:.1f} MOP; padded tokens per pass "
+            + ", ".join(f"bs {b}: {n}" for b, n in wl["padded_tokens"].items())
+            + ".",
+            "",
+        ]
 
     probes = result.get("probes")
     if probes:
-        lines += [f"## Cold start and peak memory ({probes['workload']} workload, fresh process per probe)", "",
-                  "| system | cold start s (new process to first result) | peak RSS MB | torch loaded |",
-                  "|---|---:|---:|---|"]
+        lines += [
+            f"## Cold start and peak memory ({probes['workload']} workload, fresh process per probe)",
+            "",
+            "| system | cold start s (new process to first result) | peak RSS MB | torch loaded |",
+            "|---|---:|---:|---|",
+        ]
         for s in systems:
             cs = probes["cold_start_s"].get(s)
-            cold = _spread(cs, "{:.2f}") + (f" ×{len(cs['runs'])}" if cs and len(cs["runs"]) > 1 else "") if cs else "–"
+            cold = (
+                _spread(cs, "{:.2f}") + (f" ×{len(cs['runs'])}" if cs and len(cs["runs"]) > 1 else "")
+                if cs
+                else "–"
+            )
             rss = probes["peak_rss_mb"].get(s)
-            lines.append(f"| {s} | {cold} | {'–' if rss is None else f'{rss:.0f}'} | "
-                         f"{'yes' if probes['torch_loaded'].get(s) else 'no'} |")
+            lines.append(
+                f"| {s} | {cold} | {'–' if rss is None else f'{rss:.0f}'} | "
+                f"{'yes' if probes['torch_loaded'].get(s) else 'no'} |"
+            )
         lines += ["", f"Peak RSS: VmHWM of the probe process after {probes['rss_run']}.", ""]
 
     inst = result.get("installed")
     if inst:
-        lines += ["## Installed size", "",
-                  ("Files listed in each distribution's RECORD, summed over the dependency closure (declared "
-                  "requirements, markers evaluated, no extras) in this environment."), ""]
-        for key, label in (("runtime", "runtime (bertrt's dependencies)"), ("reference", "torch + transformers")):
+        lines += [
+            "## Installed size",
+            "",
+            (
+                "Files listed in each distribution's RECORD, summed over the dependency closure (declared "
+                "requirements, markers evaluated, no extras) in this environment."
+            ),
+            "",
+        ]
+        for key, label in (
+            ("runtime", "runtime (bertrt's dependencies)"),
+            ("reference", "torch + transformers"),
+        ):
             d = inst[key]
             top = ", ".join(f"{k} {v / 1e6:.0f}" for k, v in list(d["packages"].items())[:8])
-            lines.append(f"- {label}: roots {', '.join(d['roots'])}: **{d['total_bytes'] / 1e6:.0f} MB** in "
-                         f"{len(d['packages'])} distributions (largest, MB: {top})"
-                         + (f"; not installed: {', '.join(d['missing'])}" if d["missing"] else ""))
+            lines.append(
+                f"- {label}: roots {', '.join(d['roots'])}: **{d['total_bytes'] / 1e6:.0f} MB** in "
+                f"{len(d['packages'])} distributions (largest, MB: {top})"
+                + (f"; not installed: {', '.join(d['missing'])}" if d["missing"] else "")
+            )
         lines.append("")
 
     g = peak["graphs"]
-    lines += ["## int8 peak", "",
-              f"Measured with single-operator ONNX graphs of shape M×K×N = {'×'.join(map(str, peak['shape']))} "
-              f"in onnxruntime, {peak['threads']} threads, best of {peak['runs']} runs: "
-              + ", ".join(f"{k} {v['best_gops']:.0f} GOP/s" for k, v in g.items())
-              + f". Peak = {peak['peak_gops']:.0f} GOP/s. Model GOP/s count the weight matrices only (2 ops "
-              "per multiply-add × padded tokens); attention score/context products and embeddings are not counted.",
-              ""]
+    lines += [
+        "## int8 peak",
+        "",
+        f"Measured with single-operator ONNX graphs of shape M×K×N = {'×'.join(map(str, peak['shape']))} "
+        f"in onnxruntime, {peak['threads']} threads, best of {peak['runs']} runs: "
+        + ", ".join(f"{k} {v['best_gops']:.0f} GOP/s" for k, v in g.items())
+        + f". Peak = {peak['peak_gops']:.0f} GOP/s. Model GOP/s count the weight matrices only (2 ops "
+        "per multiply-add × padded tokens); attention score/context products and embeddings are not counted.",
+        "",
+    ]
 
     ev = result.get("eval")
     if ev:
@@ -202,7 +314,11 @@ def render_markdown(result: dict) -> str:
         for e in ev.get("evaluations", []):
             cells = []
             for key, r in e["systems"].items():
-                figure = f"F1 {r['micro']['f1']:.2f}" if "micro" in r else f"accuracy {r.get('accuracy', float('nan')):.2f}"
+                figure = (
+                    f"F1 {r['micro']['f1']:.2f}"
+                    if "micro" in r
+                    else f"accuracy {r.get('accuracy', float('nan')):.2f}"
+                )
                 cells.append(f"{key} {figure}")
             lines.append(f"- {e['dataset']} ({e['size']}): " + "; ".join(cells))
         lines.append("")
@@ -237,8 +353,11 @@ def plot_throughput(result: dict, path: Path) -> Path:
         ax.set_title(name)
         ax.set_ylabel("texts/s (median, min–max)")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Throughput by system and batch size — {result['machine'].get('cpu', '')}, "
-                 f"{result['threads']} threads", fontsize=9)
+    fig.suptitle(
+        f"Throughput by system and batch size — {result['machine'].get('cpu', '')}, "
+        f"{result['threads']} threads",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -272,8 +391,10 @@ def write(result: dict, out_dir: Path) -> dict[str, Path]:
     """report.json (without per-call samples), report.md, throughput.png, latency.png."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"png_throughput": plot_throughput(result, out_dir / "throughput.png"),
-             "png_latency": plot_latency(result, out_dir / "latency.png")}
+    paths = {
+        "png_throughput": plot_throughput(result, out_dir / "throughput.png"),
+        "png_latency": plot_latency(result, out_dir / "latency.png"),
+    }
     slim = json.loads(json.dumps(result))
     for wl in slim["workloads"].values():
         for lat in wl["latency_bs1"].values():

@@ -65,7 +65,9 @@ def create_app(name: str, pipe):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve_transformers", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.serve_transformers", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("checkpoint", type=Path, help="Hugging Face checkpoint folder")
     parser.add_argument("--name", default=None, help="model name in the route (default: folder name)")
     parser.add_argument("--task", default=None, help="pipeline task (default: from config.json)")
@@ -91,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))  # loopback only
     sock.listen(2048)
-    sys.stderr.write(f"serve_transformers: listening on http://127.0.0.1:{sock.getsockname()[1]} "
-                     f"(model: {name}, torch threads {torch.get_num_threads()})\n")
+    sys.stderr.write(
+        f"serve_transformers: listening on http://127.0.0.1:{sock.getsockname()[1]} "
+        f"(model: {name}, torch threads {torch.get_num_threads()})\n"
+    )
     sys.stderr.flush()
     server = uvicorn.Server(uvicorn.Config(create_app(name, pipe), log_level="warning", access_log=False))
     server.run(sockets=[sock])

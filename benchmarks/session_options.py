@@ -50,7 +50,9 @@ VARIANTS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.session_options", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.session_options", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--bundle", type=Path, default=None)
     parser.add_argument("--precision", default="int8", choices=("int8", "fp32"))
     parser.add_argument("--texts", type=int, default=600)
@@ -75,20 +77,35 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             pipe(texts, batch_size=args.batch_size, aggregation_strategy="first")
             times[name].append(time.perf_counter() - t0)
-    rows = {name: {"median_texts_per_s": len(texts) / statistics.median(t),
-                   "min_texts_per_s": len(texts) / max(t), "max_texts_per_s": len(texts) / min(t)}
-            for name, t in times.items()}
-    result = {"bundle": label, "precision": args.precision, "texts": len(texts), "repeats": args.repeats,
-              "batch_size": args.batch_size, "threads": args.threads or session_stage.physical_cores(),
-              "variants": rows}
+    rows = {
+        name: {
+            "median_texts_per_s": len(texts) / statistics.median(t),
+            "min_texts_per_s": len(texts) / max(t),
+            "max_texts_per_s": len(texts) / min(t),
+        }
+        for name, t in times.items()
+    }
+    result = {
+        "bundle": label,
+        "precision": args.precision,
+        "texts": len(texts),
+        "repeats": args.repeats,
+        "batch_size": args.batch_size,
+        "threads": args.threads or session_stage.physical_cores(),
+        "variants": rows,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "session_options.json").write_text(json.dumps(result, indent=2) + "\n")
-    title = (f"# Session options: {label} ({args.precision}), {len(texts)} WNUT-16 sentences, batch "
-             f"{args.batch_size}, {result['threads']} intra-op threads, {args.repeats} interleaved repeats")
+    title = (
+        f"# Session options: {label} ({args.precision}), {len(texts)} WNUT-16 sentences, batch "
+        f"{args.batch_size}, {result['threads']} intra-op threads, {args.repeats} interleaved repeats"
+    )
     lines = [title, "", "| variant | texts/s (median) | min–max |", "|---|---:|---:|"]
     for name, row in rows.items():
-        lines.append(f"| {name} | {row['median_texts_per_s']:.1f} | "
-                     f"{row['min_texts_per_s']:.1f}–{row['max_texts_per_s']:.1f} |")
+        lines.append(
+            f"| {name} | {row['median_texts_per_s']:.1f} | "
+            f"{row['min_texts_per_s']:.1f}–{row['max_texts_per_s']:.1f} |"
+        )
     (args.out / "session_options.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -58,7 +58,7 @@ SYSTEMS = {
     "optimum-int8": "Optimum ORTModel (bundle model.int8.onnx) + transformers pipeline",
     "optimum-native-fp32": "Optimum-native: main_export + ORTOptimizer O2 graph, ORTModel + transformers pipeline",
     "optimum-native-int8": "Optimum-native: ORTQuantizer avx512_vnni dynamic int8 of Optimum's export, "
-                           "ORTModel + transformers pipeline",
+    "ORTModel + transformers pipeline",
     "bertrt-fp32": "bertrt pipeline, model.onnx",
     "bertrt-int8": "bertrt pipeline, model.int8.onnx",
     "ort-raw": "bare onnxruntime session, model.int8.onnx, pre-tokenized padded batches",
@@ -93,6 +93,7 @@ def _hf_call(pipe, task: str):
         return lambda texts, bs: _sorted_call(lambda t: pipe(t, batch_size=bs), texts)
     if task == "text-classification":
         return lambda texts, bs: _sorted_call(lambda t: pipe(t, batch_size=bs, truncation=True), texts)
+
     # feature-extraction: token vectors as tensors, mean-pooled (the pipeline itself has no pooling)
     def embed(texts, bs):
         tensors = _sorted_call(lambda t: pipe(t, batch_size=bs, return_tensors=True, truncation=True), texts)
@@ -107,8 +108,9 @@ def _pytorch(workload: Workload, threads: int):
 
     torch.set_num_threads(threads)
     kwargs = {"aggregation_strategy": "first"} if workload.task == "token-classification" else {}
-    pipe = transformers.pipeline(workload.task, model=str(workload.checkpoint), tokenizer=str(workload.checkpoint),
-                                 device=-1, **kwargs)
+    pipe = transformers.pipeline(
+        workload.task, model=str(workload.checkpoint), tokenizer=str(workload.checkpoint), device=-1, **kwargs
+    )
     return _hf_call(pipe, workload.task)
 
 
@@ -121,8 +123,11 @@ def _optimum(workload: Workload, threads: int, file_name: str, folder: Path | No
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     model = getattr(oort, _ORT_CLASSES[workload.task]).from_pretrained(
-        str(folder or workload.bundle), file_name=file_name, session_options=options,
-        provider="CPUExecutionProvider")
+        str(folder or workload.bundle),
+        file_name=file_name,
+        session_options=options,
+        provider="CPUExecutionProvider",
+    )
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(workload.checkpoint))
     kwargs = {"aggregation_strategy": "first"} if workload.task == "token-classification" else {}
     pipe = transformers.pipeline(workload.task, model=model, tokenizer=tokenizer, device=-1, **kwargs)
@@ -159,11 +164,15 @@ class RawSession:
         import bertrt
         from bertrt.session import session_options
 
-        self._pipe = bertrt.pipeline(workload.task, str(workload.bundle), precision=precision, threads=threads)
+        self._pipe = bertrt.pipeline(
+            workload.task, str(workload.bundle), precision=precision, threads=threads
+        )
         self.task = workload.task
-        self.session = ort.InferenceSession(str(self._pipe.bundle.model_path),
-                                            sess_options=session_options(threads),
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(self._pipe.bundle.model_path),
+            sess_options=session_options(threads),
+            providers=["CPUExecutionProvider"],
+        )
         self.output = self._pipe.session.output_name
         types = {"tensor(int64)": "int64", "tensor(int32)": "int32"}
         self.inputs = {i.name: types.get(i.type, "int64") for i in self.session.get_inputs()}
@@ -245,8 +254,11 @@ def probe(spec: dict) -> dict:
             system.run(system.prepare(texts, spec["batch_size"]))
         else:
             system(texts, spec["batch_size"])
-    return {"first_result_monotonic": first, "peak_rss_mb": peak_rss_mb(),
-            "torch_loaded": "torch" in sys.modules}
+    return {
+        "first_result_monotonic": first,
+        "peak_rss_mb": peak_rss_mb(),
+        "torch_loaded": "torch" in sys.modules,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

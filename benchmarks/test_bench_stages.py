@@ -51,8 +51,13 @@ def test_ner_postprocess(benchmark, ner_pipe, ner_texts):
     tok = ner_pipe.tokenizer
     per_text = tok.encode_windows(ner_texts)
     flat = [w for ws in per_text for w in ws]
-    logits = run_batched(flat, ner_pipe.session.run, lambda out, row, enc: out[row, : len(enc)].astype(np.float32),
-                         tok.pad_token_id, 32)
+    logits = run_batched(
+        flat,
+        ner_pipe.session.run,
+        lambda out, row, enc: out[row, : len(enc)].astype(np.float32),
+        tok.pad_token_id,
+        32,
+    )
     hooks = ner.tokenizer_hooks(tok.raw, unk_token=tok.special_tokens.get("unk_token"))
 
     def postprocess():
@@ -60,12 +65,19 @@ def test_ner_postprocess(benchmark, ner_pipe, ner_texts):
         for text, ws in zip(ner_texts, per_text):
             records = []
             for enc in ws:
-                records.append({"input_ids": enc.ids, "offsets": enc.offsets,
-                                "special_tokens_mask": enc.special_tokens_mask, "word_ids": enc.word_ids,
-                                "logits": logits[cursor]})
+                records.append(
+                    {
+                        "input_ids": enc.ids,
+                        "offsets": enc.offsets,
+                        "special_tokens_mask": enc.special_tokens_mask,
+                        "word_ids": enc.word_ids,
+                        "logits": logits[cursor],
+                    }
+                )
                 cursor += 1
-            results.append(ner.entities_for_text(text, records, ner_pipe.id2label, aggregation_strategy="first",
-                                                 **hooks))
+            results.append(
+                ner.entities_for_text(text, records, ner_pipe.id2label, aggregation_strategy="first", **hooks)
+            )
         return results
 
     results = benchmark(postprocess)

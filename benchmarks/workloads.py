@@ -49,8 +49,16 @@ from pathlib import Path
 
 from benchmarks import data as bdata
 
-__all__ = ["OPTIMUM_NATIVE", "TEXT_COUNTS", "WORKLOADS", "Workload", "ensure_optimum_native", "harness_cache",
-           "load_workload", "minilm_dir"]
+__all__ = [
+    "OPTIMUM_NATIVE",
+    "TEXT_COUNTS",
+    "WORKLOADS",
+    "Workload",
+    "ensure_optimum_native",
+    "harness_cache",
+    "load_workload",
+    "minilm_dir",
+]
 
 log = logging.getLogger("bertrt.benchmarks")
 
@@ -65,8 +73,22 @@ WORKLOADS = {
 #: texts per workload: (full run, --quick)
 TEXT_COUNTS = {"ner": (256, 16), "sentiment": (256, 16), "embed": (256, 16), "base128": (24, 4)}
 
-WNUT_LABELS = ["O"] + [f"{p}-{t}" for t in ("company", "facility", "geo-loc", "movie", "musicartist", "other",
-                                             "person", "product", "sportsteam", "tvshow") for p in ("B", "I")]
+WNUT_LABELS = ["O"] + [
+    f"{p}-{t}"
+    for t in (
+        "company",
+        "facility",
+        "geo-loc",
+        "movie",
+        "musicartist",
+        "other",
+        "person",
+        "product",
+        "sportsteam",
+        "tvshow",
+    )
+    for p in ("B", "I")
+]
 BASE_LENGTH = 128
 
 #: the optimum-native recipe (data; part of the cache key): optimizer level, quantization preset and its
@@ -106,8 +128,14 @@ class Workload:
     @classmethod
     def from_spec(cls, d: dict) -> Workload:
         root = d.get("optimum_root")
-        return cls(**{**d, "checkpoint": Path(d["checkpoint"]), "bundle": Path(d["bundle"]),
-                      "optimum_root": None if root is None else Path(root)})
+        return cls(
+            **{
+                **d,
+                "checkpoint": Path(d["checkpoint"]),
+                "bundle": Path(d["bundle"]),
+                "optimum_root": None if root is None else Path(root),
+            }
+        )
 
 
 def harness_cache() -> Path:
@@ -143,7 +171,9 @@ def _exporter_digest() -> str:
     return h.hexdigest()[:8]
 
 
-def ensure_bundle(checkpoint: Path, task: str, name: str, root: Path | None = None, gates: bool = True) -> Path:
+def ensure_bundle(
+    checkpoint: Path, task: str, name: str, root: Path | None = None, gates: bool = True
+) -> Path:
     """The bertrt bundle of ``checkpoint`` (exported once per weights digest). ``gates=False`` turns the
     exporter's int8 accuracy gates off: only for the random fallback heads, whose near-tie argmaxes say
     nothing about a recipe (the figures stay in bundle.json)."""
@@ -166,7 +196,9 @@ def ensure_optimum_native(checkpoint: Path, task: str, root: Path | None = None)
     once per weights digest and recipe into a folder ORTModelFor*.from_pretrained loads (recipe in
     ``optimum_native.json``, written last: a folder without it is incomplete and is redone)."""
     recipe = dict(OPTIMUM_NATIVE)
-    key = hashlib.sha256((_weights_digest(checkpoint) + json.dumps(recipe, sort_keys=True)).encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        (_weights_digest(checkpoint) + json.dumps(recipe, sort_keys=True)).encode()
+    ).hexdigest()[:12]
     root = Path(root) if root is not None else harness_cache() / "optimum"
     folder = root / f"{Path(checkpoint).name}-{key}"
     if (folder / "optimum_native.json").is_file():
@@ -175,8 +207,13 @@ def ensure_optimum_native(checkpoint: Path, task: str, root: Path | None = None)
     from optimum.onnxruntime import ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
 
-    log.warning("optimum-native: exporting, optimizing (%s) and quantizing (%s) %s -> %s",
-                recipe["optimization_level"], recipe["quantization_preset"], checkpoint, folder)
+    log.warning(
+        "optimum-native: exporting, optimizing (%s) and quantizing (%s) %s -> %s",
+        recipe["optimization_level"],
+        recipe["quantization_preset"],
+        checkpoint,
+        folder,
+    )
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=root))
     work.chmod(0o755)  # mkdtemp makes it 0700; the cache is shared like the bundles
@@ -187,12 +224,19 @@ def ensure_optimum_native(checkpoint: Path, task: str, root: Path | None = None)
         preset = getattr(AutoQuantizationConfig, recipe["quantization_preset"])
         quantization = preset(is_static=False, per_channel=recipe["per_channel"])
         ORTQuantizer.from_pretrained(work, file_name=recipe["quantize_file"]).quantize(
-            quantization_config=quantization, save_dir=work)
+            quantization_config=quantization, save_dir=work
+        )
         missing = [recipe[k] for k in ("fp32_file", "int8_file") if not (work / recipe[k]).is_file()]
         if missing:
-            raise RuntimeError(f"optimum-native artefacts missing after export in {work}: {', '.join(missing)}")
-        (work / "optimum_native.json").write_text(json.dumps(
-            {**recipe, "checkpoint": str(checkpoint), "task": task, "quantization": str(quantization)}, indent=2))
+            raise RuntimeError(
+                f"optimum-native artefacts missing after export in {work}: {', '.join(missing)}"
+            )
+        (work / "optimum_native.json").write_text(
+            json.dumps(
+                {**recipe, "checkpoint": str(checkpoint), "task": task, "quantization": str(quantization)},
+                indent=2,
+            )
+        )
         shutil.rmtree(folder, ignore_errors=True)
         work.rename(folder)
     finally:
@@ -208,12 +252,15 @@ def _random_head(task: str, labels: list[str], out: Path) -> Path:
     import transformers
 
     base = minilm_dir()
-    auto = {"token-classification": transformers.AutoModelForTokenClassification,
-            "text-classification": transformers.AutoModelForSequenceClassification}[task]
+    auto = {
+        "token-classification": transformers.AutoModelForTokenClassification,
+        "text-classification": transformers.AutoModelForSequenceClassification,
+    }[task]
     torch.manual_seed(0)
     id2label = dict(enumerate(labels))
-    model = auto.from_pretrained(base, num_labels=len(labels), id2label=id2label,
-                                 label2id={v: k for k, v in id2label.items()}).eval()
+    model = auto.from_pretrained(
+        base, num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()}
+    ).eval()
     tok = transformers.AutoTokenizer.from_pretrained(base)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
@@ -229,10 +276,17 @@ def _base_checkpoint(out: Path) -> Path:
     import transformers
 
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                                     intermediate_size=3072, max_position_embeddings=512, num_labels=2,
-                                     id2label={0: "negative", 1: "positive"},
-                                     label2id={"negative": 0, "positive": 1})
+    config = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=512,
+        num_labels=2,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
+    )
     model = transformers.BertForSequenceClassification(config).eval()
     tok = transformers.AutoTokenizer.from_pretrained(minilm_dir(), model_max_length=BASE_LENGTH)
     out.mkdir(parents=True, exist_ok=True)
@@ -289,7 +343,9 @@ def load_workload(name: str, n_texts: int) -> Workload:
         data = f"VADER Amazon review snippets, {len(texts)} evenly spaced"
     else:
         texts = _long_texts(n_texts)
-        data = f"WNUT-16 sentences joined into {len(texts)} texts of >= 140 words, cut at {BASE_LENGTH} tokens"
+        data = (
+            f"WNUT-16 sentences joined into {len(texts)} texts of >= 140 words, cut at {BASE_LENGTH} tokens"
+        )
 
     if recipe is not None:
         checkpoint = _finetuned(recipe)
@@ -299,8 +355,10 @@ def load_workload(name: str, n_texts: int) -> Workload:
         else:
             labels = WNUT_LABELS if task == "token-classification" else list(bdata.SENTIMENT_LABELS)
             checkpoint = _random_head(task, labels, cache / f"minilm-{name}-fallback")
-            model = (f"FALLBACK: all-MiniLM-L6-v2 + seeded random {len(labels)}-label head "
-                     f"(no fine-tuned {recipe} model found)")
+            model = (
+                f"FALLBACK: all-MiniLM-L6-v2 + seeded random {len(labels)}-label head "
+                f"(no fine-tuned {recipe} model found)"
+            )
             notes.append("speed figures only: the head is random, its predictions mean nothing")
     elif name == "embed":
         checkpoint = minilm_dir()
@@ -309,5 +367,13 @@ def load_workload(name: str, n_texts: int) -> Workload:
         checkpoint = _base_checkpoint(cache / "bert-base-random")
         model = "bert-base-sized random BertForSequenceClassification (12 x 768, 110M parameters)"
     bundle = ensure_bundle(checkpoint, task, name, gates=not notes)
-    return Workload(name=name, task=task, checkpoint=checkpoint, bundle=bundle, texts=texts, model=model,
-                    data=data, notes=notes)
+    return Workload(
+        name=name,
+        task=task,
+        checkpoint=checkpoint,
+        bundle=bundle,
+        texts=texts,
+        model=model,
+        data=data,
+        notes=notes,
+    )

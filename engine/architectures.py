@@ -41,15 +41,42 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     row.model_type: row
     for row in (
-        Architecture("bert", "BERT", token_type_ids=True, position_offset=0, ort_model_type="bert",
-                     embed_fusion=True, attention_fusion=True, tokenizer_family="wordpiece",
-                     config_class="BertConfig", tokenizer_class="BertTokenizerFast"),
-        Architecture("roberta", "RoBERTa", token_type_ids=False, position_offset=2, ort_model_type="bert",
-                     embed_fusion=False, attention_fusion=True, tokenizer_family="byte-bpe",
-                     config_class="RobertaConfig", tokenizer_class="RobertaTokenizerFast"),
-        Architecture("distilbert", "DistilBERT", token_type_ids=False, position_offset=0, ort_model_type="bert",
-                     embed_fusion=True, attention_fusion=True, tokenizer_family="wordpiece",
-                     config_class="DistilBertConfig", tokenizer_class="DistilBertTokenizerFast"),
+        Architecture(
+            "bert",
+            "BERT",
+            token_type_ids=True,
+            position_offset=0,
+            ort_model_type="bert",
+            embed_fusion=True,
+            attention_fusion=True,
+            tokenizer_family="wordpiece",
+            config_class="BertConfig",
+            tokenizer_class="BertTokenizerFast",
+        ),
+        Architecture(
+            "roberta",
+            "RoBERTa",
+            token_type_ids=False,
+            position_offset=2,
+            ort_model_type="bert",
+            embed_fusion=False,
+            attention_fusion=True,
+            tokenizer_family="byte-bpe",
+            config_class="RobertaConfig",
+            tokenizer_class="RobertaTokenizerFast",
+        ),
+        Architecture(
+            "distilbert",
+            "DistilBERT",
+            token_type_ids=False,
+            position_offset=0,
+            ort_model_type="bert",
+            embed_fusion=True,
+            attention_fusion=True,
+            tokenizer_family="wordpiece",
+            config_class="DistilBertConfig",
+            tokenizer_class="DistilBertTokenizerFast",
+        ),
     )
 }
 

@@ -23,7 +23,8 @@ def validate_batching(batch_size, max_tokens_per_batch) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         problems.append(f"batch_size must be a positive int, got {batch_size!r}")
     if max_tokens_per_batch is not None and (
-        isinstance(max_tokens_per_batch, bool) or not isinstance(max_tokens_per_batch, (int, np.integer))
+        isinstance(max_tokens_per_batch, bool)
+        or not isinstance(max_tokens_per_batch, (int, np.integer))
         or max_tokens_per_batch <= 0
     ):
         problems.append(f"max_tokens_per_batch must be a positive int or None, got {max_tokens_per_batch!r}")
@@ -31,7 +32,9 @@ def validate_batching(batch_size, max_tokens_per_batch) -> None:
         raise InputError("; ".join(problems))
 
 
-def plan_batches(lengths: Sequence[int], batch_size: int, max_tokens_per_batch: int | None = None) -> list[np.ndarray]:
+def plan_batches(
+    lengths: Sequence[int], batch_size: int, max_tokens_per_batch: int | None = None
+) -> list[np.ndarray]:
     """Indices of each batch: sorted by length (stable), at most ``batch_size`` sequences and, when set,
     at most ``max_tokens_per_batch`` padded tokens (rows x longest). A sequence longer than the token
     budget still gets a batch of its own."""

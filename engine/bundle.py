@@ -133,7 +133,11 @@ class Bundle:
 
     def special_token(self, name: str) -> str | None:
         """A special token's text (``mask_token``, ``pad_token``, ...) from the tokenizer settings."""
-        for source in (self.manifest.get("special_tokens") or {}, self.special_tokens_map, self.tokenizer_config):
+        for source in (
+            self.manifest.get("special_tokens") or {},
+            self.special_tokens_map,
+            self.tokenizer_config,
+        ):
             value = source.get(name)
             if isinstance(value, dict):  # AddedToken serialized as a dict
                 value = value.get("content")
@@ -165,7 +169,9 @@ def _onnx_files(root: Path) -> list[str]:
     return found
 
 
-def select_model_file(root: Path, precision: str = "int8", model_file: str | os.PathLike | None = None) -> Path:
+def select_model_file(
+    root: Path, precision: str = "int8", model_file: str | os.PathLike | None = None
+) -> Path:
     """The ONNX file to load from ``root`` for ``precision`` or the explicit ``model_file``.
 
     ModelFileNotFoundError (listing the ONNX files that are there) when nothing matches.
@@ -177,10 +183,13 @@ def select_model_file(root: Path, precision: str = "int8", model_file: str | os.
         path = path if path.is_absolute() else root / path
         if not path.is_file():
             raise ModelFileNotFoundError(
-                path, f"model_file not found; ONNX files present: {', '.join(present) or 'none'}")
+                path, f"model_file not found; ONNX files present: {', '.join(present) or 'none'}"
+            )
         return path
     if precision not in _CANDIDATES:
-        raise ModelFileNotFoundError(root, f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+        raise ModelFileNotFoundError(
+            root, f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}"
+        )
     for candidate in _CANDIDATES[precision]:
         if (root / candidate).is_file():
             return root / candidate
@@ -195,7 +204,9 @@ def _check_manifest(root: Path, manifest: dict) -> None:
     path = root / MANIFEST
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise BundleError(path, f"unknown schema_version {version!r}; this runtime reads version {SCHEMA_VERSION}")
+        raise BundleError(
+            path, f"unknown schema_version {version!r}; this runtime reads version {SCHEMA_VERSION}"
+        )
     if manifest.get("format", FORMAT) != FORMAT:
         raise BundleError(path, f"format is {manifest.get('format')!r}, expected {FORMAT!r}")
     files = manifest.get("files", {})
@@ -226,8 +237,13 @@ def _verify_files(root: Path, manifest: dict, names: list[str]) -> None:
 
 def _download(repo_id: str) -> Path:
     """Fetch a hub repository's JSON, tokenizer and ONNX files (needs huggingface_hub and a network)."""
-    return hub.download(repo_id, _HUB_PATTERNS, lambda reason: BundleError(
-        repo_id, f"not a folder, and fetching it from the Hugging Face Hub failed ({reason})"))
+    return hub.download(
+        repo_id,
+        _HUB_PATTERNS,
+        lambda reason: BundleError(
+            repo_id, f"not a folder, and fetching it from the Hugging Face Hub failed ({reason})"
+        ),
+    )
 
 
 def load_bundle(
@@ -257,13 +273,17 @@ def load_bundle(
         _check_manifest(root, manifest)
         layout = "bertrt"
     else:
-        layout = "onnx-subfolder" if (root / "onnx").is_dir() and not (root / FP32_FILE).exists() else "optimum"
+        layout = (
+            "onnx-subfolder" if (root / "onnx").is_dir() and not (root / FP32_FILE).exists() else "optimum"
+        )
 
     model_path = select_model_file(root, precision, model_file)
     config = _read_json(root / "config.json", required=True)
     tokenizer_path = root / "tokenizer.json"
     if not tokenizer_path.is_file():
-        raise BundleError(tokenizer_path, "required file is missing (the runtime needs a fast tokenizer.json)")
+        raise BundleError(
+            tokenizer_path, "required file is missing (the runtime needs a fast tokenizer.json)"
+        )
     tokenizer_config = _read_json(root / "tokenizer_config.json", required=False)
     special_tokens_map = _read_json(root / "special_tokens_map.json", required=False)
 
@@ -295,7 +315,15 @@ def load_bundle(
 
     log.info("bundle %s (%s layout): model file %s", root, layout, model_path.name)
     return Bundle(
-        root=root, layout=layout, model_path=model_path, tokenizer_path=tokenizer_path, config=config,
-        tokenizer_config=tokenizer_config, special_tokens_map=special_tokens_map, manifest=manifest, task=task,
-        id2label=id2label, problem_type=manifest.get("problem_type") or config.get("problem_type"),
+        root=root,
+        layout=layout,
+        model_path=model_path,
+        tokenizer_path=tokenizer_path,
+        config=config,
+        tokenizer_config=tokenizer_config,
+        special_tokens_map=special_tokens_map,
+        manifest=manifest,
+        task=task,
+        id2label=id2label,
+        problem_type=manifest.get("problem_type") or config.get("problem_type"),
     )

@@ -44,8 +44,9 @@ def check_top_k(value, name: str = "top_k") -> int | None:
     return int(value)
 
 
-def classify(logits: np.ndarray, id2label: dict[int, str], function: str, top_k: int | None = 1,
-             legacy: bool = True) -> list:
+def classify(
+    logits: np.ndarray, id2label: dict[int, str], function: str, top_k: int | None = 1, legacy: bool = True
+) -> list:
     """Per row of ``logits`` (N, L): ``{"label", "score"}`` (legacy) or a list of them sorted by score."""
     logits = np.asarray(logits, dtype=np.float32)
     if function == "softmax":

@@ -32,7 +32,6 @@ _SUBCOMMANDS = {
 }
 
 
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # exit code 2 with one line, as argparse does, but catchable in tests
         self.print_usage(sys.stderr)
@@ -62,25 +61,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     index = argv.index(command)
     verbose = any(a in ("-v", "--verbose") for a in argv[:index])
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     module_name, help_text = _SUBCOMMANDS[command]
     if command in _FROM_CHECKOUT and not _use_source_checkout():
-        print(f"bertrt {command} runs from a source checkout of bertrt (benchmarks/ is not part of the "
-              "installed package): clone the repository and install it with pip install -e '.[bench]'",
-              file=sys.stderr)
+        print(
+            f"bertrt {command} runs from a source checkout of bertrt (benchmarks/ is not part of the "
+            "installed package): clone the repository and install it with pip install -e '.[bench]'",
+            file=sys.stderr,
+        )
         return 1
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        print(f"bertrt {command}: needs an optional dependency that is not installed ({exc}); "
-              f"install the matching extra, e.g. pip install 'bertrt[{_extra_of(command)}]'", file=sys.stderr)
+        print(
+            f"bertrt {command}: needs an optional dependency that is not installed ({exc}); "
+            f"install the matching extra, e.g. pip install 'bertrt[{_extra_of(command)}]'",
+            file=sys.stderr,
+        )
         return 1
     parser = _Parser(prog=f"bertrt {command}", description=help_text)
     module.add_arguments(parser)
     # A module whose positionals take several values (``predict BUNDLE [TEXT ...]``) asks for intermixed
     # parsing, so options may come before or after the texts.
     parse = parser.parse_intermixed_args if getattr(module, "INTERMIXED_ARGS", False) else parser.parse_args
-    args = parse(argv[index + 1:])
+    args = parse(argv[index + 1 :])
     try:
         return int(module.run(args) or 0)
     except BertrtError as exc:

@@ -35,8 +35,10 @@ def _task_flags() -> dict[str, tuple[Option, list[str]]]:
             if seen is None:
                 flags[option.name] = (option, [])
             elif (seen[0].cli, seen[0].choices) != (option.cli, option.choices):
-                raise TaskError(f"option {option.name!r} is spelled differently on the command line by two "
-                                f"tasks; give it one Cli and one set of choices")
+                raise TaskError(
+                    f"option {option.name!r} is spelled differently on the command line by two "
+                    f"tasks; give it one Cli and one set of choices"
+                )
             flags[option.name][1].append(f"{name}: {option.help}" if option.help else name)
     return flags
 
@@ -47,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default=None, help="task (default: from bundle.json / config.json)")
     parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
     parser.add_argument("--model-file", default=None, help="ONNX file inside the bundle to load explicitly")
-    parser.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: physical cores)")
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, help="intra-op threads (default: physical cores)"
+    )
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--max-tokens-per-batch", type=positive_int, default=None)
     parser.add_argument("--jsonl", action="store_true", help="stdin holds JSON objects with a 'text' field")
@@ -82,8 +86,10 @@ def _read_inputs(args, stream) -> tuple[list, list[dict]]:
             continue
         text, pair = record.get("text"), record.get("text_pair")
         if not isinstance(text, str):
-            problems.append(f"line {number}: 'text' must be a string, got "
-                            f"{'nothing' if text is None else type(text).__name__}")
+            problems.append(
+                f"line {number}: 'text' must be a string, got "
+                f"{'nothing' if text is None else type(text).__name__}"
+            )
             continue
         if pair is not None and not isinstance(pair, str):
             problems.append(f"line {number}: 'text_pair' must be a string, got {type(pair).__name__}")
@@ -103,9 +109,12 @@ def run(args, stdin=None, stdout=None) -> int:
     stdout = sys.stdout if stdout is None else stdout
     items, extras = _read_inputs(args, stdin)  # all input checked before the model loads
     options = {name: getattr(args, name) for name in _task_flags() if hasattr(args, name)}
-    pipe = pipeline(args.task, args.bundle, precision=args.precision, threads=args.threads,
-                    model_file=args.model_file)
-    results = pipe(items, batch_size=args.batch_size, max_tokens_per_batch=args.max_tokens_per_batch, **options)
+    pipe = pipeline(
+        args.task, args.bundle, precision=args.precision, threads=args.threads, model_file=args.model_file
+    )
+    results = pipe(
+        items, batch_size=args.batch_size, max_tokens_per_batch=args.max_tokens_per_batch, **options
+    )
     lines = []
     for item, extra, result in zip(items, extras, results):
         if args.jsonl:

@@ -35,7 +35,9 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.clip(norm, 1e-12, None)
 
 
-def word_vectors(hidden: np.ndarray, word_ids: np.ndarray, mode: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+def word_vectors(
+    hidden: np.ndarray, word_ids: np.ndarray, mode: str = "mean"
+) -> tuple[np.ndarray, np.ndarray]:
     """Token vectors (tokens, dim) and word ids (tokens,), -1 for special tokens -> (words (W,) ids in
     order of first appearance, vectors (W, dim))."""
     hidden = np.asarray(hidden, dtype=np.float32)

@@ -41,8 +41,11 @@ class Source:
 
 def is_repo_id(text: str) -> bool:
     """Whether ``text`` has the hub's ``owner/name`` form (``./a``, ``~/a``, ``a/b/c``, ``a`` do not)."""
-    return (len(text) <= _MAX_REPO_ID and _REPO_ID.fullmatch(text) is not None
-            and not text.lower().endswith(_FILE_SUFFIXES))
+    return (
+        len(text) <= _MAX_REPO_ID
+        and _REPO_ID.fullmatch(text) is not None
+        and not text.lower().endswith(_FILE_SUFFIXES)
+    )
 
 
 def resolve_source(spec: str | os.PathLike) -> Source:

@@ -37,8 +37,9 @@ def _as_items(inputs, allow_pairs: bool) -> tuple[bool, list]:
             unknown = set(item) - {"text", "text_pair"}
             if not isinstance(text, str) or (pair is not None and not isinstance(pair, str)) or unknown:
                 where = "" if index is None else f" at index {index}"
-                raise InputTypeError(f"text pair{where} must be {{'text': str, 'text_pair': str}}, got keys "
-                                     f"{sorted(item)}")
+                raise InputTypeError(
+                    f"text pair{where} must be {{'text': str, 'text_pair': str}}, got keys {sorted(item)}"
+                )
             return text if pair is None else (text, pair)
         where = "input" if index is None else f"input at index {index}"
         expected = "a str or a {'text', 'text_pair'} dict" if allow_pairs else "a str"
@@ -62,24 +63,42 @@ class Pipeline:
     Built completely here; calls are thread-safe (onnxruntime's ``run`` is, the tokenizer locks).
     """
 
-    def __init__(self, task: str | None, bundle: str | os.PathLike | Bundle, precision: str = "int8",
-                 threads: int | None = None, providers=None, model_file: str | os.PathLike | None = None,
-                 verify: bool = True):
-        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, precision, model_file, verify)
+    def __init__(
+        self,
+        task: str | None,
+        bundle: str | os.PathLike | Bundle,
+        precision: str = "int8",
+        threads: int | None = None,
+        providers=None,
+        model_file: str | os.PathLike | None = None,
+        verify: bool = True,
+    ):
+        self.bundle = (
+            bundle if isinstance(bundle, Bundle) else load_bundle(bundle, precision, model_file, verify)
+        )
         if task is None:
             if self.bundle.task is None:
-                raise TaskError(f"{self.bundle.root}: cannot infer the task from bundle.json or config.json; "
-                                f"pass task= (one of {', '.join(tasks.TASKS)})")
+                raise TaskError(
+                    f"{self.bundle.root}: cannot infer the task from bundle.json or config.json; "
+                    f"pass task= (one of {', '.join(tasks.TASKS)})"
+                )
             task = self.bundle.task
         self.task = tasks.normalize_task(task)
         #: the task's module object (bertrt.tasks.base.Task): options, head check, steps, shaping
         self.spec = tasks.get_task(self.task)
         self.precision = precision
         self.max_length = self.bundle.max_length
-        special = {name: self.bundle.special_token(name) for name in ("mask_token", "pad_token", "cls_token",
-                                                                         "sep_token", "unk_token")}
-        self.tokenizer = TextTokenizer(self.bundle.tokenizer_path, self.max_length, self.bundle.tokenizer_config,
-                                       special, pad_id_fallback=self.bundle.config.get("pad_token_id"))
+        special = {
+            name: self.bundle.special_token(name)
+            for name in ("mask_token", "pad_token", "cls_token", "sep_token", "unk_token")
+        }
+        self.tokenizer = TextTokenizer(
+            self.bundle.tokenizer_path,
+            self.max_length,
+            self.bundle.tokenizer_config,
+            special,
+            pad_id_fallback=self.bundle.config.get("pad_token_id"),
+        )
         self._check_vocabulary()
         self.session = OnnxSession(self.bundle.model_path, threads, providers, output_name=self.spec.output)
         self.id2label = dict(self.bundle.id2label)
@@ -103,14 +122,18 @@ class Pipeline:
             return  # a foreign config without vocab_size: nothing to compare against
         top = self.tokenizer.max_token_id
         if top >= rows:
-            raise BundleError(self.bundle.tokenizer_path,
-                              f"tokenizer vocabulary is larger than the model's embedding: it can emit id {top} "
-                              f"({self.tokenizer.vocab_size} tokens), but config.json vocab_size is {rows} "
-                              f"(ids 0..{rows - 1})")
+            raise BundleError(
+                self.bundle.tokenizer_path,
+                f"tokenizer vocabulary is larger than the model's embedding: it can emit id {top} "
+                f"({self.tokenizer.vocab_size} tokens), but config.json vocab_size is {rows} "
+                f"(ids 0..{rows - 1})",
+            )
 
     def __repr__(self) -> str:
-        return (f"Pipeline(task={self.task!r}, bundle={str(self.bundle.root)!r}, "
-                f"model_file={self.bundle.model_path.name!r}, threads={self.session.threads})")
+        return (
+            f"Pipeline(task={self.task!r}, bundle={str(self.bundle.root)!r}, "
+            f"model_file={self.bundle.model_path.name!r}, threads={self.session.threads})"
+        )
 
     @property
     def warm_up_text(self) -> str:
@@ -122,17 +145,24 @@ class Pipeline:
         validate_batching(batch_size, max_tokens_per_batch)
         if max_tokens_per_batch is not None and max_tokens_per_batch < self.max_length:
             # One full-length sequence (or NER window) must fit the budget, else the bound cannot hold.
-            raise InputError(f"max_tokens_per_batch={max_tokens_per_batch} is too small: a single sequence can "
-                             f"hold {self.max_length} tokens (the model's max length); use at least that")
+            raise InputError(
+                f"max_tokens_per_batch={max_tokens_per_batch} is too small: a single sequence can "
+                f"hold {self.max_length} tokens (the model's max length); use at least that"
+            )
         spec = self.spec
         single, items = _as_items(inputs, allow_pairs=spec.pairs)
         opts = spec.check_options(self, task_options)  # every option checked before any work
         if not items:
             return []
         encoded = spec.encode(self, items, opts)
-        collected = run_batched(encoded.sequences, lambda batch: spec.batch_output(self.session.run(batch)),
-                                lambda out, row, seq: spec.collect(out, row, seq, opts),
-                                self.tokenizer.pad_token_id, int(batch_size), max_tokens_per_batch)
+        collected = run_batched(
+            encoded.sequences,
+            lambda batch: spec.batch_output(self.session.run(batch)),
+            lambda out, row, seq: spec.collect(out, row, seq, opts),
+            self.tokenizer.pad_token_id,
+            int(batch_size),
+            max_tokens_per_batch,
+        )
         return spec.shape(spec.finish(self, items, encoded, collected, opts), single, inputs, task_options)
 
     def shape(self, results: list, inputs, **options):
@@ -154,9 +184,15 @@ class Pipeline:
         }
 
 
-def pipeline(task: str | None = None, bundle: str | os.PathLike | None = None, precision: str = "int8",
-             threads: int | None = None, providers=None, model_file: str | os.PathLike | None = None,
-             verify: bool = True) -> Pipeline:
+def pipeline(
+    task: str | None = None,
+    bundle: str | os.PathLike | None = None,
+    precision: str = "int8",
+    threads: int | None = None,
+    providers=None,
+    model_file: str | os.PathLike | None = None,
+    verify: bool = True,
+) -> Pipeline:
     """Build a :class:`Pipeline` for ``task`` (None: read from bundle.json or config.json) on ``bundle``.
 
     ``precision``: "int8" (model.int8.onnx, or the quantized file of a foreign layout) or "fp32"
@@ -166,5 +202,12 @@ def pipeline(task: str | None = None, bundle: str | os.PathLike | None = None, p
     """
     if bundle is None:
         raise TaskError("pipeline() needs a bundle folder (or hub id)")
-    return Pipeline(task, bundle, precision=precision, threads=threads, providers=providers,
-                    model_file=model_file, verify=verify)
+    return Pipeline(
+        task,
+        bundle,
+        precision=precision,
+        threads=threads,
+        providers=providers,
+        model_file=model_file,
+        verify=verify,
+    )

@@ -21,8 +21,11 @@ log = logging.getLogger("bertrt")
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
 # Inputs the runtime can provide (from the padded batch).
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
-                     "tensorrt": "TensorrtExecutionProvider"}
+_PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
 
 
 def physical_cores() -> int:
@@ -81,9 +84,15 @@ def resolve_providers(providers) -> list[str]:
     names = [_PROVIDER_ALIASES.get(str(p).lower(), str(p)) for p in providers]
     missing = [n for n in names if n not in available]
     if missing:
-        hint = " (install onnxruntime-gpu: pip install 'bertrt[gpu]')" if "CUDAExecutionProvider" in missing else ""
-        raise InputError(f"execution provider(s) {', '.join(missing)} not available{hint}; "
-                         f"available: {', '.join(available)}")
+        hint = (
+            " (install onnxruntime-gpu: pip install 'bertrt[gpu]')"
+            if "CUDAExecutionProvider" in missing
+            else ""
+        )
+        raise InputError(
+            f"execution provider(s) {', '.join(missing)} not available{hint}; "
+            f"available: {', '.join(available)}"
+        )
     if "CPUExecutionProvider" not in names:
         names.append("CPUExecutionProvider")  # fallback for nodes the accelerator lacks
     return names
@@ -92,17 +101,22 @@ def resolve_providers(providers) -> list[str]:
 class OnnxSession:
     """One InferenceSession, created here; ``run(batch)`` feeds exactly the inputs the graph declares."""
 
-    def __init__(self, model_path, threads: int | None = None, providers=None, output_name: str | None = None):
+    def __init__(
+        self, model_path, threads: int | None = None, providers=None, output_name: str | None = None
+    ):
         import onnxruntime as ort
 
         self.model_path = Path(model_path)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0):
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0
+        ):
             raise InputError(f"threads must be a positive int or None, got {threads!r}")
         self.providers = resolve_providers(providers)
         self.threads = int(threads) if threads else physical_cores()
         try:
             self._session = ort.InferenceSession(
-                str(self.model_path), sess_options=session_options(self.threads), providers=self.providers)
+                str(self.model_path), sess_options=session_options(self.threads), providers=self.providers
+            )
         except Exception as exc:  # onnxruntime raises its own exception types for bad / truncated files
             raise BundleError(self.model_path, f"onnxruntime cannot load this model ({exc})") from exc
         self.inputs = {i.name: i.type for i in self._session.get_inputs()}
@@ -110,7 +124,9 @@ class OnnxSession:
         problems = []
         for name, onnx_type in self.inputs.items():
             if name not in KNOWN_INPUTS:
-                problems.append(f"input {name!r} is not one the runtime can provide ({', '.join(KNOWN_INPUTS)})")
+                problems.append(
+                    f"input {name!r} is not one the runtime can provide ({', '.join(KNOWN_INPUTS)})"
+                )
             elif onnx_type not in _DTYPES:
                 problems.append(f"input {name!r} has unsupported type {onnx_type}")
             else:
@@ -125,12 +141,20 @@ class OnnxSession:
         self.output_shape = list(outputs[self.output_name].shape)
         if problems:
             raise BundleError(self.model_path, "; ".join(problems))
-        log.info("session %s: providers %s, %d intra-op threads, inputs %s, output %s", self.model_path.name,
-                 self.providers, self.threads, list(self.inputs), self.output_name)
+        log.info(
+            "session %s: providers %s, %d intra-op threads, inputs %s, output %s",
+            self.model_path.name,
+            self.providers,
+            self.threads,
+            list(self.inputs),
+            self.output_name,
+        )
 
     def feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Only the declared inputs, cast to the declared dtypes."""
-        return {name: np.ascontiguousarray(batch[name], dtype=dtype) for name, dtype in self.input_dtypes.items()}
+        return {
+            name: np.ascontiguousarray(batch[name], dtype=dtype) for name, dtype in self.input_dtypes.items()
+        }
 
     def run(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """The selected output for a padded batch."""

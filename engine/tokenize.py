@@ -33,7 +33,9 @@ class Encoded:
 
 def _encoded(enc) -> Encoded:
     n = len(enc.ids)
-    offsets = np.fromiter(itertools.chain.from_iterable(enc.offsets), dtype=np.int64, count=2 * n).reshape(n, 2)
+    offsets = np.fromiter(itertools.chain.from_iterable(enc.offsets), dtype=np.int64, count=2 * n).reshape(
+        n, 2
+    )
     words = np.fromiter((-1 if w is None else w for w in enc.word_ids), dtype=np.int64, count=n)
     return Encoded(
         ids=np.asarray(enc.ids, dtype=np.int64),
@@ -46,8 +48,18 @@ def _encoded(enc) -> Encoded:
 
 def clean_up_tokenization(text: str) -> str:
     """transformers' ``clean_up_tokenization``: drop spaces before punctuation and English contractions."""
-    for before, after in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                          (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+    for before, after in (
+        (" .", "."),
+        (" ?", "?"),
+        (" !", "!"),
+        (" ,", ","),
+        (" ' ", "'"),
+        (" n't", "n't"),
+        (" 'm", "'m"),
+        (" 's", "'s"),
+        (" 've", "'ve"),
+        (" 're", "'re"),
+    ):
         text = text.replace(before, after)
     return text
 
@@ -55,8 +67,14 @@ def clean_up_tokenization(text: str) -> str:
 class TextTokenizer:
     """A fast tokenizer loaded from tokenizer.json, configured like transformers would configure it."""
 
-    def __init__(self, path, max_length: int, tokenizer_config: dict | None = None,
-                 special_tokens: dict[str, str | None] | None = None, pad_id_fallback: int | None = None):
+    def __init__(
+        self,
+        path,
+        max_length: int,
+        tokenizer_config: dict | None = None,
+        special_tokens: dict[str, str | None] | None = None,
+        pad_id_fallback: int | None = None,
+    ):
         from tokenizers import Tokenizer
 
         try:
@@ -79,7 +97,9 @@ class TextTokenizer:
         self.mask_token_id = self._tok.token_to_id(self.mask_token) if self.mask_token else None
         pad = self.special_tokens.get("pad_token")
         pad_id = self._tok.token_to_id(pad) if pad else None
-        self.pad_token_id = pad_id if pad_id is not None else (pad_id_fallback if pad_id_fallback is not None else 0)
+        self.pad_token_id = (
+            pad_id if pad_id is not None else (pad_id_fallback if pad_id_fallback is not None else 0)
+        )
         model = self._tok.model
         self.continuing_subword_prefix = getattr(model, "continuing_subword_prefix", None) or None
         self.num_special_tokens = self._tok.num_special_tokens_to_add(False)
@@ -89,7 +109,9 @@ class TextTokenizer:
         if max_length is None:
             self._tok.no_truncation()
         else:
-            self._tok.enable_truncation(max_length, stride=stride, strategy="longest_first", direction="right")
+            self._tok.enable_truncation(
+                max_length, stride=stride, strategy="longest_first", direction="right"
+            )
 
     def encode_batch(self, texts, truncate: bool = True) -> list[Encoded]:
         """Encode texts (str, or (text, text_pair) tuples) with special tokens, truncated to max_length."""
@@ -105,7 +127,8 @@ class TextTokenizer:
         if not 0 <= stride < budget:
             raise InputError(
                 f"stride must be >= 0 and less than max length minus special tokens ({self.max_length} - "
-                f"{self.num_special_tokens} = {budget}); got {stride}")
+                f"{self.num_special_tokens} = {budget}); got {stride}"
+            )
         with self._lock:
             self._set_truncation(self.max_length, stride)
             encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)

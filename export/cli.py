@@ -17,26 +17,56 @@ __all__ = ["add_arguments", "run", "summary_table"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="checkpoint folder or Hugging Face hub id")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="bundle folder to write")
-    parser.add_argument("--task", choices=tasks.TASKS, default=None,
-                        help="task to export for (default: inferred from config.json architectures)")
-    parser.add_argument("--quantize", choices=("int8", "none"), default="int8",
-                        help="also write model.int8.onnx (default) or not")
-    parser.add_argument("--int8-recipe", choices=("per-token", "dynamic"), default="per-token",
-                        help="per-token: per-token activation scales, results independent of the batch (default); "
-                             "dynamic: onnxruntime quantize_dynamic, one activation scale per batch tensor")
-    parser.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
-                        help="per-channel int8 weights (default; --no-per-channel for per-tensor); for the "
-                             "per-token recipe it applies to the embedding tables (its MatMul weights are always "
-                             "per column)")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: optimum's for the model)")
-    parser.add_argument("--max-length", type=int, default=None,
-                        help="max tokens per sequence (default: the tokenizer's, capped by the positions)")
+    parser.add_argument(
+        "--task",
+        choices=tasks.TASKS,
+        default=None,
+        help="task to export for (default: inferred from config.json architectures)",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=("int8", "none"),
+        default="int8",
+        help="also write model.int8.onnx (default) or not",
+    )
+    parser.add_argument(
+        "--int8-recipe",
+        choices=("per-token", "dynamic"),
+        default="per-token",
+        help="per-token: per-token activation scales, results independent of the batch (default); "
+        "dynamic: onnxruntime quantize_dynamic, one activation scale per batch tensor",
+    )
+    parser.add_argument(
+        "--per-channel",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="per-channel int8 weights (default; --no-per-channel for per-tensor); for the "
+        "per-token recipe it applies to the embedding tables (its MatMul weights are always "
+        "per column)",
+    )
+    parser.add_argument(
+        "--opset", type=int, default=None, help="ONNX opset (default: optimum's for the model)"
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="max tokens per sequence (default: the tokenizer's, capped by the positions)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing bundle in OUT_DIR")
-    parser.add_argument("--int8-gate", action="append", default=[], metavar="NAME=MIN", type=_gate,
-                        help="override an int8 accuracy gate (cosine_min, token_agreement, top5_overlap); "
-                             "repeatable")
-    parser.add_argument("--no-int8-gate", action="store_true",
-                        help="record the int8 agreement figures but do not fail on them")
+    parser.add_argument(
+        "--int8-gate",
+        action="append",
+        default=[],
+        metavar="NAME=MIN",
+        type=_gate,
+        help="override an int8 accuracy gate (cosine_min, token_agreement, top5_overlap); repeatable",
+    )
+    parser.add_argument(
+        "--no-int8-gate",
+        action="store_true",
+        help="record the int8 agreement figures but do not fail on them",
+    )
 
 
 def _gate(text: str) -> tuple[str, float]:
@@ -66,24 +96,40 @@ def summary_table(manifest: dict, out_dir: str) -> str:
     """The end-of-run summary as plain text (pure: manifest in, text out)."""
     files = manifest["files"]
     fusion = manifest["fusion"]
-    rows = [("bundle", out_dir), ("task", manifest["task"]),
-            ("model", f"{manifest['model_type']} ({manifest['architecture']})"),
-            ("inputs", ", ".join(manifest["input_names"])), ("max length", manifest["max_length"]),
-            ("fp32 size", _mib(files[FP32_FILE]["bytes"]))]
+    rows = [
+        ("bundle", out_dir),
+        ("task", manifest["task"]),
+        ("model", f"{manifest['model_type']} ({manifest['architecture']})"),
+        ("inputs", ", ".join(manifest["input_names"])),
+        ("max length", manifest["max_length"]),
+        ("fp32 size", _mib(files[FP32_FILE]["bytes"])),
+    ]
     if INT8_FILE in files:
         ratio = files[INT8_FILE]["bytes"] / files[FP32_FILE]["bytes"]
         recipe = manifest["quantization"]
         rows.append(("int8 size", f"{_mib(files[INT8_FILE]['bytes'])} ({ratio:.0%} of fp32)"))
-        rows.append(("int8 recipe", (f"{recipe.get('recipe', 'dynamic')}: activations "
-                                    f"{recipe.get('activation_granularity', recipe['activation_type'])}; weights "
-                                    f"{recipe.get('weight_granularity', recipe['weight_type'])}, "
-                                    f"reduce_range={recipe['reduce_range']} (vnni={recipe['vnni']})")))
+        rows.append(
+            (
+                "int8 recipe",
+                (
+                    f"{recipe.get('recipe', 'dynamic')}: activations "
+                    f"{recipe.get('activation_granularity', recipe['activation_type'])}; weights "
+                    f"{recipe.get('weight_granularity', recipe['weight_type'])}, "
+                    f"reduce_range={recipe['reduce_range']} (vnni={recipe['vnni']})"
+                ),
+            )
+        )
     counts = ", ".join(f"{k} {v}" for k, v in fusion["counts"].items() if v)
     rows.append(("fusions", counts or "none"))
     rows.append(("attention", f"{fusion['attention_fused']}/{fusion['attention_expected']} layers fused"))
     validation = manifest["validation"]
-    rows.append(("fp32 vs torch", ", ".join(f"{k} {_fmt(v)}" for k, v in validation["fp32"].items())
-                 + f" (tolerance {validation['fp32_atol']:g})"))
+    rows.append(
+        (
+            "fp32 vs torch",
+            ", ".join(f"{k} {_fmt(v)}" for k, v in validation["fp32"].items())
+            + f" (tolerance {validation['fp32_atol']:g})",
+        )
+    )
     if "int8" in validation:
         rows.append(("int8 vs torch", ", ".join(f"{k} {_fmt(v)}" for k, v in validation["int8"].items())))
     width = max(len(k) for k, _ in rows)
@@ -100,15 +146,23 @@ def run(args: argparse.Namespace) -> int:
     from .validate import resolve_int8_gates
 
     with tqdm(total=len(STEPS), desc="export", unit="step", file=sys.stderr, leave=False) as bar:
+
         def progress(name: str) -> None:
             if bar.n or name != STEPS[0]:
                 bar.update(1)
             bar.set_postfix_str(name)
 
         manifest = export_model(
-            args.model, args.out_dir, task=args.task, quantize=args.quantize, per_channel=args.per_channel,
+            args.model,
+            args.out_dir,
+            task=args.task,
+            quantize=args.quantize,
+            per_channel=args.per_channel,
             int8_recipe=args.int8_recipe,
-            opset=args.opset, max_length=args.max_length, force=args.force, progress=progress,
+            opset=args.opset,
+            max_length=args.max_length,
+            force=args.force,
+            progress=progress,
             int8_gates=resolve_int8_gates(dict(args.int8_gate), enabled=not args.no_int8_gate),
         )
         bar.update(bar.total - bar.n)

@@ -59,8 +59,9 @@ def resolve_source(model: str | os.PathLike) -> tuple[Path, dict]:
         return path.resolve(), {"kind": "local", "path": str(path.resolve())}
     if path.exists():
         raise ExportError(f"{path}: is a file; MODEL must be a checkpoint folder or a Hugging Face hub id")
-    raise ExportError(f"{source.spec}: no such checkpoint folder, and not a valid Hugging Face hub id "
-                      f"(owner/name)")
+    raise ExportError(
+        f"{source.spec}: no such checkpoint folder, and not a valid Hugging Face hub id (owner/name)"
+    )
 
 
 def _hub_unreachable(repo_id: str, reason: str) -> ExportError:
@@ -71,10 +72,13 @@ def _hub_unreachable(repo_id: str, reason: str) -> ExportError:
 
 
 def _download(repo_id: str) -> Path:
-    path = hub.download(repo_id, _HUB_PATTERNS, lambda reason: _hub_unreachable(repo_id, reason),
-                        reachable=_hub_reachable)
+    path = hub.download(
+        repo_id, _HUB_PATTERNS, lambda reason: _hub_unreachable(repo_id, reason), reachable=_hub_reachable
+    )
     if not (path / "config.json").is_file():
-        raise ExportError(f"hub repository {repo_id!r} has no config.json; it is not a transformers checkpoint")
+        raise ExportError(
+            f"hub repository {repo_id!r} has no config.json; it is not a transformers checkpoint"
+        )
     return path
 
 
@@ -118,14 +122,17 @@ def load_model(folder: Path, task: str):
 
     auto = getattr(transformers, get_task(task).auto_class)  # the task module names its head class
     try:
-        model, info = auto.from_pretrained(folder, attn_implementation=ATTENTION_IMPLEMENTATION,
-                                           output_loading_info=True)
+        model, info = auto.from_pretrained(
+            folder, attn_implementation=ATTENTION_IMPLEMENTATION, output_loading_info=True
+        )
     except ValueError as exc:  # e.g. a config class the auto class has no head for
         raise TaskError(f"cannot load {folder} for task {task!r}: {exc}") from exc
     except OSError as exc:
         raise ExportError(f"cannot load the weights in {folder}: {exc}") from exc
     # Buffers and the pooler (unused by every exported output) are not part of a head.
-    missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k and not k.startswith("pooler.")]
+    missing = [
+        k for k in info.get("missing_keys", []) if "position_ids" not in k and not k.startswith("pooler.")
+    ]
     if missing:
         raise TaskError(
             f"the checkpoint has no weights for the {task!r} head (missing {', '.join(sorted(missing)[:4])}"

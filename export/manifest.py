@@ -19,13 +19,24 @@ __all__ = [
 ]
 
 FORMAT = "bertrt-bundle"
-VERSIONED_PACKAGES = ("bertrt", "torch", "transformers", "optimum", "optimum-onnx", "onnxruntime", "onnx",
-                      "tokenizers", "numpy")
+VERSIONED_PACKAGES = (
+    "bertrt",
+    "torch",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+    "onnxruntime",
+    "onnx",
+    "tokenizers",
+    "numpy",
+)
 
 
 def file_records(folder: Path, names) -> dict:
-    return {name: {"sha256": file_sha256(folder / name), "bytes": (folder / name).stat().st_size}
-            for name in sorted(names)}
+    return {
+        name: {"sha256": file_sha256(folder / name), "bytes": (folder / name).stat().st_size}
+        for name in sorted(names)
+    }
 
 
 def package_versions() -> dict:
@@ -38,9 +49,27 @@ def package_versions() -> dict:
     return versions
 
 
-def build_manifest(*, task, model_type, architecture, input_names, output_names, max_length, config, special_tokens,
-                   files, fusion, quantization, validation, source, opset, extra=None) -> dict:
-    id2label = getattr(config, "id2label", None) if task in ("text-classification", "token-classification") else None
+def build_manifest(
+    *,
+    task,
+    model_type,
+    architecture,
+    input_names,
+    output_names,
+    max_length,
+    config,
+    special_tokens,
+    files,
+    fusion,
+    quantization,
+    validation,
+    source,
+    opset,
+    extra=None,
+) -> dict:
+    id2label = (
+        getattr(config, "id2label", None) if task in ("text-classification", "token-classification") else None
+    )
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "format": FORMAT,
@@ -68,5 +97,7 @@ def build_manifest(*, task, model_type, architecture, input_names, output_names,
 
 def write_manifest(folder: Path, manifest: dict) -> Path:
     path = folder / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8"
+    )
     return path

@@ -57,8 +57,13 @@ def _fuse(src: Path, dst: Path, ort_type: str, dims: dict):
 
     try:
         optimized = optimize_model(
-            str(src), model_type=ort_type, num_heads=dims["num_heads"], hidden_size=dims["hidden_size"],
-            optimization_options=FusionOptions(ort_type), opt_level=0, use_gpu=False,
+            str(src),
+            model_type=ort_type,
+            num_heads=dims["num_heads"],
+            hidden_size=dims["hidden_size"],
+            optimization_options=FusionOptions(ort_type),
+            opt_level=0,
+            use_gpu=False,
         )
     except Exception as exc:  # the optimizer raises bare exceptions on graphs it cannot parse
         raise ExportError(f"onnxruntime's transformer optimizer failed on {src.name}: {exc}") from exc

@@ -89,11 +89,17 @@ def _rewrite_one(graph, node, w: np.ndarray, qmax: int, shared: dict) -> list:
         helper.make_node("Max", [t["absmax"], shared["eps"]], [t["safe"]], name=f"{prefix}/Max"),
         helper.make_node("Div", [shared["qmax_a"], t["safe"]], [t["inv"]], name=f"{prefix}/Inv"),
         helper.make_node("Mul", [x, t["inv"]], [t["scaled"]], name=f"{prefix}/Scale"),
-        helper.make_node("QuantizeLinear", [t["scaled"], shared["one"], shared["zp"]], [t["q"]],
-                         name=f"{prefix}/Quantize"),
+        helper.make_node(
+            "QuantizeLinear", [t["scaled"], shared["one"], shared["zp"]], [t["q"]], name=f"{prefix}/Quantize"
+        ),
         # exact int32 accumulation, then float(acc) * w_scale[n] in the GEMM's output stage (a_scale = 1)
-        helper.make_node("MatMulIntegerToFloat", [t["q"], weights, shared["one"], scales, shared["zp"]], [t["yw"]],
-                         name=f"{prefix}/MatMulIntegerToFloat", domain="com.microsoft"),
+        helper.make_node(
+            "MatMulIntegerToFloat",
+            [t["q"], weights, shared["one"], scales, shared["zp"]],
+            [t["yw"]],
+            name=f"{prefix}/MatMulIntegerToFloat",
+            domain="com.microsoft",
+        ),
         helper.make_node("Div", [t["safe"], shared["qmax_a"]], [t["s"]], name=f"{prefix}/RowScale"),
         helper.make_node("Mul", [t["yw"], t["s"]], [y], name=f"{prefix}/MulRowScale"),
     ]
@@ -103,8 +109,10 @@ def _row_absmax(x: str, t: dict, prefix: str, shared: dict) -> list:
     """max|x| over the last axis, keepdims (Abs + ReduceMax: two kernels, fewer than max(max, -min))."""
     from onnx import helper
 
-    return [helper.make_node("Abs", [x], [t["abs"]], name=f"{prefix}/Abs"),
-            _reduce("ReduceMax", t["abs"], t["absmax"], f"{prefix}/ReduceMax", shared)]
+    return [
+        helper.make_node("Abs", [x], [t["abs"]], name=f"{prefix}/Abs"),
+        _reduce("ReduceMax", t["abs"], t["absmax"], f"{prefix}/ReduceMax", shared),
+    ]
 
 
 def _reduce(op: str, x: str, y: str, name: str, shared: dict):
@@ -117,7 +125,9 @@ def _reduce(op: str, x: str, y: str, name: str, shared: dict):
     return helper.make_node(op, [x], [y], name=name, axes=[-1], keepdims=1)
 
 
-def rewrite_matmuls(model, reduce_range: bool = False, exclude: set[str] | frozenset = frozenset()) -> list[str]:
+def rewrite_matmuls(
+    model, reduce_range: bool = False, exclude: set[str] | frozenset = frozenset()
+) -> list[str]:
     """Rewrite, in place, every ``MatMul`` of ``model`` whose B is a constant 2-D float initializer.
 
     Returns the names of the rewritten nodes. ``exclude``: MatMul node names to leave fp32.
@@ -128,11 +138,17 @@ def rewrite_matmuls(model, reduce_range: bool = False, exclude: set[str] | froze
     inits = {i.name: i for i in graph.initializer}
     qmax = 63 if reduce_range else 127
     opset = _opset(model)
-    shared = _consts(graph, "per_token", {
-        **({"axes": np.array([-1], dtype=np.int64)} if opset >= 18 else {}), "eps": np.array(ACT_EPS, dtype=np.float32),
-        "qmax_a": np.array(127.0, dtype=np.float32), "one": np.array(1.0, dtype=np.float32),
-        "zp": np.array(128, dtype=np.uint8),
-    })
+    shared = _consts(
+        graph,
+        "per_token",
+        {
+            **({"axes": np.array([-1], dtype=np.int64)} if opset >= 18 else {}),
+            "eps": np.array(ACT_EPS, dtype=np.float32),
+            "qmax_a": np.array(127.0, dtype=np.float32),
+            "one": np.array(1.0, dtype=np.float32),
+            "zp": np.array(128, dtype=np.uint8),
+        },
+    )
     shared["opset"] = opset
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
@@ -178,10 +194,17 @@ def unfuse_attention(model) -> list[str]:
     new_nodes, done = [], []
     for node in graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        plain = (node.op_type == "Attention" and node.domain == "com.microsoft" and 3 <= len(node.input) <= 4
-                 and len(node.output) == 1 and node.input[1] in inits and node.input[2] in inits
-                 and len(inits[node.input[1]].dims) == 2 and set(attrs) <= {"num_heads", "mask_filter_value", "scale"}
-                 and not attrs.get("unidirectional"))
+        plain = (
+            node.op_type == "Attention"
+            and node.domain == "com.microsoft"
+            and 3 <= len(node.input) <= 4
+            and len(node.output) == 1
+            and node.input[1] in inits
+            and node.input[2] in inits
+            and len(inits[node.input[1]].dims) == 2
+            and set(attrs) <= {"num_heads", "mask_filter_value", "scale"}
+            and not attrs.get("unidirectional")
+        )
         if not plain:
             new_nodes.append(node)
             continue
@@ -191,10 +214,22 @@ def unfuse_attention(model) -> list[str]:
         qkv, q, k, v = (f"{prefix}_{t}" for t in ("qkv", "q", "k", "v"))
         new_nodes += [
             helper.make_node("MatMul", [x, weight], [qkv], name=f"{prefix}/QKV_MatMul"),
-            helper.make_node("Split", [qkv], [q, k, v], name=f"{prefix}/Split", axis=-1,
-                             **({"num_outputs": 3} if _opset(model) >= 18 else {})),
-            helper.make_node("MultiHeadAttention", [q, k, v, bias, mask], list(node.output),
-                             name=f"{prefix}/MultiHeadAttention", domain="com.microsoft", **attrs),
+            helper.make_node(
+                "Split",
+                [qkv],
+                [q, k, v],
+                name=f"{prefix}/Split",
+                axis=-1,
+                **({"num_outputs": 3} if _opset(model) >= 18 else {}),
+            ),
+            helper.make_node(
+                "MultiHeadAttention",
+                [q, k, v, bias, mask],
+                list(node.output),
+                name=f"{prefix}/MultiHeadAttention",
+                domain="com.microsoft",
+                **attrs,
+            ),
         ]
         done.append(node.name)
     del graph.node[:]
@@ -205,4 +240,3 @@ def unfuse_attention(model) -> list[str]:
 
 def _opset(model) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
-

@@ -51,8 +51,11 @@ def _sentence_transformers_info(folder: Path) -> dict | None:
             kind = m.get("type", "")
             if kind.endswith("Pooling"):
                 pooling = json.loads((folder / m["path"] / "config.json").read_text(encoding="utf-8"))
-                modes = [k.removeprefix("pooling_mode_").removesuffix("_tokens").removesuffix("_token")
-                         for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
+                modes = [
+                    k.removeprefix("pooling_mode_").removesuffix("_tokens").removesuffix("_token")
+                    for k, v in pooling.items()
+                    if k.startswith("pooling_mode_") and v
+                ]
                 info["pooling"] = modes[0] if len(modes) == 1 else modes
         info["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
         st_config = folder / "sentence_bert_config.json"
@@ -101,10 +104,13 @@ def export_model(
     """
     step = progress or (lambda name: None)
     if quantize not in quantize_stage.QUANTIZE_MODES:
-        raise ExportError(f"quantize must be one of {', '.join(quantize_stage.QUANTIZE_MODES)}, got {quantize!r}")
+        raise ExportError(
+            f"quantize must be one of {', '.join(quantize_stage.QUANTIZE_MODES)}, got {quantize!r}"
+        )
     if int8_recipe not in quantize_stage.INT8_RECIPES:
-        raise ExportError(f"int8_recipe must be one of {', '.join(quantize_stage.INT8_RECIPES)}, "
-                          f"got {int8_recipe!r}")
+        raise ExportError(
+            f"int8_recipe must be one of {', '.join(quantize_stage.INT8_RECIPES)}, got {int8_recipe!r}"
+        )
     if opset is not None and (not isinstance(opset, int) or opset < 11):
         raise ExportError(f"opset must be an int >= 11, got {opset!r}")
     out_dir = Path(out_dir).expanduser().resolve()  # stages run in other working directories
@@ -133,12 +139,14 @@ def export_model(
         step(STEPS[3])
         recipe = None
         if quantize == "int8":
-            recipe = quantize_stage.quantize_graph(stage / FP32_FILE, stage / INT8_FILE, per_channel,
-                                                   recipe=int8_recipe)
+            recipe = quantize_stage.quantize_graph(
+                stage / FP32_FILE, stage / INT8_FILE, per_channel, recipe=int8_recipe
+            )
         step(STEPS[4])
         int8_path = stage / INT8_FILE if recipe else None
-        figures = validate.validate_bundle(torch_model, tok, task, stage / FP32_FILE, int8_path, length,
-                                           int8_gates, architecture=row)
+        figures = validate.validate_bundle(
+            torch_model, tok, task, stage / FP32_FILE, int8_path, length, int8_gates, architecture=row
+        )
         step(STEPS[5])
         names = tokenizer.save_tokenizer(tok, stage, length)
         torch_model.config.save_pretrained(str(stage))
@@ -149,10 +157,20 @@ def export_model(
         if st_info:
             extra["sentence_transformers"] = st_info
         result = manifest.build_manifest(
-            task=task, model_type=model_type, architecture=architecture or type(torch_model).__name__,
-            input_names=inputs, output_names=outputs, max_length=length, config=torch_model.config,
-            special_tokens=tokenizer.special_tokens(tok), files=manifest.file_records(stage, files),
-            fusion=fusion, quantization=recipe, validation=figures, source=source, opset=graph_opset,
+            task=task,
+            model_type=model_type,
+            architecture=architecture or type(torch_model).__name__,
+            input_names=inputs,
+            output_names=outputs,
+            max_length=length,
+            config=torch_model.config,
+            special_tokens=tokenizer.special_tokens(tok),
+            files=manifest.file_records(stage, files),
+            fusion=fusion,
+            quantization=recipe,
+            validation=figures,
+            source=source,
+            opset=graph_opset,
             extra=extra,
         )
         manifest.write_manifest(stage, result)
@@ -170,4 +188,3 @@ def _install(stage: Path, out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
     for item in stage.iterdir():
         os.replace(item, out_dir / item.name)
-

@@ -32,8 +32,16 @@ from pathlib import Path
 
 from bertrt.errors import ExportError
 
-__all__ = ["ATTENTION_MODES", "DEFAULT_RECIPE", "INT8_RECIPES", "PER_TOKEN_ATTENTION", "QUANTIZE_MODES",
-           "cpu_flags", "has_vnni", "quantize_graph"]
+__all__ = [
+    "ATTENTION_MODES",
+    "DEFAULT_RECIPE",
+    "INT8_RECIPES",
+    "PER_TOKEN_ATTENTION",
+    "QUANTIZE_MODES",
+    "cpu_flags",
+    "has_vnni",
+    "quantize_graph",
+]
 
 log = logging.getLogger("bertrt.export")
 
@@ -63,8 +71,14 @@ def has_vnni(flags: set[str]) -> bool:
     return any(f in flags for f in _VNNI_FLAGS)
 
 
-def quantize_graph(src: Path, dst: Path, per_channel: bool = False, flags: set[str] | None = None,
-                   recipe: str = DEFAULT_RECIPE, attention: str | None = None) -> dict:
+def quantize_graph(
+    src: Path,
+    dst: Path,
+    per_channel: bool = False,
+    flags: set[str] | None = None,
+    recipe: str = DEFAULT_RECIPE,
+    attention: str | None = None,
+) -> dict:
     """Quantize ``src`` into ``dst`` with ``recipe`` (:data:`INT8_RECIPES`); return the manifest's record.
 
     ``attention`` (per-token recipe only): "per-token" unfuses each Attention into its packed QKV MatMul
@@ -82,15 +96,21 @@ def quantize_graph(src: Path, dst: Path, per_channel: bool = False, flags: set[s
     vnni = has_vnni(flags)
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
     reduce_range = bool(x86 and not vnni)
-    machine = {"reduce_range": reduce_range, "vnni": vnni,
-               "cpu_flags": sorted(f for f in flags if f in _VNNI_FLAGS or f.startswith("avx512"))}
+    machine = {
+        "reduce_range": reduce_range,
+        "vnni": vnni,
+        "cpu_flags": sorted(f for f in flags if f in _VNNI_FLAGS or f.startswith("avx512")),
+    }
     if recipe == "dynamic":
         record = {
-            "recipe": "dynamic", "method": "dynamic", "weight_type": "QInt8",
+            "recipe": "dynamic",
+            "method": "dynamic",
+            "weight_type": "QInt8",
             "activation_type": "QUInt8 (dynamic, per tensor)",
             "activation_granularity": "per tensor (one scale and zero point over the whole batch: batch dependent)",
             "weight_granularity": "per output channel" if per_channel else "per tensor",
-            "per_channel": bool(per_channel), **machine,
+            "per_channel": bool(per_channel),
+            **machine,
             "op_types": ["MatMul", "Attention", "EmbedLayerNormalization", "Gather"],
             "batch_invariant": False,
         }
@@ -98,38 +118,56 @@ def quantize_graph(src: Path, dst: Path, per_channel: bool = False, flags: set[s
     else:
         ort_ops = ["EmbedLayerNormalization", "Gather", *(["Attention"] if attention == "qattention" else [])]
         record = {
-            "recipe": "per-token", "method": "dynamic, per-token activations (bertrt graph rewrite)",
-            "weight_type": "QInt8", "activation_type": "QUInt8 (dynamic, per token, symmetric, zero point 128)",
+            "recipe": "per-token",
+            "method": "dynamic, per-token activations (bertrt graph rewrite)",
+            "weight_type": "QInt8",
+            "activation_type": "QUInt8 (dynamic, per token, symmetric, zero point 128)",
             "activation_granularity": "per token: one scale per row of the last axis, max|x|/127",
-            "weight_granularity": "per output column, symmetric (max|W[:, n]|/" + ("63" if reduce_range else "127") + ")",
-            "per_channel": True, **machine,
-            "op_types": ["MatMul", *(["Attention"] if attention != "fp32" else []), "EmbedLayerNormalization",
-                         "Gather"],
+            "weight_granularity": "per output column, symmetric (max|W[:, n]|/"
+            + ("63" if reduce_range else "127")
+            + ")",
+            "per_channel": True,
+            **machine,
+            "op_types": [
+                "MatMul",
+                *(["Attention"] if attention != "fp32" else []),
+                "EmbedLayerNormalization",
+                "Gather",
+            ],
             "matmul": "MatMul with a constant 2-D weight -> QuantizeLinear(x/s) + MatMulIntegerToFloat(a_scale 1, "
-                      "b_scale w_scale) + Mul(s)",
+            "b_scale w_scale) + Mul(s)",
             "onnxruntime_quantize_dynamic": {
-                "op_types": ort_ops, "per_channel": bool(per_channel),
+                "op_types": ort_ops,
+                "per_channel": bool(per_channel),
                 "note": "weight-only for EmbedLayerNormalization/Gather (batch independent)"
-                        + ("; QAttention quantizes its input per tensor (batch dependent)" if attention == "qattention"
-                           else ""),
+                + (
+                    "; QAttention quantizes its input per tensor (batch dependent)"
+                    if attention == "qattention"
+                    else ""
+                ),
             },
             "attention": attention,
-            "fp32_nodes": {"fp32": ["Attention (packed QKV MatMul, softmax)"],
-                           "per-token": ["MultiHeadAttention (QK^T, softmax, xV: activation x activation)"],
-                           "qattention": []}[attention],
+            "fp32_nodes": {
+                "fp32": ["Attention (packed QKV MatMul, softmax)"],
+                "per-token": ["MultiHeadAttention (QK^T, softmax, xV: activation x activation)"],
+                "qattention": [],
+            }[attention],
             "batch_invariant": attention != "qattention",
         }
         with tempfile.TemporaryDirectory(prefix="bertrt-quant-") as tmp:
             stage = Path(tmp) / "stage.onnx"
             record["shape_inference"] = _quantize_dynamic(src, stage, ort_ops, per_channel, reduce_range)
             record["unfused_attention"], record["rewritten_matmuls"] = _rewrite_per_token(
-                stage, dst, reduce_range, unfuse=attention == "per-token")
+                stage, dst, reduce_range, unfuse=attention == "per-token"
+            )
         record["fp32_nodes"] += _fp32_leftovers(dst)
     _check_runs(dst)
     return record
 
 
-def _quantize_dynamic(src: Path, dst: Path, op_types: list[str], per_channel: bool, reduce_range: bool) -> str:
+def _quantize_dynamic(
+    src: Path, dst: Path, op_types: list[str], per_channel: bool, reduce_range: bool
+) -> str:
     """onnxruntime's quantize_dynamic on ``op_types``; returns how tensor types were inferred."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -144,15 +182,20 @@ def _quantize_dynamic(src: Path, dst: Path, op_types: list[str], per_channel: bo
             # failure the shape inference saves a debug copy into the working directory: keep it in tmp.
             with working_directory(tmp):
                 quant_pre_process(str(src), str(prepared), skip_optimization=True, auto_merge=True)
-        except Exception as exc:  # noqa: BLE001 - symbolic shape inference raises bare exceptions; we fall back
+        except Exception as exc:
             log.warning("quantize: symbolic shape inference failed (%s); untyped tensors taken as float", exc)
             prepared = src
             extra_options["DefaultTensorType"] = onnx.TensorProto.FLOAT
             how = f"failed ({type(exc).__name__}); DefaultTensorType=FLOAT"
         try:
             quantize_dynamic(
-                str(prepared), str(dst), op_types_to_quantize=op_types, per_channel=per_channel,
-                reduce_range=reduce_range, weight_type=QuantType.QInt8, extra_options=extra_options,
+                str(prepared),
+                str(dst),
+                op_types_to_quantize=op_types,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                weight_type=QuantType.QInt8,
+                extra_options=extra_options,
             )
         except Exception as exc:
             raise ExportError(f"int8 quantization of {src.name} failed: {exc}") from exc

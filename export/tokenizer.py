@@ -21,7 +21,15 @@ __all__ = [
 ]
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-SPECIAL_TOKEN_NAMES = ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token", "bos_token", "eos_token")
+SPECIAL_TOKEN_NAMES = (
+    "cls_token",
+    "sep_token",
+    "pad_token",
+    "unk_token",
+    "mask_token",
+    "bos_token",
+    "eos_token",
+)
 _HUGE = 10**6  # transformers' "no limit" model_max_length is ~1e30
 
 
@@ -68,5 +76,8 @@ def special_tokens(tokenizer) -> dict:
     for name in SPECIAL_TOKEN_NAMES:
         token = getattr(tokenizer, name, None)
         if token is not None:
-            out[name.removesuffix("_token")] = {"token": str(token), "id": int(tokenizer.convert_tokens_to_ids(token))}
+            out[name.removesuffix("_token")] = {
+                "token": str(token),
+                "id": int(tokenizer.convert_tokens_to_ids(token)),
+            }
     return out

@@ -118,8 +118,9 @@ def topk_overlap(a: np.ndarray, b: np.ndarray, k: int = 5) -> float:
 # ---- inputs and runs ----------------------------------------------------------------------------------
 
 
-def sample_batches(tokenizer, task: str, max_length: int,
-                   token_type_ids: bool = True) -> list[tuple[str, dict[str, np.ndarray]]]:
+def sample_batches(
+    tokenizer, task: str, max_length: int, token_type_ids: bool = True
+) -> list[tuple[str, dict[str, np.ndarray]]]:
     """The fixed validation batches as numpy int64 arrays: (name, encoding); ``token_type_ids=False``
     (an architecture without segment ids) leaves them out even where the tokenizer gives them."""
     length = min(max_length, 128)
@@ -135,8 +136,17 @@ def sample_batches(tokenizer, task: str, max_length: int,
             ("pair batch", tokenizer(*pairs, **kw)),
             ("single", tokenizer(texts[:1], **kw)),
         ]
-    return [(name, {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()
-                    if token_type_ids or k != "token_type_ids"}) for name, enc in batches]
+    return [
+        (
+            name,
+            {
+                k: np.asarray(v, dtype=np.int64)
+                for k, v in enc.items()
+                if token_type_ids or k != "token_type_ids"
+            },
+        )
+        for name, enc in batches
+    ]
 
 
 def _torch_outputs(model, batches, output_name: str) -> list[np.ndarray]:
@@ -165,7 +175,9 @@ def _onnx_outputs(path: Path, batches, output_name: str) -> list[np.ndarray]:
     return outs
 
 
-def compare(task: str, reference: list[np.ndarray], candidate: list[np.ndarray], batches, mask_id: int | None):
+def compare(
+    task: str, reference: list[np.ndarray], candidate: list[np.ndarray], batches, mask_id: int | None
+):
     """Figures of ``candidate`` against ``reference`` outputs (pure numpy)."""
     token_level = task != "text-classification"
     diffs, figures = [], {}
@@ -174,7 +186,9 @@ def compare(task: str, reference: list[np.ndarray], candidate: list[np.ndarray],
         mask = enc["attention_mask"] if token_level else None
         diffs.append(masked_max_abs_diff(ref, cand, mask))
         if task == "feature-extraction":
-            cos.extend(cosine_rows(mean_pool(ref, enc["attention_mask"]), mean_pool(cand, enc["attention_mask"])))
+            cos.extend(
+                cosine_rows(mean_pool(ref, enc["attention_mask"]), mean_pool(cand, enc["attention_mask"]))
+            )
         elif task == "text-classification":
             agree_num += argmax_agreement(ref, cand) * len(ref)
             agree_den += len(ref)
@@ -214,8 +228,16 @@ def resolve_int8_gates(overrides: dict[str, float] | None = None, enabled: bool 
     return gates
 
 
-def validate_bundle(model, tokenizer, task: str, fp32_path: Path, int8_path: Path | None, max_length: int,
-                    int8_gates: dict[str, float] | None = None, architecture: Architecture | None = None) -> dict:
+def validate_bundle(
+    model,
+    tokenizer,
+    task: str,
+    fp32_path: Path,
+    int8_path: Path | None,
+    max_length: int,
+    int8_gates: dict[str, float] | None = None,
+    architecture: Architecture | None = None,
+) -> dict:
     """Validate the fp32 (and int8) graphs; return the manifest's ``validation`` record.
 
     ``int8_gates`` (default :data:`INT8_GATES`; ``{}`` disables them) are the minimum agreement figures an
@@ -227,8 +249,9 @@ def validate_bundle(model, tokenizer, task: str, fp32_path: Path, int8_path: Pat
     own = architecture.fp32_tolerance if architecture is not None else None
     atol = FP32_ATOL if own is None else own
     output_name = "last_hidden_state" if task == "feature-extraction" else "logits"
-    batches = sample_batches(tokenizer, task, max_length,
-                             token_type_ids=architecture is None or architecture.token_type_ids)
+    batches = sample_batches(
+        tokenizer, task, max_length, token_type_ids=architecture is None or architecture.token_type_ids
+    )
     reference = _torch_outputs(model, batches, output_name)
     record = {
         "reference": "PyTorch (transformers) fp32, sdpa attention",
@@ -238,18 +261,22 @@ def validate_bundle(model, tokenizer, task: str, fp32_path: Path, int8_path: Pat
         "fp32_atol": atol,
     }
     failures = []
-    record["fp32"] = compare(task, reference, _onnx_outputs(fp32_path, batches, output_name), batches,
-                             tokenizer.mask_token_id)
+    record["fp32"] = compare(
+        task, reference, _onnx_outputs(fp32_path, batches, output_name), batches, tokenizer.mask_token_id
+    )
     if not record["fp32"]["max_abs_diff"] <= atol:
         failures.append(f"fp32 max|Δ| of {output_name} = {record['fp32']['max_abs_diff']:.3g} > {atol:g}")
     if int8_path is not None:
-        record["int8"] = compare(task, reference, _onnx_outputs(int8_path, batches, output_name), batches,
-                                 tokenizer.mask_token_id)
+        record["int8"] = compare(
+            task, reference, _onnx_outputs(int8_path, batches, output_name), batches, tokenizer.mask_token_id
+        )
         record["int8_gates"] = {k: v for k, v in gates.items() if k in record["int8"]}
         for key, minimum in record["int8_gates"].items():
             if not record["int8"][key] >= minimum:
-                failures.append(f"int8 {key} = {record['int8'][key]:.4f} < {minimum} (accuracy gate; "
-                                f"override with --int8-gate {key}=VALUE or --no-int8-gate)")
+                failures.append(
+                    f"int8 {key} = {record['int8'][key]:.4f} < {minimum} (accuracy gate; "
+                    f"override with --int8-gate {key}=VALUE or --no-int8-gate)"
+                )
     if failures:
         raise ValidationError(
             f"validation against PyTorch failed ({task}, {fp32_path.parent}): " + "; ".join(failures),

@@ -32,6 +32,7 @@ def pytest_configure(config):
         return
     torch.set_num_threads(1)
 
+
 ARCHS = tuple(ARCHITECTURES)  # ("bert", "roberta", "distilbert"): one tiny model per table row
 HEAD_TASKS = ("feature-extraction", "fill-mask", "text-classification", "token-classification")
 NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
@@ -43,11 +44,15 @@ def _wordpiece_tokenizer(lowercase: bool):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, clean_text=True, handle_chinese_chars=True)
+    tok.normalizer = normalizers.BertNormalizer(
+        lowercase=lowercase, clean_text=True, handle_chinese_chars=True
+    )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece(prefix="##")
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials, continuing_subword_prefix="##")
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=600, special_tokens=specials, continuing_subword_prefix="##"
+    )
     tok.train_from_iterator(TRAIN_TEXT, trainer=trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
@@ -63,11 +68,16 @@ def _bytelevel_bpe_tokenizer():
 
     tok = ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True)
     tok.train_from_iterator(
-        TRAIN_TEXT, vocab_size=700, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        TRAIN_TEXT,
+        vocab_size=700,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
     )
     inner = tok._tokenizer
     inner.post_processor = processors.RobertaProcessing(
-        ("</s>", inner.token_to_id("</s>")), ("<s>", inner.token_to_id("<s>")), trim_offsets=True,
+        ("</s>", inner.token_to_id("</s>")),
+        ("<s>", inner.token_to_id("<s>")),
+        trim_offsets=True,
         add_prefix_space=False,
     )
     return inner
@@ -75,14 +85,26 @@ def _bytelevel_bpe_tokenizer():
 
 def _wordpiece(arch: str):
     lowercase = arch == "distilbert"  # a cased BERT and an uncased DistilBERT
-    specials = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-                "mask_token": "[MASK]"}
+    specials = {
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+    }
     return _wordpiece_tokenizer(lowercase=lowercase), {"do_lower_case": lowercase, **specials}
 
 
 def _byte_bpe(arch: str):
-    specials = {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
-                "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"}
+    specials = {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "sep_token": "</s>",
+        "cls_token": "<s>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+        "mask_token": "<mask>",
+    }
     return _bytelevel_bpe_tokenizer(), specials
 
 
@@ -96,7 +118,8 @@ def _hf_tokenizer(arch: str):
     row = ARCHITECTURES[arch]
     tokenizer_object, kwargs = _TOKENIZER_FAMILIES[row.tokenizer_family](arch)
     return getattr(transformers, row.tokenizer_class)(
-        tokenizer_object=tokenizer_object, **kwargs, model_max_length=MAX_POS - row.position_offset)
+        tokenizer_object=tokenizer_object, **kwargs, model_max_length=MAX_POS - row.position_offset
+    )
 
 
 # Keyword names some config classes use instead of BertConfig's (beyond their attribute_map).
@@ -111,10 +134,16 @@ def _config(arch: str, vocab_size: int, tokenizer):
     cls = getattr(transformers, row.config_class)
     accepted = set(inspect.signature(cls.__init__).parameters)
     wanted = {
-        "vocab_size": vocab_size, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "intermediate_size": 48, "max_position_embeddings": MAX_POS,
-        "type_vocab_size": 2 if row.token_type_ids else 1, "pad_token_id": tokenizer.pad_token_id,
-        "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+        "vocab_size": vocab_size,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 48,
+        "max_position_embeddings": MAX_POS,
+        "type_vocab_size": 2 if row.token_type_ids else 1,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
     }
     kwargs = {}
     for name, value in wanted.items():

@@ -22,8 +22,15 @@ def _export_with_optimum(checkpoint: Path, out: Path, task: str) -> Path:
 
     # Quiet the exporter's validation chatter; errors still raise.
     logging.getLogger("optimum").setLevel(logging.ERROR)
-    main_export(str(checkpoint), out, task=task, opset=17, do_validation=False, no_post_process=True,
-                library_name="transformers")
+    main_export(
+        str(checkpoint),
+        out,
+        task=task,
+        opset=17,
+        do_validation=False,
+        no_post_process=True,
+        library_name="transformers",
+    )
     return out
 
 

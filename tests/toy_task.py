@@ -1,4 +1,4 @@
-"""A toy task for tests/test_tasks_registry.py: the classifier's raw logits, scaled, one list per text.
+"""A toy task for tests/tasks/test_tasks_registry.py: the classifier's raw logits, scaled, one list per text.
 
 It is the whole of what a new task needs besides one ``register_task`` line: a Task with a name, the
 exporter's head class, an option (which becomes ``bertrt predict --scale``), a head check and a finish.

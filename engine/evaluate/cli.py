@@ -29,19 +29,40 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", type=Path, help="bertrt bundle folder (token- or text-classification)")
     parser.add_argument("data", type=Path, help="labelled data: IOB file (NER) or TSV/JSONL (classifier)")
-    parser.add_argument("--format", choices=["iob", "tsv", "jsonl"], default=None,
-                        help="data format (default: from the suffix and the bundle's task)")
-    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
-                        help="bertrt precisions to evaluate (default: fp32 int8)")
-    parser.add_argument("--pytorch", type=Path, default=None, metavar="CHECKPOINT",
-                        help="also evaluate this Hugging Face checkpoint with transformers.pipeline "
-                             "(needs bertrt[export])")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"folder for eval.json and eval.md (default ./{DEFAULT_OUT})")
+    parser.add_argument(
+        "--format",
+        choices=["iob", "tsv", "jsonl"],
+        default=None,
+        help="data format (default: from the suffix and the bundle's task)",
+    )
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=PRECISIONS,
+        default=list(PRECISIONS),
+        help="bertrt precisions to evaluate (default: fp32 int8)",
+    )
+    parser.add_argument(
+        "--pytorch",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="also evaluate this Hugging Face checkpoint with transformers.pipeline (needs bertrt[export])",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"folder for eval.json and eval.md (default ./{DEFAULT_OUT})",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="intra-op threads for every system (default: each library's own)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads for every system (default: each library's own)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,9 +72,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
     if args.pytorch is not None and not args.pytorch.is_dir():
         raise InputError(f"--pytorch {args.pytorch}: not a checkpoint folder")
-    ev = evaluate_bundle(args.bundle, args.data, fmt=args.format, precisions=args.precision,
-                         checkpoint=args.pytorch, batch_size=args.batch_size, limit=args.limit,
-                         threads=args.threads)
+    ev = evaluate_bundle(
+        args.bundle,
+        args.data,
+        fmt=args.format,
+        precisions=args.precision,
+        checkpoint=args.pytorch,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        threads=args.threads,
+    )
     markdown = render_markdown([ev], title=f"bertrt eval: {args.bundle.name} on {ev['dataset']}")
     json_path, md_path = write_results({"evaluations": [ev], "machine": machine_info()}, markdown, args.out)
     print(markdown)

@@ -47,8 +47,12 @@ def ner_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
     report = classification_report(gold, pred, output_dict=True, zero_division=0)
 
     def row(d):
-        return {"precision": pct(d["precision"]), "recall": pct(d["recall"]), "f1": pct(d["f1-score"]),
-                "support": int(d["support"])}
+        return {
+            "precision": pct(d["precision"]),
+            "recall": pct(d["recall"]),
+            "f1": pct(d["f1-score"]),
+            "support": int(d["support"]),
+        }
 
     per_type = {k: row(v) for k, v in report.items() if not k.endswith(" avg")}
     return {
@@ -71,8 +75,9 @@ def f1_per_label(gold: list[str], pred: list[str], labels: list[str]) -> list[fl
     """F1 (a fraction) of each of ``labels``, one-vs-rest."""
     gold_n, pred_n = Counter(gold), Counter(pred)
     hits = Counter(g for g, p in zip(gold, pred) if g == p)
-    return [2.0 * hits[lab] / (gold_n[lab] + pred_n[lab]) if gold_n[lab] + pred_n[lab] else 0.0
-            for lab in labels]
+    return [
+        2.0 * hits[lab] / (gold_n[lab] + pred_n[lab]) if gold_n[lab] + pred_n[lab] else 0.0 for lab in labels
+    ]
 
 
 def classifier_metrics(gold: list[str], pred: list[str]) -> dict:

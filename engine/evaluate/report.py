@@ -42,8 +42,17 @@ def int8_targets(evals: list[dict]) -> list[dict]:
         pick = (lambda m: m["micro"]["f1"]) if ev["task"] == NER else (lambda m: m["accuracy"])
         fp32, int8 = pick(systems["bertrt-fp32"]), pick(systems["bertrt-int8"])
         delta = round(int8 - fp32, 2)
-        rows.append({"dataset": ev["dataset"], "figure": figure, "fp32": fp32, "int8": int8, "delta": delta,
-                     "tolerance": tol, "met": abs(delta) <= tol})
+        rows.append(
+            {
+                "dataset": ev["dataset"],
+                "figure": figure,
+                "fp32": fp32,
+                "int8": int8,
+                "delta": delta,
+                "tolerance": tol,
+                "met": abs(delta) <= tol,
+            }
+        )
     return rows
 
 
@@ -56,8 +65,10 @@ def _prf(m: dict) -> str:
 
 def _ner_table(ev: dict) -> list[str]:
     keys = list(ev["systems"])
-    lines = ["| type | support | " + " | ".join(f"{k} P / R / F1" for k in keys) + " |",
-             "|---|---:|" + "---:|" * len(keys)]
+    lines = [
+        "| type | support | " + " | ".join(f"{k} P / R / F1" for k in keys) + " |",
+        "|---|---:|" + "---:|" * len(keys),
+    ]
     first = ev["systems"][keys[0]]
     types = sorted({t for k in keys for t in ev["systems"][k]["per_type"]})
     for etype in types:
@@ -75,8 +86,10 @@ def _cls_table(evals: list[dict], reference: str | None = None) -> list[str]:
     keys = list(evals[0]["systems"])
     ref = evals[0] if reference is None else next(e for e in evals if e["dataset"] == reference)
     delta = " (Δacc)" if len(evals) > 1 else ""
-    lines = ["| data set | n | " + " | ".join(f"{k} acc / macro-F1{delta}" for k in keys) + " |",
-             "|---|---:|" + "---:|" * len(keys)]
+    lines = [
+        "| data set | n | " + " | ".join(f"{k} acc / macro-F1{delta}" for k in keys) + " |",
+        "|---|---:|" + "---:|" * len(keys),
+    ]
     for ev in evals:
         cells = []
         for k in keys:
@@ -97,29 +110,51 @@ def render_markdown(evals: list[dict], title: str = "bertrt eval", preamble: str
     ner = [e for e in evals if e["task"] == NER]
     cls = [e for e in evals if e["task"] == CLS]
     for ev in ner:
-        out += [f"## NER: {ev['dataset']} ({ev['size']} sentences)", "",
-                ("Entity-level (seqeval, default mode), percent: precision / recall / **F1**; macro averages "
-                 "over the types in gold or predictions."), ""]
+        out += [
+            f"## NER: {ev['dataset']} ({ev['size']} sentences)",
+            "",
+            (
+                "Entity-level (seqeval, default mode), percent: precision / recall / **F1**; macro averages "
+                "over the types in gold or predictions."
+            ),
+            "",
+        ]
         out += _ner_table(ev)
-        out += ["", "Token-tag agreement: " + ", ".join(f"{k} {v:.2f}%" for k, v in ev["agreement"].items()),
-                ""]
+        out += [
+            "",
+            "Token-tag agreement: " + ", ".join(f"{k} {v:.2f}%" for k, v in ev["agreement"].items()),
+            "",
+        ]
     if cls:
-        note = (f"; (Δacc): accuracy change from the first row, {cls[0]['dataset']}, i.e. what moving to "
-                "that data costs" if len(cls) > 1 else "")
+        note = (
+            f"; (Δacc): accuracy change from the first row, {cls[0]['dataset']}, i.e. what moving to "
+            "that data costs"
+            if len(cls) > 1
+            else ""
+        )
         out += ["## Classification", "", f"Accuracy / macro-F1 in percent{note}.", ""]
         out += _cls_table(cls)
         out += [""]
         for ev in cls:
             if ev["agreement"]:
-                out.append(f"- label agreement on {ev['dataset']}: "
-                           + ", ".join(f"{k} {v:.2f}%" for k, v in ev["agreement"].items()))
+                out.append(
+                    f"- label agreement on {ev['dataset']}: "
+                    + ", ".join(f"{k} {v:.2f}%" for k, v in ev["agreement"].items())
+                )
         out += [""]
     targets = int8_targets(evals)
     if targets:
-        out += ["## int8 vs fp32 (target: within 1.0 point)", "",
-                "| data set | figure | fp32 | int8 | Δ | target |", "|---|---|---:|---:|---:|---|"]
-        out += [f"| {t['dataset']} | {t['figure']} | {t['fp32']:.2f} | {t['int8']:.2f} | {t['delta']:+.2f} | "
-                f"{'met' if t['met'] else 'MISSED'} (±{t['tolerance']}) |" for t in targets]
+        out += [
+            "## int8 vs fp32 (target: within 1.0 point)",
+            "",
+            "| data set | figure | fp32 | int8 | Δ | target |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        out += [
+            f"| {t['dataset']} | {t['figure']} | {t['fp32']:.2f} | {t['int8']:.2f} | {t['delta']:+.2f} | "
+            f"{'met' if t['met'] else 'MISSED'} (±{t['tolerance']}) |"
+            for t in targets
+        ]
         out += [""]
     return "\n".join(out)
 
@@ -147,8 +182,12 @@ def _version(distribution: str) -> str | None:
 def machine_info() -> dict:
     """Python, platform, CPU count and library versions, read from the installed distributions' metadata
     (so the report names torch/transformers when installed without importing them)."""
-    info = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu")}
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
+    }
     torch, transformers = _version("torch"), _version("transformers")
     if torch and transformers:
         info.update(torch=torch, transformers=transformers)

@@ -68,12 +68,14 @@ def _run_batched(pipe_fn, texts: list[str], chunk: int, desc: str) -> list:
     results: list = []
     with _bar(len(texts), desc) as bar:
         for i in range(0, len(texts), chunk):
-            part = texts[i:i + chunk]
+            part = texts[i : i + chunk]
             out = pipe_fn(part)
             if not isinstance(out, list) or len(out) != len(part):
                 size = len(out) if hasattr(out, "__len__") else "?"
-                raise InputError(f"{desc}: the pipeline returned {type(out).__name__} of {size} items "
-                                 f"for {len(part)} texts")
+                raise InputError(
+                    f"{desc}: the pipeline returned {type(out).__name__} of {size} items "
+                    f"for {len(part)} texts"
+                )
             results += out
             bar.update(len(part))
     return results
@@ -113,13 +115,21 @@ def _gold_mapper(gold_labels: set[str], id2label: dict | None):
     by_id = {str(k): str(v) for k, v in id2label.items()}
     unknown = sorted(g for g in gold_labels if g not in names and g not in by_id)
     if unknown:
-        raise InputError(f"gold labels {unknown[:10]} are neither label names {sorted(names)} nor label ids "
-                         f"{sorted(by_id)} of the model")
+        raise InputError(
+            f"gold labels {unknown[:10]} are neither label names {sorted(names)} nor label ids "
+            f"{sorted(by_id)} of the model"
+        )
     return lambda x: x if x in names else by_id[x]
 
 
-def evaluate_classifier(pipe_fn, examples: list[Example], *, id2label: dict | None = None,
-                        chunk: int = 256, desc: str = "classify") -> dict:
+def evaluate_classifier(
+    pipe_fn,
+    examples: list[Example],
+    *,
+    id2label: dict | None = None,
+    chunk: int = 256,
+    desc: str = "classify",
+) -> dict:
     """Run ``pipe_fn(list_of_texts) -> list of {label, score}`` on the examples and score it.
 
     Gold labels may be label names or integer ids of ``id2label``. Returns
@@ -161,8 +171,10 @@ def pytorch_pipeline(task: str, checkpoint: str | Path, *, batch_size: int = 32,
         import torch
         import transformers
     except ImportError as exc:
-        raise BertrtError(f"the PyTorch reference (--pytorch) needs torch and transformers ({exc}): "
-                          "pip install 'bertrt[export]'") from exc
+        raise BertrtError(
+            f"the PyTorch reference (--pytorch) needs torch and transformers ({exc}): "
+            "pip install 'bertrt[export]'"
+        ) from exc
 
     if threads:
         torch.set_num_threads(threads)
@@ -172,8 +184,9 @@ def pytorch_pipeline(task: str, checkpoint: str | Path, *, batch_size: int = 32,
     return lambda texts: _sorted_call(lambda t: pipe(t, batch_size=batch_size, **call_kwargs), texts)
 
 
-def bertrt_pipeline(task: str, bundle: str | Path, precision: str, *, batch_size: int = 32,
-                    threads: int | None = None):
+def bertrt_pipeline(
+    task: str, bundle: str | Path, precision: str, *, batch_size: int = 32, threads: int | None = None
+):
     """bertrt's pipeline for ``bundle`` at ``precision`` (NER with ``aggregation_strategy="first"``)."""
     from .. import pipeline
 
@@ -206,17 +219,30 @@ def _load_items(data, task: str, fmt: str | None, name: str | None) -> tuple[lis
     path = Path(data)
     suffix = path.suffix.lower()
     if not fmt:
-        fmt = "jsonl" if suffix in (".jsonl", ".json") else "tsv" if suffix == ".tsv" or task == CLS else "iob"
+        fmt = (
+            "jsonl" if suffix in (".jsonl", ".json") else "tsv" if suffix == ".tsv" or task == CLS else "iob"
+        )
     if (task == NER) != (fmt == "iob"):
-        raise InputError(f"a {task} bundle needs {'an IOB' if task == NER else 'a TSV/JSONL'} file, "
-                         f"got format {fmt!r} for {path}")
+        raise InputError(
+            f"a {task} bundle needs {'an IOB' if task == NER else 'a TSV/JSONL'} file, "
+            f"got format {fmt!r} for {path}"
+        )
     items = read_iob(path) if fmt == "iob" else read_labelled(path, fmt)
     return items, name or path.name
 
 
-def evaluate_bundle(bundle, data, *, fmt: str | None = None, precisions=PRECISIONS, checkpoint=None,
-                    batch_size: int = 32, limit: int | None = None, name: str | None = None,
-                    threads: int | None = None) -> dict:
+def evaluate_bundle(
+    bundle,
+    data,
+    *,
+    fmt: str | None = None,
+    precisions=PRECISIONS,
+    checkpoint=None,
+    batch_size: int = 32,
+    limit: int | None = None,
+    name: str | None = None,
+    threads: int | None = None,
+) -> dict:
     """Evaluate PyTorch (when ``checkpoint``) and bertrt at each precision on one labelled data set.
 
     ``data``: a path (IOB for NER, TSV/JSONL for classifiers) or an already loaded list of
@@ -225,8 +251,10 @@ def evaluate_bundle(bundle, data, *, fmt: str | None = None, precisions=PRECISIO
     bundle = Path(bundle)
     task, id2label = bundle_task(bundle)
     if task not in (NER, CLS):
-        raise TaskError(f"bertrt eval evaluates token-classification and text-classification bundles; "
-                        f"{bundle} is a {task} bundle")
+        raise TaskError(
+            f"bertrt eval evaluates token-classification and text-classification bundles; "
+            f"{bundle} is a {task} bundle"
+        )
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad or not precisions:
         raise InputError(f"unknown precision(s) {bad}; expected any of {', '.join(PRECISIONS)}")
@@ -238,11 +266,15 @@ def evaluate_bundle(bundle, data, *, fmt: str | None = None, precisions=PRECISIO
 
     systems: dict[str, tuple[str, Callable]] = {}
     if checkpoint is not None:
-        systems["pytorch"] = ("transformers pipeline (PyTorch fp32)",
-                              pytorch_pipeline(task, checkpoint, batch_size=batch_size, threads=threads))
+        systems["pytorch"] = (
+            "transformers pipeline (PyTorch fp32)",
+            pytorch_pipeline(task, checkpoint, batch_size=batch_size, threads=threads),
+        )
     for p in precisions:
-        systems[f"bertrt-{p}"] = (f"bertrt {p}", bertrt_pipeline(task, bundle, p, batch_size=batch_size,
-                                                                      threads=threads))
+        systems[f"bertrt-{p}"] = (
+            f"bertrt {p}",
+            bertrt_pipeline(task, bundle, p, batch_size=batch_size, threads=threads),
+        )
     results: dict[str, dict] = {}
     for key, (_, fn) in systems.items():
         log.info("evaluating %s on %s (%d items)", key, name, len(items))
@@ -253,8 +285,11 @@ def evaluate_bundle(bundle, data, *, fmt: str | None = None, precisions=PRECISIO
 
     field = "tags" if task == NER else "labels"
     keys = list(results)
-    agree = {f"{b} vs {a}": agreement(results[a][field], results[b][field])
-             for i, a in enumerate(keys) for b in keys[i + 1:]}
+    agree = {
+        f"{b} vs {a}": agreement(results[a][field], results[b][field])
+        for i, a in enumerate(keys)
+        for b in keys[i + 1 :]
+    }
     for r in results.values():
         r.pop(field)
     return {

@@ -39,7 +39,9 @@ def _labels(id2label, num_labels: int) -> list[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_label_table(items: tuple, types: tuple, num_labels: int) -> tuple[list[str], list[tuple[str, str]], list[str]]:
+def _cached_label_table(
+    items: tuple, types: tuple, num_labels: int
+) -> tuple[list[str], list[tuple[str, str]], list[str]]:
     return _table(_labels(dict(items), num_labels))
 
 
@@ -52,11 +54,12 @@ def _label_table(id2label, num_labels: int) -> tuple[list[str], list[tuple[str, 
     types included: ``True == 1`` but their labels differ)."""
     if type(id2label) is dict:
         try:
-            return _cached_label_table(tuple(id2label.items()), tuple(map(type, id2label.values())), num_labels)
+            return _cached_label_table(
+                tuple(id2label.items()), tuple(map(type, id2label.values())), num_labels
+            )
         except TypeError:  # an unhashable key or label: not cached
             pass
     return _table(_labels(id2label, num_labels))
-
 
 
 def _tag(label: str) -> tuple[str, str]:
@@ -254,13 +257,14 @@ def _window_entities(
             {
                 "entity_group": name,
                 "score": sum(word_score[w_lo:w_hi]) / (w_hi - w_lo),  # float64 mean of float32 scores
-                "word": decode_tokens([word(w) for w in members] if words_joined else [token(j) for j in members]),
+                "word": decode_tokens(
+                    [word(w) for w in members] if words_joined else [token(j) for j in members]
+                ),
                 "start": starts[word_lo[w_lo]],
                 "end": ends[word_hi[w_hi - 1] - 1],
             }
         )
     return entities
-
 
 
 def entities_for_text(

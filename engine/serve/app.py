@@ -39,24 +39,46 @@ log = logging.getLogger("bertrt.serve")
 
 _PREDICT_SCHEMA = {
     "required": True,
-    "content": {"application/json": {"schema": {
-        "type": "object",
-        "required": ["inputs"],
-        "additionalProperties": False,
-        "properties": {
-            "inputs": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
-                       "description": "one text (one result) or a list of texts (a list of results)"},
-            "parameters": {"type": "object", "description": "the task's pipeline options, e.g. "
-                           "{\"aggregation_strategy\": \"simple\"} for token-classification, {\"top_k\": 3} "
-                           "for text-classification / fill-mask, {\"pooling\": \"mean\"} for feature-extraction"},
-        },
-    }, "example": {"inputs": "Maria flew to Groningen", "parameters": {"aggregation_strategy": "simple"}}}},
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["inputs"],
+                "additionalProperties": False,
+                "properties": {
+                    "inputs": {
+                        "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                        "description": "one text (one result) or a list of texts (a list of results)",
+                    },
+                    "parameters": {
+                        "type": "object",
+                        "description": "the task's pipeline options, e.g. "
+                        '{"aggregation_strategy": "simple"} for token-classification, {"top_k": 3} '
+                        'for text-classification / fill-mask, {"pooling": "mean"} for feature-extraction',
+                    },
+                },
+            },
+            "example": {
+                "inputs": "Maria flew to Groningen",
+                "parameters": {"aggregation_strategy": "simple"},
+            },
+        }
+    },
 }
 
 
 def _error_doc(text: str) -> dict:
-    return {"description": text, "content": {"application/json": {"schema": {
-        "type": "object", "properties": {"error": {"type": "string"}, "code": {"type": "string"}}}}}}
+    return {
+        "description": text,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
+                }
+            }
+        },
+    }
 
 
 _PREDICT_RESPONSES = {
@@ -107,15 +129,21 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None) -> FastAP
 
     from .. import __version__
 
-    app = FastAPI(title="bertrt serve", version=__version__, lifespan=lifespan,
-                  description="BERT-family ONNX pipelines over HTTP with dynamic micro-batching.")
+    app = FastAPI(
+        title="bertrt serve",
+        version=__version__,
+        lifespan=lifespan,
+        description="BERT-family ONNX pipelines over HTTP with dynamic micro-batching.",
+    )
     app.state.workers = workers
     app.state.settings = settings
     app.state.metrics = metrics
 
     @app.get("/health", summary="200 once every model is warmed up, 503 before")
     async def health():
-        states = {n: ("ready" if w.ready else "failed" if w.failed else "warming_up") for n, w in workers.items()}
+        states = {
+            n: ("ready" if w.ready else "failed" if w.failed else "warming_up") for n, w in workers.items()
+        }
         ok = all(state == "ready" for state in states.values())
         body = {"status": "ok" if ok else "unavailable", "models": states}
         failures = {n: w.failed for n, w in workers.items() if w.failed}
@@ -125,28 +153,47 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None) -> FastAP
 
     @app.get("/models", summary="the served models: task, labels, precision")
     async def models():
-        return {"models": [w.describe() for w in workers.values()],
-                "batching": {"enabled": settings.batching, "max_batch_size": settings.max_batch_size,
-                             "pipeline_batch_size": settings.pipeline_batch_size,
-                             "max_wait_ms": settings.max_wait_ms, "max_queue": settings.max_queue},
-                "limits": {"max_body_bytes": settings.max_body_bytes, "max_texts": settings.max_texts,
-                           "max_chars": settings.max_chars}}
+        return {
+            "models": [w.describe() for w in workers.values()],
+            "batching": {
+                "enabled": settings.batching,
+                "max_batch_size": settings.max_batch_size,
+                "pipeline_batch_size": settings.pipeline_batch_size,
+                "max_wait_ms": settings.max_wait_ms,
+                "max_queue": settings.max_queue,
+            },
+            "limits": {
+                "max_body_bytes": settings.max_body_bytes,
+                "max_texts": settings.max_texts,
+                "max_chars": settings.max_chars,
+            },
+        }
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus_metrics():
         body, media_type = metrics.exposition()
         return Response(body, media_type=media_type)
 
-    @app.post("/models/{name}/predict", summary="run the model's pipeline on one text or a list of texts",
-              openapi_extra={"requestBody": _PREDICT_SCHEMA}, responses=_PREDICT_RESPONSES,
-              response_class=Response)
+    @app.post(
+        "/models/{name}/predict",
+        summary="run the model's pipeline on one text or a list of texts",
+        openapi_extra={"requestBody": _PREDICT_SCHEMA},
+        responses=_PREDICT_RESPONSES,
+        response_class=Response,
+    )
     async def predict(name: str, request: Request):
         started = time.perf_counter()
         worker = workers.get(name)
         if worker is None:
             metrics.errors.labels("", "model_not_found").inc()
-            return _answer(HTTPProblem(404, "model_not_found", f"no model named {name!r}; served: "
-                                       f"{', '.join(workers)}", models=list(workers)))
+            return _answer(
+                HTTPProblem(
+                    404,
+                    "model_not_found",
+                    f"no model named {name!r}; served: {', '.join(workers)}",
+                    models=list(workers),
+                )
+            )
         metrics.requests.labels(name).inc()
         metrics.in_flight.labels(name).inc()
         try:
@@ -166,12 +213,20 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None) -> FastAP
         try:
             worker.check_parameters(parsed.parameters)
         except BertrtError as exc:  # an unknown or bad option (anything else is the server's bug: 500)
-            raise HTTPProblem(400, "bad_parameters", f"invalid parameters for {worker.pipe.task}: {exc}") from None
+            raise HTTPProblem(
+                400, "bad_parameters", f"invalid parameters for {worker.pipe.task}: {exc}"
+            ) from None
         future = worker.submit(parsed.inputs, parsed.parameters)
         if future is None:
-            raise HTTPProblem(503, "queue_full", f"model {worker.name!r} is overloaded: its queue holds "
-                              f"max_queue={settings.max_queue} texts; retry later", limit="max_queue",
-                              max=settings.max_queue, headers={"Retry-After": str(settings.retry_after_s)})
+            raise HTTPProblem(
+                503,
+                "queue_full",
+                f"model {worker.name!r} is overloaded: its queue holds "
+                f"max_queue={settings.max_queue} texts; retry later",
+                limit="max_queue",
+                max=settings.max_queue,
+                headers={"Retry-After": str(settings.retry_after_s)},
+            )
         return await future
 
     return app

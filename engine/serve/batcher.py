@@ -84,16 +84,23 @@ class ModelWorker:
     def describe(self) -> dict:
         """The model as ``GET /models`` lists it."""
         labels = [self.pipe.id2label[i] for i in sorted(self.pipe.id2label)] if self.pipe.id2label else []
-        return {"name": self.name, "task": self.pipe.task, "labels": labels, "precision": self.pipe.precision,
-                "model_file": self.pipe.bundle.model_path.name, "max_length": self.pipe.max_length,
-                "ready": self.ready}
+        return {
+            "name": self.name,
+            "task": self.pipe.task,
+            "labels": labels,
+            "precision": self.pipe.precision,
+            "model_file": self.pipe.bundle.model_path.name,
+            "max_length": self.pipe.max_length,
+            "ready": self.ready,
+        }
 
     def check_parameters(self, params: dict) -> None:
         """InputError for unknown or bad options: the pipeline's own checks, on no texts (no model run)."""
         bad = [name for name in SERVER_OPTIONS if name in params]
         if bad:
-            raise InputError(f"parameter(s) {', '.join(bad)} are set by the server (--max-batch-size), not per "
-                             f"request")
+            raise InputError(
+                f"parameter(s) {', '.join(bad)} are set by the server (--max-batch-size), not per request"
+            )
         if "inputs" in params:  # the call's own argument: Python would raise TypeError, not an InputError
             raise InputError("'inputs' is not a parameter: the texts go in the request's 'inputs' field")
         self.pipe([], **params)
@@ -128,7 +135,9 @@ class ModelWorker:
                 await self._task
         for job in self.pending:  # only if the batcher died: never leave a caller hanging
             if not job.future.done():
-                job.future.set_exception(ServeError(f"model {self.name!r} stopped before running the request"))
+                job.future.set_exception(
+                    ServeError(f"model {self.name!r} stopped before running the request")
+                )
         self.executor.shutdown(wait=True)
 
     async def _run(self) -> None:
@@ -204,14 +213,20 @@ class ModelWorker:
     def _warm_up(self) -> None:
         text = self.pipe.warm_up_text
         self.pipe(text)
-        self.pipe([text] * min(self.settings.max_batch_size, 32), batch_size=self.settings.pipeline_batch_size)
+        self.pipe(
+            [text] * min(self.settings.max_batch_size, 32), batch_size=self.settings.pipeline_batch_size
+        )
 
     def _infer(self, batch: list[Job]) -> list:
         """One pipeline call for the batch; JSON bytes (or the exception) per job, in order."""
         texts = [text for job in batch for text in job.texts]
         started = time.perf_counter()
         try:
-            results = self.pipe(texts, batch_size=self.settings.pipeline_batch_size, **batch[0].params) if texts else []
+            results = (
+                self.pipe(texts, batch_size=self.settings.pipeline_batch_size, **batch[0].params)
+                if texts
+                else []
+            )
         except Exception as exc:  # handed to the caller(s) as their error
             if len(batch) == 1:
                 return [exc]
@@ -221,7 +236,7 @@ class ModelWorker:
             self.metrics.inference.labels(self.name).observe(time.perf_counter() - started)
         outcomes, cursor = [], 0
         for job in batch:
-            outcomes.append(self._finish(job, results[cursor: cursor + len(job.texts)]))
+            outcomes.append(self._finish(job, results[cursor : cursor + len(job.texts)]))
             cursor += len(job.texts)
         return outcomes
 

@@ -53,43 +53,90 @@ def parse_model_specs(specs: list[str]) -> dict[str, Path]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = _DEFAULTS
-    parser.add_argument("bundles", nargs="+", metavar="BUNDLE",
-                        help="bundle folder, served as /models/<folder name>; or NAME=PATH")
+    parser.add_argument(
+        "bundles",
+        nargs="+",
+        metavar="BUNDLE",
+        help="bundle folder, served as /models/<folder name>; or NAME=PATH",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    parser.add_argument("--port", type=int, default=8000, help="port (0: any free port; the line "
-                        "'listening on http://HOST:PORT' on stderr names it)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="port (0: any free port; the line 'listening on http://HOST:PORT' on stderr names it)",
+    )
     parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per model")
     group = parser.add_argument_group("micro-batching")
-    group.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
-                       help=f"texts per pipeline call (default {d.max_batch_size})")
-    group.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
-                       help=f"longest wait for a batch to fill, from its oldest request's arrival (default "
-                            f"{d.max_wait_ms:g}); requests that arrive while a call runs join the next batch "
-                            f"without waiting")
-    group.add_argument("--pipeline-batch-size", type=int, default=d.pipeline_batch_size,
-                       help=f"the pipeline sorts a micro-batch by length and runs it in sub-batches of this many "
-                            f"sequences (less padding; default {d.pipeline_batch_size})")
-    group.add_argument("--max-queue", type=int, default=d.max_queue,
-                       help=f"texts waiting per model; beyond it requests get 503 (default {d.max_queue})")
-    group.add_argument("--no-batching", dest="batching", action="store_false", default=d.batching,
-                       help="run every request alone (for comparison)")
+    group.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=d.max_batch_size,
+        help=f"texts per pipeline call (default {d.max_batch_size})",
+    )
+    group.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=d.max_wait_ms,
+        help=f"longest wait for a batch to fill, from its oldest request's arrival (default "
+        f"{d.max_wait_ms:g}); requests that arrive while a call runs join the next batch "
+        f"without waiting",
+    )
+    group.add_argument(
+        "--pipeline-batch-size",
+        type=int,
+        default=d.pipeline_batch_size,
+        help=f"the pipeline sorts a micro-batch by length and runs it in sub-batches of this many "
+        f"sequences (less padding; default {d.pipeline_batch_size})",
+    )
+    group.add_argument(
+        "--max-queue",
+        type=int,
+        default=d.max_queue,
+        help=f"texts waiting per model; beyond it requests get 503 (default {d.max_queue})",
+    )
+    group.add_argument(
+        "--no-batching",
+        dest="batching",
+        action="store_false",
+        default=d.batching,
+        help="run every request alone (for comparison)",
+    )
     limits = parser.add_argument_group("request limits")
-    limits.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
-                        help=f"413 beyond (default {d.max_body_bytes} bytes)")
-    limits.add_argument("--max-texts", type=int, default=d.max_texts,
-                        help=f"texts per request, 422 beyond (default {d.max_texts})")
-    limits.add_argument("--max-chars", type=int, default=d.max_chars,
-                        help=f"characters per text, 422 beyond (default {d.max_chars})")
-    parser.add_argument("--shutdown-timeout", type=float, default=60.0,
-                        help="seconds to finish in-flight requests after SIGTERM (default 60)")
+    limits.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=d.max_body_bytes,
+        help=f"413 beyond (default {d.max_body_bytes} bytes)",
+    )
+    limits.add_argument(
+        "--max-texts",
+        type=int,
+        default=d.max_texts,
+        help=f"texts per request, 422 beyond (default {d.max_texts})",
+    )
+    limits.add_argument(
+        "--max-chars",
+        type=int,
+        default=d.max_chars,
+        help=f"characters per text, 422 beyond (default {d.max_chars})",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to finish in-flight requests after SIGTERM (default 60)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
 
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     """The ServeSettings the parsed flags describe (a field without a flag keeps its default)."""
     given = vars(args)
-    return ServeSettings(**{f.name: given[f.name] for f in dataclasses.fields(ServeSettings) if f.name in given})
+    return ServeSettings(
+        **{f.name: given[f.name] for f in dataclasses.fields(ServeSettings) if f.name in given}
+    )
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -131,17 +178,23 @@ def run(args) -> int:
     host, port = sock.getsockname()[:2]
     if not (host.startswith("127.") or host in ("::1", "localhost")):
         log.warning("listening on %s: reachable from other machines", host)
-    config = uvicorn.Config(app, log_level="info" if log.isEnabledFor(logging.INFO) else "warning",
-                            access_log=args.access_log, timeout_graceful_shutdown=args.shutdown_timeout,
-                            lifespan="on")
+    config = uvicorn.Config(
+        app,
+        log_level="info" if log.isEnabledFor(logging.INFO) else "warning",
+        access_log=args.access_log,
+        timeout_graceful_shutdown=args.shutdown_timeout,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     stopped_by = []
     # uvicorn re-raises the signal that stopped it once it has shut down; a handler of ours turns that
     # into a normal return (exit 0) instead of death by SIGTERM.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stopped_by.append(signum))
     shown = f"[{host}]" if ":" in host else host
-    sys.stderr.write(f"bertrt serve: listening on http://{shown}:{port} "
-                     f"(models: {', '.join(pipelines)}; batching {'on' if settings.batching else 'off'})\n")
+    sys.stderr.write(
+        f"bertrt serve: listening on http://{shown}:{port} "
+        f"(models: {', '.join(pipelines)}; batching {'on' if settings.batching else 'off'})\n"
+    )
     sys.stderr.flush()
     try:
         server.run(sockets=[sock])

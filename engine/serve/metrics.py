@@ -6,7 +6,7 @@ import prometheus_client as prom
 
 __all__ = ["Metrics"]
 
-_LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .075, .1, .25, .5, .75, 1, 2.5, 5, 10)
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10)
 
 
 class Metrics:
@@ -15,24 +15,45 @@ class Metrics:
     def __init__(self, max_batch_size: int):
         self.registry = prom.CollectorRegistry()
         r = self.registry
-        self.requests = prom.Counter("bertrt_requests", "Predict requests received, by model", ["model"], registry=r)
-        self.responses = prom.Counter("bertrt_responses", "Predict responses, by model and HTTP status",
-                                      ["model", "status"], registry=r)
-        self.errors = prom.Counter("bertrt_errors", "Predict requests answered with an error, by model and code",
-                                   ["model", "code"], registry=r)
-        self.queue_depth = prom.Gauge("bertrt_queue_depth", "Texts waiting in the model's queue", ["model"],
-                                      registry=r)
-        self.in_flight = prom.Gauge("bertrt_requests_in_flight", "Accepted predict requests not yet answered",
-                                    ["model"], registry=r)
+        self.requests = prom.Counter(
+            "bertrt_requests", "Predict requests received, by model", ["model"], registry=r
+        )
+        self.responses = prom.Counter(
+            "bertrt_responses", "Predict responses, by model and HTTP status", ["model", "status"], registry=r
+        )
+        self.errors = prom.Counter(
+            "bertrt_errors",
+            "Predict requests answered with an error, by model and code",
+            ["model", "code"],
+            registry=r,
+        )
+        self.queue_depth = prom.Gauge(
+            "bertrt_queue_depth", "Texts waiting in the model's queue", ["model"], registry=r
+        )
+        self.in_flight = prom.Gauge(
+            "bertrt_requests_in_flight", "Accepted predict requests not yet answered", ["model"], registry=r
+        )
         buckets = sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, max_batch_size})
-        self.batch_texts = prom.Histogram("bertrt_batch_texts", "Texts per pipeline call", ["model"],
-                                          buckets=buckets, registry=r)
-        self.batch_requests = prom.Histogram("bertrt_batch_requests", "Requests per pipeline call", ["model"],
-                                             buckets=buckets, registry=r)
-        self.latency = prom.Histogram("bertrt_request_latency_seconds", "Predict latency in the server, by model",
-                                      ["model"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.inference = prom.Histogram("bertrt_inference_seconds", "Duration of one pipeline call", ["model"],
-                                        buckets=_LATENCY_BUCKETS, registry=r)
+        self.batch_texts = prom.Histogram(
+            "bertrt_batch_texts", "Texts per pipeline call", ["model"], buckets=buckets, registry=r
+        )
+        self.batch_requests = prom.Histogram(
+            "bertrt_batch_requests", "Requests per pipeline call", ["model"], buckets=buckets, registry=r
+        )
+        self.latency = prom.Histogram(
+            "bertrt_request_latency_seconds",
+            "Predict latency in the server, by model",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference = prom.Histogram(
+            "bertrt_inference_seconds",
+            "Duration of one pipeline call",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
 
     def exposition(self) -> tuple[bytes, str]:
         """The registry in Prometheus text format, and its content type."""

@@ -42,8 +42,13 @@ class PredictRequest:
 async def read_body(request, limit: int) -> bytes:
     """The body of a starlette ``request``; 413 as soon as it passes ``limit`` bytes, declared or streamed."""
     declared = request.headers.get("content-length")
-    too_large = HTTPProblem(413, "body_too_large", f"request body exceeds max_body_bytes={limit}",
-                            limit="max_body_bytes", max=limit)
+    too_large = HTTPProblem(
+        413,
+        "body_too_large",
+        f"request body exceeds max_body_bytes={limit}",
+        limit="max_body_bytes",
+        max=limit,
+    )
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks, size = [], 0
@@ -61,34 +66,56 @@ def parse_request(raw: bytes, settings: ServeSettings) -> PredictRequest:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise HTTPProblem(400, "malformed_json", f"request body is not valid JSON{where}: "
-                          f"{getattr(exc, 'msg', str(exc))}") from None
+        raise HTTPProblem(
+            400, "malformed_json", f"request body is not valid JSON{where}: {getattr(exc, 'msg', str(exc))}"
+        ) from None
     if not isinstance(body, dict):
-        raise HTTPProblem(400, "bad_request", f"request body must be a JSON object with 'inputs', got "
-                                              f"{type(body).__name__}")
+        raise HTTPProblem(
+            400, "bad_request", f"request body must be a JSON object with 'inputs', got {type(body).__name__}"
+        )
     unknown = sorted(set(body) - set(_REQUEST_KEYS))
     if unknown:
-        raise HTTPProblem(400, "bad_request", f"unknown field(s) {', '.join(unknown)}; accepted: inputs, parameters")
+        raise HTTPProblem(
+            400, "bad_request", f"unknown field(s) {', '.join(unknown)}; accepted: inputs, parameters"
+        )
     if "inputs" not in body:
         raise HTTPProblem(400, "bad_request", "missing field 'inputs' (a string or a list of strings)")
     inputs, params = body["inputs"], body.get("parameters")
     params = {} if params is None else params
     if not isinstance(params, dict):
-        raise HTTPProblem(400, "bad_parameters", f"'parameters' must be a JSON object, got {type(params).__name__}")
+        raise HTTPProblem(
+            400, "bad_parameters", f"'parameters' must be a JSON object, got {type(params).__name__}"
+        )
     texts = [inputs] if isinstance(inputs, str) else inputs
     if not isinstance(texts, list):
-        raise HTTPProblem(400, "bad_request", f"'inputs' must be a string or a list of strings, got "
-                                              f"{type(inputs).__name__}")
+        raise HTTPProblem(
+            400, "bad_request", f"'inputs' must be a string or a list of strings, got {type(inputs).__name__}"
+        )
     bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
     if bad:
-        raise HTTPProblem(400, "bad_request", f"'inputs' must hold strings only; not a string at index(es) "
-                                              f"{', '.join(map(str, bad[:20]))}")
+        raise HTTPProblem(
+            400,
+            "bad_request",
+            f"'inputs' must hold strings only; not a string at index(es) {', '.join(map(str, bad[:20]))}",
+        )
     if len(texts) > settings.max_texts:
-        raise HTTPProblem(422, "too_many_texts", f"{len(texts)} texts in one request exceed max_texts="
-                          f"{settings.max_texts}", limit="max_texts", max=settings.max_texts, got=len(texts))
+        raise HTTPProblem(
+            422,
+            "too_many_texts",
+            f"{len(texts)} texts in one request exceed max_texts={settings.max_texts}",
+            limit="max_texts",
+            max=settings.max_texts,
+            got=len(texts),
+        )
     long = [i for i, text in enumerate(texts) if len(text) > settings.max_chars]
     if long:
-        raise HTTPProblem(422, "text_too_long", f"text(s) at index {', '.join(map(str, long[:20]))} exceed "
-                          f"max_chars={settings.max_chars} characters", limit="max_chars", max=settings.max_chars,
-                          indexes=long[:20])
+        raise HTTPProblem(
+            422,
+            "text_too_long",
+            f"text(s) at index {', '.join(map(str, long[:20]))} exceed "
+            f"max_chars={settings.max_chars} characters",
+            limit="max_chars",
+            max=settings.max_chars,
+            indexes=long[:20],
+        )
     return PredictRequest(inputs, params)

@@ -20,7 +20,9 @@ class ServeSettings:
 
     max_batch_size: int = 32  # texts per pipeline call
     max_wait_ms: float = 2.0  # longest wait for a batch to fill, from its oldest request's arrival
-    pipeline_batch_size: int = 8  # the pipeline sorts a micro-batch by length and runs sub-batches of this size
+    pipeline_batch_size: int = (
+        8  # the pipeline sorts a micro-batch by length and runs sub-batches of this size
+    )
     max_queue: int = 1024  # texts waiting per model; beyond it requests get 503
     batching: bool = True  # False: every request runs alone
     max_body_bytes: int = 1 << 20  # 413 beyond
@@ -37,6 +39,8 @@ class ServeSettings:
         if self.max_wait_ms < 0:
             found.append(f"--max-wait-ms must be >= 0, got {self.max_wait_ms}")
         if self.max_texts > self.max_queue:
-            found.append(f"--max-texts ({self.max_texts}) must not exceed --max-queue ({self.max_queue}): "
-                         f"a full-size request could never be queued")
+            found.append(
+                f"--max-texts ({self.max_texts}) must not exceed --max-queue ({self.max_queue}): "
+                f"a full-size request could never be queued"
+            )
         return found

@@ -21,8 +21,18 @@ from ..errors import TaskError
 if TYPE_CHECKING:
     from .base import Task
 
-__all__ = ["TASKS", "TASK_ALIASES", "TaskEntry", "compatible_tasks", "get_task",
-           "infer_task", "normalize_task", "register_task", "task_of_architecture", "unregister_task"]
+__all__ = [
+    "TASKS",
+    "TASK_ALIASES",
+    "TaskEntry",
+    "compatible_tasks",
+    "get_task",
+    "infer_task",
+    "normalize_task",
+    "register_task",
+    "task_of_architecture",
+    "unregister_task",
+]
 
 
 @dataclass(frozen=True)
@@ -37,11 +47,19 @@ class TaskEntry:
 
 
 _BUILTIN = (
-    TaskEntry("feature-extraction", ".feature_extraction", aliases=("embeddings", "default"), heads=("Model",)),
+    TaskEntry(
+        "feature-extraction", ".feature_extraction", aliases=("embeddings", "default"), heads=("Model",)
+    ),
     TaskEntry("fill-mask", ".fill_mask", heads=("ForMaskedLM", "ForPreTraining")),
-    TaskEntry("text-classification", ".text_classification", aliases=("sentiment-analysis",),
-              heads=("ForSequenceClassification",)),
-    TaskEntry("token-classification", ".token_classification", aliases=("ner",), heads=("ForTokenClassification",)),
+    TaskEntry(
+        "text-classification",
+        ".text_classification",
+        aliases=("sentiment-analysis",),
+        heads=("ForSequenceClassification",),
+    ),
+    TaskEntry(
+        "token-classification", ".token_classification", aliases=("ner",), heads=("ForTokenClassification",)
+    ),
 )
 
 #: The task a base model (no head) serves; every head model can be exported for it too.
@@ -56,7 +74,9 @@ TASKS: tuple[str, ...] = tuple(_REGISTRY)
 TASK_ALIASES: dict[str, str] = {alias: e.name for e in _BUILTIN for alias in e.aliases}
 
 
-def register_task(name: str, module: str, aliases: tuple[str, ...] = (), heads: tuple[str, ...] = ()) -> TaskEntry:
+def register_task(
+    name: str, module: str, aliases: tuple[str, ...] = (), heads: tuple[str, ...] = ()
+) -> TaskEntry:
     """Add a task: ``module`` (loaded on first use) defines ``TASK``, a Task whose ``name`` is ``name``."""
     taken = set(_REGISTRY) | set(TASK_ALIASES)
     clashes = sorted(taken & ({name} | set(aliases)))

@@ -31,8 +31,19 @@ if TYPE_CHECKING:
     from ..pipelines import Pipeline
     from ..tokenize import Encoded, TextTokenizer
 
-__all__ = ["UNSET", "WARM_UP_TEXT", "Cli", "Encoding", "Option", "Task", "label_head",
-           "non_negative_int", "output_width", "positive_int", "positive_int_or_all"]
+__all__ = [
+    "UNSET",
+    "WARM_UP_TEXT",
+    "Cli",
+    "Encoding",
+    "Option",
+    "Task",
+    "label_head",
+    "non_negative_int",
+    "output_width",
+    "positive_int",
+    "positive_int_or_all",
+]
 
 #: The text the server runs once per model before it reports ready.
 WARM_UP_TEXT = "Warm-up: Maria flew from Groningen to New York on Monday."
@@ -165,8 +176,10 @@ class Task:
         allowed = self.option_names
         unknown = sorted(set(options) - set(allowed))
         if unknown:
-            raise InputError(f"unknown option(s) for {self.name}: {', '.join(unknown)}; "
-                             f"accepted: {', '.join(allowed) or 'none'}")
+            raise InputError(
+                f"unknown option(s) for {self.name}: {', '.join(unknown)}; "
+                f"accepted: {', '.join(allowed) or 'none'}"
+            )
 
     def check_options(self, pipe: Pipeline, options: Mapping) -> Any:
         """Every option checked before any work; returns what the other steps read. Default: the names
@@ -219,9 +232,12 @@ def label_head(pipe: Pipeline, rank: int) -> int:
     width = output_width(pipe)
     path = pipe.bundle.model_path
     if len(pipe.session.output_shape) != rank:
-        raise TaskError(f"{path}: output {pipe.session.output_name!r} has shape {pipe.session.output_shape}, "
-                        f"not a {pipe.task} head (expected rank {rank})")
+        raise TaskError(
+            f"{path}: output {pipe.session.output_name!r} has shape {pipe.session.output_shape}, "
+            f"not a {pipe.task} head (expected rank {rank})"
+        )
     if pipe.id2label and width is not None and width != len(pipe.id2label):
-        raise BundleError(path, f"the graph outputs {width} labels but config.json id2label has "
-                                f"{len(pipe.id2label)}")
+        raise BundleError(
+            path, f"the graph outputs {width} labels but config.json id2label has {len(pipe.id2label)}"
+        )
     return width if width is not None else len(pipe.id2label)

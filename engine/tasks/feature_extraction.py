@@ -36,12 +36,24 @@ class FeatureExtraction(Task):
     auto_class = "AutoModel"
     output = "last_hidden_state"
     options = (
-        Option("pooling", str | None, None, _POOLINGS,
-               help="one vector per text (mean, cls, max) or per word (words); absent: one per token"),
+        Option(
+            "pooling",
+            str | None,
+            None,
+            _POOLINGS,
+            help="one vector per text (mean, cls, max) or per word (words); absent: one per token",
+        ),
         Option("normalize", bool, False, help="scale every vector to unit length", cli=Cli(flag=True)),
-        Option("word_pooling", str, "mean", embeddings.WORD_POOLINGS,
-               help="how --pooling words pools a word's sub-tokens (default mean)"),
-        Option("truncation", bool, True, help="cut texts at the model's max length (False: an error)", cli=None),
+        Option(
+            "word_pooling",
+            str,
+            "mean",
+            embeddings.WORD_POOLINGS,
+            help="how --pooling words pools a word's sub-tokens (default mean)",
+        ),
+        Option(
+            "truncation", bool, True, help="cut texts at the model's max length (False: an error)", cli=None
+        ),
     )
 
     def check_options(self, pipe, options: Mapping) -> _Options:
@@ -51,8 +63,9 @@ class FeatureExtraction(Task):
             raise InputError(f"pooling must be None or one of {', '.join(_POOLINGS)}, got {pooling!r}")
         word_pooling = options.get("word_pooling", "mean")
         if word_pooling not in embeddings.WORD_POOLINGS:
-            raise InputError(f"word_pooling must be one of {', '.join(embeddings.WORD_POOLINGS)}, "
-                             f"got {word_pooling!r}")
+            raise InputError(
+                f"word_pooling must be one of {', '.join(embeddings.WORD_POOLINGS)}, got {word_pooling!r}"
+            )
         if "word_pooling" in options and pooling != "words":
             raise InputError("word_pooling applies only with pooling='words'")
         normalize = options.get("normalize", False)
@@ -67,8 +80,10 @@ class FeatureExtraction(Task):
         if not opts.truncation:
             too_long = [i for i, e in enumerate(encodings) if len(e) > pipe.max_length]
             if too_long:
-                raise InputError(f"input(s) at index {', '.join(map(str, too_long[:20]))} exceed the model's "
-                                 f"max length of {pipe.max_length} tokens and truncation=False")
+                raise InputError(
+                    f"input(s) at index {', '.join(map(str, too_long[:20]))} exceed the model's "
+                    f"max length of {pipe.max_length} tokens and truncation=False"
+                )
         return Encoding(encodings)
 
     def collect(self, output: np.ndarray, row: int, seq, opts: _Options) -> np.ndarray:
@@ -84,8 +99,13 @@ class FeatureExtraction(Task):
             if pooling == "words":
                 words, pooled = embeddings.word_vectors(vec, enc.word_ids, opts.word_pooling)
                 text = item if isinstance(item, str) else item[0]
-                spans = [(int(enc.offsets[enc.word_ids == w, 0].min()), int(enc.offsets[enc.word_ids == w, 1].max()))
-                         for w in words]
+                spans = [
+                    (
+                        int(enc.offsets[enc.word_ids == w, 0].min()),
+                        int(enc.offsets[enc.word_ids == w, 1].max()),
+                    )
+                    for w in words
+                ]
                 if normalize:
                     pooled = embeddings.l2_normalize(pooled)
                 results.append({"words": [text[s:e] for s, e in spans], "offsets": spans, "vectors": pooled})

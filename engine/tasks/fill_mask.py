@@ -40,22 +40,37 @@ class FillMask(Task):
     auto_class = "AutoModelForMaskedLM"
     output = "logits"
     options = (
-        Option("top_k", int, 5, help="number of predictions per mask (default 5)",
-               cli=Cli(parse=positive_int_or_all)),
-        Option("targets", str | list[str], None, help="candidate tokens to score instead of the vocabulary",
-               cli=Cli(nargs="+")),
+        Option(
+            "top_k",
+            int,
+            5,
+            help="number of predictions per mask (default 5)",
+            cli=Cli(parse=positive_int_or_all),
+        ),
+        Option(
+            "targets",
+            str | list[str],
+            None,
+            help="candidate tokens to score instead of the vocabulary",
+            cli=Cli(nargs="+"),
+        ),
     )
 
     def check_head(self, pipe) -> int:
         width = output_width(pipe)
         if width is not None and pipe.tokenizer.vocab_size > width:
-            raise BundleError(pipe.bundle.model_path, f"tokenizer vocabulary ({pipe.tokenizer.vocab_size}) is "
-                                                      f"larger than the model's output vocabulary ({width})")
+            raise BundleError(
+                pipe.bundle.model_path,
+                f"tokenizer vocabulary ({pipe.tokenizer.vocab_size}) is "
+                f"larger than the model's output vocabulary ({width})",
+            )
         return width or 0
 
     def setup(self, pipe) -> None:
         if pipe.tokenizer.mask_token_id is None:
-            raise TaskError(f"{pipe.bundle.root}: fill-mask needs a mask token, and the tokenizer defines none")
+            raise TaskError(
+                f"{pipe.bundle.root}: fill-mask needs a mask token, and the tokenizer defines none"
+            )
 
     def check_options(self, pipe, options: Mapping) -> _Options:
         self.reject_unknown(options)
@@ -80,10 +95,14 @@ class FillMask(Task):
             if index is None:  # transformers: the first token of the target, with a warning
                 pieces = pipe.tokenizer.encode_plain(target)
                 if not pieces:
-                    log.warning("target %r is not in the vocabulary and tokenizes to nothing; ignored", target)
+                    log.warning(
+                        "target %r is not in the vocabulary and tokenizes to nothing; ignored", target
+                    )
                     continue
                 index = pieces[0]
-                log.warning("target %r is not in the vocabulary; using %r", target, pipe.tokenizer.id_to_token(index))
+                log.warning(
+                    "target %r is not in the vocabulary; using %r", target, pipe.tokenizer.id_to_token(index)
+                )
             ids.append(index)
         if not ids:
             raise InputError("at least one target must be provided when targets= is passed")
@@ -95,8 +114,10 @@ class FillMask(Task):
         masks = [mask_positions(enc.ids, opts.mask_id) for enc in encodings]
         missing = [i for i, m in enumerate(masks) if m.size == 0]
         if missing:
-            raise InputError(f"no mask token ({tok.mask_token}) in the input at index(es) "
-                             f"{', '.join(map(str, missing[:20]))} (after truncation to {tok.max_length} tokens)")
+            raise InputError(
+                f"no mask token ({tok.mask_token}) in the input at index(es) "
+                f"{', '.join(map(str, missing[:20]))} (after truncation to {tok.max_length} tokens)"
+            )
         return _Masked(encodings, masks)
 
     def collect(self, output: np.ndarray, row: int, seq, opts: _Options) -> np.ndarray:
@@ -115,12 +136,14 @@ class FillMask(Task):
                     filled = enc.ids.copy()
                     filled[position] = token
                     filled = filled[filled != tok.pad_token_id]
-                    row.append({
-                        "score": float(score),
-                        "token": int(token),
-                        "token_str": tok.decode([token]),
-                        "sequence": tok.decode(filled, skip_special_tokens=single_mask),
-                    })
+                    row.append(
+                        {
+                            "score": float(score),
+                            "token": int(token),
+                            "token_str": tok.decode([token]),
+                            "sequence": tok.decode(filled, skip_special_tokens=single_mask),
+                        }
+                    )
                 per_mask.append(row)
             results.append(per_mask[0] if single_mask else per_mask)
         return results

@@ -33,12 +33,21 @@ class TextClassification(Task):
     pairs = True
     labels = True
     options = (
-        Option("top_k", int | None, UNSET,
-               help="number of labels to return, best first ('all' / None: every label; absent: the best "
-                    "label alone, as a dict)",
-               cli=Cli(parse=positive_int_or_all)),
-        Option("function_to_apply", str, None, classification.FUNCTIONS,
-               help="scores from logits (default: from the model's problem_type and number of labels)"),
+        Option(
+            "top_k",
+            int | None,
+            UNSET,
+            help="number of labels to return, best first ('all' / None: every label; absent: the best "
+            "label alone, as a dict)",
+            cli=Cli(parse=positive_int_or_all),
+        ),
+        Option(
+            "function_to_apply",
+            str,
+            None,
+            classification.FUNCTIONS,
+            help="scores from logits (default: from the model's problem_type and number of labels)",
+        ),
     )
 
     def check_options(self, pipe, options: Mapping) -> _Options:

@@ -36,33 +36,68 @@ class TokenClassification(Task):
     output = "logits"
     labels = True
     options = (
-        Option("aggregation_strategy", str, "none", ner.AGGREGATION_STRATEGIES,
-               help="group tokens into entities (default none: one entry per token)"),
-        Option("ignore_labels", list[str], None, help="labels left out (default O; none given: keep every label)",
-               cli=Cli(nargs="*")),
-        Option("stride", int | None, None, help="tokens shared by neighbouring windows of a long text",
-               cli=Cli(parse=non_negative_int)),
-        Option("word_grouping", str, "offsets", ner.WORD_GROUPINGS,
-               help="what makes a word: character offsets (default) or the tokenizer's word ids"),
-        Option("grouped_entities", bool | None, None, help="deprecated (transformers): use aggregation_strategy",
-               cli=None),
-        Option("ignore_subwords", bool | None, None, help="deprecated (transformers): use aggregation_strategy",
-               cli=None),
+        Option(
+            "aggregation_strategy",
+            str,
+            "none",
+            ner.AGGREGATION_STRATEGIES,
+            help="group tokens into entities (default none: one entry per token)",
+        ),
+        Option(
+            "ignore_labels",
+            list[str],
+            None,
+            help="labels left out (default O; none given: keep every label)",
+            cli=Cli(nargs="*"),
+        ),
+        Option(
+            "stride",
+            int | None,
+            None,
+            help="tokens shared by neighbouring windows of a long text",
+            cli=Cli(parse=non_negative_int),
+        ),
+        Option(
+            "word_grouping",
+            str,
+            "offsets",
+            ner.WORD_GROUPINGS,
+            help="what makes a word: character offsets (default) or the tokenizer's word ids",
+        ),
+        Option(
+            "grouped_entities",
+            bool | None,
+            None,
+            help="deprecated (transformers): use aggregation_strategy",
+            cli=None,
+        ),
+        Option(
+            "ignore_subwords",
+            bool | None,
+            None,
+            help="deprecated (transformers): use aggregation_strategy",
+            cli=None,
+        ),
     )
 
     def check_options(self, pipe, options: Mapping) -> _Options:
         self.reject_unknown(options)
-        opts = ner.validate_options(**options, max_length=pipe.max_length,
-                                    num_special_tokens=pipe.tokenizer.num_special_tokens)
-        return _Options(opts["stride"] or 0,
-                        {k: opts[k] for k in ("aggregation_strategy", "ignore_labels", "word_grouping")})
+        opts = ner.validate_options(
+            **options, max_length=pipe.max_length, num_special_tokens=pipe.tokenizer.num_special_tokens
+        )
+        return _Options(
+            opts["stride"] or 0,
+            {k: opts[k] for k in ("aggregation_strategy", "ignore_labels", "word_grouping")},
+        )
 
     def check_head(self, pipe) -> int:
         return label_head(pipe, rank=3)
 
     def setup(self, pipe) -> dict:
         # The tokenizer callables NER needs, built once: id_to_token remembers the strings it looked up.
-        return ner.tokenizer_hooks(pipe.tokenizer.raw, unk_token=pipe.tokenizer.special_tokens.get("unk_token"))
+        return ner.tokenizer_hooks(
+            pipe.tokenizer.raw, unk_token=pipe.tokenizer.special_tokens.get("unk_token")
+        )
 
     def encode(self, pipe, items: list, opts: _Options) -> _Windows:
         per_text = pipe.tokenizer.encode_windows(items, stride=opts.stride)
@@ -79,12 +114,30 @@ class TokenClassification(Task):
         results, cursor = [], 0
         for text, count in zip(items, encoded.counts):
             records = []
-            for enc, scores in zip(encoded.sequences[cursor: cursor + count], collected[cursor: cursor + count]):
-                records.append({"input_ids": enc.ids, "offsets": enc.offsets, "special_tokens_mask": enc.special_tokens_mask,
-                                "word_ids": enc.word_ids, "scores": scores})
+            for enc, scores in zip(
+                encoded.sequences[cursor : cursor + count], collected[cursor : cursor + count]
+            ):
+                records.append(
+                    {
+                        "input_ids": enc.ids,
+                        "offsets": enc.offsets,
+                        "special_tokens_mask": enc.special_tokens_mask,
+                        "word_ids": enc.word_ids,
+                        "scores": scores,
+                    }
+                )
             cursor += count
-            results.append(ner.entities_for_text(text, records, pipe.id2label, **opts.post, **pipe.task_state,
-                                                 stride=opts.stride, trusted=True))
+            results.append(
+                ner.entities_for_text(
+                    text,
+                    records,
+                    pipe.id2label,
+                    **opts.post,
+                    **pipe.task_state,
+                    stride=opts.stride,
+                    trusted=True,
+                )
+            )
         return results
 
 

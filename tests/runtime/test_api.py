@@ -1,0 +1,45 @@
+"""The public API of the runtime package is explicit and pinned."""
+
+from __future__ import annotations
+
+import inspect
+
+import bertrt
+
+
+def test_public_api_is_pinned():
+    assert bertrt.__all__ == [
+        "TASKS",
+        "BertrtError",
+        "Bundle",
+        "BundleError",
+        "InputError",
+        "InputTypeError",
+        "ModelFileNotFoundError",
+        "Pipeline",
+        "TaskError",
+        "__version__",
+        "errors",
+        "load_bundle",
+        "pipeline",
+    ]
+    for name in bertrt.__all__:
+        assert getattr(bertrt, name) is not None
+
+
+def test_pipeline_signatures():
+    params = inspect.signature(bertrt.pipeline).parameters
+    assert list(params)[:6] == ["task", "bundle", "precision", "threads", "providers", "model_file"]
+    assert params["precision"].default == "int8"
+    call = inspect.signature(bertrt.Pipeline.__call__).parameters
+    assert list(call)[:4] == ["self", "inputs", "batch_size", "max_tokens_per_batch"]
+    assert call["batch_size"].default == 32
+    assert callable(bertrt.Pipeline.tokenize)
+
+
+def test_errors_are_one_family():
+    assert issubclass(bertrt.ModelFileNotFoundError, bertrt.BundleError)
+    assert issubclass(bertrt.InputTypeError, TypeError) and issubclass(bertrt.InputTypeError, ValueError)
+    for cls in (bertrt.BundleError, bertrt.TaskError, bertrt.InputError):
+        assert issubclass(cls, bertrt.BertrtError)
+    assert bertrt.errors.BertrtError is bertrt.BertrtError
