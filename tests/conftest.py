@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,69 @@ CLS_LABELS = ["negative", "neutral", "positive"]
 MAX_POS = 64  # tiny max length so that long texts need windows
 
 
+def _word_counts(tok) -> Counter:
+    """The words the tokenizer's own normalizer and pre-tokenizer make of TRAIN_TEXT, counted."""
+    counts: Counter = Counter()
+    for text in TRAIN_TEXT:
+        normalized = tok.normalizer.normalize_str(text) if tok.normalizer is not None else text
+        counts.update(word for word, _ in tok.pre_tokenizer.pre_tokenize_str(normalized))
+    return counts
+
+
+def _train_bpe(words: Counter, specials, vocab_size: int, alphabet=(), prefix=None, min_frequency=0):
+    """``(vocab, merges)``: the BPE training of ``tokenizers``' BpeTrainer, made deterministic.
+
+    The Rust trainer (also behind WordPieceTrainer) numbers the ``##x`` continuation characters in
+    HashMap order, and pair-count ties are broken by those numbers: its vocabulary differs from
+    process to process (405-408 tokens here), so the tiny models, and any accuracy figure measured
+    on them, did too. This is the same algorithm (specials, the sorted alphabet, the ``prefix`` forms,
+    then the most frequent adjacent pair merged until ``vocab_size``, ties to the lowest ids) with
+    every order fixed. Without a prefix (byte-level BPE) it gives the Rust trainer's vocab and merges
+    for TRAIN_TEXT exactly.
+    """
+    vocab: dict[str, int] = {}
+    for token in specials:
+        vocab.setdefault(token, len(vocab))
+    for char in sorted(set(alphabet).union(*words)):
+        vocab.setdefault(char, len(vocab))
+    ordered = sorted(words)
+    pieces = [[word[0]] + [(prefix or "") + c for c in word[1:]] for word in ordered]
+    if prefix:
+        for token in sorted({p for word in pieces for p in word[1:]}):
+            vocab.setdefault(token, len(vocab))
+    seqs = [[vocab[p] for p in word] for word in pieces]
+    counts = [words[w] for w in ordered]
+    id_to_token = list(vocab)
+    merges = []
+    while len(vocab) < vocab_size:
+        pairs: Counter = Counter()
+        for seq, count in zip(seqs, counts):
+            for pair in zip(seq, seq[1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        (a, b), count = min(pairs.items(), key=lambda item: (-item[1], item[0]))
+        if count < max(1, min_frequency):
+            break
+        left, right = id_to_token[a], id_to_token[b]
+        if prefix and right.startswith(prefix):
+            right = right[len(prefix) :]
+        if left + right not in vocab:
+            vocab[left + right] = len(vocab)
+            id_to_token.append(left + right)
+        new_id = vocab[left + right]
+        merges.append((id_to_token[a], id_to_token[b]))
+        for seq in seqs:  # merge left to right, non-overlapping
+            i = 0
+            while i < len(seq) - 1:
+                if seq[i] == a and seq[i + 1] == b:
+                    seq[i : i + 2] = [new_id]
+                i += 1
+    return vocab, merges
+
+
 def _wordpiece_tokenizer(lowercase: bool):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(
@@ -50,10 +112,11 @@ def _wordpiece_tokenizer(lowercase: bool):
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece(prefix="##")
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=600, special_tokens=specials, continuing_subword_prefix="##"
-    )
-    tok.train_from_iterator(TRAIN_TEXT, trainer=trainer)
+    # What WordPieceTrainer(vocab_size=600, special_tokens=specials, continuing_subword_prefix="##")
+    # computes, without its process-to-process variation (see _train_bpe).
+    vocab, _ = _train_bpe(_word_counts(tok), specials, vocab_size=600, prefix="##")
+    tok.model = models.WordPiece(vocab=vocab, unk_token="[UNK]", continuing_subword_prefix="##")
+    tok.add_special_tokens(specials)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS]:0 $A:0 [SEP]:0",
@@ -64,23 +127,30 @@ def _wordpiece_tokenizer(lowercase: bool):
 
 
 def _bytelevel_bpe_tokenizer():
-    from tokenizers import ByteLevelBPETokenizer, processors
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
-    tok = ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True)
-    tok.train_from_iterator(
-        TRAIN_TEXT,
+    # ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True) trained with vocab_size=700,
+    # min_frequency=1 and these specials; _train_bpe gives its exact vocab and merges, always.
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    vocab, merges = _train_bpe(
+        _word_counts(tok),
+        specials,
         vocab_size=700,
+        alphabet=pre_tokenizers.ByteLevel.alphabet(),
         min_frequency=1,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
     )
-    inner = tok._tokenizer
-    inner.post_processor = processors.RobertaProcessing(
-        ("</s>", inner.token_to_id("</s>")),
-        ("<s>", inner.token_to_id("<s>")),
+    tok.model = models.BPE(vocab, merges)
+    tok.add_special_tokens(specials)
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", tok.token_to_id("</s>")),
+        ("<s>", tok.token_to_id("<s>")),
         trim_offsets=True,
         add_prefix_space=False,
     )
-    return inner
+    return tok
 
 
 def _wordpiece(arch: str):
