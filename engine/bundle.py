@@ -21,6 +21,15 @@ Besides its own bundles the runtime reads two foreign layouts a user may already
   ``onnx/model_quantized.onnx``, ``onnx/model_int8.onnx``, ``onnx/model_uint8.onnx``, ``onnx/model_q4.onnx``, ...
 
 Loading reads JSON, ONNX and tokenizer.json only: no pickle, no code from the bundle.
+
+What is checked at load (:func:`load_bundle`; every metadata problem is collected and reported in one
+BundleError): the files the manifest records (size, sha256), ``id2label`` (a JSON object whose ids are
+exactly ``0..n-1``, every label a string; from bundle.json, or config.json without one), ``max_length``
+(bundle.json's, or tokenizer_config's ``model_max_length`` when it is the one used) between
+:data:`MIN_MAX_LENGTH` and the position table (config ``max_position_embeddings`` minus the
+architecture's position offset), ``max_position_embeddings`` itself, ``problem_type``, and the manifest's
+``input_names`` / ``output_names``. Once the session exists, :func:`check_graph` compares the manifest's
+names with the graph's.
 """
 
 from __future__ import annotations
@@ -43,9 +52,13 @@ __all__ = [
     "INT8_CANDIDATES",
     "INT8_FILE",
     "MANIFEST",
+    "MIN_MAX_LENGTH",
+    "PROBLEM_TYPES",
     "PRECISIONS",
     "SCHEMA_VERSION",
     "Bundle",
+    "check_graph",
+    "check_id2label",
     "file_sha256",
     "load_bundle",
     "select_model_file",
@@ -81,6 +94,16 @@ _HUB_PATTERNS = ("*.json", "*.onnx", "onnx/*.onnx", "*.txt")
 
 # transformers' "no limit" model_max_length is int(1e30); anything this large means "not set".
 _UNSET_MAX_LENGTH = 1_000_000
+
+#: The shortest usable max length: the special tokens of one sequence ([CLS] ... [SEP], <s> ... </s>) plus
+#: one token of text. A bundle (or an export) with less fails on every call.
+MIN_MAX_LENGTH = 3
+
+#: transformers' ``problem_type`` values (None: from the number of labels).
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+
+# Graph inputs the runtime can feed (bertrt.session.KNOWN_INPUTS; not imported: it loads numpy).
+_RUNTIME_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -235,14 +258,175 @@ def _verify_files(root: Path, manifest: dict, names: list[str]) -> None:
         raise BundleError(root, "; ".join(problems))
 
 
-def _download(repo_id: str) -> Path:
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_labels(raw, where: str, problems: list[str]) -> dict[int, str]:
+    """``id2label`` as {int: str}, appending to ``problems`` unless the ids are exactly 0..n-1 and every
+    label is a string (a hole makes NER fail on every call and text-classification invent ``LABEL_3``)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.append(f"{where} id2label must be an object {{id: label}}, found {type(raw).__name__}")
+        return {}
+    labels: dict[int, str] = {}
+    bad_keys, bad_names, duplicates = [], [], []
+    for key, name in raw.items():
+        try:
+            index = int(key)
+        except (TypeError, ValueError):
+            bad_keys.append(repr(key))
+            continue
+        if index in labels:
+            duplicates.append(str(index))
+        if not isinstance(name, str):
+            bad_names.append(f"id {index}: {name!r}")
+        labels[index] = str(name)
+    if bad_keys:
+        problems.append(f"{where} id2label has ids that are not integers: {', '.join(bad_keys)}")
+    if duplicates:
+        problems.append(f"{where} id2label lists id {', '.join(duplicates)} more than once")
+    if bad_names:
+        problems.append(f"{where} id2label labels must be strings: {', '.join(bad_names)}")
+    count = len(labels)
+    missing = sorted(set(range(count)) - set(labels))
+    extra = sorted(i for i in labels if not 0 <= i < count)
+    if missing or extra:
+        span = f"{min(labels)}..{max(labels)}" if labels else "none"
+        problems.append(
+            f"{where} id2label must have the ids 0..{count - 1} ({count} labels), found ids {span}: "
+            f"missing {_id_list(missing)}" + (f", out of range {_id_list(extra)}" if extra else "")
+        )
+    return labels
+
+
+def check_id2label(raw, where: str = "config.json") -> list[str]:
+    """The problems of an ``id2label`` object (ids exactly 0..n-1, labels strings); [] when it is fine.
+
+    The exporter checks a checkpoint's labels with it before any work, with the rule the loader applies.
+    """
+    problems: list[str] = []
+    _parse_labels(raw, where, problems)
+    return problems
+
+
+def _id_list(ids: list[int], limit: int = 8) -> str:
+    shown = ", ".join(str(i) for i in ids[:limit])
+    return shown + (f", ... ({len(ids)} in all)" if len(ids) > limit else "") if ids else "none"
+
+
+def _check_metadata(root: Path, manifest: dict, config: dict, tokenizer_config: dict) -> dict[int, str]:
+    """Every bundle-level metadata check; returns id2label, raises one BundleError listing every problem.
+
+    Each problem names the file and the numbers, e.g. ``bundle.json max_length 600 exceeds the 512
+    positions of the model (config.json max_position_embeddings 514 - position offset 2 for RoBERTa)``.
+    """
+    problems: list[str] = []
+
+    if manifest.get("id2label"):
+        id2label = _parse_labels(manifest["id2label"], MANIFEST, problems)
+    else:
+        id2label = _parse_labels(config.get("id2label") or None, "config.json", problems)
+
+    model_type = manifest.get("model_type") or config.get("model_type")
+    row = get_architecture(model_type if isinstance(model_type, str) else None)
+    offset = row.position_offset if row else 0
+    positions = config.get("max_position_embeddings")
+    limit = None
+    if positions is not None:
+        if not _is_int(positions) or positions - offset < MIN_MAX_LENGTH:
+            problems.append(
+                f"config.json max_position_embeddings must be an int >= {MIN_MAX_LENGTH + offset}"
+                f"{f' (position offset {offset} for {row.name})' if offset else ''}, found {positions!r}"
+            )
+        else:
+            limit = positions - offset
+    table = f"{limit} positions of the model (config.json max_position_embeddings {positions}" + (
+        f" - position offset {offset} for {row.name})" if offset else ")"
+    )
+
+    def check_length(value, where: str) -> None:
+        if not _is_int(value) or value < MIN_MAX_LENGTH:
+            problems.append(
+                f"{where} must be an int >= {MIN_MAX_LENGTH} (the special tokens and one token), "
+                f"found {value!r}"
+            )
+        elif limit is not None and value > limit:
+            problems.append(f"{where} {value} exceeds the {table}")
+
+    if "max_length" in manifest and manifest["max_length"] is not None:
+        check_length(manifest["max_length"], f"{MANIFEST} max_length")
+    else:  # tokenizer_config's model_max_length sets the length (capped by the positions)
+        configured = tokenizer_config.get("model_max_length")
+        number = isinstance(configured, (int, float)) and not isinstance(configured, bool)
+        if configured is not None and not (number and configured >= _UNSET_MAX_LENGTH):  # not "no limit"
+            if not number or configured != int(configured) or configured < MIN_MAX_LENGTH:
+                problems.append(
+                    f"tokenizer_config.json model_max_length must be an int >= {MIN_MAX_LENGTH} (the special "
+                    f"tokens and one token), found {configured!r}"
+                )
+
+    problem_type = manifest.get("problem_type") or config.get("problem_type")
+    if problem_type is not None and problem_type not in PROBLEM_TYPES:
+        where = MANIFEST if manifest.get("problem_type") else "config.json"
+        problems.append(
+            f"{where} problem_type must be one of {', '.join(PROBLEM_TYPES)} or null, found {problem_type!r}"
+        )
+
+    for key in ("input_names", "output_names"):
+        names = manifest.get(key)
+        if names is None:
+            continue
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            problems.append(f"{MANIFEST} {key} must be a non-empty list of names, found {names!r}")
+        elif key == "input_names":
+            unknown = [n for n in names if n not in _RUNTIME_INPUTS]
+            if unknown:
+                problems.append(
+                    f"{MANIFEST} input_names lists {', '.join(map(repr, unknown))}, which the runtime cannot "
+                    f"feed ({', '.join(_RUNTIME_INPUTS)})"
+                )
+            if "input_ids" not in names:
+                problems.append(f"{MANIFEST} input_names has no 'input_ids'")
+
+    if problems:
+        count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
+        raise BundleError(root, f"bundle metadata is invalid ({count}): " + "; ".join(problems))
+    return id2label
+
+
+def check_graph(bundle: Bundle, input_names, output_names) -> None:
+    """BundleError when the graph's inputs or outputs differ from the ones bundle.json lists.
+
+    Called once the session exists (the runtime does not depend on ``onnx`` to read the graph earlier).
+    Only a manifest that lists the names is checked (foreign layouts have none), and only for a model file
+    the manifest records (a ``model_file=`` of the user's own is not the bundle's graph).
+    """
+    try:
+        relative = bundle.model_path.relative_to(bundle.root).as_posix()
+    except ValueError:
+        return
+    if relative not in (bundle.manifest.get("files") or {}):
+        return
+    problems = []
+    for key, actual in (("input_names", list(input_names)), ("output_names", list(output_names))):
+        listed = bundle.manifest.get(key)
+        if isinstance(listed, list) and set(listed) != set(actual):
+            problems.append(f"{MANIFEST} {key} {listed} but the graph has {actual}")
+    if problems:
+        raise BundleError(
+            bundle.model_path, "the model file does not match the manifest: " + "; ".join(problems)
+        )
+
+
+def _download(repo_id: str, revision: str | None, spec: str) -> Path:
     """Fetch a hub repository's JSON, tokenizer and ONNX files (needs huggingface_hub and a network)."""
     return hub.download(
         repo_id,
         _HUB_PATTERNS,
-        lambda reason: BundleError(
-            repo_id, f"not a folder, and fetching it from the Hugging Face Hub failed ({reason})"
-        ),
+        lambda reason: BundleError(spec, f"fetching it from the Hugging Face Hub failed ({reason})"),
+        revision=revision,
     )
 
 
@@ -252,19 +436,21 @@ def load_bundle(
     model_file: str | os.PathLike | None = None,
     verify: bool = True,
 ) -> Bundle:
-    """Resolve a bundle folder (bertrt, Optimum or transformers.js ``onnx/`` layout, or a hub id).
+    """Resolve a bundle folder (bertrt, Optimum or transformers.js ``onnx/`` layout), or ``hf://owner/name``.
 
-    :func:`bertrt.hub.resolve_source` decides between a folder and an ``owner/name`` hub id. BundleError
-    names the path and the problem (missing file, bad JSON, unknown schema version, sha256 mismatch);
-    ModelFileNotFoundError lists the ONNX files present when none fits.
+    :func:`bertrt.hub.resolve_source` decides: only an ``hf://`` string is fetched from the Hugging Face
+    Hub; anything else is a folder, and a missing one is "no such folder". BundleError names the path and
+    the problem (missing file, bad JSON, unknown schema version, sha256 mismatch, and every metadata
+    problem at once: labels, max length, positions; see the module docstring); ModelFileNotFoundError lists
+    the ONNX files present when none fits.
     """
-    source = hub.resolve_source(bundle)
+    source = hub.resolve_source(bundle, BundleError)
     if source.kind == "hub":
-        root = _download(source.repo_id)
+        root = _download(source.repo_id, source.revision, source.spec)
     else:
         root = source.path
         if not root.exists():
-            raise BundleError(root, "no such folder")
+            raise BundleError(root, hub.missing_folder_problem(source))
     if not root.is_dir():
         raise BundleError(root, "not a folder (pass the bundle folder, not a file inside it)")
 
@@ -295,11 +481,7 @@ def load_bundle(
         names = ["tokenizer.json", "config.json", "tokenizer_config.json", "special_tokens_map.json"]
         _verify_files(root, manifest, names + ([relative] if relative else []))
 
-    raw_labels = manifest.get("id2label") or config.get("id2label") or {}
-    try:
-        id2label = {int(k): str(v) for k, v in raw_labels.items()}
-    except (AttributeError, ValueError) as exc:
-        raise BundleError(root, f"id2label is not a mapping of integer ids to labels ({exc})") from exc
+    id2label = _check_metadata(root, manifest, config, tokenizer_config)
 
     task = manifest.get("task")
     if task is not None:

@@ -5,7 +5,9 @@ the exporter (or torch). Each module exposes ``add_arguments(parser)`` and ``run
 ``bertrt bench`` is the one subcommand outside the package: it runs ``benchmarks/harness.py`` of the
 source checkout an editable install points at, and says so in one line where there is none.
 
-Exit codes: 0 success, 1 runtime error (one line on stderr), 2 usage error.
+``bertrt --version`` prints ``bertrt <version>``. Exit codes: 0 success, 1 runtime error (one line on
+stderr), 2 usage error (argparse's, and :class:`~bertrt.errors.UsageError` a subcommand raises after
+parsing, e.g. a ``bertrt predict`` flag that the bundle's task does not take).
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import BertrtError
+from . import __version__
+from .errors import BertrtError, UsageError
 
 __all__ = ["main"]
 
 log = logging.getLogger("bertrt")
+
+#: what ``bertrt --version`` prints
+_VERSION = f"bertrt {__version__}"
 
 # name -> (module, one-line help). The module is imported only when its subcommand is used.
 _SUBCOMMANDS = {
@@ -29,6 +35,7 @@ _SUBCOMMANDS = {
     "bench": ("benchmarks.harness", "benchmark bertrt against PyTorch and Optimum side by side"),
     "eval": ("bertrt.evaluate.cli", "entity-level / accuracy evaluation of a bundle on labelled data"),
     "serve": ("bertrt.serve", "serve bundles over HTTP with dynamic micro-batching"),
+    "batch": ("bertrt.batch.cli", "run a bundle over .jsonl/.csv/.parquet files, resumable, local or on Ray"),
 }
 
 
@@ -41,6 +48,7 @@ class _Parser(argparse.ArgumentParser):
 def _root_parser() -> _Parser:
     parser = _Parser(prog="bertrt", description="A lean ONNX inference engine for BERT-family encoders.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    parser.add_argument("--version", action="version", version=_VERSION, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in _SUBCOMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -52,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     root = _root_parser()
     # Find the subcommand without importing any subcommand module.
     command = next((a for a in argv if not a.startswith("-")), None)
+    if "--version" in argv[: argv.index(command) if command is not None else len(argv)]:
+        print(_VERSION)
+        return 0
     if command is None or command not in _SUBCOMMANDS:
         if command is None and any(a in ("-h", "--help") for a in argv):
             root.print_help()
@@ -89,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv[index + 1 :])
     try:
         return int(module.run(args) or 0)
+    except UsageError as exc:  # found after parsing: a usage error all the same
+        parser.print_usage(sys.stderr)
+        print(f"bertrt {command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     except BertrtError as exc:
         print(f"bertrt {command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
@@ -103,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _extra_of(command: str) -> str:
-    return {"export": "export", "bench": "bench", "eval": "eval", "serve": "serve"}.get(command, "dev")
+    return {"export": "export", "bench": "bench", "eval": "eval", "serve": "serve", "batch": "batch"}.get(
+        command, "dev"
+    )
 
 
 #: subcommands whose module lives in the source checkout (benchmarks/), never in the installed package

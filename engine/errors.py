@@ -11,7 +11,8 @@ family with one ``except``. Errors about the caller's arguments also derive from
     │   └── ModelFileNotFoundError   no ONNX file matches the requested precision / model_file
     ├── TaskError (ValueError) the task is unknown, or does not fit the model's head
     ├── InputError (ValueError)      a text or an option is unusable (bad strategy, top_k <= 0, ...)
-    │   └── InputTypeError (TypeError)   an input item is not a str (names its index and type)
+    │   ├── InputTypeError (TypeError)   an input item is not a str (names its index and type)
+    │   └── UsageError             a command-line flag that does not fit (the bundle's task): exit 2
     ├── ExportError            ``bertrt export`` failed (unsupported architecture, hub unreachable, ...)
     │   ├── UnsupportedModelError (ValueError)  the architecture is not BERT/RoBERTa/DistilBERT
     │   └── ValidationError    exported graph disagrees with PyTorch beyond tolerance / accuracy gate
@@ -30,6 +31,7 @@ __all__ = [
     "ServeError",
     "TaskError",
     "UnsupportedModelError",
+    "UsageError",
     "ValidationError",
 ]
 
@@ -61,6 +63,11 @@ class InputError(BertrtError, ValueError):
 
 class InputTypeError(InputError, TypeError):
     """An input item is not a ``str``; the message names its index and its type."""
+
+
+class UsageError(InputError):
+    """A command-line usage error found after parsing (a flag the bundle's task does not take, a value
+    that task does not accept); the ``bertrt`` command exits 2 on it, as on argparse's usage errors."""
 
 
 class ExportError(BertrtError):

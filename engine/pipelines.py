@@ -17,31 +17,40 @@ import os
 
 from . import tasks
 from .batching import run_batched, validate_batching
-from .bundle import Bundle, load_bundle
+from .bundle import Bundle, check_graph, load_bundle
 from .errors import BundleError, InputError, InputTypeError, TaskError
 from .session import OnnxSession
-from .tokenize import TextTokenizer
+from .tokenize import TextTokenizer, check_text
 
 __all__ = ["Pipeline", "pipeline"]
 
 
 # -- inputs -------------------------------------------------------------------------------------------
 def _as_items(inputs, allow_pairs: bool) -> tuple[bool, list]:
-    """(single, items). Items are str, or (text, text_pair) tuples when pairs are allowed."""
+    """(single, items). Items are str, or (text, text_pair) tuples when pairs are allowed.
+
+    Every text is checked here, before any work, for every task: its type (InputTypeError) and that it
+    is valid Unicode (:func:`bertrt.tokenize.check_text`). An empty ``text_pair`` is no pair, as
+    transformers' tokenizer treats it (``[(text, text_pair)] if text_pair else [text]``).
+    """
 
     def one(item, index):
+        where = "input" if index is None else f"input at index {index}"
         if isinstance(item, str):
+            check_text(item, where)
             return item
         if allow_pairs and isinstance(item, dict):
             text, pair = item.get("text"), item.get("text_pair")
             unknown = set(item) - {"text", "text_pair"}
             if not isinstance(text, str) or (pair is not None and not isinstance(pair, str)) or unknown:
-                where = "" if index is None else f" at index {index}"
+                at = "" if index is None else f" at index {index}"
                 raise InputTypeError(
-                    f"text pair{where} must be {{'text': str, 'text_pair': str}}, got keys {sorted(item)}"
+                    f"text pair{at} must be {{'text': str, 'text_pair': str}}, got keys {sorted(item)}"
                 )
-            return text if pair is None else (text, pair)
-        where = "input" if index is None else f"input at index {index}"
+            check_text(text, f"{where} (text)")
+            if pair is not None:
+                check_text(pair, f"{where} (text_pair)")
+            return (text, pair) if pair else text
         expected = "a str or a {'text', 'text_pair'} dict" if allow_pairs else "a str"
         raise InputTypeError(f"{where} must be {expected}, got {type(item).__name__}")
 
@@ -100,9 +109,12 @@ class Pipeline:
             pad_id_fallback=self.bundle.config.get("pad_token_id"),
         )
         self._check_vocabulary()
-        self.session = OnnxSession(self.bundle.model_path, threads, providers, output_name=self.spec.output)
+        self.session = OnnxSession(self.bundle.model_path, threads, providers)
+        check_graph(self.bundle, self.session.inputs, self.session.output_names)
         self.id2label = dict(self.bundle.id2label)
+        # The graph must have the task's head (TaskError naming what the bundle is), read by its name.
         self.num_labels = self.spec.check_head(self)
+        self.session.select_output(self.spec.output)
         if not self.id2label and self.spec.labels:
             self.id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
         #: what the task built once for this pipeline (NER: its tokenizer callables)
@@ -165,6 +177,11 @@ class Pipeline:
         )
         return spec.shape(spec.finish(self, items, encoded, collected, opts), single, inputs, task_options)
 
+    def check_inputs(self, inputs) -> None:
+        """The checks a call makes on ``inputs`` before any work (types, valid Unicode), without running
+        anything: InputError / InputTypeError naming the item by its index in ``inputs``."""
+        _as_items(inputs, allow_pairs=self.spec.pairs)
+
     def shape(self, results: list, inputs, **options):
         """``results`` of a call on a list, shaped as a call on ``inputs`` (a str, a pair dict or a list)
         with ``options`` would have returned them: e.g. the server runs many requests as one list and
@@ -175,6 +192,7 @@ class Pipeline:
         """The model's view of ``text``: ids, tokens, character offsets and word ids (None for specials)."""
         if not isinstance(text, str):
             raise InputTypeError(f"text must be a str, got {type(text).__name__}")
+        check_text(text, "text")
         enc = self.tokenizer.encode_batch([text], truncate=truncation)[0]
         return {
             "ids": enc.ids.tolist(),
@@ -201,7 +219,7 @@ def pipeline(
     ``verify``: check bundle.json's sha256 of the files loaded.
     """
     if bundle is None:
-        raise TaskError("pipeline() needs a bundle folder (or hub id)")
+        raise TaskError("pipeline() needs a bundle folder (or hf://owner/name)")
     return Pipeline(
         task,
         bundle,

@@ -99,7 +99,12 @@ def resolve_providers(providers) -> list[str]:
 
 
 class OnnxSession:
-    """One InferenceSession, created here; ``run(batch)`` feeds exactly the inputs the graph declares."""
+    """One InferenceSession, created here; ``run(batch)`` feeds exactly the inputs the graph declares and
+    returns the output selected by name (``output_name=`` or :meth:`select_output`): there is no fallback
+    to another output, so a graph without the expected one is refused, never read in its place.
+
+    ``outputs`` maps every graph output to its declared shape (ints, or names for dynamic dimensions).
+    """
 
     def __init__(
         self, model_path, threads: int | None = None, providers=None, output_name: str | None = None
@@ -133,22 +138,31 @@ class OnnxSession:
                 self.input_dtypes[name] = _DTYPES[onnx_type]
         if "input_ids" not in self.inputs:
             problems.append("graph has no 'input_ids' input")
-        self.output_names = [o.name for o in self._session.get_outputs()]
-        if output_name is not None and output_name not in self.output_names:
-            output_name = None
-        self.output_name = output_name or self.output_names[0]
-        outputs = {o.name: o for o in self._session.get_outputs()}
-        self.output_shape = list(outputs[self.output_name].shape)
+        self.outputs = {o.name: list(o.shape) for o in self._session.get_outputs()}
+        self.output_names = list(self.outputs)
+        #: the output ``run`` returns, and its declared shape; None until one is selected
+        self.output_name: str | None = None
+        self.output_shape: list | None = None
         if problems:
             raise BundleError(self.model_path, "; ".join(problems))
         log.info(
-            "session %s: providers %s, %d intra-op threads, inputs %s, output %s",
+            "session %s: providers %s, %d intra-op threads, inputs %s, outputs %s",
             self.model_path.name,
             self.providers,
             self.threads,
             list(self.inputs),
-            self.output_name,
+            self.output_names,
         )
+        if output_name is not None:
+            self.select_output(output_name)
+
+    def select_output(self, name: str) -> None:
+        """Make ``run`` return the output ``name``; BundleError when the graph has no output of that name."""
+        if name not in self.outputs:
+            declared = ", ".join(f"{n} {shape}" for n, shape in self.outputs.items()) or "none"
+            raise BundleError(self.model_path, f"the graph has no output {name!r} (its outputs: {declared})")
+        self.output_name = name
+        self.output_shape = list(self.outputs[name])
 
     def feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Only the declared inputs, cast to the declared dtypes."""
@@ -158,4 +172,6 @@ class OnnxSession:
 
     def run(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """The selected output for a padded batch."""
+        if self.output_name is None:
+            raise RuntimeError("OnnxSession.run before select_output(): name the output to read")
         return self._session.run([self.output_name], self.feed(batch))[0]

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import BundleError, InputError
+from .lines import lone_surrogate
 
-__all__ = ["Encoded", "TextTokenizer", "clean_up_tokenization"]
+__all__ = ["Encoded", "TextTokenizer", "check_text", "clean_up_tokenization"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,18 @@ def _encoded(enc) -> Encoded:
         special_tokens_mask=np.asarray(enc.special_tokens_mask, dtype=np.int64),
         word_ids=words,
     )
+
+
+def check_text(text: str, where: str = "input") -> None:
+    """InputError when ``text`` is not valid Unicode (a lone surrogate: a broken string, or an undecodable
+    byte kept by ``surrogateescape``), so no tokenizer can read it. ``where`` names the item; the position
+    is 0-based, as offsets are: "input at index 3 is not valid Unicode: lone surrogate U+D800 at character 5".
+    """
+    found = lone_surrogate(text)
+    if found is not None:
+        raise InputError(
+            f"{where} is not valid Unicode: lone surrogate U+{found[1]:04X} at character {found[0]}"
+        )
 
 
 def clean_up_tokenization(text: str) -> str:

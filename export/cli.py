@@ -9,19 +9,26 @@ import argparse
 import sys
 
 from bertrt import tasks
-from bertrt.bundle import FP32_FILE, INT8_FILE
+from bertrt.bundle import FP32_FILE, INT8_FILE, MIN_MAX_LENGTH
+from bertrt.errors import TaskError
 
 __all__ = ["add_arguments", "run", "summary_table"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="checkpoint folder or Hugging Face hub id")
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="checkpoint folder, or hf://owner/name[@revision] to download it from the Hugging Face Hub",
+    )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="bundle folder to write")
     parser.add_argument(
         "--task",
-        choices=tasks.TASKS,
+        type=_task,
         default=None,
-        help="task to export for (default: inferred from config.json architectures)",
+        metavar="TASK",
+        help=f"task to export for: {', '.join(tasks.TASKS)}, or an alias ({', '.join(tasks.TASK_ALIASES)}) "
+        "(default: inferred from config.json architectures)",
     )
     parser.add_argument(
         "--quantize",
@@ -49,9 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-length",
-        type=int,
+        type=_max_length,
         default=None,
-        help="max tokens per sequence (default: the tokenizer's, capped by the positions)",
+        help=f"max tokens per sequence, special tokens included, >= {MIN_MAX_LENGTH} and at most the "
+        "model's positions (default: the tokenizer's, capped by the positions)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing bundle in OUT_DIR")
     parser.add_argument(
@@ -67,6 +75,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="record the int8 agreement figures but do not fail on them",
     )
+
+
+def _task(text: str) -> str:
+    """A task name or alias (``ner``), as ``pipeline()`` and ``bertrt predict`` accept it."""
+    try:
+        return tasks.normalize_task(text)
+    except TaskError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _max_length(text: str) -> int:
+    """An int >= MIN_MAX_LENGTH: a bundle with less room than the special tokens and one token fails on
+    every call. The upper bound (the model's positions) is checked by export_model before any work."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < MIN_MAX_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"expected an int >= {MIN_MAX_LENGTH} (the special tokens and one token), got {text!r}"
+        )
+    return value
 
 
 def _gate(text: str) -> tuple[str, float]:

@@ -3,7 +3,8 @@
 The exported graph has dynamic ``batch_size`` and ``sequence_length`` axes on every input and output.
 The supported model types are the rows of :mod:`bertrt.architectures` (which take ``token_type_ids``,
 the position offset); RoBERTa computes its position ids inside the graph from ``input_ids`` (offset by
-``padding_idx + 1``), so the runtime never feeds positions. :mod:`bertrt.hub` decides folder or hub id.
+``padding_idx + 1``), so the runtime never feeds positions. :mod:`bertrt.hub` decides folder or hub
+repository (only ``hf://owner/name`` is fetched).
 """
 
 from __future__ import annotations
@@ -42,26 +43,34 @@ ATTENTION_IMPLEMENTATION = "sdpa"
 _HUB_PATTERNS = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "1_Pooling/*")
 
 
-def resolve_source(model: str | os.PathLike) -> tuple[Path, dict]:
-    """Return ``(local folder, source record)`` for a checkpoint folder or an ``owner/name`` hub id.
+def _model_error(what: str, problem: str) -> ExportError:
+    return ExportError(f"{what}: {problem}")
 
-    :func:`bertrt.hub.resolve_source` decides which. A hub id is downloaded with ``huggingface_hub``;
-    offline (``HF_HUB_OFFLINE``) or when the hub cannot be reached, an :class:`ExportError` names the id
-    and suggests passing a local folder.
+
+def resolve_source(model: str | os.PathLike) -> tuple[Path, dict]:
+    """Return ``(local folder, source record)`` for a checkpoint folder or ``hf://owner/name[@revision]``.
+
+    :func:`bertrt.hub.resolve_source` decides which: only an ``hf://`` string is downloaded (with
+    ``huggingface_hub``); anything else is a folder, and a missing one is "no such folder". Offline
+    (``HF_HUB_OFFLINE``) or when the hub cannot be reached, an :class:`ExportError` names the id and
+    suggests passing a local folder.
     """
-    source = hub.resolve_source(model)
+    source = hub.resolve_source(model, _model_error)
     if source.kind == "hub":
-        return _download(source.repo_id), {"kind": "hub", "repo_id": source.repo_id}
+        record = {"kind": "hub", "repo_id": source.repo_id}
+        if source.revision:
+            record["revision"] = source.revision
+        return _download(source.repo_id, source.revision), record
     path = source.path
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ExportError(f"{path}: not a checkpoint folder (no config.json)")
         return path.resolve(), {"kind": "local", "path": str(path.resolve())}
     if path.exists():
-        raise ExportError(f"{path}: is a file; MODEL must be a checkpoint folder or a Hugging Face hub id")
-    raise ExportError(
-        f"{source.spec}: no such checkpoint folder, and not a valid Hugging Face hub id (owner/name)"
-    )
+        raise ExportError(
+            f"{path}: is a file; MODEL must be a checkpoint folder or {hub.HUB_PREFIX}owner/name"
+        )
+    raise ExportError(f"{path}: {hub.missing_folder_problem(source)}")
 
 
 def _hub_unreachable(repo_id: str, reason: str) -> ExportError:
@@ -71,9 +80,13 @@ def _hub_unreachable(repo_id: str, reason: str) -> ExportError:
     )
 
 
-def _download(repo_id: str) -> Path:
+def _download(repo_id: str, revision: str | None = None) -> Path:
     path = hub.download(
-        repo_id, _HUB_PATTERNS, lambda reason: _hub_unreachable(repo_id, reason), reachable=_hub_reachable
+        repo_id,
+        _HUB_PATTERNS,
+        lambda reason: _hub_unreachable(repo_id, reason),
+        revision=revision,
+        reachable=_hub_reachable,
     )
     if not (path / "config.json").is_file():
         raise ExportError(

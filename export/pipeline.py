@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bertrt.architectures import get_architecture
-from bertrt.bundle import FP32_FILE, INT8_FILE, MANIFEST
-from bertrt.errors import ExportError
+from bertrt.bundle import FP32_FILE, INT8_FILE, MANIFEST, MIN_MAX_LENGTH, check_id2label, load_bundle
+from bertrt.errors import BundleError, ExportError
+from bertrt.tasks import normalize_task
 
 from . import convert, manifest, optimize, tokenizer, validate
 from . import quantize as quantize_stage  # export_model's parameter is named quantize
@@ -32,11 +33,43 @@ BUNDLE_FILES = (FP32_FILE, INT8_FILE, *tokenizer.TOKENIZER_FILES, "config.json",
 
 
 def _check_out_dir(out_dir: Path, force: bool) -> None:
+    """ExportError before any work when the bundle could not be written into ``out_dir``.
+
+    ``out_dir`` must be a folder (or not exist yet) and hold no files unless ``force``; it (when it exists)
+    and the folder the work folder is made in (``out_dir.parent``, or its nearest existing ancestor when it
+    is still to be made) must be writable: a probe file is created and removed in each, so a read-only
+    destination fails at once instead of after the export, validation and quantization.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir}: exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         what = "a bundle" if (out_dir / MANIFEST).exists() else "files"
         raise ExportError(f"{out_dir} already holds {what}; pass --force (force=True) to overwrite it")
+    ancestor = out_dir.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    for folder in dict.fromkeys([out_dir, ancestor] if out_dir.is_dir() else [ancestor]):
+        try:
+            handle, probe = tempfile.mkstemp(prefix=".bertrt-write-probe-", dir=folder)
+        except OSError as exc:
+            raise ExportError(
+                f"{out_dir}: cannot write the bundle, {folder} is not writable ({exc.strerror or exc})"
+            ) from exc
+        os.close(handle)
+        os.unlink(probe)
+
+
+def _check_max_length(max_length, positions: int | None = None, where: str = "") -> None:
+    """ExportError unless ``max_length`` is None or an int from MIN_MAX_LENGTH to ``positions``."""
+    if max_length is None:
+        return
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < MIN_MAX_LENGTH:
+        raise ExportError(
+            f"max_length must be an int >= {MIN_MAX_LENGTH} (the special tokens and one token), "
+            f"got {max_length!r}"
+        )
+    if positions is not None and max_length > positions:
+        raise ExportError(f"max_length {max_length} exceeds the model's {positions} positions{where}")
 
 
 def _sentence_transformers_info(folder: Path) -> dict | None:
@@ -91,7 +124,7 @@ def export_model(
     int8_gates: dict[str, float] | None = None,
     int8_recipe: str = quantize_stage.DEFAULT_RECIPE,
 ) -> dict:
-    """Export a BERT / RoBERTa / DistilBERT checkpoint (folder or hub id) to a bundle in ``out_dir``.
+    """Export a BERT / RoBERTa / DistilBERT checkpoint (a folder or ``hf://owner/name``) to ``out_dir``.
 
     ``per_channel`` defaults to True: per-tensor int8 weights cost all-MiniLM-L6-v2 its embedding quality
     (mean-pooled cosine to PyTorch 0.88 at worst vs 0.987 per channel) for a 0.5% smaller file.
@@ -101,6 +134,8 @@ def export_model(
     accuracy gates (``validate.INT8_GATES``; ``{}`` disables them). ``int8_recipe``: "per-token" (default:
     per-token activation scales, results independent of the batch) or "dynamic" (onnxruntime's
     quantize_dynamic, one activation scale per batch tensor); see ``export/quantize.py``.
+    Checked before any work: the options (``task`` may be an alias such as ``ner``; ``max_length`` from
+    :data:`bertrt.bundle.MIN_MAX_LENGTH` to the model's positions) and that ``out_dir`` is writable.
     """
     step = progress or (lambda name: None)
     if quantize not in quantize_stage.QUANTIZE_MODES:
@@ -113,6 +148,9 @@ def export_model(
         )
     if opset is not None and (not isinstance(opset, int) or opset < 11):
         raise ExportError(f"opset must be an int >= 11, got {opset!r}")
+    if task is not None:
+        task = normalize_task(task)  # aliases (ner, sentiment-analysis, ...) as everywhere in bertrt
+    _check_max_length(max_length)
     out_dir = Path(out_dir).expanduser().resolve()  # stages run in other working directories
     _check_out_dir(out_dir, force)
 
@@ -121,6 +159,14 @@ def export_model(
     config_dict = convert.read_config(folder)
     model_type = convert.check_model_type(config_dict)
     task, architecture = convert.resolve_task(config_dict, task)
+    positions = config_dict.get("max_position_embeddings")
+    if isinstance(positions, int) and not isinstance(positions, bool):  # before the model is loaded
+        offset = get_architecture(model_type).position_offset
+        note = f" (max_position_embeddings {positions} - position offset {offset})" if offset else ""
+        _check_max_length(max_length, positions - offset, note)
+    problems = check_id2label(config_dict.get("id2label"), str(folder / "config.json"))
+    if problems:  # the runtime would refuse the bundle: fail before the work
+        raise ExportError("; ".join(problems))
     torch_model = convert.load_model(folder, task)
     tok = tokenizer.load_tokenizer(folder)
     row = get_architecture(model_type)
@@ -174,6 +220,10 @@ def export_model(
             extra=extra,
         )
         manifest.write_manifest(stage, result)
+        try:  # the bundle must pass every check the runtime makes at load, before it is installed
+            load_bundle(stage, precision="int8" if recipe else "fp32")
+        except BundleError as exc:
+            raise ExportError(f"the bundle written does not load: {exc.problem}") from exc
         _install(stage, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)

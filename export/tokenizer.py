@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bertrt.bundle import MIN_MAX_LENGTH
 from bertrt.errors import ExportError
 
 __all__ = [
@@ -49,8 +50,8 @@ def default_max_length(tokenizer, config, position_offset: int, requested: int |
     """The bundle's max length: ``requested`` or the tokenizer's, never beyond the position table."""
     positions = int(config.max_position_embeddings) - position_offset
     if requested is not None:
-        if not isinstance(requested, int) or requested < 2:
-            raise ExportError(f"max_length must be an int >= 2, got {requested!r}")
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < MIN_MAX_LENGTH:
+            raise ExportError(f"max_length must be an int >= {MIN_MAX_LENGTH}, got {requested!r}")
         if requested > positions:
             raise ExportError(f"max_length {requested} exceeds the model's {positions} positions")
         return requested

@@ -17,7 +17,16 @@ from __future__ import annotations
 from .align import entities_to_iob, token_spans
 from .metrics import agreement, classifier_metrics, ner_metrics
 from .readers import Example, Sentence, entity_types, read_iob, read_labelled, write_iob, write_labelled
-from .report import DEFAULT_OUT, INT8_TOLERANCE, int8_targets, machine_info, render_markdown, write_results
+from .report import (
+    DEFAULT_OUT,
+    INT8_TOLERANCE,
+    RESULT_FILES,
+    check_writable,
+    int8_targets,
+    machine_info,
+    render_markdown,
+    write_results,
+)
 from .runner import (
     CLS,
     NER,
@@ -27,6 +36,7 @@ from .runner import (
     evaluate_bundle,
     evaluate_classifier,
     evaluate_ner,
+    gold_labels_not_in_model,
     pytorch_pipeline,
 )
 
@@ -36,17 +46,20 @@ __all__ = [
     "INT8_TOLERANCE",
     "NER",
     "PRECISIONS",
+    "RESULT_FILES",
     "Example",
     "Sentence",
     "agreement",
     "bertrt_pipeline",
     "bundle_task",
+    "check_writable",
     "classifier_metrics",
     "entities_to_iob",
     "entity_types",
     "evaluate_bundle",
     "evaluate_classifier",
     "evaluate_ner",
+    "gold_labels_not_in_model",
     "int8_targets",
     "machine_info",
     "ner_metrics",

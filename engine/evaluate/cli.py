@@ -11,6 +11,12 @@ Each system runs on the same texts; the report gives the agreement of every pair
 for NER, labels for classification). Output: ``eval.json`` and ``eval.md`` in ``--out`` (default
 ``./bertrt-results``), and the Markdown on stdout. Needs ``bertrt[eval]``; ``--pytorch`` also needs
 ``bertrt[export]``.
+
+``--out`` is checked (created, a probe file written and removed) before any work, so a folder that cannot
+be written fails at once. Data files are UTF-8 (an error names the file, line and byte offset otherwise).
+Gold entity types / labels that the model does not have are a warning on stderr, a line in ``eval.md``
+and ``gold_labels_not_in_model`` (with their support) in ``eval.json``; none of them being the model's
+is an error.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from .report import DEFAULT_OUT, machine_info, render_markdown, write_results
+from .report import DEFAULT_OUT, check_writable, machine_info, render_markdown, write_results
 from .runner import PRECISIONS, evaluate_bundle
 
 __all__ = ["add_arguments", "run"]
@@ -72,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
     if args.pytorch is not None and not args.pytorch.is_dir():
         raise InputError(f"--pytorch {args.pytorch}: not a checkpoint folder")
+    check_writable(args.out)  # before any work: a read-only --out fails now, not after the evaluation
     ev = evaluate_bundle(
         args.bundle,
         args.data,

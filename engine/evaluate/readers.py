@@ -7,8 +7,11 @@ Nothing heavy is imported here: readers return plain Python lists of small froze
 * :func:`read_labelled`: TSV ``text TAB label`` (an optional ``text TAB label`` header) or JSONL
   ``{"text": ..., "label": ...}`` (label a str or an int).
 
-Lines end at ``"\\n"`` (a ``"\\r"`` right before it is dropped) and nowhere else, so a lone ``"\\r"``, a
-``"\\x85"`` or a ``"\\u2028"`` inside a text stays in that text. Malformed input raises
+Files are UTF-8 (a UTF-8 byte-order mark at the start is dropped); a byte sequence that is not UTF-8
+raises :class:`bertrt.errors.InputError` naming the file, the line and the byte offset. Lines end at
+``"\\n"`` (a ``"\\r"`` right before it is dropped) and nowhere else, so a lone ``"\\r"``, a ``"\\x85"`` or a
+``"\\u2028"`` inside a text stays in that text; a file whose only line breaks are lone ``"\\r"`` (classic
+Mac line ends) is refused rather than read as one line. Malformed input raises
 :class:`bertrt.errors.InputError` naming the file, the number of malformed lines and the first five.
 """
 
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..lines import lone_surrogate, parse_json_line, strip_line_end
 
 __all__ = [
     "Example",
@@ -34,6 +38,7 @@ __all__ = [
 ]
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -52,17 +57,75 @@ class Example:
     label: str
 
 
+def _not_utf8(path: Path, lineno: int, offset: int, column: int, exc: UnicodeDecodeError) -> str:
+    """The message for a line that is not UTF-8: file, line, byte offset in the file, byte column."""
+    bad = " ".join(f"0x{b:02x}" for b in exc.object[exc.start : exc.end])
+    hint = "save the file as UTF-8"
+    if lineno == 1 and exc.object.startswith((b"\xff\xfe", b"\xfe\xff")):
+        hint = "it starts with a UTF-16 byte-order mark: save it as UTF-8"
+    return (
+        f"{path}: not valid UTF-8 at line {lineno} (byte offset {offset}, byte column {column}: {bad}, "
+        f"{exc.reason}); {hint}"
+    )
+
+
 def iter_lines(path: Path, errors: str = "strict") -> Iterator[tuple[int, str]]:
-    """``(line number, line)`` of a UTF-8 file, split on ``"\\n"`` only, the ``"\\n"``/``"\\r\\n"`` dropped."""
-    with path.open(encoding="utf-8", errors=errors, newline="\n") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            yield lineno, raw.removesuffix("\n").removesuffix("\r")
+    """``(line number, line)`` of a UTF-8 file, split on ``"\\n"`` only, the ``"\\n"``/``"\\r\\n"`` dropped.
+
+    The one line rule of :mod:`bertrt.lines` (:func:`~bertrt.lines.strip_line_end`), read from a file. A
+    UTF-8 byte-order mark at the start of the file is dropped. With ``errors="strict"`` a line that is
+    not UTF-8 raises InputError naming the file, the line and the byte offset (from the start of the
+    file) of the first bad byte; other ``errors`` values are those of :meth:`bytes.decode`. A file of one
+    line that holds lone ``"\\r"`` line breaks (classic Mac line ends) raises InputError instead of being
+    read as one line.
+    """
+    path = Path(path)
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    lineno, offset, line, newline = 0, 0, "", False
+    with fh:
+        for lineno, raw in enumerate(fh, 1):  # binary files iterate on b"\n" only
+            start, offset, newline = offset, offset + len(raw), raw.endswith(b"\n")
+            skip = len(_UTF8_BOM) if lineno == 1 and raw.startswith(_UTF8_BOM) else 0
+            try:
+                text = raw[skip:].decode("utf-8", errors)
+            except UnicodeDecodeError as exc:
+                at = skip + exc.start  # within the line's bytes
+                raise InputError(_not_utf8(path, lineno, start + at, at + 1, exc)) from None
+            line = strip_line_end(text)
+            yield lineno, line
+    if lineno == 1 and not newline and "\r" in line:  # no "\n" in the whole file, but a "\r" inside
+        raise InputError(
+            f"{path}: its lines end in a lone carriage return (\\r, classic Mac line ends); bertrt splits "
+            "lines on \\n only: convert the file to \\n (or \\r\\n) line ends"
+        )
+
+
+class _Problems(list):
+    """The first five malformed-line messages, and in ``total`` how many lines were malformed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def append(self, message: str) -> None:
+        self.total += 1
+        if len(self) < 5:
+            super().append(message)
 
 
 def raise_problems(path, problems: list[str]) -> None:
     """One InputError naming the file, how many lines are malformed and the first five of them."""
     if problems:
-        raise InputError(f"{path}: {len(problems)} malformed line(s): " + "; ".join(problems[:5]))
+        total = getattr(problems, "total", len(problems))
+        raise InputError(f"{path}: {total} malformed line(s): " + "; ".join(problems[:5]))
+
+
+def _show(line: str, limit: int = 80) -> str:
+    """``repr`` of a line for an error message, shortened to about ``limit`` characters."""
+    return repr(line) if len(line) <= limit else repr(line[:limit]) + f"... ({len(line)} characters)"
 
 
 # ----------------------------------------------------------------------------------------------- IOB
@@ -77,7 +140,9 @@ def read_iob(path: str | Path) -> list[Sentence]:
 
     When a line contains a TAB the columns are split on TAB (tokens may then contain spaces), else on
     whitespace; the tag is always the last column. Raises InputError (file:line) for a line without a
-    tag or a tag that is not ``O`` / ``B-X`` / ``I-X`` (or E-/S-), and for a file with no sentence.
+    tag or a tag that is not ``O`` / ``B-X`` / ``I-X`` (or E-/S-), a line holding a carriage return, a
+    line of three or more space-separated columns in a file whose first token line is TAB-separated
+    (``New York B-LOC``: the token would be cut to ``New``), and for a file with no sentence.
     """
     path = Path(path)
     if not path.is_file():
@@ -85,7 +150,8 @@ def read_iob(path: str | Path) -> list[Sentence]:
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
-    problems: list[str] = []
+    problems = _Problems()
+    tab_file: bool | None = None  # whether the first token line is TAB-separated
     for lineno, line in iter_lines(path):
         if not line.strip():
             if tokens:
@@ -94,9 +160,22 @@ def read_iob(path: str | Path) -> list[Sentence]:
             continue
         if line.startswith("-DOCSTART-"):
             continue
-        cols = line.split("\t") if "\t" in line else line.split()
+        if "\r" in line:
+            problems.append(
+                f"line {lineno}: a carriage return (\\r) inside the line: lines are split on \\n only"
+            )
+            continue
+        has_tab = "\t" in line
+        cols = line.split("\t") if has_tab else line.split()
+        tab_file = has_tab if tab_file is None else tab_file
         if len(cols) < 2 or not cols[0].strip():
-            problems.append(f"line {lineno}: expected 'token<TAB>tag', got {line!r}")
+            problems.append(f"line {lineno}: expected 'token<TAB>tag', got {_show(line)}")
+            continue
+        if tab_file and not has_tab and len(cols) > 2:
+            problems.append(
+                f"line {lineno}: {len(cols)} space-separated columns in a TAB-separated file, "
+                f"got {_show(line)} (is the token {' '.join(cols[:-1])!r}?)"
+            )
             continue
         tag = cols[-1].strip()
         if not _valid_tag(tag):
@@ -104,8 +183,6 @@ def read_iob(path: str | Path) -> list[Sentence]:
             continue
         tokens.append(cols[0].strip())
         tags.append(tag)
-        if len(problems) > 20:
-            break
     if tokens:
         sentences.append(Sentence(tuple(tokens), tuple(tags)))
     raise_problems(path, problems)
@@ -114,9 +191,36 @@ def read_iob(path: str | Path) -> list[Sentence]:
     return sentences
 
 
+def _unicode(value: str) -> bool:
+    """Whether ``value`` can be written as UTF-8 (no lone surrogate)."""
+    return lone_surrogate(value) is None
+
+
+def _iob_problem(tokens, tags) -> str | None:
+    """Why a sentence would not read back as itself from an IOB file, or None."""
+    if not tokens or len(tokens) != len(tags):
+        return f"{len(tokens)} tokens and {len(tags)} tags"
+    for tok, tag in zip(tokens, tags):
+        if tok != tok.strip() or not tok or any(c in tok for c in "\t\n\r") or tok.startswith("-DOCSTART-"):
+            return f"token {tok!r} is empty, has surrounding whitespace, a TAB, a line break or -DOCSTART-"
+        if not _valid_tag(tag):
+            return f"tag {tag!r} is not O, B-TYPE or I-TYPE"
+        if not _unicode(tok):
+            return f"token {tok!r} holds a lone surrogate"
+    return None
+
+
 def write_iob(sentences: list[Sentence], path: str | Path) -> Path:
-    """Write sentences as ``token TAB tag`` lines with a blank line between sentences."""
+    """Write sentences as ``token TAB tag`` lines with a blank line between sentences.
+
+    Raises InputError, before writing anything, for a sentence that would not read back as itself
+    (token and tag counts differ, no token, a token with a TAB, a line break or surrounding whitespace,
+    an invalid tag)."""
     path = Path(path)
+    for i, s in enumerate(sentences):
+        problem = _iob_problem(s.tokens, s.tags)
+        if problem:
+            raise InputError(f"{path}: sentence {i} cannot be written as IOB lines: {problem}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="\n") as fh:
         for s in sentences:
@@ -134,21 +238,21 @@ def entity_types(sentences: list[Sentence]) -> list[str]:
 # ------------------------------------------------------------------------------------- TSV / JSONL
 
 
-def _tsv_example(line: str, lineno: int, problems: list[str]) -> Example | None:
+def _tsv_example(line: str, lineno: int, problems: list[str], first: bool) -> Example | None:
     text, sep, label = line.rpartition("\t")
     if not sep or not text.strip() or not label.strip():
-        problems.append(f"line {lineno}: expected 'text<TAB>label'")
+        problems.append(f"line {lineno}: expected 'text<TAB>label', got {_show(line)}")
         return None
-    if lineno == 1 and text.strip().lower() == "text" and label.strip().lower() == "label":
+    if first and text.strip().lower() == "text" and label.strip().lower() == "label":
         return None  # the header
     return Example(text, label.strip())
 
 
-def _jsonl_example(line: str, lineno: int, problems: list[str]) -> Example | None:
+def _jsonl_example(line: str, lineno: int, problems: list[str], first: bool) -> Example | None:
     try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        problems.append(f"line {lineno}: not JSON ({exc.msg})")
+        obj = parse_json_line(line, lineno)  # strict JSON: the rule of every JSONL reader of bertrt
+    except InputError as exc:
+        problems.append(str(exc))
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or "label" not in obj:
         problems.append(f"line {lineno}: expected an object with 'text' (str) and 'label'")
@@ -161,9 +265,10 @@ def _jsonl_example(line: str, lineno: int, problems: list[str]) -> Example | Non
 
 
 def read_labelled(path: str | Path, fmt: str | None = None) -> list[Example]:
-    """Read ``(text, label)`` pairs from a TSV (``text TAB label``; a first line ``text TAB label`` is a
-    header and skipped) or a JSONL file (``{"text": ..., "label": ...}``, label a str or int).
-    ``fmt`` is ``tsv`` or ``jsonl``; by default taken from the suffix (``.jsonl``/``.json`` -> jsonl)."""
+    """Read ``(text, label)`` pairs from a TSV (``text TAB label``; a first non-blank line ``text TAB
+    label`` is a header and skipped) or a JSONL file (``{"text": ..., "label": ...}``, label a str or
+    int). ``fmt`` is ``tsv`` or ``jsonl``; by default taken from the suffix (``.jsonl``/``.json``/
+    ``.ndjson`` -> jsonl). Blank lines are skipped."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such labelled data file")
@@ -172,10 +277,12 @@ def read_labelled(path: str | Path, fmt: str | None = None) -> list[Example]:
         raise InputError(f"unknown labelled-data format {fmt!r}; expected tsv or jsonl")
     parse = _tsv_example if fmt == "tsv" else _jsonl_example
     examples: list[Example] = []
-    problems: list[str] = []
+    problems = _Problems()
+    first = True
     for lineno, line in iter_lines(path):
         if line.strip():
-            example = parse(line, lineno, problems)
+            example = parse(line, lineno, problems, first)
+            first = False
             if example is not None:
                 examples.append(example)
     raise_problems(path, problems)
@@ -185,14 +292,28 @@ def read_labelled(path: str | Path, fmt: str | None = None) -> list[Example]:
 
 
 def write_labelled(examples: list[Example], path: str | Path) -> Path:
-    """Write examples as TSV (tabs/newlines in texts replaced by spaces) or JSONL, by the suffix."""
+    """Write examples as TSV (runs of whitespace in texts, tabs and line breaks included, become one
+    space) or JSONL, by the suffix (``.jsonl``/``.json``/``.ndjson``).
+
+    Raises InputError, before writing anything, for an example that would not read back (a lone
+    surrogate; in TSV a blank text, or a label that is blank or holds a TAB or a line break)."""
     path = Path(path)
+    jsonl = path.suffix.lower() in JSONL_SUFFIXES
+    lines = []
+    for i, ex in enumerate(examples):
+        problem = None
+        if not (_unicode(ex.text) and _unicode(ex.label)):
+            problem = "a lone surrogate in its text or label"
+        elif jsonl:
+            lines.append(json.dumps({"text": ex.text, "label": ex.label}, ensure_ascii=False) + "\n")
+            continue
+        clean = " ".join(ex.text.split())
+        if problem is None and (not clean or not ex.label.strip() or any(c in ex.label for c in "\t\n\r")):
+            problem = f"text {ex.text!r} or label {ex.label!r} does not fit 'text<TAB>label'"
+        if problem:
+            raise InputError(f"{path}: example {i} cannot be written: {problem}")
+        lines.append(f"{clean}\t{ex.label.strip()}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="\n") as fh:
-        for ex in examples:
-            if path.suffix.lower() in (".jsonl", ".json"):
-                fh.write(json.dumps({"text": ex.text, "label": ex.label}, ensure_ascii=False) + "\n")
-            else:
-                clean = " ".join(ex.text.replace("\t", " ").split())
-                fh.write(f"{clean}\t{ex.label}\n")
+        fh.writelines(lines)
     return path

@@ -2,6 +2,8 @@
 
 Results go to an output folder the caller names (``bertrt eval --out``, by default
 :data:`DEFAULT_OUT`, relative to the working directory), never into the installed package.
+:func:`check_writable` is called before any work, so an output folder that cannot be written fails at
+once rather than after the evaluation.
 """
 
 from __future__ import annotations
@@ -9,14 +11,18 @@ from __future__ import annotations
 import json
 import os
 import platform
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from ..errors import InputError
 from .runner import CLS, NER
 
 __all__ = [
     "DEFAULT_OUT",
     "INT8_TOLERANCE",
+    "RESULT_FILES",
+    "check_writable",
     "int8_targets",
     "machine_info",
     "render_markdown",
@@ -25,6 +31,9 @@ __all__ = [
 
 #: the default output folder of ``bertrt eval`` and ``bertrt bench`` (relative: the working directory)
 DEFAULT_OUT = Path("bertrt-results")
+
+#: the files :func:`write_results` writes into the output folder
+RESULT_FILES = ("eval.json", "eval.md")
 
 #: the int8 accuracy target: int8 within this many points of fp32 (NER micro-F1, classifier accuracy)
 INT8_TOLERANCE = {NER: ("micro F1", 1.0), CLS: ("accuracy", 1.0)}
@@ -82,6 +91,20 @@ def _ner_table(ev: dict) -> list[str]:
     return lines
 
 
+def _unknown_labels_line(ev: dict) -> list[str]:
+    """A warning line for the gold types / labels the model does not have (empty list when none)."""
+    unknown = ev.get("gold_labels_not_in_model") or {}
+    if not unknown:
+        return []
+    what = "entity types" if ev["task"] == NER else "labels"
+    listed = ", ".join(f"{g} ({n})" for g, n in unknown.items())
+    return [
+        f"**Warning:** gold {what} of {ev['dataset']} that the model does not have, so they score 0 F1 "
+        f"(support in brackets): {listed}.",
+        "",
+    ]
+
+
 def _cls_table(evals: list[dict], reference: str | None = None) -> list[str]:
     keys = list(evals[0]["systems"])
     ref = evals[0] if reference is None else next(e for e in evals if e["dataset"] == reference)
@@ -119,6 +142,7 @@ def render_markdown(evals: list[dict], title: str = "bertrt eval", preamble: str
             ),
             "",
         ]
+        out += _unknown_labels_line(ev)
         out += _ner_table(ev)
         out += [
             "",
@@ -133,6 +157,8 @@ def render_markdown(evals: list[dict], title: str = "bertrt eval", preamble: str
             else ""
         )
         out += ["## Classification", "", f"Accuracy / macro-F1 in percent{note}.", ""]
+        for ev in cls:
+            out += _unknown_labels_line(ev)
         out += _cls_table(cls)
         out += [""]
         for ev in cls:
@@ -162,13 +188,41 @@ def render_markdown(evals: list[dict], title: str = "bertrt eval", preamble: str
 # ----------------------------------------------------------------------------------------- files
 
 
-def write_results(result: dict, markdown: str, out_dir: Path) -> tuple[Path, Path]:
-    """Write ``eval.json`` and ``eval.md`` into ``out_dir`` (created if needed); returns both paths."""
+def check_writable(out_dir: Path) -> Path:
+    """Make sure the results can be written into ``out_dir`` before any work: create it if needed, write
+    and remove a probe file, and check that :data:`RESULT_FILES` there are not folders. Raises InputError
+    naming the folder and the reason; returns the folder."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out_dir / "eval.json", out_dir / "eval.md"
-    json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    md_path.write_text(markdown + "\n")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output folder {out_dir}: exists and is not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".bertrt-write-check-", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"output folder {out_dir}: cannot write there ({exc.strerror or exc})") from exc
+    for name in RESULT_FILES:
+        if (out_dir / name).is_dir():
+            raise InputError(f"output folder {out_dir}: {name} there is a folder, not a file")
+    return out_dir
+
+
+def write_results(result: dict, markdown: str, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``eval.json`` and ``eval.md`` (UTF-8) into ``out_dir`` (created if needed); returns both paths.
+
+    Raises InputError naming the file when it cannot be written."""
+    out_dir = Path(out_dir)
+    json_path, md_path = (out_dir / name for name in RESULT_FILES)
+    payload = {json_path: json.dumps(result, indent=2, ensure_ascii=False) + "\n", md_path: markdown + "\n"}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path, text in payload.items():
+            path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(
+            f"{exc.filename or out_dir}: cannot write the results ({exc.strerror or exc})"
+        ) from exc
     return json_path, md_path
 
 

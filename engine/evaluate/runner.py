@@ -11,17 +11,18 @@ Scoring a bundle needs the runtime and seqeval only. The PyTorch column (:func:`
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from ..bundle import _read_json
 from ..errors import BertrtError, BundleError, InputError, TaskError
 from .align import entities_to_iob, token_spans
 from .metrics import agreement, classifier_metrics, ner_metrics, require_seqeval
-from .readers import Example, Sentence, read_iob, read_labelled
+from .readers import JSONL_SUFFIXES, Example, Sentence, read_iob, read_labelled
 
 __all__ = [
     "CLS",
@@ -32,6 +33,7 @@ __all__ = [
     "evaluate_bundle",
     "evaluate_classifier",
     "evaluate_ner",
+    "gold_labels_not_in_model",
     "pytorch_pipeline",
 ]
 
@@ -40,6 +42,7 @@ log = logging.getLogger("bertrt.evaluate")
 NER = "token-classification"
 CLS = "text-classification"
 PRECISIONS = ("fp32", "int8")
+_TAG_PREFIXES = ("B-", "I-", "E-", "S-")
 
 
 class _NoBar:
@@ -81,14 +84,84 @@ def _run_batched(pipe_fn, texts: list[str], chunk: int, desc: str) -> list:
     return results
 
 
-def evaluate_ner(pipe_fn, sentences: list[Sentence], *, chunk: int = 256, desc: str = "ner") -> dict:
+def _model_names(task: str, id2label: dict) -> set[str]:
+    """What the model can predict: its entity types (labels without B-/I-/E-/S-, ``O`` left out) for NER,
+    its label names for classifiers."""
+    names = {str(v) for v in id2label.values()}
+    if task != NER:
+        return names
+    return {n[2:] if n[:2] in _TAG_PREFIXES else n for n in names} - {"O"}
+
+
+def gold_labels_not_in_model(task: str, items: list, id2label: dict | None) -> dict[str, int]:
+    """The gold entity types (NER) or gold labels (classifiers) that the model's labels do not contain,
+    each with its support (gold entities, seqeval's chunking; examples), sorted by name.
+
+    Such a type or label can never be predicted, so it scores 0 F1 and drags the averages down; the
+    callers warn and report it. A classifier's gold label may be a label name or an id of ``id2label``.
+    Raises InputError when *no* gold type or label is one of the model's (nothing could score: the data
+    and the model name their labels differently). ``{}`` when ``id2label`` is empty (nothing to compare).
+    """
+    if not id2label:
+        return {}
+    known = _model_names(task, id2label)
+    if task == NER:
+        require_seqeval()
+        from seqeval.metrics.sequence_labeling import get_entities
+
+        support = Counter(etype for etype, _, _ in get_entities([list(s.tags) for s in items]))
+        ids: set[str] = set()
+    else:
+        support = Counter(e.label for e in items)
+        ids = {str(k) for k in id2label}
+    unknown = {g: n for g, n in sorted(support.items()) if g not in known and g not in ids}
+    if unknown and len(unknown) == len(support):
+        if task == NER:
+            raise InputError(
+                f"none of the gold entity types {sorted(unknown)[:10]} is an entity type of the model "
+                f"{sorted(known)}: every entity would score 0; the data and the model name their types "
+                "differently"
+            )
+        raise InputError(
+            f"gold labels {sorted(unknown)[:10]} are neither label names {sorted(known)} nor label ids "
+            f"{sorted(ids)} of the model"
+        )
+    return unknown
+
+
+def _warn_unknown(task: str, unknown: dict[str, int], id2label: dict, desc: str) -> None:
+    what = "entity types" if task == NER else "labels"
+    log.warning(
+        "%s: gold %s that the model does not have, so they score 0 F1 (support in brackets): %s; "
+        "the model's %s: %s",
+        desc,
+        what,
+        ", ".join(f"{g} ({n})" for g, n in unknown.items()),
+        what,
+        ", ".join(sorted(_model_names(task, id2label))),
+    )
+
+
+def evaluate_ner(
+    pipe_fn,
+    sentences: list[Sentence],
+    *,
+    chunk: int = 256,
+    desc: str = "ner",
+    id2label: dict | None = None,
+) -> dict:
     """Run ``pipe_fn(list_of_texts) -> list of entity lists`` on the space-joined sentences and score it.
 
     Returns :func:`~bertrt.evaluate.metrics.ner_metrics` plus ``tags`` (the predicted per-token tags)
-    and ``wall_s``.
+    and ``wall_s``. With ``id2label`` (the model's labels), gold entity types the model does not have
+    are logged as a warning and listed in ``gold_labels_not_in_model`` (see
+    :func:`gold_labels_not_in_model`).
     """
     if not sentences:
         raise InputError("no sentences to evaluate")
+    unknown = gold_labels_not_in_model(NER, sentences, id2label)
+    if unknown:
+        _warn_unknown(NER, unknown, id2label, desc)
     texts, spans = zip(*(token_spans(s.tokens) for s in sentences))
     start = time.perf_counter()
     results = _run_batched(pipe_fn, list(texts), chunk, desc)
@@ -97,6 +170,8 @@ def evaluate_ner(pipe_fn, sentences: list[Sentence], *, chunk: int = 256, desc: 
     gold = [list(s.tags) for s in sentences]
     metrics = ner_metrics(gold, pred)
     metrics["wall_s"] = round(wall, 2)
+    if id2label:
+        metrics["gold_labels_not_in_model"] = unknown
     metrics["tags"] = pred
     return metrics
 
@@ -107,19 +182,14 @@ def _top_label(result) -> str:
     return result["label"]
 
 
-def _gold_mapper(gold_labels: set[str], id2label: dict | None):
-    """Map gold labels onto the model's label names: names as they are, integer ids through id2label."""
+def _gold_mapper(id2label: dict | None):
+    """Map gold labels onto the model's label names: names as they are, integer ids through id2label;
+    anything else (see :func:`gold_labels_not_in_model`) stays as it is."""
     if not id2label:
         return lambda x: x
     names = {str(v) for v in id2label.values()}
     by_id = {str(k): str(v) for k, v in id2label.items()}
-    unknown = sorted(g for g in gold_labels if g not in names and g not in by_id)
-    if unknown:
-        raise InputError(
-            f"gold labels {unknown[:10]} are neither label names {sorted(names)} nor label ids "
-            f"{sorted(by_id)} of the model"
-        )
-    return lambda x: x if x in names else by_id[x]
+    return lambda x: by_id[x] if x not in names and x in by_id else x
 
 
 def evaluate_classifier(
@@ -134,10 +204,15 @@ def evaluate_classifier(
 
     Gold labels may be label names or integer ids of ``id2label``. Returns
     :func:`~bertrt.evaluate.metrics.classifier_metrics` plus ``labels`` (the predictions) and ``wall_s``.
+    With ``id2label``, gold labels the model does not have are logged as a warning and listed in
+    ``gold_labels_not_in_model``; none of them being the model's raises InputError.
     """
     if not examples:
         raise InputError("no examples to evaluate")
-    to_name = _gold_mapper({e.label for e in examples}, id2label)
+    unknown = gold_labels_not_in_model(CLS, examples, id2label)
+    if unknown:
+        _warn_unknown(CLS, unknown, id2label, desc)
+    to_name = _gold_mapper(id2label)
     gold = [to_name(e.label) for e in examples]
     start = time.perf_counter()
     results = _run_batched(pipe_fn, [e.text for e in examples], chunk, desc)
@@ -145,6 +220,8 @@ def evaluate_classifier(
     pred = [str(_top_label(r)) for r in results]
     metrics = classifier_metrics(gold, pred)
     metrics["wall_s"] = round(wall, 2)
+    if id2label:
+        metrics["gold_labels_not_in_model"] = unknown
     metrics["labels"] = pred
     return metrics
 
@@ -184,15 +261,30 @@ def pytorch_pipeline(task: str, checkpoint: str | Path, *, batch_size: int = 32,
     return lambda texts: _sorted_call(lambda t: pipe(t, batch_size=batch_size, **call_kwargs), texts)
 
 
+class _PipelineSystem:
+    """A bertrt pipeline as a system (``texts -> results``); ``id2label``: the labels it can give."""
+
+    def __init__(self, pipe, batch_size: int, kwargs: dict):
+        self.pipe, self.batch_size, self.kwargs = pipe, batch_size, kwargs
+
+    @property
+    def id2label(self) -> dict:
+        return dict(self.pipe.id2label)
+
+    def __call__(self, texts: list[str]) -> list:
+        return self.pipe(texts, batch_size=self.batch_size, **self.kwargs)
+
+
 def bertrt_pipeline(
     task: str, bundle: str | Path, precision: str, *, batch_size: int = 32, threads: int | None = None
 ):
-    """bertrt's pipeline for ``bundle`` at ``precision`` (NER with ``aggregation_strategy="first"``)."""
+    """bertrt's pipeline for ``bundle`` at ``precision`` (NER with ``aggregation_strategy="first"``), as a
+    callable ``texts -> results`` whose ``id2label`` is the pipeline's labels."""
     from .. import pipeline
 
     kwargs = {"aggregation_strategy": "first"} if task == NER else {}
     pipe = pipeline(task, str(bundle), precision=precision, threads=threads)
-    return lambda texts: pipe(texts, batch_size=batch_size, **kwargs)
+    return _PipelineSystem(pipe, batch_size, kwargs)
 
 
 def bundle_task(bundle: Path) -> tuple[str, dict]:
@@ -200,11 +292,9 @@ def bundle_task(bundle: Path) -> tuple[str, dict]:
     from ..tasks import infer_task, normalize_task
 
     if not bundle.is_dir():
-        raise BundleError(bundle, "not a folder")
-    config_path = bundle / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    manifest_path = bundle / "bundle.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        raise BundleError(bundle, "not a folder" if bundle.exists() else "no such folder")
+    config = _read_json(bundle / "config.json", required=False)
+    manifest = _read_json(bundle / "bundle.json", required=False)
     task = manifest.get("task") or (infer_task(config) if config else None)
     if task is None:
         raise BundleError(bundle, "neither bundle.json nor config.json names the task")
@@ -215,13 +305,18 @@ def bundle_task(bundle: Path) -> tuple[str, dict]:
 def _load_items(data, task: str, fmt: str | None, name: str | None) -> tuple[list, str]:
     """The labelled items of ``data`` (a path, or items already loaded) and the data set's name."""
     if not isinstance(data, (str, Path)):
-        return list(data), name or "data"
+        items, kind = list(data), Sentence if task == NER else Example
+        bad = next((i for i, item in enumerate(items) if not isinstance(item, kind)), None)
+        if bad is not None:
+            raise InputError(
+                f"data item {bad} is {type(items[bad]).__name__}, not {kind.__name__}: a {task} bundle is "
+                f"evaluated on bertrt.evaluate.{kind.__name__} items"
+            )
+        return items, name or "data"
     path = Path(data)
     suffix = path.suffix.lower()
     if not fmt:
-        fmt = (
-            "jsonl" if suffix in (".jsonl", ".json") else "tsv" if suffix == ".tsv" or task == CLS else "iob"
-        )
+        fmt = "jsonl" if suffix in JSONL_SUFFIXES else "tsv" if suffix == ".tsv" or task == CLS else "iob"
     if (task == NER) != (fmt == "iob"):
         raise InputError(
             f"a {task} bundle needs {'an IOB' if task == NER else 'a TSV/JSONL'} file, "
@@ -247,6 +342,8 @@ def evaluate_bundle(
 
     ``data``: a path (IOB for NER, TSV/JSONL for classifiers) or an already loaded list of
     :class:`~bertrt.evaluate.readers.Sentence` / :class:`~bertrt.evaluate.readers.Example`.
+    Gold entity types / labels that the model's labels do not contain are logged as a warning and listed,
+    with their support, in ``gold_labels_not_in_model`` (see :func:`gold_labels_not_in_model`).
     """
     bundle = Path(bundle)
     task, id2label = bundle_task(bundle)
@@ -264,24 +361,36 @@ def evaluate_bundle(
     if limit is not None:
         items = items[:limit]
 
+    ours = {
+        f"bertrt-{p}": (
+            f"bertrt {p}",
+            bertrt_pipeline(task, bundle, p, batch_size=batch_size, threads=threads),
+        )
+        for p in precisions
+    }
+    # the labels the pipelines give (LABEL_i for a bundle without id2label), checked once before any run
+    id2label = next(iter(ours.values()))[1].id2label or id2label
+    unknown = gold_labels_not_in_model(task, items, id2label)
+    if unknown:
+        _warn_unknown(task, unknown, id2label, name)
+    if task == CLS:  # gold ids -> label names, once
+        to_name = _gold_mapper(id2label)
+        items = [Example(e.text, to_name(e.label)) for e in items]
+
     systems: dict[str, tuple[str, Callable]] = {}
     if checkpoint is not None:
         systems["pytorch"] = (
             "transformers pipeline (PyTorch fp32)",
             pytorch_pipeline(task, checkpoint, batch_size=batch_size, threads=threads),
         )
-    for p in precisions:
-        systems[f"bertrt-{p}"] = (
-            f"bertrt {p}",
-            bertrt_pipeline(task, bundle, p, batch_size=batch_size, threads=threads),
-        )
+    systems.update(ours)
     results: dict[str, dict] = {}
     for key, (_, fn) in systems.items():
         log.info("evaluating %s on %s (%d items)", key, name, len(items))
         if task == NER:
             results[key] = evaluate_ner(fn, items, desc=f"{key} {name}")
         else:
-            results[key] = evaluate_classifier(fn, items, id2label=id2label, desc=f"{key} {name}")
+            results[key] = evaluate_classifier(fn, items, desc=f"{key} {name}")
 
     field = "tags" if task == NER else "labels"
     keys = list(results)
@@ -301,4 +410,5 @@ def evaluate_bundle(
         "systems": results,
         "system_names": {k: v[0] for k, v in systems.items()},
         "agreement": agree,
+        "gold_labels_not_in_model": unknown,
     }

@@ -8,13 +8,18 @@ Endpoints::
     GET  /metrics                 Prometheus text: requests, errors, queue depth, batch sizes, latencies
     GET  /openapi.json, /docs     the OpenAPI document and its UI
 
-Errors are JSON ``{"error": message, "code": ..., ...}``: 400 malformed JSON / request shape
-(:mod:`bertrt.serve.requests`), 400 ``bad_parameters`` for unknown or bad parameters (the pipeline's own
-validation, run on no texts before queueing), 400 ``bad_input`` for any other :class:`~bertrt.errors.BertrtError`
-the pipeline raises on a request (its message is the answer), 404 unknown model, 413 body over
-``max_body_bytes``, 422 too many texts or a too long text (naming the limit), 503 queue full (with
-Retry-After). Anything else is the server's own fault: 500 ``internal_error``, the traceback logged, and
-the server keeps serving.
+Every error, of any route, is JSON ``{"error": message, "code": ..., ...}``: 400 malformed or
+pathological JSON / request shape / a text that is not valid Unicode (:mod:`bertrt.serve.requests`),
+400 ``bad_parameters`` for unknown or bad parameters (the pipeline's own validation, run on no texts
+before queueing), 400 ``bad_input`` for any other :class:`~bertrt.errors.BertrtError` the pipeline raises
+on a request (its message is the answer), 404 ``model_not_found`` (unknown model) or ``not_found``
+(unknown route), 405 ``method_not_allowed`` (with Allow), 413 body over ``max_body_bytes``, 422 too many
+texts or a too long text (naming the limit) or ``invalid_request`` (a route's own parameter validation),
+503 ``queue_full`` (with Retry-After) or ``model_unavailable`` (the model failed its warm-up: the bundle
+is broken, so no request runs), 504 ``timeout`` past ``request_timeout_s`` (a queued request is dropped
+unrun; a running pipeline call cannot be interrupted, so it finishes and its results are discarded).
+Anything else is the server's own fault: 500 ``internal_error``, the traceback logged, and the server
+keeps serving.
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from ..errors import BertrtError, ServeError
-from .batcher import ModelWorker
+from .batcher import DeadlineExceeded, ModelUnavailable, ModelWorker
 from .metrics import Metrics
 from .requests import HTTPProblem, parse_request, read_body
 from .settings import ServeSettings
@@ -88,19 +96,28 @@ _PREDICT_RESPONSES = {
     413: _error_doc("request body larger than max_body_bytes"),
     422: _error_doc("more texts than max_texts, or a text longer than max_chars"),
     500: _error_doc("the server's own fault (its traceback is logged)"),
-    503: _error_doc("the model's queue is full (see Retry-After)"),
+    503: _error_doc("the model's queue is full (see Retry-After), or the model failed its warm-up"),
+    504: _error_doc("no answer within request_timeout_s: the request's work was dropped"),
 }
+
+#: the ``code`` of the framework's own HTTP errors (routing); any other status is "http_error"
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def problem_for(exc: Exception, model: str) -> HTTPProblem:
     """The answer to a request that raised ``exc``.
 
     A :class:`BertrtError` is the caller's (an unusable input or option, raised by the pipeline on
-    purpose): 400 with its message. :class:`ServeError` (the server failed the request) and anything
-    else are the server's: 500, with the traceback logged.
+    purpose): 400 with its message. A passed deadline is 504, a model that failed its warm-up 503.
+    Any other :class:`ServeError` (the server failed the request) and anything else are the server's:
+    500, with the traceback logged.
     """
     if isinstance(exc, HTTPProblem):
         return exc
+    if isinstance(exc, DeadlineExceeded):
+        return HTTPProblem(504, "timeout", str(exc), limit="request_timeout_s", max=exc.timeout_s)
+    if isinstance(exc, ModelUnavailable):
+        return HTTPProblem(503, "model_unavailable", str(exc))
     if isinstance(exc, BertrtError) and not isinstance(exc, ServeError):
         return HTTPProblem(400, "bad_input", str(exc))
     log.error("model %s failed a request", model, exc_info=exc)
@@ -138,6 +155,7 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None) -> FastAP
     app.state.workers = workers
     app.state.settings = settings
     app.state.metrics = metrics
+    _install_error_handlers(app, metrics)
 
     @app.get("/health", summary="200 once every model is warmed up, 503 before")
     async def health():
@@ -166,6 +184,7 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None) -> FastAP
                 "max_body_bytes": settings.max_body_bytes,
                 "max_texts": settings.max_texts,
                 "max_chars": settings.max_chars,
+                "request_timeout_s": settings.request_timeout_s,
             },
         }
 
@@ -209,6 +228,8 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None) -> FastAP
         return response
 
     async def _predict(worker: ModelWorker, request: Request) -> bytes:
+        if worker.failed:  # a broken bundle: no request runs, and none is blamed for it
+            raise worker.unavailable()
         parsed = parse_request(await read_body(request, settings.max_body_bytes), settings)
         try:
             worker.check_parameters(parsed.parameters)
@@ -230,3 +251,44 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None) -> FastAP
         return await future
 
     return app
+
+
+def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    """The framework's own errors (unknown route, wrong method, a route's parameter validation, an
+    unhandled exception outside predict) answered in bertrt's ``{"error", "code"}`` shape."""
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        method, path = request.method, request.url.path
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        default = exc.detail == HTTPStatus(exc.status_code).phrase
+        if exc.status_code == 404 and default:
+            message = f"no route {path}; the routes are listed at /openapi.json"
+        elif exc.status_code == 405 and default:
+            allowed = (exc.headers or {}).get("Allow", "")
+            message = f"method {method} is not allowed on {path}; allowed: {allowed or 'none'}"
+        else:
+            message = str(exc.detail)
+        metrics.errors.labels("", code).inc()
+        return JSONResponse(
+            {"error": message, "code": code}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = []
+        for error in exc.errors():
+            where = [str(part) for part in error.get("loc", ())]
+            name = f"{where[0]} parameter {where[-1]!r}" if len(where) > 1 else ".".join(where) or "request"
+            problems.append(f"{name}: {error.get('msg', 'invalid')}")
+        metrics.errors.labels("", "invalid_request").inc()
+        return JSONResponse(
+            {"error": "; ".join(problems) or "invalid request", "code": "invalid_request"}, status_code=422
+        )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):  # starlette logs the traceback itself
+        metrics.errors.labels("", "internal_error").inc()
+        return JSONResponse(
+            {"error": f"{type(exc).__name__}: {exc}", "code": "internal_error"}, status_code=500
+        )

@@ -12,6 +12,14 @@ so one bad input only fails its own request.
 
 The batcher knows nothing of tasks: warm-up runs ``pipe.warm_up_text``, shaping is ``pipe.shape``, and
 parameters are checked by the pipeline's own validation on no texts.
+
+A model whose warm-up fails is never served: it answers every request :class:`ModelUnavailable` (503),
+never running it (``bertrt serve`` warms every model up before it opens its port, and refuses to start).
+
+Deadline: with ``request_timeout_s`` > 0, a request not answered that many seconds after it was queued
+fails with :class:`DeadlineExceeded` (504). Still queued, it is taken out of the queue and never runs;
+already running, its caller is answered at once, but the pipeline call itself cannot be interrupted
+mid-batch: the model stays busy until the call ends, and the request's results are discarded.
 """
 
 from __future__ import annotations
@@ -33,7 +41,15 @@ from .settings import ServeSettings
 if TYPE_CHECKING:
     from .metrics import Metrics
 
-__all__ = ["SERVER_OPTIONS", "Job", "ModelWorker", "parameters_key", "to_json_bytes"]
+__all__ = [
+    "SERVER_OPTIONS",
+    "DeadlineExceeded",
+    "Job",
+    "ModelUnavailable",
+    "ModelWorker",
+    "parameters_key",
+    "to_json_bytes",
+]
 
 log = logging.getLogger("bertrt.serve")
 
@@ -41,9 +57,35 @@ log = logging.getLogger("bertrt.serve")
 SERVER_OPTIONS = ("batch_size", "max_tokens_per_batch")
 
 
+class DeadlineExceeded(ServeError):
+    """A request was not answered within ``request_timeout_s``; ``stage`` is "queued" or "running"."""
+
+    def __init__(self, model: str, timeout_s: float, stage: str):
+        self.model, self.timeout_s, self.stage = model, timeout_s, stage
+        dropped = (
+            "it was dropped from the queue unrun"
+            if stage == "queued"
+            else "its running batch cannot be interrupted; the results will be discarded"
+        )
+        super().__init__(
+            f"model {model!r} did not answer within request_timeout_s={timeout_s:g} s: {dropped}"
+        )
+
+
+class ModelUnavailable(ServeError):
+    """The model failed its warm-up, so it serves no request (the bundle is broken, not the request)."""
+
+
 def parameters_key(params: dict) -> str:
-    """Canonical JSON of ``params``: requests batch together only when their keys are equal."""
-    return json.dumps(params, sort_keys=True, separators=(",", ":"))
+    """Canonical JSON of ``params``: requests batch together only when their keys are equal.
+
+    InputError for parameters JSON cannot hold or that nest too deep to canonicalise.
+    """
+    try:
+        return json.dumps(params, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        problem = "they nest too deep" if isinstance(exc, RecursionError) else str(exc)
+        raise InputError(f"parameters cannot be written as canonical JSON: {problem}") from None
 
 
 def to_json_bytes(value) -> bytes:
@@ -61,6 +103,8 @@ class Job:
     key: str  # parameters_key(params)
     future: asyncio.Future  # JSON bytes of the result, or the exception that failed the request
     arrived: float  # loop time
+    state: str = "queued"  # "queued", then "running" once taken into a batch
+    expired: bool = False  # its deadline passed: the worker thread skips it (set on the loop, read there)
 
 
 class ModelWorker:
@@ -106,7 +150,10 @@ class ModelWorker:
         self.pipe([], **params)
 
     def submit(self, inputs: str | list, params: dict) -> asyncio.Future | None:
-        """Queue a request (a str or a list of str); its future, or None when the queue has no room."""
+        """Queue a request (a str or a list of str); its future, or None when the queue has no room.
+
+        The future fails with DeadlineExceeded once ``request_timeout_s`` passes without an answer.
+        """
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
         if self.queued_texts + len(texts) > self.settings.max_queue:
             return None
@@ -116,12 +163,38 @@ class ModelWorker:
         self.queued_texts += len(texts)
         self.texts_per_key[job.key] += len(texts)
         self.metrics.queue_depth.labels(self.name).set(self.queued_texts)
+        timeout = self.settings.request_timeout_s
+        if timeout > 0:
+            timer = loop.call_later(timeout, self._expire, job, timeout)
+            job.future.add_done_callback(lambda _: timer.cancel())
         if self._wakeup is not None:
             self._wakeup.set()
         return job.future
 
+    def _dequeue(self, job: Job) -> None:
+        """Account for ``job`` leaving the queue (the caller takes it out of ``pending``)."""
+        self.queued_texts -= len(job.texts)
+        self.texts_per_key[job.key] -= len(job.texts)
+        if self.texts_per_key[job.key] <= 0:
+            del self.texts_per_key[job.key]
+
+    def _expire(self, job: Job, timeout: float) -> None:
+        """The job's deadline passed: drop it from the queue, or abandon its running call; answer 504."""
+        if job.future.done():
+            return
+        job.expired = True
+        if job.state == "queued":
+            self.pending.remove(job)
+            self._dequeue(job)
+            self.metrics.queue_depth.labels(self.name).set(self.queued_texts)
+            if self._wakeup is not None:  # a batcher waiting for company of this job stops waiting
+                self._wakeup.set()
+        self.metrics.timeouts.labels(self.name, job.state).inc()
+        log.info("model %s: a request passed its %g s deadline while %s", self.name, timeout, job.state)
+        job.future.set_exception(DeadlineExceeded(self.name, timeout, job.state))
+
     def start(self) -> None:
-        """Start the batcher task on the running loop; it warms the model up first."""
+        """Start the batcher task on the running loop; it warms the model up first (unless already done)."""
         self._wakeup = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"bertrt-batcher-{self.name}")
 
@@ -140,15 +213,34 @@ class ModelWorker:
                 )
         self.executor.shutdown(wait=True)
 
+    def warm_up(self) -> None:
+        """Run the warm-up calls (in the calling thread) and mark the model ready; raises what they raise.
+
+        ``bertrt serve`` calls it before opening its port; the batcher then skips its own warm-up.
+        """
+        text = self.pipe.warm_up_text
+        self.pipe(text)
+        self.pipe(
+            [text] * min(self.settings.max_batch_size, 32), batch_size=self.settings.pipeline_batch_size
+        )
+        self.ready = True
+
+    def unavailable(self) -> ModelUnavailable:
+        """The error of every request to a model whose warm-up failed."""
+        return ModelUnavailable(
+            f"model {self.name!r} failed its warm-up ({self.failed}); it serves no requests: "
+            f"the bundle is broken, not the request"
+        )
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self.executor, self._warm_up)
-            self.ready = True
-            log.info("model %s warmed up", self.name)
-        except Exception as exc:  # reported by /health; requests still run (and fail) individually
-            self.failed = f"{type(exc).__name__}: {exc}"
-            log.error("warm-up of model %s failed: %s", self.name, self.failed)
+        if not self.ready:
+            try:
+                await loop.run_in_executor(self.executor, self.warm_up)
+                log.info("model %s warmed up", self.name)
+            except Exception as exc:  # reported by /health; every request is refused (503), none runs
+                self.failed = f"{type(exc).__name__}: {exc}"
+                log.error("warm-up of model %s failed: %s", self.name, self.failed)
         while True:
             if not self.pending:
                 self._idle = True
@@ -156,11 +248,26 @@ class ModelWorker:
                 await self._wakeup.wait()
                 continue
             self._idle = False
+            if self.failed:
+                self._refuse_pending()
+                continue
             batch = await self._collect()
-            await self._execute(batch)
+            if batch:
+                await self._execute(batch)
+
+    def _refuse_pending(self) -> None:
+        while self.pending:
+            job = self.pending.popleft()
+            self._dequeue(job)
+            if not job.future.done():
+                job.future.set_exception(self.unavailable())
+        self.metrics.queue_depth.labels(self.name).set(self.queued_texts)
 
     async def _collect(self) -> list[Job]:
-        """Wait for a full batch of the oldest request's parameters, or its deadline; take that batch."""
+        """Wait for a full batch of the oldest request's parameters, or its wait limit; take that batch.
+
+        Empty when the oldest request's own deadline passed meanwhile (it left the queue).
+        """
         loop = asyncio.get_running_loop()
         first = self.pending[0]
         limit = self.settings.max_batch_size
@@ -175,6 +282,8 @@ class ModelWorker:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except asyncio.TimeoutError:
                     break
+                if first.expired:
+                    return []
             batch, kept, total = [], deque(), 0
             for job in self.pending:
                 if job.key == first.key and (not batch or total + len(job.texts) <= limit):
@@ -186,10 +295,8 @@ class ModelWorker:
         else:
             batch = [self.pending.popleft()]
         for job in batch:
-            self.queued_texts -= len(job.texts)
-            self.texts_per_key[job.key] -= len(job.texts)
-            if self.texts_per_key[job.key] <= 0:
-                del self.texts_per_key[job.key]
+            job.state = "running"
+            self._dequeue(job)
         self.metrics.queue_depth.labels(self.name).set(self.queued_texts)
         return batch
 
@@ -210,15 +317,16 @@ class ModelWorker:
                 job.future.set_result(outcome)
 
     # worker thread ---------------------------------------------------------------------------------------
-    def _warm_up(self) -> None:
-        text = self.pipe.warm_up_text
-        self.pipe(text)
-        self.pipe(
-            [text] * min(self.settings.max_batch_size, 32), batch_size=self.settings.pipeline_batch_size
-        )
-
     def _infer(self, batch: list[Job]) -> list:
-        """One pipeline call for the batch; JSON bytes (or the exception) per job, in order."""
+        """One pipeline call for the batch; JSON bytes (or the exception) per job, in order.
+
+        Jobs whose deadline passed before the call started are left out (their outcome is None: the
+        caller has had its answer).
+        """
+        live = [job for job in batch if not job.expired]  # ``expired`` may turn True meanwhile: read once
+        if len(live) < len(batch):
+            ran = dict(zip(map(id, live), self._infer(live) if live else []))
+            return [ran.get(id(job)) for job in batch]
         texts = [text for job in batch for text in job.texts]
         started = time.perf_counter()
         try:
@@ -235,8 +343,10 @@ class ModelWorker:
         finally:
             self.metrics.inference.labels(self.name).observe(time.perf_counter() - started)
         outcomes, cursor = [], 0
-        for job in batch:
-            outcomes.append(self._finish(job, results[cursor : cursor + len(job.texts)]))
+        for job in batch:  # an expired job's results are discarded unshaped
+            outcomes.append(
+                None if job.expired else self._finish(job, results[cursor : cursor + len(job.texts)])
+            )
             cursor += len(job.texts)
         return outcomes
 
@@ -248,5 +358,5 @@ class ModelWorker:
             return exc
         try:
             return to_json_bytes(shaped)
-        except (TypeError, ValueError) as exc:  # a result JSON cannot hold (NaN, ...): a server fault (500)
+        except (TypeError, ValueError, RecursionError) as exc:  # a result JSON cannot hold: a server fault
             return ServeError(f"cannot encode the result as JSON: {exc}")

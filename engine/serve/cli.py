@@ -1,7 +1,10 @@
-"""The ``bertrt serve BUNDLE [BUNDLE ...]`` command: load every bundle, bind the port, run uvicorn.
+"""The ``bertrt serve BUNDLE [BUNDLE ...]`` command: load and warm up every bundle, bind the port, serve.
 
 The batching and limit flags take their defaults (and the numbers in their help) from
-:class:`~bertrt.serve.settings.ServeSettings`; :func:`settings_from_args` maps them back.
+:class:`~bertrt.serve.settings.ServeSettings`; :func:`settings_from_args` maps them back. A flag out of
+range (a port outside 0..65535, a setting :meth:`ServeSettings.problems` refuses) is a usage error
+(exit 2). A bundle that fails to load or to warm up stops the command before the port opens (exit 1):
+the server never reports healthy on a broken bundle, nor answers its requests blaming the client.
 
 SIGTERM: uvicorn stops listening and waits for every in-flight request; the batchers keep running until
 the queues are empty, then the lifespan shutdown stops them and the process exits 0.
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import re
 import signal
 import socket
@@ -20,7 +24,7 @@ from pathlib import Path
 
 import uvicorn
 
-from ..errors import BertrtError, ServeError
+from ..errors import BertrtError, ServeError, UsageError
 from .app import create_app
 from .settings import ServeSettings
 
@@ -30,6 +34,37 @@ log = logging.getLogger("bertrt.serve")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DEFAULTS = ServeSettings()
+
+
+def _port(text: str) -> int:
+    """argparse type of ``--port``: an integer in 0..65535 (the OS would take 70000 as 70000 mod 65536)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = None
+    if port is None or not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..65535, got {text}")
+    return port
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def parse_model_specs(specs: list[str]) -> dict[str, Path]:
@@ -62,12 +97,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     parser.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=8000,
-        help="port (0: any free port; the line 'listening on http://HOST:PORT' on stderr names it)",
+        help="port, 0..65535 (0: any free port; the line 'listening on http://HOST:PORT' on stderr names it)",
     )
     parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
-    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per model")
+    parser.add_argument(
+        "--threads", type=_positive_int, default=None, help="onnxruntime intra-op threads per model"
+    )
     group = parser.add_argument_group("micro-batching")
     group.add_argument(
         "--max-batch-size",
@@ -122,9 +159,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.max_chars,
         help=f"characters per text, 422 beyond (default {d.max_chars})",
     )
+    limits.add_argument(
+        "--request-timeout",
+        dest="request_timeout_s",
+        type=float,
+        default=d.request_timeout_s,
+        metavar="SECONDS",
+        help=f"a request not answered this long after it was queued gets 504 (default "
+        f"{d.request_timeout_s:g}; 0: no deadline); a queued one is dropped unrun, a running one is "
+        f"answered at once but its pipeline call cannot be interrupted, so its results are discarded",
+    )
     parser.add_argument(
         "--shutdown-timeout",
-        type=float,
+        type=_seconds,
         default=60.0,
         help="seconds to finish in-flight requests after SIGTERM (default 60)",
     )
@@ -165,7 +212,7 @@ def run(args) -> int:
     settings = settings_from_args(args)
     problems = settings.problems()
     if problems:
-        raise ServeError("; ".join(problems))
+        raise UsageError("; ".join(problems))
     specs = parse_model_specs(args.bundles)
     pipelines = {}
     for name, path in specs.items():  # load everything first: a bad bundle fails before the port opens
@@ -174,6 +221,13 @@ def run(args) -> int:
         except BertrtError as exc:
             raise ServeError(f"model {name!r}: {exc}") from None
     app = create_app(pipelines, settings)
+    for name, worker in app.state.workers.items():  # and warm it up: a model that cannot run is not served
+        try:
+            worker.warm_up()
+        except Exception as exc:
+            raise ServeError(
+                f"model {name!r} failed its warm-up, not starting: {type(exc).__name__}: {exc}"
+            ) from None
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     if not (host.startswith("127.") or host in ("::1", "localhost")):

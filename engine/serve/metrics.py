@@ -10,7 +10,7 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0
 
 
 class Metrics:
-    """Requests, responses, errors, queue depth, batch sizes and latencies, each labelled by model."""
+    """Requests, responses, errors, timeouts, queue depth, batch sizes and latencies, labelled by model."""
 
     def __init__(self, max_batch_size: int):
         self.registry = prom.CollectorRegistry()
@@ -25,6 +25,13 @@ class Metrics:
             "bertrt_errors",
             "Predict requests answered with an error, by model and code",
             ["model", "code"],
+            registry=r,
+        )
+        self.timeouts = prom.Counter(
+            "bertrt_timeouts",
+            "Predict requests past their deadline (request_timeout_s), by model and where they were "
+            "(queued: dropped unrun; running: answered at once, the call's results discarded)",
+            ["model", "stage"],
             registry=r,
         )
         self.queue_depth = prom.Gauge(

@@ -2,18 +2,29 @@
 
 Every problem is an :class:`HTTPProblem`: a status, a stable ``code`` and a message naming the problem,
 answered as JSON ``{"error": message, "code": code, ...extra}`` (the extra fields name a broken limit).
+
+Malformed or pathological JSON is a 400 ``malformed_json``, never a server error: syntax errors, invalid
+UTF-8, nesting deeper than :data:`MAX_JSON_DEPTH` (which also keeps every later walk of the values, such
+as the parameters' canonical key, far from Python's recursion limit), integers of more digits than Python
+converts, and NaN / Infinity / out-of-range numbers (not JSON). A text that is not valid Unicode (a lone
+surrogate, from a ``\\ud800`` escape or its UTF-8 bytes) is a 400 ``bad_input`` naming its index, before
+anything is queued, so it never fails a batch; one in the parameters is a 400 ``bad_parameters``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
+from ..errors import InputError
+from ..lines import lone_surrogate, parse_json
 from .settings import ServeSettings
 
-__all__ = ["HTTPProblem", "PredictRequest", "parse_request", "read_body"]
+__all__ = ["MAX_JSON_DEPTH", "HTTPProblem", "PredictRequest", "parse_request", "read_body"]
 
 _REQUEST_KEYS = ("inputs", "parameters")
+
+#: the deepest nesting of arrays and objects a request body may have (the body object is level 1)
+MAX_JSON_DEPTH = 32
 
 
 class HTTPProblem(Exception):
@@ -60,15 +71,58 @@ async def read_body(request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_request(raw: bytes, settings: ServeSettings) -> PredictRequest:
-    """The request in ``raw``; HTTPProblem 400 (shape) or 422 (a limit) naming the problem."""
+def _loads(raw: bytes):
+    """The body's strict JSON (:func:`bertrt.lines.parse_json`, at most :data:`MAX_JSON_DEPTH` deep); any
+    failure, pathological input included, is a 400 ``malformed_json``. Lone surrogates in strings are
+    left to :func:`_check_unicode`, which names the text's index."""
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        return parse_json(raw, max_depth=MAX_JSON_DEPTH, strings=False)
+    except InputError as exc:
+        raise HTTPProblem(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
+
+
+def _surrogate(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode (it holds a lone surrogate), or None when it is."""
+    found = lone_surrogate(text)
+    return None if found is None else f"lone surrogate U+{found[1]:04X} at character {found[0]}"
+
+
+def _check_unicode(texts: list[str], params: dict) -> None:
+    """400 naming the first text (by index) or parameter that UTF-8 cannot encode."""
+    bad = [(i, why) for i, why in ((i, _surrogate(text)) for i, text in enumerate(texts)) if why]
+    if bad:
+        (first, why), indexes = bad[0], [i for i, _ in bad[:20]]
+        what = (
+            f"text at index {first} is"
+            if len(bad) == 1
+            else f"texts at index {', '.join(map(str, indexes))} are"
+        )
         raise HTTPProblem(
-            400, "malformed_json", f"request body is not valid JSON{where}: {getattr(exc, 'msg', str(exc))}"
-        ) from None
+            400,
+            "bad_input",
+            f"{what} not valid Unicode: {why}"
+            + ("" if len(bad) == 1 else f" of the text at index {first}")
+            + " (a surrogate U+D800-U+DFFF is valid only as half of a pair)",
+            indexes=indexes,
+        )
+    for name, value in params.items():
+        stack = [name, value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                stack.extend(item)
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, str) and _surrogate(item):
+                raise HTTPProblem(
+                    400, "bad_parameters", f"parameter {name!r} is not valid Unicode: {_surrogate(item)}"
+                )
+
+
+def parse_request(raw: bytes, settings: ServeSettings) -> PredictRequest:
+    """The request in ``raw``; HTTPProblem 400 (JSON, shape, text) or 422 (a limit) naming the problem."""
+    body = _loads(raw)
     if not isinstance(body, dict):
         raise HTTPProblem(
             400, "bad_request", f"request body must be a JSON object with 'inputs', got {type(body).__name__}"
@@ -118,4 +172,5 @@ def parse_request(raw: bytes, settings: ServeSettings) -> PredictRequest:
             max=settings.max_chars,
             indexes=long[:20],
         )
+    _check_unicode(texts, params)
     return PredictRequest(inputs, params)

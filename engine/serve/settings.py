@@ -6,6 +6,7 @@ from :class:`ServeSettings`, so the library and the command line cannot disagree
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 __all__ = ["ServeSettings"]
@@ -29,6 +30,10 @@ class ServeSettings:
     max_texts: int = 64  # texts per request, 422 beyond
     max_chars: int = 20_000  # characters per text, 422 beyond
     retry_after_s: int = 1  # the Retry-After of a 503
+    # seconds from a request's acceptance to its answer, 504 beyond (0: no deadline). A queued request
+    # past it is dropped unrun; a running one is answered at once and its results are discarded (a
+    # pipeline call cannot be interrupted mid-batch, so the model stays busy until that call ends).
+    request_timeout_s: float = 30.0
 
     def problems(self) -> list[str]:
         """Every invalid setting, phrased with its command-line flag; empty when the settings are usable."""
@@ -36,8 +41,15 @@ class ServeSettings:
         for name in _POSITIVE:
             if getattr(self, name) <= 0:
                 found.append(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        if self.max_wait_ms < 0:
-            found.append(f"--max-wait-ms must be >= 0, got {self.max_wait_ms}")
+        if not (math.isfinite(self.max_wait_ms) and self.max_wait_ms >= 0):
+            found.append(f"--max-wait-ms must be a finite number >= 0, got {self.max_wait_ms}")
+        if not (math.isfinite(self.request_timeout_s) and self.request_timeout_s >= 0):
+            found.append(
+                f"--request-timeout must be a finite number of seconds >= 0 (0: no deadline), "
+                f"got {self.request_timeout_s}"
+            )
+        if self.retry_after_s < 0:
+            found.append(f"retry_after_s must be >= 0, got {self.retry_after_s}")
         if self.max_texts > self.max_queue:
             found.append(
                 f"--max-texts ({self.max_texts}) must not exceed --max-queue ({self.max_queue}): "

@@ -3,7 +3,8 @@ and the exporter.
 
 A task is a :class:`Task` subclass with one instance, ``TASK``, in its module. The pipeline calls, in order::
 
-    check_head(pipe) -> int              once, when the pipeline is built (number of labels / output width)
+    check_head(pipe) -> int              once, when the pipeline is built: the graph has the task's head
+                                         (:attr:`Task.head`); returns the number of labels / output width
     setup(pipe) -> state                 once, after it; kept as ``pipe.task_state``
     check_options(pipe, options) -> opts every call, before any work
     encode(pipe, items, opts) -> Encoding
@@ -14,6 +15,12 @@ A task is a :class:`Task` subclass with one instance, ``TASK``, in its module. T
 
 :class:`Option` describes one keyword option (name, type, default, choices, help) and how ``bertrt
 predict`` spells it (:class:`Cli`), so the command line's flags and the accepted names come from here.
+
+:class:`Head` is the graph output a task reads (its name, and what each dimension is). A bundle whose graph
+does not have it is refused when the pipeline is built, with a TaskError that says what the bundle is
+(:func:`describe_bundle`: its own task and head, or what its outputs and widths look like), e.g.
+"this bundle is a token-classification model (35 labels); feature-extraction needs last_hidden_state
+(batch, sequence, hidden)".
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import tasks as _registry
 from ..errors import BundleError, InputError, TaskError
 
 if TYPE_CHECKING:
@@ -36,13 +44,18 @@ __all__ = [
     "WARM_UP_TEXT",
     "Cli",
     "Encoding",
+    "Head",
+    "Identity",
     "Option",
     "Task",
+    "describe_bundle",
+    "identify",
     "label_head",
     "non_negative_int",
     "output_width",
     "positive_int",
     "positive_int_or_all",
+    "require_head",
 ]
 
 #: The text the server runs once per model before it reports ready.
@@ -137,6 +150,30 @@ class Option:
 
 
 @dataclass(frozen=True)
+class Head:
+    """The graph output a task reads: its ``output`` name and what each dimension is (``dims``).
+
+    The last dimension is the width, one of ``hidden`` (the encoder's hidden size), ``labels`` (one per
+    id2label entry) or ``vocabulary`` (one per token: at least the tokenizer's vocabulary).
+    """
+
+    output: str
+    dims: tuple[str, ...]
+
+    @property
+    def rank(self) -> int:
+        return len(self.dims)
+
+    @property
+    def width(self) -> str:
+        """What the last dimension counts: ``hidden``, ``labels`` or ``vocabulary``."""
+        return self.dims[-1]
+
+    def __str__(self) -> str:
+        return f"{self.output} ({', '.join(self.dims)})"
+
+
+@dataclass(frozen=True)
 class Encoding:
     """What :meth:`Task.encode` hands on: the sequences to run, in the order :meth:`Task.collect` results
     come back. Tasks subclass it to carry more (NER: how many windows each text has)."""
@@ -156,8 +193,10 @@ class Task:
     name: str = ""
     #: transformers auto class that loads the matching head (the exporter's, and the test builders')
     auto_class: str = "AutoModel"
-    #: preferred graph output
+    #: the graph output the task reads (it must be there, by this name: there is no fallback) ...
     output: str = "logits"
+    #: ... and what its dimensions are (:class:`Head`); the last is the width
+    dims: tuple[str, ...] = ("batch", "labels")
     #: accepts ``{"text", "text_pair"}`` dicts
     pairs: bool = False
     #: the head's outputs are labels: a bundle without id2label gets LABEL_0, LABEL_1, ...
@@ -166,6 +205,11 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
+
+    @property
+    def head(self) -> Head:
+        """The graph output this task needs, and its shape."""
+        return Head(self.output, tuple(self.dims))
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -188,8 +232,9 @@ class Task:
         return {o.name: options.get(o.name, o.default) for o in self.options}
 
     def check_head(self, pipe: Pipeline) -> int:
-        """The graph output's last dimension (0 when not declared); TaskError/BundleError on a wrong head."""
-        return output_width(pipe) or 0
+        """The width of :attr:`head` in the graph (number of labels; 0 when not declared). TaskError when
+        the graph lacks the head (naming what the bundle is), BundleError when it contradicts the bundle."""
+        return require_head(pipe, self.head)
 
     def setup(self, pipe: Pipeline) -> Any:
         """Per-pipeline state, built once (``pipe.task_state``); TaskError when the bundle cannot serve."""
@@ -221,23 +266,125 @@ class Task:
         return WARM_UP_TEXT
 
 
+# -- the head check -------------------------------------------------------------------------------------
+_LABEL_DIMS = {2: ("batch", "labels"), 3: ("batch", "sequence", "labels")}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a bundle is: the task its graph serves and that task's head (None when nothing fits), and the
+    declared shape of that output."""
+
+    task: str | None
+    head: Head | None
+    shape: tuple
+
+
+def _width(shape) -> int | None:
+    width = shape[-1] if shape else None
+    return width if isinstance(width, int) and not isinstance(width, bool) else None
+
+
+def _fits(pipe: Pipeline, head: Head, shape) -> bool:
+    """Whether the graph's output ``shape`` can be ``head`` of this bundle, judged by its width alone."""
+    width, labels = _width(shape), len(pipe.bundle.id2label)
+    if width is None:
+        return head.width not in ("labels", "vocabulary")
+    if head.width == "labels":  # one per id2label entry; without id2label, fewer than the tokens
+        return width == labels if labels else width < pipe.tokenizer.vocab_size
+    if head.width == "vocabulary":  # every token has a score, and it is not one score per label
+        return width >= pipe.tokenizer.vocab_size and width != labels
+    return True
+
+
+def identify(pipe: Pipeline) -> Identity:
+    """What the bundle is: its own task (bundle.json, or config.json's architectures) when its graph has
+    that task's head; else the first registered task whose head the graph's outputs and widths fit."""
+    outputs = pipe.session.outputs
+
+    def head_of(name: str) -> Head | None:
+        try:
+            return _registry.get_task(name).head
+        except (TaskError, ImportError, AttributeError):
+            return None
+
+    own = pipe.bundle.task
+    head = head_of(own) if own is not None else None
+    if head is not None and len(outputs.get(head.output, ())) == head.rank:
+        return Identity(own, head, tuple(outputs[head.output]))
+    for name in _registry.TASKS:
+        head = head_of(name)
+        if head is None or head.output not in outputs:
+            continue
+        shape = tuple(outputs[head.output])
+        if len(shape) == head.rank and _fits(pipe, head, shape):
+            return Identity(name, head, shape)
+    return Identity(None, None, ())
+
+
+def _outputs_text(outputs: Mapping) -> str:
+    return ", ".join(f"{name} {list(shape)}" for name, shape in outputs.items()) or "none"
+
+
+def describe_bundle(pipe: Pipeline) -> str:
+    """What the bundle is, in words: "a token-classification model (35 labels)", "a feature-extraction
+    model (hidden size 32)", or its outputs when no task's head fits them."""
+    found = identify(pipe)
+    if found.task is None:
+        return f"a model with output(s) {_outputs_text(pipe.session.outputs)}, the head of no known task"
+    width = _width(found.shape)
+    if width is None:
+        return f"a {found.task} model"
+    size = {
+        "labels": f"{width} label{'s' if width != 1 else ''}",
+        "vocabulary": f"a vocabulary of {width}",
+        "hidden": f"hidden size {width}",
+    }.get(found.head.width, f"{found.head.width} {width}")
+    return f"a {found.task} model ({size})"
+
+
+def require_head(pipe: Pipeline, head: Head) -> int:
+    """The width of ``head`` in the pipeline's graph (the number of labels for a label head; 0 when the
+    dimension is not a fixed int).
+
+    TaskError, naming what the bundle is (:func:`describe_bundle`), when the graph has no output named
+    ``head.output``, when its rank differs, or when the bundle's own head reads that output as another
+    kind of width (NER on a masked-LM bundle: the vocabulary is not labels). BundleError when the widths
+    contradict the bundle's files (id2label, the tokenizer's vocabulary).
+    """
+    outputs = pipe.session.outputs
+    shape = outputs.get(head.output)
+    found = identify(pipe)
+    misread = found.head is not None and found.head.output == head.output and found.head.width != head.width
+    if shape is None or len(shape) != head.rank or misread:
+        raise TaskError(
+            f"{pipe.bundle.root}: this bundle is {describe_bundle(pipe)}; {pipe.task} needs {head}, "
+            f"and the graph's outputs are {_outputs_text(outputs)}"
+        )
+    width = _width(shape)
+    path = pipe.bundle.model_path
+    if head.width == "labels":
+        labels = len(pipe.id2label)
+        if labels and width is not None and width != labels:
+            raise BundleError(path, f"the graph outputs {width} labels but config.json id2label has {labels}")
+        return width if width is not None else labels
+    if head.width == "vocabulary" and width is not None and pipe.tokenizer.vocab_size > width:
+        raise BundleError(
+            path,
+            f"tokenizer vocabulary ({pipe.tokenizer.vocab_size}) is "
+            f"larger than the model's output vocabulary ({width})",
+        )
+    return width or 0
+
+
 def output_width(pipe: Pipeline) -> int | None:
-    """The last dimension of the graph output, None when it is not a fixed int."""
-    width = pipe.session.output_shape[-1] if pipe.session.output_shape else None
-    return width if isinstance(width, int) else None
+    """The last dimension of the task's graph output, None when it is not a fixed int (or absent)."""
+    return _width(pipe.session.outputs.get(pipe.spec.output, ()))
 
 
 def label_head(pipe: Pipeline, rank: int) -> int:
-    """Number of labels of a classification head of output ``rank``; checked against id2label."""
-    width = output_width(pipe)
-    path = pipe.bundle.model_path
-    if len(pipe.session.output_shape) != rank:
-        raise TaskError(
-            f"{path}: output {pipe.session.output_name!r} has shape {pipe.session.output_shape}, "
-            f"not a {pipe.task} head (expected rank {rank})"
-        )
-    if pipe.id2label and width is not None and width != len(pipe.id2label):
-        raise BundleError(
-            path, f"the graph outputs {width} labels but config.json id2label has {len(pipe.id2label)}"
-        )
-    return width if width is not None else len(pipe.id2label)
+    """Number of labels of a classification head of output rank 2 (per text) or 3 (per token), checked
+    as :func:`require_head` checks it."""
+    if rank not in _LABEL_DIMS:
+        raise TaskError(f"a label head has rank 2 or 3, not {rank}")
+    return require_head(pipe, Head(pipe.spec.output, _LABEL_DIMS[rank]))

@@ -35,6 +35,7 @@ class FeatureExtraction(Task):
     name = "feature-extraction"
     auto_class = "AutoModel"
     output = "last_hidden_state"
+    dims = ("batch", "sequence", "hidden")
     options = (
         Option(
             "pooling",

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import classification
-from ..errors import BundleError, InputError, TaskError
+from ..errors import InputError, TaskError
 from ..fill_mask import mask_positions, top_predictions
-from .base import Cli, Encoding, Option, Task, output_width, positive_int_or_all
+from ..tokenize import check_text
+from .base import Cli, Encoding, Option, Task, positive_int
 
 __all__ = ["TASK", "FillMask"]
 
@@ -39,13 +40,14 @@ class FillMask(Task):
     name = "fill-mask"
     auto_class = "AutoModelForMaskedLM"
     output = "logits"
+    dims = ("batch", "sequence", "vocabulary")
     options = (
         Option(
             "top_k",
             int,
             5,
-            help="number of predictions per mask (default 5)",
-            cli=Cli(parse=positive_int_or_all),
+            help="number of predictions per mask (default 5; a number, not 'all')",
+            cli=Cli(parse=positive_int),
         ),
         Option(
             "targets",
@@ -55,16 +57,6 @@ class FillMask(Task):
             cli=Cli(nargs="+"),
         ),
     )
-
-    def check_head(self, pipe) -> int:
-        width = output_width(pipe)
-        if width is not None and pipe.tokenizer.vocab_size > width:
-            raise BundleError(
-                pipe.bundle.model_path,
-                f"tokenizer vocabulary ({pipe.tokenizer.vocab_size}) is "
-                f"larger than the model's output vocabulary ({width})",
-            )
-        return width or 0
 
     def setup(self, pipe) -> None:
         if pipe.tokenizer.mask_token_id is None:
@@ -90,7 +82,8 @@ class FillMask(Task):
             raise InputError(f"targets must be a str or a list of str, got {targets!r}")
         vocab = pipe.tokenizer.get_vocab()
         ids = []
-        for target in targets:
+        for i, target in enumerate(targets):
+            check_text(target, f"target at index {i}")
             index = vocab.get(target)
             if index is None:  # transformers: the first token of the target, with a warning
                 pieces = pipe.tokenizer.encode_plain(target)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import classification
-from .base import UNSET, Cli, Encoding, Option, Task, label_head, positive_int_or_all
+from .base import UNSET, Cli, Encoding, Option, Task, positive_int_or_all
 
 __all__ = ["TASK", "TextClassification"]
 
@@ -30,6 +30,7 @@ class TextClassification(Task):
     name = "text-classification"
     auto_class = "AutoModelForSequenceClassification"
     output = "logits"
+    dims = ("batch", "labels")
     pairs = True
     labels = True
     options = (
@@ -58,9 +59,6 @@ class TextClassification(Task):
         if function is None:
             function = classification.default_function(pipe.bundle.problem_type, pipe.num_labels)
         return _Options(top_k, legacy, function)
-
-    def check_head(self, pipe) -> int:
-        return label_head(pipe, rank=2)
 
     def finish(self, pipe, items: list, encoded: Encoding, collected: list, opts: _Options) -> list:
         logits = np.stack(collected) if collected else np.zeros((0, pipe.num_labels), dtype=np.float32)

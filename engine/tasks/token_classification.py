@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import ner
-from .base import Cli, Encoding, Option, Task, label_head, non_negative_int
+from .base import Cli, Encoding, Option, Task, non_negative_int
 
 __all__ = ["TASK", "TokenClassification"]
 
@@ -34,6 +34,7 @@ class TokenClassification(Task):
     name = "token-classification"
     auto_class = "AutoModelForTokenClassification"
     output = "logits"
+    dims = ("batch", "sequence", "labels")
     labels = True
     options = (
         Option(
@@ -89,9 +90,6 @@ class TokenClassification(Task):
             opts["stride"] or 0,
             {k: opts[k] for k in ("aggregation_strategy", "ignore_labels", "word_grouping")},
         )
-
-    def check_head(self, pipe) -> int:
-        return label_head(pipe, rank=3)
 
     def setup(self, pipe) -> dict:
         # The tokenizer callables NER needs, built once: id_to_token remembers the strings it looked up.

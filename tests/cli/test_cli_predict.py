@@ -65,7 +65,8 @@ def test_predict_stdin_lines_with_task_options(runtime_bundle, monkeypatch, caps
 
 def test_predict_jsonl_passes_fields_through(runtime_bundle, monkeypatch, capsys):
     folder = runtime_bundle("bert", "fill-mask")
-    stdin = '{"id": 7, "text": "Maria [MASK] Groningen."}\n\n{"text": "a [MASK]", "tag": ["x"]}\n'
+    # (a blank line between them is malformed since issue 14: tests/cli/test_reliability_cli.py)
+    stdin = '{"id": 7, "text": "Maria [MASK] Groningen."}\n{"text": "a [MASK]", "tag": ["x"]}\n'
     code, out, _ = _run(
         ["predict", str(folder), "--precision", "fp32", "--jsonl", "--top-k", "2"],
         stdin,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from pathlib import Path
 
+import huggingface_hub
 import pytest
 
 from bertrt.bundle import INT8_FILE, MANIFEST
 from bertrt.cli import main
 from bertrt.errors import ExportError, TaskError, UnsupportedModelError, ValidationError
-from bertrt.export import export_model, validate
+from bertrt.export import convert, export_model, validate
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +114,10 @@ def test_force_overwrites_and_drops_stale_files(tiny_checkpoint, tmp_path):
 
 
 def test_hub_id_offline_names_id_and_suggests_folder(tmp_path, monkeypatch):
+    # issue 14: the hub is opt-in with hf:// (a bare owner/name is a path: see the next-but-one test)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ExportError) as info:
-        export_model("bertrt-tests/no-such-model", tmp_path / "out")
+        export_model("hf://bertrt-tests/no-such-model", tmp_path / "out")
     msg = str(info.value)
     assert "'bertrt-tests/no-such-model'" in msg and "local checkpoint folder" in msg
 
@@ -128,12 +132,16 @@ def test_hub_unreachable_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(convert, "_hub_reachable", lambda endpoint, timeout=5.0: False)
     with pytest.raises(ExportError, match=r"'org/model'.*is unreachable.*local checkpoint folder"):
-        export_model("org/model", tmp_path / "out")
+        export_model("hf://org/model", tmp_path / "out")
 
 
-def test_missing_folder_that_is_no_hub_id(tmp_path):
-    with pytest.raises(ExportError, match="no such checkpoint folder"):
+def test_missing_folder_that_is_no_hub_id(tmp_path, monkeypatch):
+    with pytest.raises(ExportError, match="no such folder"):
         export_model(tmp_path / "nope" / "a" / "b", tmp_path / "out")
+    # issue 14: an owner/name-shaped string is a path too, never a download
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("downloaded"))
+    with pytest.raises(ExportError, match=r"^org/model: no such folder \(looked for .*hf://org/model"):
+        export_model("org/model", tmp_path / "out")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ExportError, match=r"not a checkpoint folder \(no config.json\)"):
         export_model(tmp_path / "empty", tmp_path / "out")
@@ -197,7 +205,7 @@ def test_cli_errors(gpt2_checkpoint, tiny_checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["export", str(tiny_checkpoint("bert", "fill-mask")), str(tmp_path / "o"), "--task", "qa"])
     assert info.value.code == 2
-    assert "invalid choice: 'qa'" in capsys.readouterr().err
+    assert "argument --task: unknown task 'qa'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         main(["export", str(tiny_checkpoint("bert", "fill-mask"))])
     assert info.value.code == 2
@@ -225,3 +233,115 @@ def test_int8_gate_is_overridable_from_the_cli(tiny_checkpoint, tmp_path, capsys
         main(["export", ckpt, str(tmp_path / "c"), "--int8-gate", "cosine_min"])
     assert info.value.code == 2
     assert "expected NAME=MIN" in capsys.readouterr().err
+
+
+# ---- issue 14: checked before any work -----------------------------------------------------------------
+
+
+@pytest.fixture()
+def no_work(monkeypatch):
+    """Fail the test if the export gets as far as loading the PyTorch model."""
+    monkeypatch.setattr(convert, "load_model", lambda *a, **k: pytest.fail("the export started its work"))
+
+
+def test_task_alias_is_accepted(tiny_checkpoint, tmp_path, capsys):
+    ckpt = str(tiny_checkpoint("bert", "token-classification"))
+    m = export_model(ckpt, tmp_path / "a", task="ner", quantize="none")
+    assert m["task"] == "token-classification"
+    assert main(["export", ckpt, str(tmp_path / "b"), "--task", "ner", "--quantize", "none"]) == 0
+    assert json.loads((tmp_path / "b" / MANIFEST).read_text())["task"] == "token-classification"
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "max_length,needle",
+    [
+        (2, "max_length must be an int >= 3 (the special tokens and one token), got 2"),
+        (0, "max_length must be an int >= 3"),
+        (True, "max_length must be an int >= 3"),
+        (65, "max_length 65 exceeds the model's 64 positions"),
+    ],
+)
+def test_max_length_out_of_range_fails_before_work(no_work, tiny_checkpoint, tmp_path, max_length, needle):
+    with pytest.raises(ExportError) as info:
+        export_model(tiny_checkpoint("bert", "token-classification"), tmp_path / "out", max_length=max_length)
+    assert needle in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_max_length_names_the_position_offset(no_work, tiny_checkpoint, tmp_path):
+    with pytest.raises(ExportError, match=r"max_length 63 exceeds the model's 62 positions \(max_position_"):
+        export_model(tiny_checkpoint("roberta", "token-classification"), tmp_path / "out", max_length=63)
+
+
+def test_cli_max_length_below_minimum_is_a_usage_error(no_work, tiny_checkpoint, tmp_path, capsys):
+    ckpt = str(tiny_checkpoint("bert", "token-classification"))
+    for value in ("2", "-1", "x"):
+        with pytest.raises(SystemExit) as info:
+            main(["export", ckpt, str(tmp_path / "out"), "--max-length", value])
+        assert info.value.code == 2
+        assert (
+            f"argument --max-length: expected an int >= 3 (the special tokens and one token), got '{value}'"
+            in (capsys.readouterr().err)
+        )
+    assert main(["export", ckpt, str(tmp_path / "out"), "--max-length", "65"]) == 1
+    assert "max_length 65 exceeds the model's 64 positions" in capsys.readouterr().err
+
+
+def _unwritable_folder(tmp_path):
+    """A folder this process cannot create files in: chmod 0o555, or for root (who ignores it) /sys."""
+    if os.geteuid() == 0:
+        return Path("/sys")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+@pytest.mark.parametrize("where", ["inside", "is", "below"])
+def test_unwritable_out_dir_fails_before_work(no_work, tiny_checkpoint, tmp_path, where, capsys):
+    folder = _unwritable_folder(tmp_path)
+    try:
+        out = {"inside": folder / "bertrt-out", "is": folder, "below": folder / "a" / "b"}[where]
+        ckpt = tiny_checkpoint("bert", "token-classification")
+        with pytest.raises(ExportError, match="cannot write the bundle, .* is not writable") as info:
+            export_model(ckpt, out, force=True)
+        assert str(folder) in str(info.value)
+        assert main(["export", str(ckpt), str(out), "--force"]) == 1
+        assert "is not writable" in capsys.readouterr().err
+    finally:
+        if folder != Path("/sys"):
+            folder.chmod(0o755)
+
+
+def test_writability_probe_leaves_nothing_behind(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(convert, "load_model", lambda *a, **k: (_ for _ in ()).throw(ExportError("stop")))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ExportError, match="stop"):
+        export_model(tiny_checkpoint("bert", "token-classification"), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == [tmp_path / "out"] and not list((tmp_path / "out").iterdir())
+
+
+def test_checkpoint_labels_with_a_hole_fail_before_work(no_work, tiny_checkpoint, tmp_path):
+    # The loader refuses such a bundle (issue 14), so the exporter refuses to spend the work on it.
+    src = tiny_checkpoint("bert", "token-classification")
+    labels = json.loads((src / "config.json").read_text())["id2label"]
+    holed = {**{k: v for k, v in labels.items() if k != "3"}, "12": labels["3"]}
+    ckpt = _copy_with_config(src, tmp_path / "ck", id2label=holed)
+    with pytest.raises(
+        ExportError, match=r"config\.json id2label must have the ids 0\.\.8 .*missing 3, out of range 12"
+    ):
+        export_model(ckpt, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bundle_the_runtime_would_refuse_is_not_installed(tiny_checkpoint, tmp_path, monkeypatch):
+    from bertrt.export import manifest
+
+    build = manifest.build_manifest
+    monkeypatch.setattr(manifest, "build_manifest", lambda **kw: {**build(**kw), "max_length": 2})
+    with pytest.raises(
+        ExportError, match=r"the bundle written does not load: .*max_length must be an int >= 3"
+    ):
+        export_model(tiny_checkpoint("bert", "token-classification"), tmp_path / "out", quantize="none")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".bertrt-export-*"))

@@ -1,4 +1,5 @@
-"""Broken bundles give a BundleError naming the path and the problem; loading runs no bundle code (issue 5).
+"""Broken bundles give a BundleError naming the path and the problem; loading runs no bundle code (issue 5);
+every metadata problem is found at load, all in one error, and the server refuses such a bundle (issue 14).
 
 Missing files, unknown schema version, truncated ONNX, config sha256 and id2label/logits mismatch for
 text-classification are covered in tests/runtime/test_runtime_bundle.py; here the remaining cases.
@@ -7,14 +8,16 @@ text-classification are covered in tests/runtime/test_runtime_bundle.py; here th
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
+import subprocess
 import sys
 
 import pytest
 
 import bertrt
-from bertrt.bundle import MANIFEST
+from bertrt.bundle import MANIFEST, load_bundle
 from bertrt.errors import BundleError, ModelFileNotFoundError
 
 
@@ -142,3 +145,194 @@ def test_loading_runs_no_code_from_the_bundle(ner_copy, tmp_path):
     names = {p.rsplit("/", 1)[-1] for p in opened}
     assert names <= {"bundle.json", "config.json", "tokenizer_config.json", "special_tokens_map.json"}, names
     assert str(ner_copy) not in sys.path and "modeling_evil" not in sys.modules
+
+
+# ---- issue 14: everything checkable about a bundle is checked at load, in one BundleError -----------------
+
+
+def _holed(labels: dict) -> dict:
+    """id2label with id 3 missing and id 12 present (same number of labels)."""
+    holed = {k: v for k, v in labels.items() if k != "3"}
+    holed["12"] = labels["3"]
+    return holed
+
+
+def test_id2label_with_a_hole_fails_at_load(ner_copy):
+    # Before: the bundle loaded, then every NER call raised an *input* error.
+    _edit_json(ner_copy / MANIFEST, lambda m: m.update(id2label=_holed(m["id2label"])))
+    with pytest.raises(BundleError) as info:
+        load_bundle(ner_copy)
+    assert info.value.path == str(ner_copy)
+    assert (
+        "bundle.json id2label must have the ids 0..8 (9 labels), found ids 0..12: missing 3, out of range 12"
+    ) in str(info.value)
+    with pytest.raises(BundleError, match="missing 3, out of range 12"):
+        bertrt.pipeline("ner", ner_copy)
+
+
+def test_id2label_hole_in_config_json_without_a_manifest(optimum_folder, tmp_path):
+    # Before: text-classification silently labelled the class LABEL_3.
+    folder = tmp_path / "cls"
+    shutil.copytree(optimum_folder("bert", "text-classification"), folder)
+    config = json.loads((folder / "config.json").read_text())
+    labels = config["id2label"]
+    config["id2label"] = {"0": labels["0"], "1": labels["1"], "3": labels["2"]}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        BundleError,
+        match=r"config\.json id2label must have the ids 0\.\.2 \(3 labels\), found ids 0\.\.3: missing 2, "
+        r"out of range 3",
+    ):
+        bertrt.pipeline(None, folder, precision="fp32")
+
+
+@pytest.mark.parametrize(
+    "id2label,needle",
+    [
+        ({"0": "O", "1": 7}, "bundle.json id2label labels must be strings: id 1: 7"),
+        ({"0": "O", "x": "B-PER"}, "bundle.json id2label has ids that are not integers: 'x'"),
+        ({"0": "O", "00": "B-PER"}, "bundle.json id2label lists id 0 more than once"),
+        (["O", "B-PER"], "bundle.json id2label must be an object {id: label}, found list"),
+        ({"1": "O", "2": "B-PER"}, "found ids 1..2: missing 0, out of range 2"),
+        ({"-1": "O", "0": "B-PER"}, "found ids -1..0: missing 1, out of range -1"),
+    ],
+)
+def test_malformed_id2label(ner_copy, id2label, needle):
+    _edit_json(ner_copy / MANIFEST, lambda m: m.update(id2label=id2label))
+    with pytest.raises(BundleError) as info:
+        load_bundle(ner_copy)
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "arch,max_length,needle",
+    [
+        (
+            "bert",
+            65,
+            "bundle.json max_length 65 exceeds the 64 positions of the model "
+            "(config.json max_position_embeddings 64)",
+        ),
+        (
+            "roberta",
+            63,
+            "bundle.json max_length 63 exceeds the 62 positions of the model "
+            "(config.json max_position_embeddings 64 - position offset 2 for RoBERTa)",
+        ),
+        ("bert", 2, "bundle.json max_length must be an int >= 3 (the special tokens and one token), found 2"),
+        (
+            "bert",
+            "64",
+            "bundle.json max_length must be an int >= 3 (the special tokens and one token), found '64'",
+        ),
+    ],
+)
+def test_manifest_max_length_is_checked_at_load(runtime_bundle, tmp_path, arch, max_length, needle):
+    # Before: max_length 600 loaded, then a long text raised onnxruntime's raw InvalidArgument.
+    folder = tmp_path / "bundle"
+    shutil.copytree(runtime_bundle(arch, "token-classification"), folder)
+    if not (folder / MANIFEST).exists():
+        pytest.skip("needs the exporter's bundle.json")
+    _edit_json(folder / MANIFEST, lambda m: m.update(max_length=max_length))
+    with pytest.raises(BundleError) as info:
+        bertrt.pipeline(None, folder)
+    assert needle in str(info.value)
+
+
+def test_every_problem_is_reported_at_once(ner_copy):
+    def breakit(m):
+        m.update(id2label=_holed(m["id2label"]), max_length=600, problem_type="ranking")
+        m["id2label"]["0"] = None
+
+    _edit_json(ner_copy / MANIFEST, breakit)
+    with pytest.raises(BundleError) as info:
+        load_bundle(ner_copy)
+    message = str(info.value)
+    assert "bundle metadata is invalid (4 problems): " in message
+    for needle in (
+        "labels must be strings: id 0: None",
+        "missing 3, out of range 12",
+        "max_length 600 exceeds the 64 positions",
+        "bundle.json problem_type must be one of single_label_classification, multi_label_classification, "
+        "regression or null, found 'ranking'",
+    ):
+        assert needle in message
+
+
+@pytest.mark.parametrize(
+    "model_max_length,needle",
+    [
+        (
+            2,
+            "tokenizer_config.json model_max_length must be an int >= 3 (the special tokens and one token), "
+            "found 2",
+        ),
+        (-5, "found -5"),
+        ("512", "found '512'"),
+        (12.5, "found 12.5"),
+    ],
+)
+def test_tokenizer_model_max_length_without_a_manifest(optimum_folder, tmp_path, model_max_length, needle):
+    folder = tmp_path / "ner"
+    shutil.copytree(optimum_folder("bert", "token-classification"), folder)
+    _edit_json(folder / "tokenizer_config.json", lambda t: t.update(model_max_length=model_max_length))
+    with pytest.raises(BundleError) as info:
+        load_bundle(folder, precision="fp32")
+    assert needle in str(info.value)
+    _edit_json(folder / "tokenizer_config.json", lambda t: t.update(model_max_length=int(1e30)))  # no limit
+    assert load_bundle(folder, precision="fp32").max_length == 64
+    _edit_json(folder / "tokenizer_config.json", lambda t: t.update(model_max_length=1000.0))  # capped
+    assert load_bundle(folder, precision="fp32").max_length == 64
+
+
+def test_positions_must_hold_a_sequence(optimum_folder, tmp_path):
+    folder = tmp_path / "ner"
+    shutil.copytree(optimum_folder("roberta", "token-classification"), folder)
+    _edit_json(folder / "config.json", lambda c: c.update(max_position_embeddings=4))
+    with pytest.raises(
+        BundleError,
+        match=r"config\.json max_position_embeddings must be an int >= 5 \(position offset 2 for RoBERTa\), "
+        r"found 4",
+    ):
+        load_bundle(folder, precision="fp32")
+
+
+def test_manifest_input_and_output_names(ner_copy):
+    _edit_json(ner_copy / MANIFEST, lambda m: m.update(input_names=["input_ids", "position_ids"]))
+    with pytest.raises(BundleError, match=r"input_names lists 'position_ids', which the runtime cannot feed"):
+        load_bundle(ner_copy)
+    _edit_json(ner_copy / MANIFEST, lambda m: m.update(input_names=["attention_mask"], output_names=[]))
+    with pytest.raises(BundleError) as info:
+        load_bundle(ner_copy)
+    assert "input_names has no 'input_ids'" in str(info.value)
+    assert "output_names must be a non-empty list of names, found []" in str(info.value)
+    # Names the runtime could feed, but not the graph's: caught once the session exists.
+    _edit_json(ner_copy / MANIFEST, lambda m: m.update(input_names=["input_ids"], output_names=["logits"]))
+    with pytest.raises(
+        BundleError,
+        match=r"does not match the manifest: bundle\.json input_names \['input_ids'\] "
+        r"but the graph has \[.*'attention_mask'",
+    ) as info:
+        bertrt.pipeline(None, ner_copy)
+    assert info.value.path.endswith(".onnx")
+    # A model_file of the user's own is not the manifest's graph: not compared.
+    shutil.copy(ner_copy / "model.onnx", ner_copy / "mine.onnx")
+    assert bertrt.pipeline(None, ner_copy, model_file="mine.onnx").task == "token-classification"
+
+
+def test_serve_refuses_to_start_on_a_broken_bundle(ner_copy):
+    # Before: bertrt serve opened its port and answered every request 400, blaming the client.
+    pytest.importorskip("fastapi")
+    _edit_json(ner_copy / MANIFEST, lambda m: m.update(id2label=_holed(m["id2label"])))
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bertrt.cli", "serve", f"ner={ner_copy}", "--port", "0", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "missing 3, out of range 12" in proc.stderr
+    assert "listening on" not in proc.stderr

@@ -105,15 +105,21 @@ def test_warm_up_runs_the_pipelines_warm_up_text_single_and_batched():
     assert asyncio.run(main()) == [(["warm"], 32, {}), (["warm"] * 4, 2, {})]
 
 
-def test_failed_warm_up_is_reported_and_requests_still_run():
+def test_failed_warm_up_is_reported_and_no_request_runs():
+    # issue 14: a model whose warm-up failed is broken; its requests are refused, not run and failed
     async def main():
-        worker = await _started(FakePipe(fail_warm_up=True))
+        pipe = FakePipe(fail_warm_up=True)
+        worker = await _started(pipe)
         assert not worker.ready and worker.failed == "RuntimeError: warm-up broke"
-        result = await _results([worker.submit("a", {})])
+        outcome = (await asyncio.gather(worker.submit("a", {}), return_exceptions=True))[0]
         await worker.stop()
-        return result
+        return pipe, outcome
 
-    assert asyncio.run(main()) == [{"one": {"text": "a"}}]
+    pipe, outcome = asyncio.run(main())
+    assert isinstance(outcome, ServeError) and "failed its warm-up (RuntimeError: warm-up broke)" in str(
+        outcome
+    )
+    assert pipe.calls == []
 
 
 def test_requests_batch_only_with_equal_parameters():

@@ -1,0 +1,454 @@
+"""Batch inference over files: ``bertrt batch`` and :func:`run`; resumable, on local processes or Ray Data.
+
+::
+
+    import bertrt.batch
+    summary = bertrt.batch.run("bundles/wnut-ner", "corpus/", "tagged/",
+                               task_options={"aggregation_strategy": "first"}, on_error="skip")
+
+The input (a ``.jsonl``/``.csv``/``.parquet`` file, a folder or a glob of them) is planned into shards,
+fixed row ranges of one file (:mod:`bertrt.batch.sources`); each shard becomes one output file holding
+every input column plus ``result``, typed per task (:mod:`bertrt.batch.results`), written atomically
+(:mod:`bertrt.batch.sink`). A second run of the same job skips the shards already written; a changed bundle,
+option or input is an error unless ``overwrite=True``. Shards run in this process (``workers=1``), on
+local processes (:mod:`bertrt.batch.local`) or on Ray Data actors (``ray=``, :mod:`bertrt.ray`), with the
+same code per shard (:mod:`bertrt.batch.runner`), so every mode writes the same files.
+
+Needs ``pip install 'bertrt[batch]'`` (pyarrow; tqdm for the progress bar) and ``bertrt[ray]`` for Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import __version__
+from ..bundle import file_sha256
+from ..errors import InputError
+from ..results import to_jsonable
+from . import sink, sources
+from .local import run_local
+from .predictor import ON_ERROR, Predictor
+from .progress import Progress, format_seconds
+from .runner import Job, ShardRunner
+
+__all__ = [
+    "DEFAULT_SHARD_SIZE",
+    "OUTPUT_FORMATS",
+    "Predictor",
+    "Summary",
+    "bundle_files",
+    "default_split",
+    "run",
+]
+
+DEFAULT_SHARD_SIZE = 10_000
+OUTPUT_FORMATS = ("parquet", "jsonl")
+MANIFEST_FORMAT = "bertrt-batch"
+MANIFEST_VERSION = 1
+#: rows per pipeline call inside a shard, in batches of batch_size (sorted by length within it)
+CHUNK_BATCHES = 16
+#: the manifest is rewritten after a shard at most this often (and always at the end of a run)
+MANIFEST_EVERY_S = 1.0
+
+
+@dataclass
+class Summary:
+    """What a run did."""
+
+    output: str
+    mode: str
+    workers: int
+    threads: int
+    rows_total: int
+    rows_run: int
+    rows_written: int
+    rows_errors: int
+    shards_total: int
+    shards_skipped: int
+    shards_run: int
+    seconds: float
+    complete: bool
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_run / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        head = (
+            f"bertrt batch: {self.rows_run:,} rows in {format_seconds(self.seconds)} "
+            f"({self.rows_per_s:,.0f} rows/s, {self.mode}, {self.workers} x {self.threads} threads)"
+        )
+        return [
+            head,
+            f"  shards: {self.shards_run} written, {self.shards_skipped} already done, {self.shards_total} in all",
+            f"  rows:   {self.rows_written:,} written, {self.rows_errors:,} bad (in {sink.ERRORS}), "
+            f"{self.rows_total:,} in all",
+            f"  output: {self.output}" + ("" if self.complete else "  (incomplete: run again to go on)"),
+        ]
+
+
+def default_split(cores: int, workers: int | None, threads: int | None, shards: int) -> tuple[int, int]:
+    """(workers, threads per worker). Default: one single-threaded worker per physical core, never more
+    workers than shards to run (measured on the 2-core machine: 2 x 1 beats 1 x 2, see the README)."""
+    if workers is None:
+        workers = max(1, cores // (threads or 1))
+    workers = max(1, min(workers, max(shards, 1)))
+    if threads is None:
+        threads = max(1, cores // workers)
+    return workers, threads
+
+
+def bundle_files(bundle) -> list[str]:
+    """Files of a loaded bundle a worker needs (relative names): the model file (and its external data),
+    tokenizer and config files, and bundle.json."""
+    root = Path(bundle.root)
+    names = [
+        n
+        for n in (
+            "bundle.json",
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        )
+        if (root / n).is_file()
+    ]
+    model = Path(bundle.model_path)
+    names.append(_model_file(bundle))
+    for data in sorted(model.parent.glob(model.name + "*")):  # external data: model.onnx_data, .data
+        if data != model and data.is_file():
+            names.append(str(data.relative_to(root)))
+    return names
+
+
+def _model_file(bundle) -> str:
+    """The model file's name relative to the bundle folder (what ``model_file=`` selects again)."""
+    model, root = Path(bundle.model_path), Path(bundle.root)
+    return str(model.relative_to(root)) if model.is_relative_to(root) else model.name
+
+
+def _bundle_hash(bundle) -> str:
+    h = hashlib.sha256()
+    for name in bundle_files(bundle):
+        if name == "bundle.json":
+            continue  # its created time and paths are not the model
+        h.update(f"{name}\0{file_sha256(Path(bundle.root) / name)}\n".encode())
+    return h.hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_args(batch_size, shard_size, workers, threads, output_format, on_error) -> None:
+    for name, value in (("batch_size", batch_size), ("shard_size", shard_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise InputError(f"{name} must be a positive int, got {value!r}")
+    for name, value in (("workers", workers), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise InputError(f"{name} must be a positive int or None, got {value!r}")
+    if output_format not in OUTPUT_FORMATS:
+        raise InputError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
+    if on_error not in ON_ERROR:
+        raise InputError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(_differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def run(
+    bundle: str | os.PathLike,
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    task: str | None = None,
+    task_options: dict | None = None,
+    text_field: str = "text",
+    text_pair_field: str | None = None,
+    id_field: str | None = None,
+    precision: str = "int8",
+    model_file: str | None = None,
+    batch_size: int = 32,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    workers: int | None = None,
+    threads: int | None = None,
+    ray: bool | str | None = None,
+    ship_bundle: bool = False,
+    output_format: str = "parquet",
+    on_error: str = "fail",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Summary:
+    """Run (or resume) the batch job ``bundle`` x ``input`` -> ``output``; see the module docstring.
+
+    ``workers``/``threads``: local processes and intra-op threads each (default :func:`default_split`);
+    with ``ray`` (True: a local Ray or the one ``ray.init`` already started / ``RAY_ADDRESS``; a string:
+    that cluster address) ``workers`` is the number of actors and ``threads`` their CPUs (default 1).
+    ``ship_bundle``: send the bundle's files to the actors through Ray's object store instead of letting
+    them read ``bundle`` from a path they share.
+    """
+    from ..session import physical_cores
+
+    _check_args(batch_size, shard_size, workers, threads, output_format, on_error)
+    started = time.perf_counter()
+    task_options = dict(task_options or {})
+    out = Path(output).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: OUTPUT exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    use_ray = ray not in (None, False)
+    cores = physical_cores()
+    with sink.lock_output(out):
+        sink.clean_temporaries(out)
+        existing = sink.read_manifest(out)
+        if existing is None and sink.done_shards(out, "parquet") | sink.done_shards(out, "jsonl"):
+            if not overwrite:
+                raise InputError(f"{out}: holds part files but no {sink.MANIFEST}; pass --overwrite")
+        paths = sources.resolve_inputs(input, exclude=out)
+
+        # The model first: a bad bundle or option fails before any input is scanned.
+        local_threads = None
+        if not use_ray and (workers or 1) == 1:
+            local_threads = threads or cores
+        predictor = Predictor(
+            bundle,
+            task_options,
+            task=task,
+            text_field=text_field,
+            text_pair_field=text_pair_field,
+            precision=precision,
+            model_file=model_file,
+            threads=local_threads or 1,
+            batch_size=batch_size,
+            on_error="skip",
+        )
+        loaded = predictor.pipe.bundle
+        job_key = {
+            "bundle_hash": _bundle_hash(loaded),
+            "model_file": _model_file(loaded),
+            "task": predictor.pipe.task,
+            "task_options": to_jsonable(task_options),
+            "result_type": str(predictor.result_type),
+            "text_field": text_field,
+            "text_pair_field": text_pair_field,
+            "id_field": id_field,
+            "shard_size": shard_size,
+            "output_format": output_format,
+        }
+
+        if existing is not None and overwrite:
+            sink.remove_ours(out)
+            existing = None
+        if existing is not None and existing.get("format") != MANIFEST_FORMAT:
+            raise InputError(f"{out / sink.MANIFEST}: not a bertrt batch manifest; pass --overwrite")
+
+        # The plan: each input scanned once (a resumed run reuses the scan of an unchanged file).
+        known = {}
+        if existing is not None:
+            for entry in existing.get("inputs", []):
+                known[entry["path"]] = entry
+        infos = []
+        for path in paths:
+            stat = path.stat()
+            entry = known.get(str(path))
+            if entry and (entry["bytes"], entry["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+                infos.append(sources.InputFile.from_json(entry))
+            else:
+                infos.append(sources.scan_file(path, text_field, text_pair_field, id_field, shard_size))
+        if existing is not None:
+            problems = _differences(existing.get("job", {}), job_key)
+            old_inputs = [sources.InputFile.from_json(e).fingerprint() for e in existing.get("inputs", [])]
+            if old_inputs != [i.fingerprint() for i in infos]:
+                problems.append("inputs: the input files (or their sizes / modification times) changed")
+            if problems:
+                raise InputError(
+                    f"{out} holds the output of a different job ({'; '.join(problems[:6])}); pass "
+                    "--overwrite to replace it, or choose another OUTPUT"
+                )
+        shards = sources.plan_shards(infos, shard_size)
+        names = {s.name for s in shards}
+        done = sink.done_shards(out, output_format) & names
+        pending = [s for s in shards if s.name not in done]
+
+        records = dict((existing or {}).get("shards", {}).get("done", {}))
+        records = {k: v for k, v in records.items() if k in done}
+        for shard in shards:  # finished by a run killed before its manifest write
+            if shard.name in done and shard.name not in records:
+                records[shard.name] = {
+                    "rows": shard.rows,
+                    "written": sink.shard_rows_written(out, shard.name, output_format),
+                    "errors": sink.error_count(out, shard.name),
+                    "recovered": True,
+                }
+
+        if use_ray:
+            mode = "ray"
+            n_workers, n_threads = workers, threads or 1
+        else:
+            mode = "local"
+            n_workers, n_threads = default_split(cores, workers, threads, len(pending))
+        run_record = {
+            "started": _now(),
+            "mode": mode,
+            "ray_address": ray if isinstance(ray, str) else None,
+            "workers": n_workers,
+            "threads": n_threads,
+            "batch_size": batch_size,
+            "on_error": on_error,
+            "bertrt": __version__,
+            "status": "running",
+        }
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "created": (existing or {}).get("created", _now()),
+            "updated": _now(),
+            "job": job_key,
+            "bundle_path": str(loaded.root),
+            "inputs": [i.to_json() for i in infos],
+            "rows": {},
+            "shards": {"total": len(shards), "done": records},
+            "runs": [*(existing or {}).get("runs", []), run_record],
+            "complete": False,
+        }
+
+        def refresh_counts() -> None:
+            done_records = manifest["shards"]["done"]
+            manifest["rows"] = {
+                "total": sum(i.rows for i in infos),
+                "per_input": [i.rows for i in infos],
+                "done": sum(r["rows"] for r in done_records.values()),
+                "written": sum(r["written"] for r in done_records.values()),
+                "errors": sum(r["errors"] for r in done_records.values()),
+            }
+            manifest["shards"]["finished"] = len(done_records)
+            manifest["updated"] = _now()
+
+        refresh_counts()
+        sink.write_manifest(out, manifest)
+        total_rows = manifest["rows"]["total"]
+        bar = Progress(total_rows, manifest["rows"]["done"], enabled=progress)
+        last_write = [time.perf_counter()]
+        ran = {"shards": 0, "rows": 0}
+        run_started = time.perf_counter()
+
+        def on_done(meta: dict) -> None:
+            name = meta["shard"]
+            manifest["shards"]["done"][name] = {
+                k: meta[k] for k in ("rows", "written", "errors", "seconds", "worker") if k in meta
+            }
+            ran["shards"] += 1
+            ran["rows"] += meta["rows"]
+            now = time.perf_counter()
+            if now - last_write[0] >= MANIFEST_EVERY_S:
+                refresh_counts()
+                sink.write_manifest(out, manifest)
+                last_write[0] = now
+
+        on_progress = bar.update
+        if use_ray:
+            # the Ray actors report whole shards: the bar moves when one is written
+            def on_done_ray(meta: dict) -> None:
+                on_done(meta)
+                bar.update(meta["rows"])
+
+        job = Job(
+            bundle=str(loaded.root),
+            task=predictor.pipe.task,
+            task_options=task_options,
+            output=str(out),
+            inputs=[i.light() for i in infos],
+            text_field=text_field,
+            text_pair_field=text_pair_field,
+            id_field=id_field,
+            precision=precision,
+            model_file=job_key["model_file"],
+            output_format=output_format,
+            on_error=on_error,
+            batch_size=batch_size,
+            chunk_rows=batch_size * CHUNK_BATCHES,
+        )
+        status = "failed"
+        try:
+            if use_ray:
+                from .. import ray as bertrt_ray
+
+                del predictor  # the driver holds no model while the actors run
+                n_workers, n_threads = bertrt_ray.run_shards(
+                    job,
+                    pending,
+                    address=ray if isinstance(ray, str) else None,
+                    actors=workers,
+                    threads=n_threads,
+                    on_done=on_done_ray,
+                    ship_bundle=ship_bundle,
+                )
+                run_record["workers"], run_record["threads"] = n_workers, n_threads
+            elif n_workers == 1:
+                run_local(
+                    job, pending, 1, n_threads, on_done, on_progress, ShardRunner(job, predictor=predictor)
+                )
+            else:
+                del predictor  # each worker loads its own; the driver keeps none
+                run_local(job, pending, n_workers, n_threads, on_done, on_progress)
+            status = "complete"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        except BaseException as exc:
+            status = f"failed: {' '.join(str(exc).split())[:500]}"
+            raise
+        finally:
+            bar.close()
+            done_now = set(manifest["shards"]["done"])
+            errors = sink.merge_errors(out, done_now)
+            refresh_counts()
+            manifest["complete"] = len(done_now) == len(shards)
+            seconds = time.perf_counter() - run_started
+            run_record.update(
+                status=status,
+                finished=_now(),
+                shards=ran["shards"],
+                rows=ran["rows"],
+                seconds=round(seconds, 3),
+                rows_per_s=round(ran["rows"] / seconds, 1) if seconds > 0 else None,
+                startup_seconds=round(run_started - started, 3),
+                errors_file_lines=errors,
+            )
+            sink.write_manifest(out, manifest)
+    rows = manifest["rows"]
+    return Summary(
+        output=str(out),
+        mode=mode,
+        workers=run_record["workers"] or 0,
+        threads=run_record["threads"],
+        rows_total=rows["total"],
+        rows_run=ran["rows"],
+        rows_written=rows["written"],
+        rows_errors=rows["errors"],
+        shards_total=len(shards),
+        shards_skipped=len(shards) - len(pending),
+        shards_run=ran["shards"],
+        seconds=round(time.perf_counter() - run_started, 3),
+        complete=manifest["complete"],
+    )
+
+
+def print_summary(summary: Summary, stream=None) -> None:
+    stream = stream or sys.stderr
+    for line in summary.lines():
+        print(line, file=stream)

@@ -1,0 +1,125 @@
+"""``bertrt batch BUNDLE INPUT OUTPUT``: run a bundle's pipeline over files, resumably (see bertrt.batch).
+
+The task options are the flags of ``bertrt predict``, generated from the task modules and parsed for
+the bundle's task by ``bertrt.cli_predict`` (a flag the bundle's task does not take is a usage error).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import cli_predict
+from ..tasks.base import positive_int
+from . import DEFAULT_SHARD_SIZE, OUTPUT_FORMATS, print_summary
+from . import run as run_batch
+
+__all__ = ["add_arguments", "run"]
+
+#: --ray given without an address: a local Ray (or RAY_ADDRESS, or the running cluster)
+_LOCAL_RAY = "local"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", help="bundle folder (bertrt, Optimum or transformers.js onnx/ layout)")
+    parser.add_argument("input", help="a .jsonl, .csv or .parquet file, or a folder / glob of them")
+    parser.add_argument("output", help="output folder: part-*.parquet (or .jsonl) and _bertrt_manifest.json")
+    parser.add_argument("--text-field", default="text", help="the column holding the text (default text)")
+    parser.add_argument("--text-pair-field", default=None, help="text-classification: the second text column")
+    parser.add_argument("--id-field", default=None, help="a column naming each row in errors (optional)")
+    parser.add_argument("--task", default=None, help="task (default: from bundle.json / config.json)")
+    parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    parser.add_argument("--model-file", default=None, help="ONNX file inside the bundle to load explicitly")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument(
+        "--shard-size",
+        type=positive_int,
+        default=DEFAULT_SHARD_SIZE,
+        help=f"rows per output file, the unit of resumption (default {DEFAULT_SHARD_SIZE})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="local processes (default: one per physical core), or Ray actors with --ray",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="intra-op threads per worker (default: cores / workers; 1 per Ray actor)",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const=_LOCAL_RAY,
+        default=None,
+        metavar="ADDRESS",
+        help="run on Ray Data: a local Ray, or the cluster at ADDRESS (auto, ray://host:10001)",
+    )
+    parser.add_argument(
+        "--ship-bundle",
+        action="store_true",
+        help="--ray: send the bundle through Ray's object store (default: actors read the BUNDLE path)",
+    )
+    parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="parquet")
+    parser.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="a bad row: stop naming it (fail), or write it to _errors.jsonl and go on (skip)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace the output of a different job")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    options = parser.add_argument_group("task options (only those of the bundle's task may be given)")
+    # The same flags, actions and parsers as bertrt predict's (cli_predict owns them).
+    for flag in cli_predict._task_flags().values():
+        kwargs = flag.option.argparse_kwargs()
+        if not flag.option.cli.flag:
+            kwargs.pop("type", None)
+            kwargs.update(action=cli_predict._TaskValue, parsers=flag.parsers)
+        options.add_argument(flag.option.flag, help="; ".join(flag.helps), **kwargs)
+
+
+def _task_of(args) -> str:
+    """The bundle's task (reads its JSON files only), to parse the task flags for it."""
+    from ..bundle import load_bundle
+    from ..errors import TaskError
+    from ..tasks import normalize_task
+
+    if args.task is not None:
+        return normalize_task(args.task)
+    task = load_bundle(args.bundle, args.precision, args.model_file).task
+    if task is None:
+        raise TaskError(f"{args.bundle}: cannot infer the task from bundle.json or config.json; pass --task")
+    return task
+
+
+def run(args) -> int:
+    options = cli_predict._task_options(_task_of(args), args)
+    ray = None
+    if args.ray is not None:
+        ray = True if args.ray == _LOCAL_RAY else args.ray
+    summary = run_batch(
+        args.bundle,
+        args.input,
+        args.output,
+        task=args.task,
+        task_options=options,
+        text_field=args.text_field,
+        text_pair_field=args.text_pair_field,
+        id_field=args.id_field,
+        precision=args.precision,
+        model_file=args.model_file,
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        workers=args.workers,
+        threads=args.threads,
+        ray=ray,
+        ship_bundle=args.ship_bundle,
+        output_format=args.output_format,
+        on_error=args.on_error,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print_summary(summary)
+    return 0

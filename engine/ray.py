@@ -1,0 +1,203 @@
+"""bertrt on Ray Data: a Ray-ready :class:`Predictor` for your own pipelines, and ``bertrt batch --ray``.
+
+Your own pipeline (any Ray Data source and sink, S3 included)::
+
+    import ray
+    import bertrt.ray
+
+    ds = ray.data.read_parquet("s3://bucket/docs/")
+    ds = ds.map_batches(
+        bertrt.ray.Predictor,
+        fn_constructor_kwargs={"bundle": "/shared/bundles/ner", "task_options": {"aggregation_strategy": "first"}},
+        concurrency=8, num_cpus=1, batch_size=256, batch_format="pyarrow",
+    )
+    ds.write_parquet("s3://bucket/tagged/")
+
+Each actor builds one pipeline (``threads``: the CPUs Ray gave the actor) and adds a typed ``result``
+column to every batch (:mod:`bertrt.batch.results`). The bundle reaches the actors as a path they all
+read (shared storage, or the same folder baked into every node's image), or through Ray's object store:
+``bundle=bertrt.ray.ship_bundle("bundles/ner")`` puts its files (the model file, tokenizer and configs)
+in the object store once; each node writes them to a local temporary folder on first use.
+
+``bertrt batch --ray [ADDRESS]`` runs the same shards as a local run (:func:`run_shards`): Ray Data maps
+the shard list over an actor pool (``map_batches(<shard predictor>, concurrency=N, batch_size=1,
+num_cpus=threads)``); each actor owns one pipeline, reads its shard from the input path, and writes the
+shard's file atomically into OUTPUT, exactly as a local worker does, so the output is the same file for file
+and a re-run skips finished shards. INPUT and OUTPUT must therefore be paths every node sees (a shared
+POSIX filesystem: NFS, EFS, Lustre, a FUSE mount); for object storage compose your own pipeline as above.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from .batch import predictor as _predictor
+from .errors import InputError
+
+__all__ = ["BundleRef", "Predictor", "materialize", "run_shards", "ship_bundle"]
+
+log = logging.getLogger("bertrt")
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleRef:
+    """A bundle in Ray's object store: its digest, {relative file name: ObjectRef of the bytes}, the model file."""
+
+    digest: str
+    files: dict
+    model_file: str
+
+
+def ship_bundle(
+    bundle: str | os.PathLike, precision: str = "int8", model_file: str | None = None
+) -> BundleRef:
+    """Put the files of ``bundle`` a worker needs into Ray's object store (call on the driver)."""
+    import ray
+
+    from .batch import _bundle_hash, _model_file, bundle_files
+    from .bundle import load_bundle
+
+    loaded = load_bundle(bundle, precision, model_file)
+    files = {name: ray.put((Path(loaded.root) / name).read_bytes()) for name in bundle_files(loaded)}
+    return BundleRef(_bundle_hash(loaded), files, _model_file(loaded))
+
+
+_ship = ship_bundle  # run_shards' keyword of the same name hides it there
+
+
+def materialize(ref: BundleRef, root: str | os.PathLike | None = None) -> Path:
+    """The folder holding ``ref``'s files on this node, written once per node (atomically renamed)."""
+    import ray
+
+    folder = Path(root or tempfile.gettempdir()) / "bertrt-bundles" / ref.digest[:16]
+    if (folder / ".complete").is_file():
+        return folder
+    work = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    work.mkdir(parents=True)
+    try:
+        for name, obj in ref.files.items():
+            target = work / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(ray.get(obj))
+        (work / ".complete").write_text(ref.digest)
+        try:
+            os.rename(work, folder)
+        except OSError:  # another actor on this node was first: its copy is complete
+            if not (folder / ".complete").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return folder
+
+
+def _assigned_cpus() -> int | None:
+    """CPUs Ray assigned to this worker (None outside Ray)."""
+    with contextlib.suppress(Exception):
+        import ray
+
+        if ray.is_initialized():
+            cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+            if cpus:
+                return max(1, int(cpus))
+    return None
+
+
+class Predictor(_predictor.Predictor):
+    """:class:`bertrt.batch.Predictor` for ``map_batches``: ``bundle`` may be a :class:`BundleRef`, and
+    ``threads`` defaults to the CPUs Ray assigned to the actor (``num_cpus``)."""
+
+    def __init__(self, bundle, task_options: dict | None = None, **kwargs):
+        if isinstance(bundle, BundleRef):
+            kwargs.setdefault("model_file", bundle.model_file)
+            bundle = materialize(bundle)
+        if kwargs.get("threads") is None:
+            kwargs["threads"] = _assigned_cpus()
+        super().__init__(bundle, task_options, **kwargs)
+
+
+class _ShardPredictor:
+    """The actor of ``bertrt batch --ray``: one ShardRunner; a batch of shard descriptions in, records out."""
+
+    def __init__(self, job, threads: int, bundle_ref: BundleRef | None = None):
+        from .batch.runner import ShardRunner
+
+        if bundle_ref is not None:
+            job = dataclasses.replace(
+                job, bundle=str(materialize(bundle_ref)), model_file=bundle_ref.model_file
+            )
+        self.runner = ShardRunner(job, threads)
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        from .batch.sources import Shard
+
+        records = [json.dumps(self.runner.run(Shard(**json.loads(s)))) for s in batch["shard"]]
+        out = np.empty(len(records), dtype=object)
+        out[:] = records
+        return {"meta": out}
+
+
+def run_shards(
+    job,
+    shards: list,
+    *,
+    address: str | None = None,
+    actors: int | None = None,
+    threads: int = 1,
+    on_done: Callable[[dict], None],
+    ship_bundle: bool = False,
+) -> tuple[int, int]:
+    """Run ``shards`` of ``job`` on Ray Data; (actors, threads) used. Joins the Ray that ``ray.init``
+    started in this process, else starts one (``address``: a cluster, ``auto``; None: local or
+    ``RAY_ADDRESS``) and shuts it down at the end."""
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        started = True
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if actors is None:
+            actors = max(1, cpus // threads)
+        if actors * threads > cpus:
+            raise InputError(
+                f"{actors} actors x {threads} CPUs need {actors * threads} CPUs; the Ray cluster has {cpus}"
+            )
+        if not shards:
+            return actors, threads
+        actors = min(actors, len(shards))
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # bertrt batch draws its own
+        bundle_ref = None
+        if ship_bundle:
+            bundle_ref = _ship(job.bundle, job.precision, job.model_file)
+        items = [{"shard": json.dumps(dataclasses.asdict(s))} for s in shards]
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 100_000))
+        ds = ds.map_batches(
+            _ShardPredictor,
+            fn_constructor_kwargs={"job": job, "threads": threads, "bundle_ref": bundle_ref},
+            compute=ray.data.ActorPoolStrategy(size=actors),  # ``concurrency=actors`` before Ray 2.51
+            batch_size=1,
+            num_cpus=threads,
+            batch_format="numpy",
+        )
+        for row in ds.iter_rows():
+            meta = json.loads(row["meta"])
+            if "error" in meta:
+                raise InputError(meta["error"])
+            on_done(meta)
+        return actors, threads
+    finally:
+        if started:
+            ray.shutdown()
