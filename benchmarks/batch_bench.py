@@ -36,6 +36,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import bertrt
+
 RESULTS = Path(__file__).parent / "results"
 CONFIGS = ("local-1x1", "local-1x2", "local-2x1", "ray-1x1", "ray-2x1")
 OPTIONS = ["--aggregation-strategy", "first"]
@@ -158,7 +160,9 @@ def _fmt(s: dict, digits: int = 0) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.batch_bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.batch_bench", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--shard-size", type=int, default=2500)
@@ -174,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
 
     workload = load_workload("ner", 16)
     texts = _texts(args.rows)
+    tokenizer = bertrt.pipeline(None, workload.bundle)
+    unique = list(dict.fromkeys(texts))
+    tokens_per_row = statistics.mean(len(tokenizer.tokenize(t)["ids"]) for t in unique)
+    del tokenizer
     runs: dict[str, list[dict]] = defaultdict(list)
     work = Path(tempfile.mkdtemp(prefix="bertrt-batch-bench-"))
     try:
@@ -216,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                 "steady_ratio_to_local": round(
                     ray["steady_rows_per_s"]["median"] / local["steady_rows_per_s"]["median"], 3
                 ),
-                "extra_peak_rss_mib": round(ray["peak_rss_mib"]["median"] - local["peak_rss_mib"]["median"], 1),
+                "extra_peak_rss_mib": round(
+                    ray["peak_rss_mib"]["median"] - local["peak_rss_mib"]["median"], 1
+                ),
             }
     scaling = {}
     for kind in ("local", "ray"):
@@ -242,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         "ray_overhead": overhead,
         "scaling_1_to_2": scaling,
         "per_core_rows_per_s": per_core,
+        "tokens_per_row": round(tokens_per_row, 1),
+        "per_core_tokens_per_s": round(per_core * tokens_per_row) if per_core else None,
         "runs": runs,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -292,7 +304,11 @@ def _markdown(report: dict) -> str:
             )
         lines.append("")
     if report["per_core_rows_per_s"]:
-        lines.append(f"Per-core rate (local-1x1 steady): **{report['per_core_rows_per_s']:,.0f} rows/s**.")
+        lines.append(
+            f"Per-core rate (local-1x1 steady): **{report['per_core_rows_per_s']:,.0f} rows/s** of "
+            f"{report['tokens_per_row']} tokens on average (special tokens included), i.e. "
+            f"**{report['per_core_tokens_per_s']:,} tokens/s per core**."
+        )
         lines.append("")
     return "\n".join(lines)
 

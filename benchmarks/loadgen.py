@@ -21,7 +21,8 @@ connects to 127.0.0.1.
 
 Outputs: ``benchmarks/results/serve.json`` (every figure), ``serve.md`` (the table) and ``serve.png``
 (throughput and p99 against concurrency). Usage: ``python -m benchmarks.loadgen [--levels 1,8,32,64]
-[--requests 800] [--seconds 15] [--threads 1] [--systems batched,unbatched,transformers]``.
+[--requests 800] [--seconds 15] [--threads 1] [--systems batched,unbatched,transformers,budget]
+[--max-batch-tokens 512]``; (d) "budget" is (a) with a token budget, for the effect of ``--max-batch-tokens``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ SYSTEMS = {
     "batched": "(a) bertrt serve, micro-batching",
     "unbatched": "(b) bertrt serve --no-batching",
     "transformers": "(c) transformers.pipeline + FastAPI",
+    "budget": "(d) bertrt serve, micro-batching with --max-batch-tokens",
 }
 
 
@@ -194,7 +196,8 @@ class Server:
                 self.proc.wait(30)
 
 
-def start(system: str, bundle: Path, checkpoint: Path, threads: int) -> Server:
+def start(system: str, bundle: Path, checkpoint: Path, threads: int, max_batch_tokens: int = 0) -> Server:
+    """``system``'s server; (a) and (b) run without a token budget, (d) with ``max_batch_tokens``."""
     if system == "transformers":
         cmd = [
             sys.executable,
@@ -229,6 +232,8 @@ def start(system: str, bundle: Path, checkpoint: Path, threads: int) -> Server:
             "8",
             "--max-queue",
             "4096",
+            "--max-batch-tokens",
+            str(max_batch_tokens if system == "budget" else 0),
         ]
         if system == "unbatched":
             cmd.append("--no-batching")
@@ -365,6 +370,10 @@ def summarize(rows: list[dict]) -> dict:
             if c is None or a["p99_ms"] is None or c["p99_ms"] is None
             else a["p99_ms"] < c["p99_ms"],
         }
+        d = by.get(("budget", level))
+        if d is not None:  # the token budget's effect: (d) over (a)
+            out[str(level)]["p50_d_over_a"] = _ratio(d["p50_ms"], a["p50_ms"])
+            out[str(level)]["p99_d_over_a"] = _ratio(d["p99_ms"], a["p99_ms"])
     return out
 
 
@@ -456,6 +465,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help="subset of batched,unbatched,transformers"
     )
+    parser.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=512,
+        help="token budget of system 'budget' (default 512; the others run without one)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     load_at_start = [round(x, 2) for x in os.getloadavg()]
@@ -473,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for system in systems:  # all up front (idle servers cost nothing), so that levels interleave
             print(f"starting {SYSTEMS[system]} ...", file=sys.stderr, flush=True)
-            servers[system] = start(system, bundle, checkpoint, args.threads)
+            servers[system] = start(system, bundle, checkpoint, args.threads, args.max_batch_tokens)
         for index, level in enumerate(levels):
             # The machine is shared: measure the systems back to back per level, in a rotating order, so
             # that a burst of outside load does not land on one system's whole curve.
@@ -505,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         "bundle": str(bundle),
         "precision": "int8",
         "threads": args.threads,
+        "max_batch_tokens": args.max_batch_tokens,
         "parameters": PARAMETERS,
         "texts": len(texts),
         "max_requests": args.requests,

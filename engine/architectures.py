@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ARCHITECTURES", "Architecture", "get_architecture", "supported_list"]
+__all__ = ["ARCHITECTURES", "Architecture", "get_architecture", "supported_list", "takes_token_type_ids"]
 
 
 @dataclass(frozen=True)
@@ -18,8 +18,10 @@ class Architecture:
     model_type: str
     #: human name, for messages and the README
     name: str
-    #: the exported graph takes ``token_type_ids``
-    token_type_ids: bool
+    #: the exported graph takes ``token_type_ids``; None: the config decides (``type_vocab_size > 0``, as
+    #: optimum's DeBERTa export does), see :func:`takes_token_type_ids`. The runtime feeds whatever the
+    #: graph declares, so this is the exporter's expectation, never a runtime switch.
+    token_type_ids: bool | None
     #: position ids start at ``padding_idx + 1`` (the RoBERTa family): usable length = positions - offset
     position_offset: int
     #: ``onnxruntime.transformers.optimizer`` model_type; None when no fusion covers the graph
@@ -36,6 +38,10 @@ class Architecture:
     #: fp32 graph vs PyTorch, max |difference| the export accepts; None: the exporter's default
     #: (``bertrt.export.validate.FP32_ATOL``, 1e-4)
     fp32_tolerance: float | None = None
+    #: the PyTorch attention the exporter loads and traces (``from_pretrained(attn_implementation=...)``):
+    #: "sdpa" where transformers has it (it traces to the pattern onnxruntime's Attention fusion knows),
+    #: "eager" where ``from_pretrained`` refuses sdpa (ELECTRA, DeBERTa, MPNet in transformers 4.57)
+    attn_implementation: str = "sdpa"
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -77,6 +83,118 @@ ARCHITECTURES: dict[str, Architecture] = {
             config_class="DistilBertConfig",
             tokenizer_class="DistilBertTokenizerFast",
         ),
+        Architecture(
+            "xlm-roberta",
+            "XLM-RoBERTa",
+            token_type_ids=False,
+            position_offset=2,
+            ort_model_type="bert",
+            embed_fusion=False,
+            attention_fusion=True,
+            tokenizer_family="unigram",
+            config_class="XLMRobertaConfig",
+            tokenizer_class="XLMRobertaTokenizerFast",
+        ),
+        Architecture(
+            "camembert",
+            "CamemBERT",
+            token_type_ids=False,
+            position_offset=2,
+            ort_model_type="bert",
+            embed_fusion=False,
+            attention_fusion=True,
+            tokenizer_family="unigram",
+            config_class="CamembertConfig",
+            tokenizer_class="CamembertTokenizerFast",
+        ),
+        Architecture(
+            "electra",
+            "ELECTRA",
+            token_type_ids=True,
+            position_offset=0,
+            ort_model_type="bert",
+            embed_fusion=True,
+            attention_fusion=True,
+            tokenizer_family="wordpiece",
+            config_class="ElectraConfig",
+            tokenizer_class="ElectraTokenizerFast",
+            attn_implementation="eager",
+        ),
+        # DeBERTa-v3 checkpoints are model_type deberta-v2 (type_vocab_size 0: no token_type_ids). The
+        # disentangled attention (relative-position c2p/p2c terms) matches no onnxruntime Attention fusion:
+        # only the LayerNorm/Gelu fusions apply. fp32 vs PyTorch: ~1e-6 (2e-6 at deberta-v3-xsmall size).
+        Architecture(
+            "deberta-v2",
+            "DeBERTa-v2/v3",
+            token_type_ids=None,
+            position_offset=0,
+            ort_model_type="bert",
+            embed_fusion=False,
+            attention_fusion=False,
+            tokenizer_family="unigram",
+            config_class="DebertaV2Config",
+            tokenizer_class="DebertaV2TokenizerFast",
+            attn_implementation="eager",
+        ),
+        # DeBERTa v1: its LayerNorm casts to float around the residual, so onnxruntime fuses
+        # LayerNormalization but no SkipLayerNormalization, and no Attention (as for v2).
+        Architecture(
+            "deberta",
+            "DeBERTa",
+            token_type_ids=None,
+            position_offset=0,
+            ort_model_type="bert",
+            embed_fusion=False,
+            attention_fusion=False,
+            tokenizer_family="byte-bpe",
+            config_class="DebertaConfig",
+            tokenizer_class="DebertaTokenizerFast",
+            attn_implementation="eager",
+        ),
+        # MPNet computes positions from padding_idx 1 (hard-coded): offset 2 as RoBERTa. Its attention adds a
+        # relative-position bucket bias that no onnxruntime Attention fusion covers.
+        Architecture(
+            "mpnet",
+            "MPNet",
+            token_type_ids=False,
+            position_offset=2,
+            ort_model_type="bert",
+            embed_fusion=False,
+            attention_fusion=False,
+            tokenizer_family="wordpiece",
+            config_class="MPNetConfig",
+            tokenizer_class="MPNetTokenizerFast",
+            attn_implementation="eager",
+        ),
+        # ModernBERT: rotary positions (8,192 of them, no offset) and alternating local (sliding-window) and
+        # global attention layers, which no onnxruntime Attention fusion covers; the mask and the RoPE tables
+        # are computed in the graph from the sequence length.
+        Architecture(
+            "modernbert",
+            "ModernBERT",
+            token_type_ids=False,
+            position_offset=0,
+            ort_model_type="bert",
+            embed_fusion=False,
+            attention_fusion=False,
+            tokenizer_family="byte-bpe",
+            config_class="ModernBertConfig",
+            tokenizer_class="PreTrainedTokenizerFast",
+        ),
+        # ALBERT's first residual Add lists the embedding projection first, which hides layer 0's attention
+        # from onnxruntime's fusion; bertrt.export.optimize swaps such inputs first (all layers then fuse).
+        Architecture(
+            "albert",
+            "ALBERT",
+            token_type_ids=True,
+            position_offset=0,
+            ort_model_type="bert",
+            embed_fusion=True,
+            attention_fusion=True,
+            tokenizer_family="unigram",
+            config_class="AlbertConfig",
+            tokenizer_class="AlbertTokenizerFast",
+        ),
     )
 }
 
@@ -84,6 +202,19 @@ ARCHITECTURES: dict[str, Architecture] = {
 def get_architecture(model_type: str | None) -> Architecture | None:
     """The row for ``model_type``; None when bertrt does not know it (a foreign bundle may still run)."""
     return ARCHITECTURES.get(model_type or "")
+
+
+def takes_token_type_ids(row: Architecture | None, config) -> bool:
+    """Whether the graph exported for ``config`` (a transformers config or a config.json dict) takes
+    ``token_type_ids``: the row's answer, or ``type_vocab_size > 0`` where the row leaves it to the config.
+    Unknown architectures: True when the config has segment types (the runtime feeds what a graph declares).
+    """
+    if row is not None and row.token_type_ids is not None:
+        return row.token_type_ids
+    size = (
+        config.get("type_vocab_size") if isinstance(config, dict) else getattr(config, "type_vocab_size", 0)
+    )
+    return isinstance(size, int) and not isinstance(size, bool) and size > 0
 
 
 def supported_list() -> str:

@@ -36,6 +36,7 @@ _SUBCOMMANDS = {
     "eval": ("bertrt.evaluate.cli", "entity-level / accuracy evaluation of a bundle on labelled data"),
     "serve": ("bertrt.serve", "serve bundles over HTTP with dynamic micro-batching"),
     "batch": ("bertrt.batch.cli", "run a bundle over .jsonl/.csv/.parquet files, resumable, local or on Ray"),
+    "tune": ("bertrt.tune", "measure backends x precisions on this machine; write the gated winner"),
 }
 
 

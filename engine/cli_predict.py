@@ -41,7 +41,7 @@ from .lines import MAX_JSON_DEPTH, check_text, decode_utf8, dumps_line, parse_js
 from .results import to_jsonable as _jsonable
 from .tasks.base import Option, positive_int
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "add_task_flags", "run", "task_options"]
 
 #: options may be mixed with the TEXT arguments (bertrt.cli uses parse_intermixed_args)
 INTERMIXED_ARGS = True
@@ -161,6 +161,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stdin holds one JSON object per line with a 'text' field; other fields are copied to the "
         "output (a blank line or a field named 'result' is malformed)",
     )
+    add_task_flags(parser)
+
+
+def add_task_flags(parser: argparse.ArgumentParser) -> None:
+    """Every task's options as flags, in one group (shared by ``bertrt predict`` and ``bertrt batch``)."""
     options = parser.add_argument_group("task options (only those of the bundle's task may be given)")
     for flag in _task_flags().values():
         kwargs = flag.option.argparse_kwargs()
@@ -170,7 +175,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         options.add_argument(flag.option.flag, help="; ".join(flag.helps), **kwargs)
 
 
-def _task_options(task: str, args) -> dict:
+def task_options(task: str, args) -> dict:
     """The task options given on the command line, each value parsed by ``task``'s own Option; UsageError
     naming the flag and the task for a flag ``task`` does not take or a value it refuses."""
     spec = tasks.get_task(task)
@@ -264,11 +269,11 @@ def run(args, stdin=None, stdout=None) -> int:
     stdout = sys.stdout if stdout is None else stdout
     items, extras = _read_inputs(args, stdin)  # all input checked before the model loads
     if args.task is not None:
-        _task_options(args.task, args)  # flags that do not fit the task given: before the model loads
+        task_options(args.task, args)  # flags that do not fit the task given: before the model loads
     pipe = pipeline(
         args.task, args.bundle, precision=args.precision, threads=args.threads, model_file=args.model_file
     )
-    options = _task_options(pipe.task, args)
+    options = task_options(pipe.task, args)
     results = pipe(
         items, batch_size=args.batch_size, max_tokens_per_batch=args.max_tokens_per_batch, **options
     )

@@ -14,14 +14,16 @@ family with one ``except``. Errors about the caller's arguments also derive from
     │   ├── InputTypeError (TypeError)   an input item is not a str (names its index and type)
     │   └── UsageError             a command-line flag that does not fit (the bundle's task): exit 2
     ├── ExportError            ``bertrt export`` failed (unsupported architecture, hub unreachable, ...)
-    │   ├── UnsupportedModelError (ValueError)  the architecture is not BERT/RoBERTa/DistilBERT
+    │   ├── UnsupportedModelError (ValueError)  the architecture is not a row of bertrt.architectures
     │   └── ValidationError    exported graph disagrees with PyTorch beyond tolerance / accuracy gate
-    └── ServeError             the HTTP server could not start or serve
+    ├── ServeError             the HTTP server could not start or serve
+    └── BackendError           a backend / precision cannot run here (extra not installed, CPU lacks bf16)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BackendError",
     "BertrtError",
     "BundleError",
     "ExportError",
@@ -88,3 +90,8 @@ class ValidationError(ExportError):
 
 class ServeError(BertrtError):
     """The HTTP server could not start or serve a model."""
+
+
+class BackendError(BertrtError):
+    """A backend or precision cannot run on this machine: its optional extra is not installed, or the CPU
+    lacks the feature (bf16); the message names the backend and what to install or use instead."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from . import tasks
+from . import backends, tasks
 from .batching import run_batched, validate_batching
 from .bundle import Bundle, check_graph, load_bundle
 from .errors import BundleError, InputError, InputTypeError, TaskError
@@ -76,14 +76,21 @@ class Pipeline:
         self,
         task: str | None,
         bundle: str | os.PathLike | Bundle,
-        precision: str = "int8",
+        precision: str | None = None,
         threads: int | None = None,
         providers=None,
         model_file: str | os.PathLike | None = None,
         verify: bool = True,
+        backend: str = "auto",
     ):
+        #: backend, precision and threads this pipeline runs (bertrt.backends: tuning.json or the rule)
+        self.plan = backends.plan(bundle, backend, precision, threads, providers)
+        precision, threads = self.plan.precision, self.plan.threads
+        self.backend = self.plan.backend
         self.bundle = (
-            bundle if isinstance(bundle, Bundle) else load_bundle(bundle, precision, model_file, verify)
+            bundle
+            if isinstance(bundle, Bundle)
+            else load_bundle(bundle, self.plan.file_precision, model_file, verify)
         )
         if task is None:
             if self.bundle.task is None:
@@ -109,7 +116,10 @@ class Pipeline:
             pad_id_fallback=self.bundle.config.get("pad_token_id"),
         )
         self._check_vocabulary()
-        self.session = OnnxSession(self.bundle.model_path, threads, providers)
+        if self.backend == "onnxruntime":
+            self.session = OnnxSession(self.bundle.model_path, threads, providers)
+        else:
+            self.session = backends.create_session(self.plan, self.bundle.model_path)
         check_graph(self.bundle, self.session.inputs, self.session.output_names)
         self.id2label = dict(self.bundle.id2label)
         # The graph must have the task's head (TaskError naming what the bundle is), read by its name.
@@ -205,11 +215,12 @@ class Pipeline:
 def pipeline(
     task: str | None = None,
     bundle: str | os.PathLike | None = None,
-    precision: str = "int8",
+    precision: str | None = None,
     threads: int | None = None,
     providers=None,
     model_file: str | os.PathLike | None = None,
     verify: bool = True,
+    backend: str = "auto",
 ) -> Pipeline:
     """Build a :class:`Pipeline` for ``task`` (None: read from bundle.json or config.json) on ``bundle``.
 
@@ -217,6 +228,9 @@ def pipeline(
     (model.onnx); ``model_file`` names a file explicitly. ``threads``: intra-op threads (default: physical
     cores). ``providers``: onnxruntime providers (default CPU; "cuda" needs onnxruntime-gpu).
     ``verify``: check bundle.json's sha256 of the files loaded.
+    ``backend``: "onnxruntime", "openvino" (``pip install 'bertrt[openvino]'``; precisions fp32, bf16 on a
+    CPU with bf16, int8) or "auto": the bundle's ``tuning.json`` (``bertrt tune``) on a matching CPU, else
+    onnxruntime (bf16: openvino). ``precision=None``: the tuned winner's, else "int8". See bertrt.backends.
     """
     if bundle is None:
         raise TaskError("pipeline() needs a bundle folder (or hf://owner/name)")
@@ -228,4 +242,5 @@ def pipeline(
         providers=providers,
         model_file=model_file,
         verify=verify,
+        backend=backend,
     )

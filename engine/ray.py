@@ -47,6 +47,9 @@ __all__ = ["BundleRef", "Predictor", "materialize", "run_shards", "ship_bundle"]
 
 log = logging.getLogger("bertrt")
 
+#: DataContext switches turned off while bertrt batch runs (and restored after)
+_QUIET = ("enable_progress_bars", "print_on_execution_start")
+
 
 @dataclasses.dataclass(frozen=True)
 class BundleRef:
@@ -178,7 +181,12 @@ def run_shards(
             return actors, threads
         actors = min(actors, len(shards))
         context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # bertrt batch draws its own
+        saved = {k: getattr(context, k) for k in _QUIET if hasattr(context, k)}
+        for key in saved:  # bertrt batch draws its own progress bar and summary
+            setattr(context, key, False)
+        ray_data_log = logging.getLogger("ray.data")
+        saved_level = ray_data_log.level
+        ray_data_log.setLevel(logging.WARNING)
         bundle_ref = None
         if ship_bundle:
             bundle_ref = _ship(job.bundle, job.precision, job.model_file)
@@ -192,11 +200,16 @@ def run_shards(
             num_cpus=threads,
             batch_format="numpy",
         )
-        for row in ds.iter_rows():
-            meta = json.loads(row["meta"])
-            if "error" in meta:
-                raise InputError(meta["error"])
-            on_done(meta)
+        try:
+            for row in ds.iter_rows():
+                meta = json.loads(row["meta"])
+                if "error" in meta:
+                    raise InputError(meta["error"])
+                on_done(meta)
+        finally:
+            for key, value in saved.items():
+                setattr(context, key, value)
+            ray_data_log.setLevel(saved_level)
         return actors, threads
     finally:
         if started:

@@ -2,8 +2,9 @@
 
 The exported graph has dynamic ``batch_size`` and ``sequence_length`` axes on every input and output.
 The supported model types are the rows of :mod:`bertrt.architectures` (which take ``token_type_ids``,
-the position offset); RoBERTa computes its position ids inside the graph from ``input_ids`` (offset by
-``padding_idx + 1``), so the runtime never feeds positions. :mod:`bertrt.hub` decides folder or hub
+the position offset, the attention implementation to trace); every architecture computes its positions
+inside the graph (RoBERTa-style ``padding_idx + 1`` offsets, DeBERTa's relative buckets, ModernBERT's
+rotary tables), so the runtime never feeds positions. :mod:`bertrt.hub` decides folder or hub
 repository (only ``hf://owner/name`` is fetched).
 """
 
@@ -35,8 +36,10 @@ log = logging.getLogger("bertrt.export")
 #: model_type -> human name, for messages and the README (from :data:`bertrt.architectures.ARCHITECTURES`).
 SUPPORTED_ARCHITECTURES = {model_type: row.name for model_type, row in ARCHITECTURES.items()}
 
-#: PyTorch attention traced into the graph. "sdpa" (transformers' default) traces to a pattern that
-#: onnxruntime's Attention fusion recognizes for all three architectures (DistilBERT's "eager" does not).
+#: PyTorch attention traced into the graph when the architecture row names none. "sdpa" (transformers'
+#: default) traces to a pattern onnxruntime's Attention fusion recognizes for BERT, RoBERTa and DistilBERT
+#: (DistilBERT's "eager" does not); rows whose model refuses sdpa say "eager"
+#: (:attr:`bertrt.architectures.Architecture.attn_implementation`).
 ATTENTION_IMPLEMENTATION = "sdpa"
 
 # Files a bundle needs from a hub repository.
@@ -129,16 +132,24 @@ def resolve_task(config: dict, task: str | None) -> tuple[str, str | None]:
     return task, architecture
 
 
-def load_model(folder: Path, task: str):
-    """Load the PyTorch model with the head for ``task``; :class:`TaskError` when its weights are missing."""
+def load_model(folder: Path, task: str, attn_implementation: str | None = ATTENTION_IMPLEMENTATION):
+    """Load the PyTorch model with the head for ``task``; :class:`TaskError` when its weights are missing.
+
+    ``attn_implementation`` is the architecture row's (:func:`bertrt.architectures.get_architecture`);
+    a model that refuses it is an :class:`ExportError` naming it, not a task mismatch.
+    """
     import transformers
 
     auto = getattr(transformers, get_task(task).auto_class)  # the task module names its head class
     try:
         model, info = auto.from_pretrained(
-            folder, attn_implementation=ATTENTION_IMPLEMENTATION, output_loading_info=True
+            folder, attn_implementation=attn_implementation, output_loading_info=True
         )
     except ValueError as exc:  # e.g. a config class the auto class has no head for
+        if attn_implementation and "attention implementation" in str(exc):
+            raise ExportError(
+                f"cannot load {folder} with attn_implementation={attn_implementation!r}: {exc}"
+            ) from exc
         raise TaskError(f"cannot load {folder} for task {task!r}: {exc}") from exc
     except OSError as exc:
         raise ExportError(f"cannot load the weights in {folder}: {exc}") from exc

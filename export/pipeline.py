@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bertrt.architectures import get_architecture
+from bertrt.architectures import get_architecture, takes_token_type_ids
 from bertrt.bundle import FP32_FILE, INT8_FILE, MANIFEST, MIN_MAX_LENGTH, check_id2label, load_bundle
 from bertrt.errors import BundleError, ExportError
 from bertrt.tasks import normalize_task
@@ -124,7 +124,7 @@ def export_model(
     int8_gates: dict[str, float] | None = None,
     int8_recipe: str = quantize_stage.DEFAULT_RECIPE,
 ) -> dict:
-    """Export a BERT / RoBERTa / DistilBERT checkpoint (a folder or ``hf://owner/name``) to ``out_dir``.
+    """Export a checkpoint of an architecture-table row (a folder or ``hf://owner/name``) to ``out_dir``.
 
     ``per_channel`` defaults to True: per-tensor int8 weights cost all-MiniLM-L6-v2 its embedding quality
     (mean-pooled cosine to PyTorch 0.88 at worst vs 0.987 per channel) for a 0.5% smaller file.
@@ -167,9 +167,9 @@ def export_model(
     problems = check_id2label(config_dict.get("id2label"), str(folder / "config.json"))
     if problems:  # the runtime would refuse the bundle: fail before the work
         raise ExportError("; ".join(problems))
-    torch_model = convert.load_model(folder, task)
-    tok = tokenizer.load_tokenizer(folder)
     row = get_architecture(model_type)
+    torch_model = convert.load_model(folder, task, row.attn_implementation)
+    tok = tokenizer.load_tokenizer(folder)
     length = tokenizer.default_max_length(tok, torch_model.config, row.position_offset, max_length)
     dims = optimize.model_dims(torch_model.config)
 
@@ -197,6 +197,14 @@ def export_model(
         names = tokenizer.save_tokenizer(tok, stage, length)
         torch_model.config.save_pretrained(str(stage))
         inputs, outputs, graph_opset = _graph_io(stage / FP32_FILE)
+        if ("token_type_ids" in inputs) != takes_token_type_ids(row, config_dict):
+            log.warning(
+                "export: the %s graph %s token_type_ids, unlike the architecture table expects for this "
+                "config (type_vocab_size %r); the runtime feeds the inputs the graph declares",
+                row.name,
+                "takes" if "token_type_ids" in inputs else "does not take",
+                config_dict.get("type_vocab_size"),
+            )
         files = [FP32_FILE, *([INT8_FILE] if recipe else []), *names, "config.json"]
         extra = {}
         st_info = _sentence_transformers_info(folder)

@@ -1,8 +1,10 @@
 """Step 4: validation of the exported graphs against the PyTorch model on fixed sample inputs.
 
 The samples are a padded batch of sentences of different lengths, a padded batch of sentence pairs
-(``token_type_ids`` = 1 on the second segment where the architecture takes them) and one unpadded
-sentence; for fill-mask every sentence holds the tokenizer's mask token.
+(``token_type_ids`` = 1 on the second segment where the graph declares them: the graph's inputs decide,
+not the tokenizer, whose ``model_input_names`` may list ``token_type_ids`` for a graph without them, as
+DeBERTa-v3's does) and one unpadded sentence; for fill-mask every sentence holds the tokenizer's mask
+token. PyTorch and onnxruntime are fed the same arrays.
 
 * fp32 (``model.onnx``): max |Δ| of the output (``logits`` or ``last_hidden_state``) must be
   ≤ the architecture's ``fp32_tolerance`` (:mod:`bertrt.architectures`), by default :data:`FP32_ATOL`.
@@ -32,6 +34,7 @@ __all__ = [
     "SAMPLE_TEXTS",
     "argmax_agreement",
     "compare",
+    "graph_input_names",
     "cosine_rows",
     "masked_max_abs_diff",
     "mean_pool",
@@ -163,6 +166,14 @@ def _torch_outputs(model, batches, output_name: str) -> list[np.ndarray]:
     return outs
 
 
+def graph_input_names(path: Path) -> list[str]:
+    """The inputs the graph at ``path`` declares (what the runtime feeds it)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return [i.name for i in session.get_inputs()]
+
+
 def _onnx_outputs(path: Path, batches, output_name: str) -> list[np.ndarray]:
     import onnxruntime as ort
 
@@ -250,11 +261,12 @@ def validate_bundle(
     atol = FP32_ATOL if own is None else own
     output_name = "last_hidden_state" if task == "feature-extraction" else "logits"
     batches = sample_batches(
-        tokenizer, task, max_length, token_type_ids=architecture is None or architecture.token_type_ids
+        tokenizer, task, max_length, token_type_ids="token_type_ids" in graph_input_names(fp32_path)
     )
     reference = _torch_outputs(model, batches, output_name)
+    attention = getattr(model.config, "_attn_implementation", None) or "default"
     record = {
-        "reference": "PyTorch (transformers) fp32, sdpa attention",
+        "reference": f"PyTorch (transformers) fp32, {attention} attention",
         "output": output_name,
         "compared_positions": "real tokens (attention_mask == 1)" if task != "text-classification" else "all",
         "batches": {name: list(enc["input_ids"].shape) for name, enc in batches},

@@ -1,4 +1,4 @@
-"""Session fixtures: tiny random BERT / RoBERTa / DistilBERT checkpoints with tokenizers trained here.
+"""Session fixtures: a tiny random checkpoint of every architecture-table row, with tokenizers trained here.
 
 Building is cheap (seconds); every model is built once per test session. Models are saved with
 ``save_pretrained`` (safetensors + fast tokenizer), exactly like a checkpoint folder a user has.
@@ -7,6 +7,7 @@ Building is cheap (seconds); every model is built once per test session. Models 
 from __future__ import annotations
 
 import inspect
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -34,7 +35,7 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
-ARCHS = tuple(ARCHITECTURES)  # ("bert", "roberta", "distilbert"): one tiny model per table row
+ARCHS = tuple(ARCHITECTURES)  # one tiny model per table row
 HEAD_TASKS = ("feature-extraction", "fill-mask", "text-classification", "token-classification")
 NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 CLS_LABELS = ["negative", "neutral", "positive"]
@@ -102,8 +103,14 @@ def _train_bpe(words: Counter, specials, vocab_size: int, alphabet=(), prefix=No
     return vocab, merges
 
 
-def _wordpiece_tokenizer(lowercase: bool):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+_BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+_BERT_TEMPLATE = ("[CLS]:0 $A:0 [SEP]:0", "[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1")
+
+
+def _wordpiece_tokenizer(lowercase: bool, specials=None, appended=(), template=_BERT_TEMPLATE):
+    """BERT's WordPiece; ``specials`` first in the vocabulary, ``appended`` ones after it (MPNet's
+    ``<mask>``), ``template`` the (single, pair) post-processor whose first/last tokens are CLS/SEP."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(
@@ -111,39 +118,58 @@ def _wordpiece_tokenizer(lowercase: bool):
     )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece(prefix="##")
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    specials = list(specials or _BERT_SPECIALS)
     # What WordPieceTrainer(vocab_size=600, special_tokens=specials, continuing_subword_prefix="##")
     # computes, without its process-to-process variation (see _train_bpe).
     vocab, _ = _train_bpe(_word_counts(tok), specials, vocab_size=600, prefix="##")
     tok.model = models.WordPiece(vocab=vocab, unk_token="[UNK]", continuing_subword_prefix="##")
-    tok.add_special_tokens(specials)
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS]:0 $A:0 [SEP]:0",
-        pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-    )
+    tok.add_special_tokens(specials + list(appended))
+    tok.post_processor = _template(tok, *template)
     return tok
 
 
-def _bytelevel_bpe_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+def _template(tok, single: str, pair: str):
+    """TemplateProcessing of ``single``/``pair``, its special tokens' ids from ``tok``."""
+    from tokenizers import processors
+
+    names = dict.fromkeys(p.split(":")[0] for p in pair.split() if not p.startswith("$"))
+    return processors.TemplateProcessing(
+        single=single, pair=pair, special_tokens=[(t, tok.token_to_id(t)) for t in names]
+    )
+
+
+def _bytelevel_bpe_tokenizer(layout: str = "roberta"):
+    """Byte-level BPE. ``layout``: "roberta" (``<s> A </s></s> B </s>``, RobertaProcessing trimming the
+    offsets), "modernbert" (``[CLS] A [SEP] B [SEP]`` all type 0, the specials after the vocabulary, as
+    in ModernBERT's OLMo tokenizer) or "deberta" (the specials first, ``[MASK]`` last, B typed 1); the
+    last two have a plain TemplateProcessing, so a ``Ġword`` piece's offsets include its space."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
     # ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True) trained with vocab_size=700,
     # min_frequency=1 and these specials; _train_bpe gives its exact vocab and merges, always.
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    specials, appended = {
+        "roberta": (["<s>", "<pad>", "</s>", "<unk>", "<mask>"], []),
+        "modernbert": ([], ["[UNK]", "[CLS]", "[SEP]", "[PAD]"]),
+        "deberta": (["[PAD]", "[CLS]", "[SEP]", "[UNK]"], []),
+    }[layout]
     vocab, merges = _train_bpe(
         _word_counts(tok),
         specials,
-        vocab_size=700,
+        vocab_size=690 if layout == "modernbert" else 700,
         alphabet=pre_tokenizers.ByteLevel.alphabet(),
         min_frequency=1,
     )
     tok.model = models.BPE(vocab, merges)
-    tok.add_special_tokens(specials)
+    tok.add_special_tokens(specials + appended)
+    if layout != "roberta":
+        # the mask eats the space before it (lstrip), as in the real tokenizer.json files
+        tok.add_special_tokens([AddedToken("[MASK]", lstrip=True, normalized=False, special=True)])
+        second = "$B:0 [SEP]:0" if layout == "modernbert" else "$B:1 [SEP]:1"
+        tok.post_processor = _template(tok, "[CLS]:0 $A:0 [SEP]:0", f"[CLS]:0 $A:0 [SEP]:0 {second}")
+        return tok
     tok.post_processor = processors.RobertaProcessing(
         ("</s>", tok.token_to_id("</s>")),
         ("<s>", tok.token_to_id("<s>")),
@@ -153,33 +179,145 @@ def _bytelevel_bpe_tokenizer():
     return tok
 
 
+def _unigram_tokenizer(specials, unk: str, normalizer: str, appended=(), template=_BERT_TEMPLATE):
+    """SentencePiece-style Unigram with Metaspace ``▁`` pieces, as transformers' SpmConverter writes it.
+
+    ``tokenizers``' UnigramTrainer is not deterministic (its vocabulary and scores change from process
+    to process), so the model is built from a fixed vocabulary instead: the pieces are the deterministic
+    BPE vocabulary (:func:`_train_bpe`, no prefix) of the Metaspace words of TRAIN_TEXT, each scored by
+    the log of its relative frequency as a substring of those words (longer, frequent pieces win the
+    Viterbi segmentation, as in a trained model). ``normalizer``: "spm" (the converters' default,
+    NFKC + runs of spaces to ``▁``, with the Metaspace pre-tokenizer alone), "hub-spm" (the older hub
+    tokenizer.json layout, WhitespaceSplit + Metaspace: offsets exclude the space), "deberta" (Strip,
+    NFKC, runs of spaces to one) or "albert" (quotes, NFKD, accents stripped, lowercase, NFKC, spaces).
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    metaspace = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    steps = {
+        "spm": [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), "▁")],
+        "hub-spm": [normalizers.NFKC()],
+        "deberta": [normalizers.Strip(), normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")],
+        "albert": [
+            normalizers.Replace("``", '"'),
+            normalizers.Replace("''", '"'),
+            normalizers.NFKD(),
+            normalizers.StripAccents(),
+            normalizers.Lowercase(),
+            normalizers.NFKC(),
+            normalizers.Replace(Regex(" {2,}"), " "),
+        ],
+    }[normalizer]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Sequence(steps)
+    tok.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), metaspace])
+        if normalizer == "hub-spm"
+        else metaspace
+    )
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    words = _word_counts(tok)
+    pieces, _ = _train_bpe(words, [], vocab_size=420 - len(specials))
+    total = sum(len(word) * count for word, count in words.items())
+    scored = [(t, 0.0) for t in specials]
+    for piece in pieces:
+        frequency = sum(word.count(piece) * count for word, count in words.items())
+        scored.append((piece, math.log(frequency / total)))
+    tok.model = models.Unigram(scored, unk_id=list(specials).index(unk), byte_fallback=False)
+    tok.add_special_tokens(list(specials) + list(appended))
+    tok.post_processor = _template(tok, *template)
+    return tok
+
+
+_XLMR_TEMPLATE = ("<s>:0 $A:0 </s>:0", "<s>:0 $A:0 </s>:0 </s>:0 $B:0 </s>:0")  # every type id 0
+_ROBERTA_SPECIALS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "sep_token": "</s>",
+    "cls_token": "<s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "mask_token": "<mask>",
+}
+_BERT_NAMES = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
+
+
+def _mask_lstrip(token: str):
+    from tokenizers import AddedToken
+
+    return AddedToken(token, lstrip=True, rstrip=False, normalized=False)
+
+
 def _wordpiece(arch: str):
-    lowercase = arch == "distilbert"  # a cased BERT and an uncased DistilBERT
-    specials = {
-        "unk_token": "[UNK]",
-        "sep_token": "[SEP]",
-        "pad_token": "[PAD]",
-        "cls_token": "[CLS]",
-        "mask_token": "[MASK]",
-    }
-    return _wordpiece_tokenizer(lowercase=lowercase), {"do_lower_case": lowercase, **specials}
+    if arch == "mpnet":  # MPNetConverter: BERT's WordPiece, RoBERTa's specials (<pad> must be id 1)
+        specials = {**_ROBERTA_SPECIALS, "unk_token": "[UNK]"}
+        tok = _wordpiece_tokenizer(
+            True,
+            ["<s>", "<pad>", "</s>", "[UNK]"],
+            appended=["<mask>"],
+            template=("<s>:0 $A:0 </s>:0", "<s>:0 $A:0 </s>:0 </s>:0 $B:1 </s>:1"),
+        )
+        return tok, {"do_lower_case": True, **specials}
+    lowercase = arch != "bert"  # a cased BERT; uncased DistilBERT and ELECTRA
+    return _wordpiece_tokenizer(lowercase=lowercase), {"do_lower_case": lowercase, **_BERT_NAMES}
 
 
 def _byte_bpe(arch: str):
+    if arch == "roberta":
+        return _bytelevel_bpe_tokenizer(), _ROBERTA_SPECIALS
     specials = {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "sep_token": "</s>",
-        "cls_token": "<s>",
-        "unk_token": "<unk>",
-        "pad_token": "<pad>",
-        "mask_token": "<mask>",
+        **_BERT_NAMES,
+        "bos_token": "[CLS]",
+        "eos_token": "[SEP]",
+        "mask_token": _mask_lstrip("[MASK]"),
     }
-    return _bytelevel_bpe_tokenizer(), specials
+    if arch == "modernbert":  # PreTrainedTokenizerFast, as the real checkpoint: name the graph's inputs
+        extra = {"model_input_names": ["input_ids", "attention_mask"], "clean_up_tokenization_spaces": True}
+        return _bytelevel_bpe_tokenizer("modernbert"), {**specials, **extra}
+    return _bytelevel_bpe_tokenizer("deberta"), {**specials, "add_prefix_space": False}
+
+
+def _unigram(arch: str):
+    if arch == "albert":  # albert-base: <pad> <unk> [CLS] [SEP] [MASK] = 0..4, lowercased, no accents
+        tok = _unigram_tokenizer(["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"], "<unk>", "albert")
+        names = {
+            **_BERT_NAMES,
+            "unk_token": "<unk>",
+            "pad_token": "<pad>",
+            "mask_token": _mask_lstrip("[MASK]"),
+        }
+        return tok, {
+            "do_lower_case": True,
+            "keep_accents": False,
+            "bos_token": "[CLS]",
+            "eos_token": "[SEP]",
+            **names,
+        }
+    if arch == "deberta-v2":  # deberta-v3: [PAD] [CLS] [SEP] [UNK] = 0..3, [MASK] after the vocabulary
+        tok = _unigram_tokenizer(
+            ["[PAD]", "[CLS]", "[SEP]", "[UNK]"], "[UNK]", "deberta", appended=["[MASK]"]
+        )
+        return tok, {"do_lower_case": False, "bos_token": "[CLS]", "eos_token": "[SEP]", **_BERT_NAMES}
+    if arch == "camembert":  # camembert-base: <s>/</s> are not ids 0/2 (those are the unused ...NOTUSED)
+        unused = ["<s>NOTUSED", "</s>NOTUSED"]
+        specials = ["<s>NOTUSED", "<pad>", "</s>NOTUSED", "<unk>", "<s>", "</s>"]
+        tok = _unigram_tokenizer(specials, "<unk>", "spm", appended=["<mask>"], template=_XLMR_TEMPLATE)
+        return tok, {**_ROBERTA_SPECIALS, "additional_special_tokens": unused}
+    # xlm-roberta: the hub's tokenizer.json layout (WhitespaceSplit + Metaspace); <mask> last
+    tok = _unigram_tokenizer(
+        ["<s>", "<pad>", "</s>", "<unk>"], "<unk>", "hub-spm", appended=["<mask>"], template=_XLMR_TEMPLATE
+    )
+    return tok, _ROBERTA_SPECIALS
 
 
 #: the architecture table's tokenizer_family -> (trained tokenizers.Tokenizer, transformers wrapper kwargs)
-_TOKENIZER_FAMILIES = {"wordpiece": _wordpiece, "byte-bpe": _byte_bpe}
+_TOKENIZER_FAMILIES = {"wordpiece": _wordpiece, "byte-bpe": _byte_bpe, "unigram": _unigram}
 
 
 def _hf_tokenizer(arch: str):
@@ -194,6 +332,40 @@ def _hf_tokenizer(arch: str):
 
 # Keyword names some config classes use instead of BertConfig's (beyond their attribute_map).
 _CONFIG_ALIASES = {"intermediate_size": "hidden_dim"}  # DistilBertConfig
+
+#: per-architecture config settings beyond the shared tiny sizes (the real checkpoints' where they matter)
+_CONFIG_EXTRAS = {
+    "electra": {"embedding_size": 16},  # < hidden: the embeddings_project layer is in the graph
+    "albert": {"embedding_size": 16, "hidden_act": "gelu_new", "num_hidden_groups": 1, "inner_group_num": 1},
+    # deberta-v3's settings; 16 buckets (real: 256) so 64-token windows reach the log-bucket branch
+    "deberta-v2": {
+        "relative_attention": True,
+        "max_relative_positions": -1,
+        "position_buckets": 16,
+        "norm_rel_ebd": "layer_norm",
+        "share_att_key": True,
+        "pos_att_type": ["p2c", "c2p"],
+        "position_biased_input": False,
+        "layer_norm_eps": 1e-7,
+        "hidden_act": "gelu",
+    },
+    "deberta": {
+        "relative_attention": True,
+        "max_relative_positions": -1,
+        "pos_att_type": ["c2p", "p2c"],
+        "position_biased_input": False,
+        "layer_norm_eps": 1e-7,
+    },
+    "mpnet": {"relative_attention_num_buckets": 32},
+    # 8,192 rotary positions as the real model (the tokenizer's 64 sets the tiny max length); every 2nd
+    # layer global, an 8-token local window (real: 3rd, 128) so that it matters on short texts
+    "modernbert": {
+        "max_position_embeddings": 8192,
+        "global_attn_every_n_layers": 2,
+        "local_attention": 8,
+        "reference_compile": False,
+    },
+}
 
 
 def _config(arch: str, vocab_size: int, tokenizer):
@@ -210,10 +382,13 @@ def _config(arch: str, vocab_size: int, tokenizer):
         "num_attention_heads": 4,
         "intermediate_size": 48,
         "max_position_embeddings": MAX_POS,
-        "type_vocab_size": 2 if row.token_type_ids else 1,
+        # the row's None: the config decides, and DeBERTa-v3's has no segment types
+        "type_vocab_size": {True: 2, False: 1, None: 0}[row.token_type_ids],
         "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
+        "cls_token_id": tokenizer.cls_token_id,
+        "sep_token_id": tokenizer.sep_token_id,
     }
     kwargs = {}
     for name, value in wanted.items():
@@ -221,7 +396,7 @@ def _config(arch: str, vocab_size: int, tokenizer):
             if candidate in accepted and value is not None:
                 kwargs[candidate] = value
                 break
-    return cls(**kwargs)
+    return cls(**{**kwargs, **_CONFIG_EXTRAS.get(arch, {})})
 
 
 def build_tiny_checkpoint(arch: str, task: str, out_dir: Path, seed: int = 0) -> Path:

@@ -1,7 +1,8 @@
 """Texts shared by the tests: training text for the tiny tokenizers, and the parity corpus.
 
 The parity corpus covers punctuation, accents, emoji, CJK, runs of spaces, newlines, tabs, and texts
-longer than the tiny models' max length (those need ``stride``).
+longer than the tiny models' max length (those need ``stride``); BLANK_TEXTS are the empty and
+whitespace-only texts (apart, since some tests read the corpus as lines of a file).
 """
 
 TRAIN_TEXT = [
@@ -35,3 +36,5 @@ PARITY_TEXTS = [
     "a",
     "Angela Merkel met Emmanuel Macron in Paris on Monday. " * 12,  # longer than max length
 ]
+
+BLANK_TEXTS = ["", " ", "  \t\n  "]

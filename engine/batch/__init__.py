@@ -20,6 +20,7 @@ Needs ``pip install 'bertrt[batch]'`` (pyarrow; tqdm for the progress bar) and `
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import sys
 import time
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..bundle import file_sha256
-from ..errors import InputError
+from ..errors import BertrtError, InputError
 from ..results import to_jsonable
 from . import sink, sources
 from .local import run_local
@@ -44,6 +45,7 @@ __all__ = [
     "Summary",
     "bundle_files",
     "default_split",
+    "print_summary",
     "run",
 ]
 
@@ -84,6 +86,8 @@ class Summary:
             f"bertrt batch: {self.rows_run:,} rows in {format_seconds(self.seconds)} "
             f"({self.rows_per_s:,.0f} rows/s, {self.mode}, {self.workers} x {self.threads} threads)"
         )
+        if not self.shards_run and self.complete:
+            head = "bertrt batch: nothing to run, every shard was done already"
         return [
             head,
             f"  shards: {self.shards_run} written, {self.shards_skipped} already done, {self.shards_total} in all",
@@ -204,13 +208,20 @@ def run(
     from ..session import physical_cores
 
     _check_args(batch_size, shard_size, workers, threads, output_format, on_error)
+    use_ray = ray not in (None, False)
+    if ship_bundle and not use_ray:
+        raise InputError("ship_bundle (--ship-bundle) sends the bundle to Ray actors: it needs ray (--ray)")
+    if use_ray:
+        try:
+            importlib.import_module("ray.data")  # (``import ray`` here would rebind the argument)
+        except ImportError as exc:
+            raise BertrtError(f"--ray needs Ray Data ({exc}): pip install 'bertrt[ray]'") from exc
     started = time.perf_counter()
     task_options = dict(task_options or {})
     out = Path(output).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: OUTPUT exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    use_ray = ray not in (None, False)
     cores = physical_cores()
     with sink.lock_output(out):
         sink.clean_temporaries(out)
@@ -250,35 +261,43 @@ def run(
             "output_format": output_format,
         }
 
-        if existing is not None and overwrite:
+        if overwrite:  # only now: the new job's model and inputs are fine
             sink.remove_ours(out)
             existing = None
         if existing is not None and existing.get("format") != MANIFEST_FORMAT:
             raise InputError(f"{out / sink.MANIFEST}: not a bertrt batch manifest; pass --overwrite")
 
-        # The plan: each input scanned once (a resumed run reuses the scan of an unchanged file).
+        # Resuming: the same job on the same files (checked before any scan), whose scans are reused.
+        fingerprints = [
+            {
+                "path": str(p),
+                "format": sources.FORMATS[p.suffix.lower()],
+                "bytes": p.stat().st_size,
+                "mtime_ns": p.stat().st_mtime_ns,
+            }
+            for p in paths
+        ]
         known = {}
         if existing is not None:
-            for entry in existing.get("inputs", []):
-                known[entry["path"]] = entry
-        infos = []
-        for path in paths:
-            stat = path.stat()
-            entry = known.get(str(path))
-            if entry and (entry["bytes"], entry["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
-                infos.append(sources.InputFile.from_json(entry))
-            else:
-                infos.append(sources.scan_file(path, text_field, text_pair_field, id_field, shard_size))
-        if existing is not None:
             problems = _differences(existing.get("job", {}), job_key)
-            old_inputs = [sources.InputFile.from_json(e).fingerprint() for e in existing.get("inputs", [])]
-            if old_inputs != [i.fingerprint() for i in infos]:
+            old_inputs = [
+                {k: e.get(k) for k in ("path", "format", "bytes", "mtime_ns")}
+                for e in existing.get("inputs", [])
+            ]
+            if old_inputs != fingerprints:
                 problems.append("inputs: the input files (or their sizes / modification times) changed")
             if problems:
                 raise InputError(
                     f"{out} holds the output of a different job ({'; '.join(problems[:6])}); pass "
                     "--overwrite to replace it, or choose another OUTPUT"
                 )
+            known = {e["path"]: e for e in existing.get("inputs", [])}
+        infos = [
+            sources.InputFile.from_json(known[str(p)])
+            if str(p) in known
+            else sources.scan_file(p, text_field, text_pair_field, id_field, shard_size)
+            for p in paths
+        ]
         shards = sources.plan_shards(infos, shard_size)
         names = {s.name for s in shards}
         done = sink.done_shards(out, output_format) & names
@@ -384,7 +403,9 @@ def run(
         )
         status = "failed"
         try:
-            if use_ray:
+            if not pending:
+                pass
+            elif use_ray:
                 from .. import ray as bertrt_ray
 
                 del predictor  # the driver holds no model while the actors run

@@ -70,14 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace the output of a different job")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    options = parser.add_argument_group("task options (only those of the bundle's task may be given)")
-    # The same flags, actions and parsers as bertrt predict's (cli_predict owns them).
-    for flag in cli_predict._task_flags().values():
-        kwargs = flag.option.argparse_kwargs()
-        if not flag.option.cli.flag:
-            kwargs.pop("type", None)
-            kwargs.update(action=cli_predict._TaskValue, parsers=flag.parsers)
-        options.add_argument(flag.option.flag, help="; ".join(flag.helps), **kwargs)
+    cli_predict.add_task_flags(parser)  # the same flags, actions and parsers as bertrt predict's
 
 
 def _task_of(args) -> str:
@@ -95,7 +88,7 @@ def _task_of(args) -> str:
 
 
 def run(args) -> int:
-    options = cli_predict._task_options(_task_of(args), args)
+    options = cli_predict.task_options(_task_of(args), args)
     ray = None
     if args.ray is not None:
         ray = True if args.ray == _LOCAL_RAY else args.ray

@@ -94,7 +94,7 @@ def run_local(
                         "finished so far are kept: run the same command again to go on"
                     ) from None
                 if all(p.exitcode == 0 for p in procs):
-                    raise BertrtError("every worker exited with shards left; run the command again")
+                    raise BertrtError("every worker exited with shards left; run the command again") from None
                 continue
             if kind == "progress":
                 on_progress(payload)

@@ -12,8 +12,8 @@
 Every file is written under a hidden temporary name in its own folder, flushed, fsync'ed and renamed over
 its final name with :func:`os.replace` (then the folder is fsync'ed), so a crash or SIGKILL at any moment
 leaves either the whole file or none of it. A shard is *done* when its data file exists: the manifest is a
-record (updated after shards, atomically) and is rebuilt from the files when a run was killed before
-writing it. Readers of the folder (``pyarrow.dataset``, Spark, DuckDB) skip the ``_`` and ``.`` names.
+record (rewritten atomically after a shard, at most once a second, and at the end of every run) and is
+rebuilt from the files when a run was killed before writing it. Readers of the folder (``pyarrow.dataset``, Spark, DuckDB) skip the ``_`` and ``.`` names.
 """
 
 from __future__ import annotations

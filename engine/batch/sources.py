@@ -13,9 +13,10 @@ format     how it is read
            The scan records where each shard starts (byte offset and line) and the Arrow schema of the
            other fields, unified over every line; a shard is read from its offset.
 ``.csv``   :mod:`pyarrow.csv`, streaming; column types are inferred once by the scan and fixed for every
-           shard read. An empty unquoted text cell is a missing text (``""`` is the empty string). A
-           shard is read by skipping the rows before it (pyarrow parses them in C++: cheap next to the
-           model, but split very large CSV files or convert them to Parquet).
+           shard read. An empty unquoted text cell is a missing text (``""`` is the empty string). The
+           scan also finds where each shard starts (record boundaries by quote parity, checked against
+           pyarrow's row count); a shard is read from there. Should the two counts differ (a quote
+           inside an unquoted field), shards are read by skipping the rows before them instead.
 ``.parquet`` :mod:`pyarrow.dataset` / :mod:`pyarrow.parquet`: rows from the footer, a shard from the row groups
            it overlaps.
 ========== ==================================================================================================
@@ -194,7 +195,7 @@ def scan_file(
     if info.format == "jsonl":
         _scan_jsonl(info, text_field, pair_field, shard_size)
     elif info.format == "csv":
-        _scan_csv(info, text_field, pair_field)
+        _scan_csv(info, text_field, pair_field, shard_size)
     else:
         _scan_parquet(info, text_field, pair_field)
     names = info.schema.names
@@ -267,13 +268,15 @@ def _parse_line(
                 reason = f"{name!r} is null"
             else:
                 reason = f"{name!r} is {_JSON_TYPES.get(type(value), type(value).__name__)}, not a string"
-        record[name] = None
+        if name in record:
+            record[name] = None
     return record, reason
 
 
 def _block_schema(path: str, records: list[dict], first_line: int, last_line: int) -> pa.Schema:
+    keys = dict.fromkeys(k for r in records for k in r)  # every row's fields, not only the first row's
     try:
-        return pa.Table.from_pylist(records).schema
+        return pa.Table.from_pydict({k: [r.get(k) for r in records] for k in keys}).schema
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InputError(
             f"{path}: lines {first_line}-{last_line}: a field changes JSON type between rows ({exc}); every "
@@ -330,14 +333,47 @@ def _csv_convert(text_field: str, pair_field: str | None, schema: pa.Schema | No
     )
 
 
-def _scan_csv(info: InputFile, text_field: str, pair_field: str | None) -> None:
+_CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
+
+
+def _scan_csv(info: InputFile, text_field: str, pair_field: str | None, shard_size: int) -> None:
     try:
-        reader = pacsv.open_csv(info.path, convert_options=_csv_convert(text_field, pair_field))
+        reader = pacsv.open_csv(
+            info.path, parse_options=_CSV_PARSE, convert_options=_csv_convert(text_field, pair_field)
+        )
         rows = sum(batch.num_rows for batch in reader)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InputError(f"{info.path}: cannot read this CSV file ({' '.join(str(exc).split())})") from exc
     info.rows = rows
     info.schema = reader.schema
+    counted, offsets = _csv_record_starts(info.path, shard_size)
+    info.shard_offsets = offsets if counted == rows else []  # [] : read shards by skipping rows
+
+
+def _csv_record_starts(path: str, shard_size: int) -> tuple[int, list[tuple[int, int]]]:
+    """(data rows, (byte offset, line) of each shard's first row), records told apart by quote parity
+    (RFC 4180: a doubled quote inside a quoted field keeps the parity); blank lines are no rows."""
+    offsets: list[tuple[int, int]] = []
+    rows, position, quoted, header, start = 0, 0, False, True, (0, 1)
+    with open(path, "rb") as fh:
+        for line, raw in enumerate(fh, start=1):
+            begin = position
+            position += len(raw)
+            if not quoted:
+                if not raw.strip(b"\r\n"):
+                    continue
+                start = (begin, line)
+            if raw.count(b'"') % 2:
+                quoted = not quoted
+            if quoted:
+                continue
+            if header:
+                header = False
+            else:
+                if rows % shard_size == 0:
+                    offsets.append(start)
+                rows += 1
+    return rows, offsets
 
 
 def _scan_parquet(info: InputFile, text_field: str, pair_field: str | None) -> None:
@@ -367,7 +403,8 @@ def iter_shard(
     if info.format == "jsonl":
         chunks = _jsonl_chunks(info, shard, chunk_rows, text_field, pair_field)
     elif info.format == "csv":
-        chunks = _rechunk(_csv_batches(info, shard, text_field, pair_field), shard, chunk_rows, skip=0)
+        skip = 0 if shard.offset is not None else shard.start
+        chunks = _rechunk(_csv_batches(info, shard, text_field, pair_field), shard, chunk_rows, skip=skip)
     else:
         chunks = _parquet_chunks(info, shard, chunk_rows)
     for chunk in chunks:
@@ -425,12 +462,18 @@ def _jsonl_chunks(
 
 
 def _csv_batches(info: InputFile, shard: Shard, text_field: str, pair_field: str | None):
-    read = pacsv.ReadOptions(skip_rows_after_names=shard.start)
+    """Record batches from the shard's first row (its byte offset; else from the top, see _rechunk)."""
+    convert = _csv_convert(text_field, pair_field, info.schema)
     try:
-        reader = pacsv.open_csv(
-            info.path, read_options=read, convert_options=_csv_convert(text_field, pair_field, info.schema)
-        )
-        yield from reader
+        with open(info.path, "rb") as fh:
+            if shard.offset is not None:
+                fh.seek(shard.offset)
+                read = pacsv.ReadOptions(column_names=info.schema.names)
+            else:
+                read = pacsv.ReadOptions()
+            yield from pacsv.open_csv(
+                fh, read_options=read, parse_options=_CSV_PARSE, convert_options=convert
+            )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InputError(f"{info.path}: cannot read this CSV file ({' '.join(str(exc).split())})") from exc
 

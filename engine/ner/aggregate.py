@@ -143,6 +143,18 @@ def _word_starts(
     return [j for j, is_new in enumerate(new) if is_new]
 
 
+def _trim_spans(text: str, starts: list[int], ends: list[int]) -> tuple[list[int], list[int]]:
+    """Token spans without the whitespace they include: SentencePiece ``▁word`` pieces (Metaspace without
+    WhitespaceSplit) and byte-level ``Ġword`` pieces under a plain TemplateProcessing (DeBERTa,
+    ModernBERT) have offsets that start at the space before the word. Spans must not be blank."""
+    trimmed_starts, trimmed_ends = [], []
+    for s, e in zip(starts, ends):
+        surface = text[s:e]
+        trimmed_starts.append(s + len(surface) - len(surface.lstrip()))
+        trimmed_ends.append(e - len(surface) + len(surface.rstrip()))
+    return trimmed_starts, trimmed_ends
+
+
 def _window_entities(
     text: str,
     arrays: tuple[np.ndarray, ...],
@@ -180,6 +192,8 @@ def _window_entities(
     best_list, score_list = best.tolist(), best_score.tolist()
     kept_ids = ids[keep]
     starts, ends = offsets[keep].T.tolist()
+    if grouping == "tokenizer":
+        starts, ends = _trim_spans(text, starts, ends)
     unknown_at = np.flatnonzero(kept_ids == unk_token_id).tolist() if unk_token_id is not None else []
     unknown_set = frozenset(unknown_at)
     kept_ids = kept_ids.tolist()

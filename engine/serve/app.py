@@ -7,6 +7,16 @@ Endpoints::
     GET  /health                  503 until every model is warmed up, then 200
     GET  /metrics                 Prometheus text: requests, errors, queue depth, batch sizes, latencies
     GET  /openapi.json, /docs     the OpenAPI document and its UI
+    POST /ner                     {"inputs", "parameters"?, "model"?}: the token-classification model's
+                                  entities (aggregation_strategy "simple" unless given)
+    text-embeddings-inference     POST /embed /embed_all /predict /rerank /tokenize /decode, GET /info
+                                  (:mod:`bertrt.serve.compat_tei`)
+    OpenAI                        POST /v1/embeddings (:mod:`bertrt.serve.compat_openai`)
+
+With several models served, a route of one task picks its model by ``model`` (a body field, or ``?model=``
+on the text-embeddings-inference routes): 400 ``model_required`` when several fit, 404
+``model_not_found`` for an unknown name, 400 ``wrong_task`` for a model of another task; each names the
+served models.
 
 Every error, of any route, is JSON ``{"error": message, "code": ..., ...}``: 400 malformed or
 pathological JSON / request shape / a text that is not valid Unicode (:mod:`bertrt.serve.requests`),
@@ -14,12 +24,15 @@ pathological JSON / request shape / a text that is not valid Unicode (:mod:`bert
 before queueing), 400 ``bad_input`` for any other :class:`~bertrt.errors.BertrtError` the pipeline raises
 on a request (its message is the answer), 404 ``model_not_found`` (unknown model) or ``not_found``
 (unknown route), 405 ``method_not_allowed`` (with Allow), 413 body over ``max_body_bytes``, 422 too many
-texts or a too long text (naming the limit) or ``invalid_request`` (a route's own parameter validation),
+texts or a too long text (naming the limit), 401 ``unauthorized`` (an API key is set and the request
+lacks it), 408 ``body_timeout`` (the body did not arrive within ``body_timeout_s``) or ``invalid_request`` (a route's own parameter validation),
 503 ``queue_full`` (with Retry-After) or ``model_unavailable`` (the model failed its warm-up: the bundle
 is broken, so no request runs), 504 ``timeout`` past ``request_timeout_s`` (a queued request is dropped
 unrun; a running pipeline call cannot be interrupted, so it finishes and its results are discarded).
-Anything else is the server's own fault: 500 ``internal_error``, the traceback logged, and the server
-keeps serving.
+Anything else is the server's own fault: 500 ``internal_error`` naming the ``request_id`` (also in the
+``X-Request-ID`` header of every answer), the traceback logged under that id, and the server keeps
+serving. A client that disconnects before its answer has its request dropped (see
+:mod:`bertrt.serve.service`).
 """
 
 from __future__ import annotations
@@ -27,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -35,13 +47,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from ..errors import BertrtError, ServeError
-from .batcher import DeadlineExceeded, ModelUnavailable, ModelWorker
+from ..errors import ServeError
+from . import compat_openai, compat_tei
+from .batcher import ModelWorker
 from .metrics import Metrics
-from .requests import HTTPProblem, parse_request, read_body
+from .middleware import RequestGuard
+from .requests import HTTPProblem, parse_request, request_from
+from .service import Service, json_response, problem_for, request_id
 from .settings import ServeSettings
 
-__all__ = ["create_app", "problem_for"]
+__all__ = ["create_app", "problem_for"]  # problem_for: from .service, kept here for callers
 
 log = logging.getLogger("bertrt.serve")
 
@@ -104,38 +119,18 @@ _PREDICT_RESPONSES = {
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
-def problem_for(exc: Exception, model: str) -> HTTPProblem:
-    """The answer to a request that raised ``exc``.
+def create_app(pipelines: dict, settings: ServeSettings | None = None, api_key: str | None = None) -> FastAPI:
+    """The ASGI app serving ``pipelines`` ({name: Pipeline}); batchers start in its lifespan.
 
-    A :class:`BertrtError` is the caller's (an unusable input or option, raised by the pipeline on
-    purpose): 400 with its message. A passed deadline is 504, a model that failed its warm-up 503.
-    Any other :class:`ServeError` (the server failed the request) and anything else are the server's:
-    500, with the traceback logged.
+    ``api_key``: every route but ``GET /health`` then needs it (:mod:`bertrt.serve.middleware`).
     """
-    if isinstance(exc, HTTPProblem):
-        return exc
-    if isinstance(exc, DeadlineExceeded):
-        return HTTPProblem(504, "timeout", str(exc), limit="request_timeout_s", max=exc.timeout_s)
-    if isinstance(exc, ModelUnavailable):
-        return HTTPProblem(503, "model_unavailable", str(exc))
-    if isinstance(exc, BertrtError) and not isinstance(exc, ServeError):
-        return HTTPProblem(400, "bad_input", str(exc))
-    log.error("model %s failed a request", model, exc_info=exc)
-    return HTTPProblem(500, "internal_error", f"{type(exc).__name__}: {exc}")
-
-
-def _answer(problem: HTTPProblem) -> JSONResponse:
-    return JSONResponse(problem.payload(), status_code=problem.status, headers=problem.headers)
-
-
-def create_app(pipelines: dict, settings: ServeSettings | None = None) -> FastAPI:
-    """The ASGI app serving ``pipelines`` ({name: Pipeline}); batchers start in its lifespan."""
     settings = settings or ServeSettings()
     problems = settings.problems()
     if problems:
         raise ServeError("; ".join(problems))
     metrics = Metrics(settings.max_batch_size)
     workers = {name: ModelWorker(name, pipe, settings, metrics) for name, pipe in pipelines.items()}
+    service = Service(workers, settings, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -155,6 +150,14 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None) -> FastAP
     app.state.workers = workers
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.service = service
+    app.add_middleware(
+        RequestGuard,
+        metrics=metrics,
+        api_key=api_key,
+        drain_bytes=min(settings.max_drain_bytes, max(settings.max_body_bytes, 1 << 20)),
+        drain_timeout_s=settings.body_timeout_s,
+    )
     _install_error_handlers(app, metrics)
 
     @app.get("/health", summary="200 once every model is warmed up, 503 before")
@@ -176,6 +179,7 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None) -> FastAP
             "batching": {
                 "enabled": settings.batching,
                 "max_batch_size": settings.max_batch_size,
+                "max_batch_tokens": settings.max_batch_tokens,
                 "pipeline_batch_size": settings.pipeline_batch_size,
                 "max_wait_ms": settings.max_wait_ms,
                 "max_queue": settings.max_queue,
@@ -185,6 +189,9 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None) -> FastAP
                 "max_texts": settings.max_texts,
                 "max_chars": settings.max_chars,
                 "request_timeout_s": settings.request_timeout_s,
+                "header_timeout_s": settings.header_timeout_s,
+                "body_timeout_s": settings.body_timeout_s,
+                "max_connections": settings.max_connections,
             },
         }
 
@@ -201,55 +208,48 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None) -> FastAP
         response_class=Response,
     )
     async def predict(name: str, request: Request):
-        started = time.perf_counter()
-        worker = workers.get(name)
-        if worker is None:
-            metrics.errors.labels("", "model_not_found").inc()
-            return _answer(
-                HTTPProblem(
+        async def handler(request, call):
+            worker = workers.get(name)
+            if worker is None:
+                raise HTTPProblem(
                     404,
                     "model_not_found",
                     f"no model named {name!r}; served: {', '.join(workers)}",
                     models=list(workers),
                 )
-            )
-        metrics.requests.labels(name).inc()
-        metrics.in_flight.labels(name).inc()
-        try:
-            response = Response(await _predict(worker, request), media_type="application/json")
-        except Exception as exc:  # every failure becomes an answer; the server keeps serving
-            problem = problem_for(exc, name)
-            metrics.errors.labels(name, problem.code).inc()
-            response = _answer(problem)
-        finally:
-            metrics.in_flight.labels(name).dec()
-        metrics.responses.labels(name, str(response.status_code)).inc()
-        metrics.latency.labels(name).observe(time.perf_counter() - started)
-        return response
+            call.use(worker)
+            if worker.failed:  # a broken bundle: no request runs, and none is blamed for it
+                raise worker.unavailable()
+            parsed = parse_request(await service.body(request), settings)
+            return json_response(await service.run(worker, request, parsed.inputs, parsed.parameters))
 
-    async def _predict(worker: ModelWorker, request: Request) -> bytes:
-        if worker.failed:  # a broken bundle: no request runs, and none is blamed for it
-            raise worker.unavailable()
-        parsed = parse_request(await read_body(request, settings.max_body_bytes), settings)
-        try:
-            worker.check_parameters(parsed.parameters)
-        except BertrtError as exc:  # an unknown or bad option (anything else is the server's bug: 500)
-            raise HTTPProblem(
-                400, "bad_parameters", f"invalid parameters for {worker.pipe.task}: {exc}"
-            ) from None
-        future = worker.submit(parsed.inputs, parsed.parameters)
-        if future is None:
-            raise HTTPProblem(
-                503,
-                "queue_full",
-                f"model {worker.name!r} is overloaded: its queue holds "
-                f"max_queue={settings.max_queue} texts; retry later",
-                limit="max_queue",
-                max=settings.max_queue,
-                headers={"Retry-After": str(settings.retry_after_s)},
-            )
-        return await future
+        return await service.serve(request, handler)
 
+    @app.post(
+        "/ner",
+        summary="named entities of one text or a list of texts (the token-classification model)",
+        responses=_PREDICT_RESPONSES,
+        response_class=Response,
+    )
+    async def ner(request: Request, model: str | None = None):
+        """``{"inputs", "parameters"?, "model"?}`` (or ``?model=``): ``/models/{name}/predict`` of the
+        served token-classification model, with ``aggregation_strategy`` "simple" unless given."""
+
+        async def handler(request, call):
+            body = await service.json(request)
+            name = body.get("model", model) if isinstance(body, dict) else model
+            worker = service.pick(name, ("token-classification",), "/ner")
+            call.use(worker)
+            if isinstance(body, dict):
+                body = {k: v for k, v in body.items() if k != "model"}
+            parsed = request_from(body, settings)
+            params = {"aggregation_strategy": "simple", **parsed.parameters}
+            return json_response(await service.run(worker, request, parsed.inputs, params))
+
+        return await service.serve(request, handler)
+
+    compat_tei.add_routes(app, service)
+    compat_openai.add_routes(app, service)
     return app
 
 
@@ -289,6 +289,10 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):  # starlette logs the traceback itself
         metrics.errors.labels("", "internal_error").inc()
+        rid = request_id(request) or "-"
+        log.error("request %s failed outside a route's own handling", rid)
         return JSONResponse(
-            {"error": f"{type(exc).__name__}: {exc}", "code": "internal_error"}, status_code=500
+            {"error": f"{type(exc).__name__}: {exc}", "code": "internal_error", "request_id": rid},
+            status_code=500,
+            headers={"X-Request-ID": rid},
         )

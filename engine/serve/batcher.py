@@ -2,7 +2,11 @@
 
 An accepted request joins a bounded queue (``max_queue`` texts). One batcher task takes the oldest
 request and every later request with the *same parameters* (canonical JSON key, so options never mix)
-until ``max_batch_size`` texts are collected or the oldest request has waited ``max_wait_ms``, runs one
+until ``max_batch_size`` texts or ``max_batch_tokens`` tokens are collected (text-embeddings-inference's
+token budget; a request's tokens are counted once, on arrival, with the model's own tokenizer, each text
+cut at the model's max length: the padded length it will have) or the oldest request has waited
+``max_wait_ms``; inside the batch the pipeline sorts the texts by token length into sub-batches of
+``pipeline_batch_size`` (so little padding is run, and the caller's order is restored), runs one
 pipeline call in the model's worker thread (onnxruntime releases the GIL, so the event loop keeps
 accepting meanwhile), and hands each request its own slice of the results, re-shaped by
 ``pipe.shape`` as a call with that request's inputs would have returned them and encoded as JSON bytes
@@ -15,6 +19,10 @@ parameters are checked by the pipeline's own validation on no texts.
 
 A model whose warm-up fails is never served: it answers every request :class:`ModelUnavailable` (503),
 never running it (``bertrt serve`` warms every model up before it opens its port, and refuses to start).
+
+When a caller goes away (the client disconnected), :meth:`ModelWorker.abandon` drops its request: still
+queued, it leaves the queue and never runs; running, its results are discarded. Both are counted
+(``bertrt_disconnects_total{stage=queued|running}``).
 
 Deadline: with ``request_timeout_s`` > 0, a request not answered that many seconds after it was queued
 fails with :class:`DeadlineExceeded` (504). Still queued, it is taken out of the queue and never runs;
@@ -30,6 +38,7 @@ import json
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -103,6 +112,8 @@ class Job:
     key: str  # parameters_key(params)
     future: asyncio.Future  # JSON bytes of the result, or the exception that failed the request
     arrived: float  # loop time
+    tokens: int = 0  # tokens of its texts, as counted for max_batch_tokens
+    transform: Callable | None = None  # applied to the shaped result (worker thread), before JSON
     state: str = "queued"  # "queued", then "running" once taken into a batch
     expired: bool = False  # its deadline passed: the worker thread skips it (set on the loop, read there)
 
@@ -118,6 +129,8 @@ class ModelWorker:
         self.pending: deque[Job] = deque()
         self.queued_texts = 0
         self.texts_per_key: Counter = Counter()
+        self.tokens_per_key: Counter = Counter()
+        self.jobs: dict[asyncio.Future, Job] = {}  # every job not yet answered, by its future
         self.ready = False
         self.failed: str | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"bertrt-{name}")
@@ -149,19 +162,50 @@ class ModelWorker:
             raise InputError("'inputs' is not a parameter: the texts go in the request's 'inputs' field")
         self.pipe([], **params)
 
-    def submit(self, inputs: str | list, params: dict) -> asyncio.Future | None:
+    def count_tokens(self, texts: list) -> int:
+        """Tokens of ``texts`` (str, or text-pair dicts) as ``max_batch_tokens`` counts them: the model's
+        tokenizer, special tokens included, each sequence cut at the model's max length (a NER text
+        longer than that counts as its first window). Without a tokenizer: 2 + characters / 4."""
+        tokenizer = getattr(self.pipe, "tokenizer", None)
+        items = [
+            ((t["text"], t["text_pair"]) if t.get("text_pair") else t["text"]) if isinstance(t, dict) else t
+            for t in texts
+        ]
+        if tokenizer is None:
+            return sum(2 + len(t if isinstance(t, str) else "".join(t)) // 4 for t in items)
+        return sum(len(enc) for enc in tokenizer.encode_batch(items, truncate=True)) if items else 0
+
+    def submit(
+        self, inputs: str | list, params: dict, tokens: int | None = None, transform: Callable | None = None
+    ) -> asyncio.Future | None:
         """Queue a request (a str or a list of str); its future, or None when the queue has no room.
 
-        The future fails with DeadlineExceeded once ``request_timeout_s`` passes without an answer.
+        ``tokens``: its tokens as :meth:`count_tokens` counts them (counted here when None). The future
+        fails with DeadlineExceeded once ``request_timeout_s`` passes without an answer. ``transform``
+        re-shapes the result (in the worker thread) before it is encoded: the compatible routes use it.
         """
-        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        texts = [inputs] if isinstance(inputs, (str, dict)) else list(inputs)
         if self.queued_texts + len(texts) > self.settings.max_queue:
             return None
+        if tokens is None:
+            tokens = self.count_tokens(texts) if self.settings.max_batch_tokens else 0
         loop = asyncio.get_running_loop()
-        job = Job(inputs, texts, params, parameters_key(params), loop.create_future(), loop.time())
+        job = Job(
+            inputs,
+            texts,
+            params,
+            parameters_key(params),
+            loop.create_future(),
+            loop.time(),
+            tokens,
+            transform,
+        )
         self.pending.append(job)
+        self.jobs[job.future] = job
+        job.future.add_done_callback(self._forget)
         self.queued_texts += len(texts)
         self.texts_per_key[job.key] += len(texts)
+        self.tokens_per_key[job.key] += tokens
         self.metrics.queue_depth.labels(self.name).set(self.queued_texts)
         timeout = self.settings.request_timeout_s
         if timeout > 0:
@@ -171,12 +215,37 @@ class ModelWorker:
             self._wakeup.set()
         return job.future
 
+    def _forget(self, future: asyncio.Future) -> None:
+        self.jobs.pop(future, None)
+
     def _dequeue(self, job: Job) -> None:
         """Account for ``job`` leaving the queue (the caller takes it out of ``pending``)."""
         self.queued_texts -= len(job.texts)
         self.texts_per_key[job.key] -= len(job.texts)
+        self.tokens_per_key[job.key] -= job.tokens
         if self.texts_per_key[job.key] <= 0:
             del self.texts_per_key[job.key]
+            self.tokens_per_key.pop(job.key, None)
+
+    def abandon(self, future: asyncio.Future) -> str | None:
+        """The caller of ``future`` went away: drop its request if still queued (it never runs), or discard
+        its results if running; counted in ``bertrt_disconnects_total``. Where it was ("queued" or
+        "running"), or None when it was already answered."""
+        job = self.jobs.get(future)
+        if job is None or future.done():
+            return None
+        stage = job.state
+        job.expired = True
+        if stage == "queued":
+            self.pending.remove(job)
+            self._dequeue(job)
+            self.metrics.queue_depth.labels(self.name).set(self.queued_texts)
+            if self._wakeup is not None:  # a batcher waiting for company of this job stops waiting
+                self._wakeup.set()
+        self.metrics.disconnects.labels(self.name, stage).inc()
+        log.info("model %s: a client went away while its request was %s", self.name, stage)
+        future.cancel()
+        return stage
 
     def _expire(self, job: Job, timeout: float) -> None:
         """The job's deadline passed: drop it from the queue, or abandon its running call; answer 504."""
@@ -271,9 +340,10 @@ class ModelWorker:
         loop = asyncio.get_running_loop()
         first = self.pending[0]
         limit = self.settings.max_batch_size
+        budget = self.settings.max_batch_tokens or float("inf")
         if self.settings.batching:
             deadline = first.arrived + self.settings.max_wait_ms / 1000.0
-            while self.texts_per_key[first.key] < limit:
+            while self.texts_per_key[first.key] < limit and self.tokens_per_key[first.key] < budget:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -284,11 +354,13 @@ class ModelWorker:
                     break
                 if first.expired:
                     return []
-            batch, kept, total = [], deque(), 0
+            batch, kept, total, tokens = [], deque(), 0, 0
             for job in self.pending:
-                if job.key == first.key and (not batch or total + len(job.texts) <= limit):
+                fits = total + len(job.texts) <= limit and tokens + job.tokens <= budget
+                if job.key == first.key and (not batch or fits):
                     batch.append(job)
                     total += len(job.texts)
+                    tokens += job.tokens
                 else:
                     kept.append(job)
             self.pending = kept
@@ -304,6 +376,7 @@ class ModelWorker:
         loop = asyncio.get_running_loop()
         self.metrics.batch_texts.labels(self.name).observe(sum(len(job.texts) for job in batch))
         self.metrics.batch_requests.labels(self.name).observe(len(batch))
+        self.metrics.batch_tokens.labels(self.name).observe(sum(job.tokens for job in batch))
         try:
             outcomes = await loop.run_in_executor(self.executor, self._infer, batch)
         except Exception as exc:  # the executor itself failed: fail the batch, keep serving
@@ -354,6 +427,8 @@ class ModelWorker:
         """The job's results shaped as its own call would return them, as JSON bytes; or the exception."""
         try:
             shaped = self.pipe.shape(results, job.inputs, **job.params)
+            if job.transform is not None:
+                shaped = job.transform(shaped)
         except Exception as exc:  # handed to the caller as its error
             return exc
         try:

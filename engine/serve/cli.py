@@ -6,6 +6,8 @@ range (a port outside 0..65535, a setting :meth:`ServeSettings.problems` refuses
 (exit 2). A bundle that fails to load or to warm up stops the command before the port opens (exit 1):
 the server never reports healthy on a broken bundle, nor answers its requests blaming the client.
 
+Binding beyond loopback needs an API key (``--api-key`` or ``BERTRT_API_KEY``) unless ``--insecure``.
+
 SIGTERM: uvicorn stops listening and waits for every in-flight request; the batchers keep running until
 the queues are empty, then the lifespan shutdown stops them and the process exits 0.
 """
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import logging
 import math
+import os
 import re
 import signal
 import socket
@@ -26,9 +30,13 @@ import uvicorn
 
 from ..errors import BertrtError, ServeError, UsageError
 from .app import create_app
+from .protocol import uvicorn_config
 from .settings import ServeSettings
 
-__all__ = ["add_arguments", "parse_model_specs", "run", "settings_from_args"]
+__all__ = ["API_KEY_ENV", "add_arguments", "api_key_from", "parse_model_specs", "run", "settings_from_args"]
+
+#: the environment variable holding the API key when ``--api-key`` is not given
+API_KEY_ENV = "BERTRT_API_KEY"
 
 log = logging.getLogger("bertrt.serve")
 
@@ -113,6 +121,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"texts per pipeline call (default {d.max_batch_size})",
     )
     group.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=d.max_batch_tokens,
+        help=f"tokens per pipeline call, as text-embeddings-inference's flag (default {d.max_batch_tokens}; "
+        f"0: no token budget); counted with the model's tokenizer, each text cut at the model's max length",
+    )
+    group.add_argument(
         "--max-wait-ms",
         type=float,
         default=d.max_wait_ms,
@@ -160,6 +175,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"characters per text, 422 beyond (default {d.max_chars})",
     )
     limits.add_argument(
+        "--max-drain-bytes",
+        type=int,
+        default=d.max_drain_bytes,
+        help=f"a body over --max-body-bytes is read and discarded up to this size before the 413, so every "
+        f"client reads the answer (default {d.max_drain_bytes}); beyond it the connection is closed",
+    )
+    limits.add_argument(
         "--request-timeout",
         dest="request_timeout_s",
         type=float,
@@ -168,6 +190,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"a request not answered this long after it was queued gets 504 (default "
         f"{d.request_timeout_s:g}; 0: no deadline); a queued one is dropped unrun, a running one is "
         f"answered at once but its pipeline call cannot be interrupted, so its results are discarded",
+    )
+    faults = parser.add_argument_group("slow and many clients")
+    faults.add_argument(
+        "--header-timeout",
+        dest="header_timeout_s",
+        type=float,
+        default=d.header_timeout_s,
+        metavar="SECONDS",
+        help=f"a connection's request headers must arrive within this (default {d.header_timeout_s:g}); "
+        f"else 408 and closed",
+    )
+    faults.add_argument(
+        "--body-timeout",
+        dest="body_timeout_s",
+        type=float,
+        default=d.body_timeout_s,
+        metavar="SECONDS",
+        help=f"a request's body must arrive within this after its headers (default {d.body_timeout_s:g}); "
+        f"else 408",
+    )
+    faults.add_argument(
+        "--keep-alive",
+        dest="keep_alive_s",
+        type=float,
+        default=d.keep_alive_s,
+        metavar="SECONDS",
+        help=f"close an idle keep-alive connection after this (default {d.keep_alive_s:g})",
+    )
+    faults.add_argument(
+        "--max-connections",
+        type=int,
+        default=d.max_connections,
+        help=f"open connections; one beyond gets 503 and is closed (default {d.max_connections})",
+    )
+    auth = parser.add_argument_group("authentication")
+    auth.add_argument(
+        "--api-key",
+        default=None,
+        help="every route but /health needs 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (default: the "
+        "BERTRT_API_KEY environment variable; prefer it: a flag shows in the process list)",
+    )
+    auth.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow binding beyond loopback without an API key",
     )
     parser.add_argument(
         "--shutdown-timeout",
@@ -206,6 +273,31 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def api_key_from(args) -> str | None:
+    """The API key (``--api-key``, else ``BERTRT_API_KEY``); UsageError when binding beyond loopback
+    without one unless ``--insecure``, or for an empty key."""
+    key = getattr(args, "api_key", None)
+    if key is None:
+        key = os.environ.get(API_KEY_ENV)
+    if key is not None and not key.strip():
+        raise UsageError(f"the API key (--api-key or {API_KEY_ENV}) is empty")
+    if key is None and not _is_loopback(args.host) and not getattr(args, "insecure", False):
+        raise UsageError(
+            f"--host {args.host} is reachable from other machines: set an API key (--api-key or "
+            f"{API_KEY_ENV}), or pass --insecure to serve without one"
+        )
+    return key
+
+
 def run(args) -> int:
     from ..pipelines import pipeline
 
@@ -213,6 +305,7 @@ def run(args) -> int:
     problems = settings.problems()
     if problems:
         raise UsageError("; ".join(problems))
+    api_key = api_key_from(args)
     specs = parse_model_specs(args.bundles)
     pipelines = {}
     for name, path in specs.items():  # load everything first: a bad bundle fails before the port opens
@@ -220,7 +313,7 @@ def run(args) -> int:
             pipelines[name] = pipeline(None, path, precision=args.precision, threads=args.threads)
         except BertrtError as exc:
             raise ServeError(f"model {name!r}: {exc}") from None
-    app = create_app(pipelines, settings)
+    app = create_app(pipelines, settings, api_key=api_key)
     for name, worker in app.state.workers.items():  # and warm it up: a model that cannot run is not served
         try:
             worker.warm_up()
@@ -232,12 +325,12 @@ def run(args) -> int:
     host, port = sock.getsockname()[:2]
     if not (host.startswith("127.") or host in ("::1", "localhost")):
         log.warning("listening on %s: reachable from other machines", host)
-    config = uvicorn.Config(
+    config = uvicorn_config(
         app,
+        settings,
         log_level="info" if log.isEnabledFor(logging.INFO) else "warning",
         access_log=args.access_log,
         timeout_graceful_shutdown=args.shutdown_timeout,
-        lifespan="on",
     )
     server = uvicorn.Server(config)
     stopped_by = []

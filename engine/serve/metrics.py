@@ -10,7 +10,8 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0
 
 
 class Metrics:
-    """Requests, responses, errors, timeouts, queue depth, batch sizes and latencies, labelled by model."""
+    """Requests, responses, errors, timeouts, disconnects, slow or refused clients, queue depth, batch sizes
+    (texts, requests, tokens) and latencies, labelled by model."""
 
     def __init__(self, max_batch_size: int):
         self.registry = prom.CollectorRegistry()
@@ -34,6 +35,24 @@ class Metrics:
             ["model", "stage"],
             registry=r,
         )
+        self.disconnects = prom.Counter(
+            "bertrt_disconnects",
+            "Predict requests whose client went away before the answer, by model and where they were "
+            "(queued: dropped unrun; running: the call's results discarded)",
+            ["model", "stage"],
+            registry=r,
+        )
+        self.slow_clients = prom.Counter(
+            "bertrt_slow_clients",
+            "Connections closed (headers) or requests answered 408 (body) for not arriving in time",
+            ["stage"],
+            registry=r,
+        )
+        self.refused_connections = prom.Counter(
+            "bertrt_refused_connections",
+            "Connections answered 503 and closed because max_connections were open",
+            registry=r,
+        )
         self.queue_depth = prom.Gauge(
             "bertrt_queue_depth", "Texts waiting in the model's queue", ["model"], registry=r
         )
@@ -46,6 +65,13 @@ class Metrics:
         )
         self.batch_requests = prom.Histogram(
             "bertrt_batch_requests", "Requests per pipeline call", ["model"], buckets=buckets, registry=r
+        )
+        self.batch_tokens = prom.Histogram(
+            "bertrt_batch_tokens",
+            "Tokens per pipeline call (as counted for --max-batch-tokens)",
+            ["model"],
+            buckets=(16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536),
+            registry=r,
         )
         self.latency = prom.Histogram(
             "bertrt_request_latency_seconds",

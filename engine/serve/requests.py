@@ -13,13 +13,23 @@ anything is queued, so it never fails a batch; one in the parameters is a 400 ``
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from ..errors import InputError
 from ..lines import lone_surrogate, parse_json
 from .settings import ServeSettings
 
-__all__ = ["MAX_JSON_DEPTH", "HTTPProblem", "PredictRequest", "parse_request", "read_body"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "HTTPProblem",
+    "PredictRequest",
+    "check_texts",
+    "load_json",
+    "parse_request",
+    "read_body",
+    "request_from",
+]
 
 _REQUEST_KEYS = ("inputs", "parameters")
 
@@ -50,25 +60,54 @@ class PredictRequest:
         return [self.inputs] if isinstance(self.inputs, str) else self.inputs
 
 
-async def read_body(request, limit: int) -> bytes:
-    """The body of a starlette ``request``; 413 as soon as it passes ``limit`` bytes, declared or streamed."""
+async def read_body(request, limit: int, drain: int = 0, timeout: float | None = None) -> bytes:
+    """The body of a starlette ``request``, read within ``timeout`` seconds (408 ``body_timeout`` beyond).
+
+    413 ``body_too_large`` once it passes ``limit`` bytes, declared or streamed: but only after the rest
+    of the body has been read and discarded (up to ``drain`` bytes in all), because a server that answers
+    and closes while the client still sends makes the client's socket fail with a reset before it reads
+    the answer (Python's urllib and requests do). The 413 closes the connection.
+    """
     declared = request.headers.get("content-length")
     too_large = HTTPProblem(
         413,
         "body_too_large",
         f"request body exceeds max_body_bytes={limit}",
+        headers={"Connection": "close"},
         limit="max_body_bytes",
         max=limit,
     )
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+
+    async def read() -> bytes:
+        chunks, size = [], 0
+        over = declared is not None and declared.isdigit() and int(declared) > limit
+        if over and int(declared) > drain:  # too much to drain: answer at once
             raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                over = True
+                if size > drain:
+                    raise too_large
+            if not over:
+                chunks.append(chunk)
+        if over:
+            raise too_large
+        return b"".join(chunks)
+
+    if timeout is None:
+        return await read()
+    try:
+        return await asyncio.wait_for(read(), timeout)
+    except asyncio.TimeoutError:
+        raise HTTPProblem(
+            408,
+            "body_timeout",
+            f"the request body did not arrive within body_timeout_s={timeout:g} s",
+            headers={"Connection": "close"},
+            limit="body_timeout_s",
+            max=timeout,
+        ) from None
 
 
 def _loads(raw: bytes):
@@ -120,46 +159,31 @@ def _check_unicode(texts: list[str], params: dict) -> None:
                 )
 
 
-def parse_request(raw: bytes, settings: ServeSettings) -> PredictRequest:
-    """The request in ``raw``; HTTPProblem 400 (JSON, shape, text) or 422 (a limit) naming the problem."""
-    body = _loads(raw)
-    if not isinstance(body, dict):
-        raise HTTPProblem(
-            400, "bad_request", f"request body must be a JSON object with 'inputs', got {type(body).__name__}"
-        )
-    unknown = sorted(set(body) - set(_REQUEST_KEYS))
-    if unknown:
-        raise HTTPProblem(
-            400, "bad_request", f"unknown field(s) {', '.join(unknown)}; accepted: inputs, parameters"
-        )
-    if "inputs" not in body:
-        raise HTTPProblem(400, "bad_request", "missing field 'inputs' (a string or a list of strings)")
-    inputs, params = body["inputs"], body.get("parameters")
-    params = {} if params is None else params
-    if not isinstance(params, dict):
-        raise HTTPProblem(
-            400, "bad_parameters", f"'parameters' must be a JSON object, got {type(params).__name__}"
-        )
-    texts = [inputs] if isinstance(inputs, str) else inputs
+def check_texts(texts, settings: ServeSettings, field: str = "inputs", count: int | None = None) -> list[str]:
+    """``texts`` (a JSON value) as a list of str within the request limits: HTTPProblem 400 for a wrong
+    type or a text that is not valid Unicode, 422 for more than ``max_texts`` or a text over ``max_chars``.
+    ``count``: the number of inputs checked against ``max_texts`` when it is not ``len(texts)`` (text
+    pairs count once)."""
     if not isinstance(texts, list):
         raise HTTPProblem(
-            400, "bad_request", f"'inputs' must be a string or a list of strings, got {type(inputs).__name__}"
+            400, "bad_request", f"{field!r} must be a string or a list of strings, got {type(texts).__name__}"
         )
     bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
     if bad:
         raise HTTPProblem(
             400,
             "bad_request",
-            f"'inputs' must hold strings only; not a string at index(es) {', '.join(map(str, bad[:20]))}",
+            f"{field!r} must hold strings only; not a string at index(es) {', '.join(map(str, bad[:20]))}",
         )
-    if len(texts) > settings.max_texts:
+    count = len(texts) if count is None else count
+    if count > settings.max_texts:
         raise HTTPProblem(
             422,
             "too_many_texts",
-            f"{len(texts)} texts in one request exceed max_texts={settings.max_texts}",
+            f"{count} texts in one request exceed max_texts={settings.max_texts}",
             limit="max_texts",
             max=settings.max_texts,
-            got=len(texts),
+            got=count,
         )
     long = [i for i, text in enumerate(texts) if len(text) > settings.max_chars]
     if long:
@@ -172,5 +196,43 @@ def parse_request(raw: bytes, settings: ServeSettings) -> PredictRequest:
             max=settings.max_chars,
             indexes=long[:20],
         )
-    _check_unicode(texts, params)
+    _check_unicode(texts, {})
+    return texts
+
+
+def load_json(raw: bytes):
+    """The body's strict JSON; HTTPProblem 400 ``malformed_json`` for anything else."""
+    return _loads(raw)
+
+
+def parse_request(raw: bytes, settings: ServeSettings, extra_keys: tuple[str, ...] = ()) -> PredictRequest:
+    """The request in ``raw``; HTTPProblem 400 (JSON, shape, text) or 422 (a limit) naming the problem.
+
+    ``extra_keys``: further top-level fields a route accepts (read by the route from the JSON itself).
+    """
+    return request_from(_loads(raw), settings, extra_keys)
+
+
+def request_from(body, settings: ServeSettings, extra_keys: tuple[str, ...] = ()) -> PredictRequest:
+    """:func:`parse_request` on an already parsed JSON value."""
+    if not isinstance(body, dict):
+        raise HTTPProblem(
+            400, "bad_request", f"request body must be a JSON object with 'inputs', got {type(body).__name__}"
+        )
+    accepted = _REQUEST_KEYS + tuple(extra_keys)
+    unknown = sorted(set(body) - set(accepted))
+    if unknown:
+        raise HTTPProblem(
+            400, "bad_request", f"unknown field(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}"
+        )
+    if "inputs" not in body:
+        raise HTTPProblem(400, "bad_request", "missing field 'inputs' (a string or a list of strings)")
+    inputs, params = body["inputs"], body.get("parameters")
+    params = {} if params is None else params
+    if not isinstance(params, dict):
+        raise HTTPProblem(
+            400, "bad_parameters", f"'parameters' must be a JSON object, got {type(params).__name__}"
+        )
+    check_texts([inputs] if isinstance(inputs, str) else inputs, settings)
+    _check_unicode([], params)
     return PredictRequest(inputs, params)

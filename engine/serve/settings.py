@@ -12,7 +12,17 @@ from dataclasses import dataclass
 __all__ = ["ServeSettings"]
 
 #: fields that must be > 0 (each is also the ``--flag`` of the same name)
-_POSITIVE = ("max_batch_size", "pipeline_batch_size", "max_queue", "max_body_bytes", "max_texts", "max_chars")
+_POSITIVE = (
+    "max_batch_size",
+    "pipeline_batch_size",
+    "max_queue",
+    "max_body_bytes",
+    "max_texts",
+    "max_chars",
+    "max_connections",
+)
+#: fields that are a number of seconds, finite and > 0 (flag: the name without ``_s``)
+_SECONDS = ("header_timeout_s", "body_timeout_s", "keep_alive_s")
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,18 @@ class ServeSettings:
     # past it is dropped unrun; a running one is answered at once and its results are discarded (a
     # pipeline call cannot be interrupted mid-batch, so the model stays busy until that call ends).
     request_timeout_s: float = 30.0
+    # tokens per pipeline call, as text-embeddings-inference's --max-batch-tokens (0: no token budget). A
+    # request's tokens are counted with the model's tokenizer, each text capped at the model's max length
+    # (what one sequence holds); a batch always takes its first request, even one over the budget.
+    max_batch_tokens: int = 16384
+    # faults: slow or many clients
+    header_timeout_s: float = 10.0  # a connection must deliver a request's headers within this (else closed)
+    body_timeout_s: float = 30.0  # ... and its body within this after the headers (else 408)
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    max_connections: int = 1024  # open connections; one beyond gets a 503 and is closed
+    # a body over max_body_bytes is read and discarded up to this many bytes before the 413, so the client
+    # sees the answer instead of a reset socket; beyond it the connection is closed after the 413
+    max_drain_bytes: int = 64 << 20
 
     def problems(self) -> list[str]:
         """Every invalid setting, phrased with its command-line flag; empty when the settings are usable."""
@@ -48,6 +70,16 @@ class ServeSettings:
                 f"--request-timeout must be a finite number of seconds >= 0 (0: no deadline), "
                 f"got {self.request_timeout_s}"
             )
+        for name in _SECONDS:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                found.append(
+                    f"--{name[:-2].replace('_', '-')} must be a finite number of seconds > 0, got {value}"
+                )
+        if self.max_batch_tokens < 0:
+            found.append(f"--max-batch-tokens must be >= 0 (0: no token budget), got {self.max_batch_tokens}")
+        if self.max_drain_bytes < 0:
+            found.append(f"max_drain_bytes must be >= 0, got {self.max_drain_bytes}")
         if self.retry_after_s < 0:
             found.append(f"retry_after_s must be >= 0, got {self.retry_after_s}")
         if self.max_texts > self.max_queue:

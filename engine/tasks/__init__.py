@@ -47,8 +47,13 @@ class TaskEntry:
 
 
 _BUILTIN = (
+    # ElectraForPreTraining is ELECTRA's discriminator (replaced-token detection, no MLM head): its
+    # checkpoints embed. The longer suffix wins over fill-mask's ForPreTraining (BERT/ALBERT: MLM + NSP/SOP).
     TaskEntry(
-        "feature-extraction", ".feature_extraction", aliases=("embeddings", "default"), heads=("Model",)
+        "feature-extraction",
+        ".feature_extraction",
+        aliases=("embeddings", "default"),
+        heads=("Model", "ElectraForPreTraining"),
     ),
     TaskEntry("fill-mask", ".fill_mask", heads=("ForMaskedLM", "ForPreTraining")),
     TaskEntry(

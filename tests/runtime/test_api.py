@@ -30,7 +30,8 @@ def test_public_api_is_pinned():
 def test_pipeline_signatures():
     params = inspect.signature(bertrt.pipeline).parameters
     assert list(params)[:6] == ["task", "bundle", "precision", "threads", "providers", "model_file"]
-    assert params["precision"].default == "int8"
+    # None: the bundle's tuning.json winner on a matching CPU, else int8 (bertrt.backends, issue 11)
+    assert params["precision"].default is None and params["backend"].default == "auto"
     call = inspect.signature(bertrt.Pipeline.__call__).parameters
     assert list(call)[:4] == ["self", "inputs", "batch_size", "max_tokens_per_batch"]
     assert call["batch_size"].default == 32

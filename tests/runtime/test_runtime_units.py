@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bertrt import classification, embeddings, fill_mask
+from bertrt.architectures import ARCHITECTURES
 from bertrt.errors import InputError
 from bertrt.tokenize import TextTokenizer, clean_up_tokenization
 from tests.conftest import ARCHS, MAX_POS
@@ -67,7 +68,8 @@ def test_decode_matches_transformers(arch, tiny_checkpoint):
         for skip in (False, True):
             assert ours.decode(ids, skip_special_tokens=skip) == ref.decode(ids, skip_special_tokens=skip)
         assert ours.decode([ids[1]]) == ref.decode([ids[1]])
-    assert ours.continuing_subword_prefix == ("##" if arch != "roberta" else None)
+    wordpiece = ARCHITECTURES[arch].tokenizer_family == "wordpiece"  # Unigram and byte-level BPE have none
+    assert ours.continuing_subword_prefix == ("##" if wordpiece else None)
 
 
 def test_clean_up_tokenization():

@@ -294,6 +294,7 @@ def test_404_405_422_and_500_have_the_error_shape():
     assert crashed.status_code == 500 and crashed.json() == {
         "error": "RuntimeError: describe broke",
         "code": "internal_error",
+        "request_id": crashed.headers["x-request-id"],  # issue 13: every 500 names its request
     }
 
 

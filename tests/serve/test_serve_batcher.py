@@ -344,10 +344,16 @@ def test_a_bug_is_500_with_a_logged_trace_and_the_server_keeps_serving(caplog):
     caplog.set_level(logging.ERROR, logger="bertrt.serve")
     crash, after = _serve(FakePipe(), [{"inputs": "crash"}, {"inputs": "fine"}])
     assert crash.status_code == 500
-    assert crash.json() == {"error": "RuntimeError: the pipeline crashed", "code": "internal_error"}
+    rid = crash.headers["x-request-id"]  # the 500 names its request id, in the body and the header
+    assert crash.json() == {
+        "error": "RuntimeError: the pipeline crashed",
+        "code": "internal_error",
+        "request_id": rid,
+    }
     assert after.status_code == 200 and after.json() == {"one": {"text": "fine"}}
+    assert after.headers["x-request-id"] != rid
     logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is RuntimeError]
-    assert logged and "model m failed a request" in logged[0].getMessage()
+    assert logged and f"request {rid}: model m failed it" in logged[0].getMessage()
 
 
 def test_a_bertrt_error_is_400_with_its_message():
@@ -376,6 +382,7 @@ def test_a_bug_in_option_checking_or_shaping_is_500_not_400():
     assert shaping.status_code == 500 and shaping.json() == {
         "error": "ValueError: shape bug",
         "code": "internal_error",
+        "request_id": shaping.headers["x-request-id"],
     }
     assert again.status_code == 500
 
@@ -412,3 +419,102 @@ def test_cli_defaults_are_the_settings_defaults():
     )
     text = " ".join(parser.format_help().split())
     assert f"(default {defaults.max_batch_size})" in text and f"(default {defaults.max_queue})" in text
+
+
+# -- issue 13: token-budget batching and abandoned requests ------------------------------------------------
+def test_batches_are_cut_by_the_token_budget_as_well_as_by_count():
+    async def main():
+        pipe = FakePipe()
+        worker = await _started(pipe, max_wait_ms=100, max_batch_size=32, max_batch_tokens=10)
+        futures = [worker.submit(f"t{i}", {}, tokens=4) for i in range(5)]  # 2 requests (8 tokens) fit
+        futures.append(worker.submit(["big1", "big2"], {}, tokens=25))  # over the budget: runs alone
+        await _results(futures)
+        metrics = worker.metrics
+        await worker.stop()
+        return pipe, metrics
+
+    pipe, metrics = asyncio.run(main())
+    assert _texts_per_call(pipe) == [["t0", "t1"], ["t2", "t3"], ["t4"], ["big1", "big2"]]
+    sample = metrics.registry.get_sample_value
+    assert sample("bertrt_batch_tokens_sum", {"model": "m"}) == 8 + 8 + 4 + 25
+
+
+def test_a_full_token_budget_ends_the_wait_at_once():
+    async def main():
+        pipe = FakePipe()
+        worker = await _started(pipe, max_wait_ms=5000, max_batch_size=32, max_batch_tokens=8)
+        started = time.perf_counter()
+        await _results([worker.submit("a", {}, tokens=4), worker.submit("b", {}, tokens=4)])
+        elapsed = time.perf_counter() - started
+        await worker.stop()
+        return pipe, elapsed
+
+    pipe, elapsed = asyncio.run(main())
+    assert _texts_per_call(pipe) == [["a", "b"]] and elapsed < 2.0
+
+
+def test_no_token_budget_batches_by_count_only():
+    async def main():
+        pipe = FakePipe()
+        worker = await _started(pipe, max_wait_ms=50, max_batch_size=3, max_batch_tokens=0)
+        await _results([worker.submit(f"t{i}", {}, tokens=10_000) for i in range(4)])
+        await worker.stop()
+        return pipe
+
+    assert _texts_per_call(asyncio.run(main())) == [["t0", "t1", "t2"], ["t3"]]
+
+
+def test_tokens_are_counted_with_the_tokenizer_or_estimated():
+    class Tokenizer:
+        def encode_batch(self, items, truncate=True):
+            assert truncate  # the budget counts what the model sees: texts cut at its max length
+            return [[0] * min(16, 2 + len(i if isinstance(i, str) else i[0] + i[1])) for i in items]
+
+    worker = ModelWorker("m", FakePipe(), ServeSettings(), Metrics(32))
+    assert worker.count_tokens(["abcdefgh", ""]) == (2 + 2) + 2  # no tokenizer: 2 + chars / 4
+    worker.pipe.tokenizer = Tokenizer()
+    assert worker.count_tokens(["abc", "x" * 40, {"text": "ab", "text_pair": "cd"}]) == 5 + 16 + 6
+    assert worker.count_tokens([]) == 0
+
+
+def test_an_abandoned_queued_request_never_runs_and_a_running_one_is_discarded():
+    from tests.serve.test_reliability_serve import SlowPipe
+
+    async def main():
+        pipe = SlowPipe()
+        worker = await _started(pipe, max_wait_ms=0)
+        running = worker.submit("slow", {})
+        while worker.jobs[running].state != "running":
+            await asyncio.sleep(0.001)
+        queued = [worker.submit(f"q{i}", {}) for i in range(3)]
+        kept = worker.submit("kept", {})
+        stages = [worker.abandon(f) for f in (running, *queued)]
+        assert worker.abandon(running) is None  # already abandoned
+        depth = worker.queued_texts
+        pipe.release.set()
+        assert json.loads(await kept) == {"one": {"text": "kept"}}
+        while worker.jobs:
+            await asyncio.sleep(0.001)
+        await worker.stop()
+        return pipe, worker, stages, depth, running
+
+    pipe, worker, stages, depth, running = asyncio.run(main())
+    assert stages == ["running", "queued", "queued", "queued"] and depth == 1
+    assert running.cancelled()
+    assert _texts_per_call(pipe) == [["slow"], ["kept"]]  # the queued ones never ran
+    assert [r for r, _, _ in pipe.shaped] == [[{"text": "kept"}]]  # the running one's results discarded
+    assert not worker.pending and worker.queued_texts == 0 and not worker.texts_per_key
+    assert not worker.tokens_per_key and not worker.jobs
+    sample = worker.metrics.registry.get_sample_value
+    assert sample("bertrt_disconnects_total", {"model": "m", "stage": "queued"}) == 3
+    assert sample("bertrt_disconnects_total", {"model": "m", "stage": "running"}) == 1
+    assert sample("bertrt_queue_depth", {"model": "m"}) == 0
+
+
+def test_settings_refuse_bad_fault_limits():
+    problems = ServeSettings(
+        header_timeout_s=0, body_timeout_s=float("nan"), max_batch_tokens=-1, max_connections=0
+    ).problems()
+    text = "; ".join(problems)
+    for flag in ("--header-timeout", "--body-timeout", "--max-batch-tokens", "--max-connections"):
+        assert flag in text, text

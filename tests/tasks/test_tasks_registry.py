@@ -95,6 +95,10 @@ def test_unknown_task_names_the_known_ones():
         ("RobertaForSequenceClassification", "text-classification"),
         ("BertForMaskedLM", "fill-mask"),
         ("BertForPreTraining", "fill-mask"),
+        ("AlbertForPreTraining", "fill-mask"),
+        ("ElectraForPreTraining", "feature-extraction"),  # the discriminator: no MLM head
+        ("ElectraForMaskedLM", "fill-mask"),  # the generator
+        ("DebertaV2ForTokenClassification", "token-classification"),
         ("DistilBertModel", "feature-extraction"),
         ("BertForQuestionAnswering", None),
     ],

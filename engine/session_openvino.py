@@ -1,0 +1,212 @@
+"""The OpenVINO session: the same interface as :class:`bertrt.session.OnnxSession`, on OpenVINO's CPU plugin.
+
+OpenVINO reads the bundle's ONNX graph directly (``Core().read_model``), onnxruntime's fused
+``com.microsoft`` operators included, with dynamic batch and sequence dimensions. Precisions:
+
+- ``fp32``: ``INFERENCE_PRECISION_HINT="f32"`` (OpenVINO's own default is bf16 on a CPU that has it);
+- ``bf16``: ``INFERENCE_PRECISION_HINT="bf16"`` (AMX on Sapphire Rapids and later, avx512_bf16 on Zen 4);
+  refused with :class:`~bertrt.errors.BackendError` on a CPU without bf16;
+- ``int8``: the fp32 graph with its MatMul weights compressed to int8 per output channel by
+  ``nncf.compress_weights`` (data-free, at load), f32 elsewhere, and the CPU plugin's dynamic activation
+  quantization (``DYNAMIC_QUANTIZATION_GROUP_SIZE``: one scale per group of that many input channels of
+  each token, so, like bertrt's per-token recipe, no scale is shared between texts). The per-token int8
+  ONNX graph (``model.int8.onnx``) is not used: OpenVINO's ONNX frontend does not convert its
+  ``ReduceMax``/``MatMulIntegerToFloat`` nodes.
+
+Thread safety: an OpenVINO infer request holds its own input and output tensors, so one may not be shared
+by concurrent calls. ``run`` takes a request from a pool (a new one when all are busy), copies the output
+out of it and puts it back: calls from any number of threads are safe.
+
+``openvino`` (and ``nncf`` for int8) are imported here, when a session is created, never at
+``import bertrt``; a missing one is a :class:`~bertrt.errors.BackendError` naming the extra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BackendError, BundleError, InputError
+from .session import _DTYPES, KNOWN_INPUTS, physical_cores
+
+__all__ = ["DYNAMIC_QUANTIZATION_GROUP_SIZE", "OPENVINO_PRECISIONS", "OpenVinoSession", "import_openvino"]
+
+log = logging.getLogger("bertrt")
+
+#: bertrt precision -> OpenVINO INFERENCE_PRECISION_HINT
+OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+#: input channels per activation scale of the int8 precision's dynamic quantization (OpenVINO's default)
+DYNAMIC_QUANTIZATION_GROUP_SIZE = 32
+# OpenVINO element type name -> the ONNX type string OnnxSession reports for the same input.
+_ONNX_TYPES = {"i64": "tensor(int64)", "i32": "tensor(int32)", "f32": "tensor(float)"}
+_INSTALL = "pip install 'bertrt[openvino]'"
+
+
+def import_openvino():
+    """The ``openvino`` module; BackendError naming the extra when it is not installed."""
+    try:
+        import openvino
+    except ImportError as exc:
+        raise BackendError(
+            f"backend 'openvino' needs the openvino package, which is not installed ({exc}): {_INSTALL}"
+        ) from exc
+    return openvino
+
+
+def _import_nncf():
+    try:
+        import nncf
+    except ImportError as exc:
+        raise BackendError(
+            f"precision 'int8' on backend 'openvino' compresses the weights with nncf, which is not "
+            f"installed ({exc}): {_INSTALL}, or use precision 'fp32' / 'bf16', or backend 'onnxruntime'"
+        ) from exc
+    # nncf reports each compression with a table and a progress bar; keep them out of library output.
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    return nncf
+
+
+def _shape(partial_shape) -> list:
+    """Declared output shape as OnnxSession gives it: ints for fixed dimensions, names for dynamic ones."""
+    return [dim.get_length() if dim.is_static else f"dim{i}" for i, dim in enumerate(partial_shape)]
+
+
+class OpenVinoSession:
+    """One compiled OpenVINO model with :class:`~bertrt.session.OnnxSession`'s interface: ``inputs``,
+    ``input_dtypes``, ``outputs``, ``output_names``, ``select_output``, ``feed``, ``run`` and ``threads``.
+
+    ``precision``: "fp32", "bf16" or "int8" (see the module docstring). The CPU check for bf16 is the
+    caller's (:func:`bertrt.backends.check_available`); OpenVINO itself would fall back silently.
+    """
+
+    backend = "openvino"
+
+    def __init__(
+        self,
+        model_path,
+        threads: int | None = None,
+        precision: str = "fp32",
+        output_name: str | None = None,
+    ):
+        ov = import_openvino()
+        self.model_path = Path(model_path)
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0
+        ):
+            raise InputError(f"threads must be a positive int or None, got {threads!r}")
+        if precision not in OPENVINO_PRECISIONS:
+            raise InputError(
+                f"precision {precision!r} is not one OpenVINO runs; expected one of "
+                f"{', '.join(OPENVINO_PRECISIONS)}"
+            )
+        self.precision = precision
+        self.threads = int(threads) if threads else physical_cores()
+        self.providers = ["OpenVINO CPU"]
+        core = ov.Core()
+        try:
+            model = core.read_model(str(self.model_path))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses for files it cannot convert
+            raise BundleError(
+                self.model_path,
+                f"OpenVINO cannot read this model ({' '.join(str(exc).split())}); use backend='onnxruntime'",
+            ) from exc
+        if precision == "int8":
+            nncf = _import_nncf()
+            # nncf draws a progress bar on stdout (rich, not logging): kept out of the caller's output.
+            with contextlib.redirect_stdout(io.StringIO()):
+                model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
+        config = {
+            "INFERENCE_NUM_THREADS": self.threads,
+            "INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision],
+            # One batch at a time per call, as onnxruntime's sequential session runs it.
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if precision == "int8":
+            config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = DYNAMIC_QUANTIZATION_GROUP_SIZE
+        try:
+            self._compiled = core.compile_model(model, "CPU", config)
+        except Exception as exc:
+            raise BundleError(
+                self.model_path,
+                f"OpenVINO cannot compile this model ({' '.join(str(exc).split())}); use backend='onnxruntime'",
+            ) from exc
+
+        self.inputs = {}
+        self.input_dtypes = {}
+        problems = []
+        for port in model.inputs:
+            name = port.get_any_name()
+            onnx_type = _ONNX_TYPES.get(port.get_element_type().get_type_name(), str(port.get_element_type()))
+            self.inputs[name] = onnx_type
+            if name not in KNOWN_INPUTS:
+                problems.append(
+                    f"input {name!r} is not one the runtime can provide ({', '.join(KNOWN_INPUTS)})"
+                )
+            elif onnx_type not in _DTYPES:
+                problems.append(f"input {name!r} has unsupported type {onnx_type}")
+            else:
+                self.input_dtypes[name] = _DTYPES[onnx_type]
+        if "input_ids" not in self.inputs:
+            problems.append("graph has no 'input_ids' input")
+        # Output names from the model as read (the ONNX graph's names); compiling may merge tensor names.
+        self._ports = {}
+        self.outputs = {}
+        for index, port in enumerate(model.outputs):
+            name = port.get_any_name()
+            self._ports[name] = index
+            self.outputs[name] = _shape(port.get_partial_shape())
+        self.output_names = list(self.outputs)
+        self.output_name: str | None = None
+        self.output_shape: list | None = None
+        if problems:
+            raise BundleError(self.model_path, "; ".join(problems))
+        self._pool: list = []
+        self._lock = threading.Lock()
+        log.info(
+            "openvino session %s: %s (hint %s), %d threads, inputs %s, outputs %s",
+            self.model_path.name,
+            precision,
+            OPENVINO_PRECISIONS[precision],
+            self.threads,
+            list(self.inputs),
+            self.output_names,
+        )
+        if output_name is not None:
+            self.select_output(output_name)
+
+    @property
+    def inference_precision(self) -> str:
+        """The precision the compiled model runs at, as OpenVINO reports it ("f32", "bf16")."""
+        return self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+
+    def select_output(self, name: str) -> None:
+        """Make ``run`` return the output ``name``; BundleError when the graph has no output of that name."""
+        if name not in self.outputs:
+            declared = ", ".join(f"{n} {shape}" for n, shape in self.outputs.items()) or "none"
+            raise BundleError(self.model_path, f"the graph has no output {name!r} (its outputs: {declared})")
+        self.output_name = name
+        self.output_shape = list(self.outputs[name])
+
+    def feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Only the declared inputs, cast to the declared dtypes."""
+        return {
+            name: np.ascontiguousarray(batch[name], dtype=dtype) for name, dtype in self.input_dtypes.items()
+        }
+
+    def run(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """The selected output for a padded batch (a copy: the request's buffer is reused)."""
+        if self.output_name is None:
+            raise RuntimeError("OpenVinoSession.run before select_output(): name the output to read")
+        with self._lock:
+            request = self._pool.pop() if self._pool else self._compiled.create_infer_request()
+        try:
+            request.infer(self.feed(batch))
+            return np.array(request.get_output_tensor(self._ports[self.output_name]).data, copy=True)
+        finally:
+            with self._lock:
+                self._pool.append(request)

@@ -1,0 +1,432 @@
+"""``bertrt tune BUNDLE``: measure every backend x precision x threads x batch size on this machine, keep
+the fastest candidate that passes the accuracy and batch-invariance gates, write it into the bundle.
+
+For each candidate (a pipeline at backend, precision, threads) on the sample texts (``--texts FILE``, one
+text a line, else :data:`SAMPLE_TEXTS`):
+
+1. **accuracy** against the reference, onnxruntime fp32 at batch 32 (:func:`compare`): NER entity F1 with
+   the reference's entities as gold (``entity_f1``) and the share of texts with identical entities
+   (``agreement``); labels / fill-mask top tokens: ``agreement``; embeddings: ``cosine_min`` /
+   ``cosine_mean`` over the texts;
+2. **batch invariance**: the same figures between the candidate at batch 1 and at batch 32;
+3. **speed**: texts/s of the whole pipeline (text in, result out) at each batch size, ``repeats`` runs,
+   median with min-max. A candidate's speed is that of its best batch size.
+
+A candidate passes when every figure of its task meets :data:`DEFAULT_GATES` (``--gate NAME=MIN``
+overrides one: ``accuracy.entity_f1=0.9``). The winner is the fastest candidate that passes; the fastest
+passing one per precision is kept too (``by_precision``), for ``pipeline(precision=...)``.
+
+``tuning.json`` (``{"schema_version": 1, "format": "bertrt-tuning", "machines": {cpu key: entry}}``): one
+entry per CPU key (:func:`bertrt.backends.cpu_key`: model name, instruction-set flags, cores), so a bundle
+tuned on several machine kinds keeps each result; an entry holds the CPU, versions, task, sample, gates,
+settings, every candidate with its figures and the reasons it failed, ``winner`` and ``by_precision``.
+``pipeline(..., backend="auto")`` reads it (see :mod:`bertrt.backends`).
+
+Defaults are quick (well under a minute on a small model): 64 texts, batch sizes 8 and 32, the physical
+core count, 3 repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, backends
+from .errors import BackendError, BertrtError, InputError, ModelFileNotFoundError, UsageError
+
+__all__ = [
+    "DEFAULT_GATES",
+    "SAMPLE_TEXTS",
+    "add_arguments",
+    "compare",
+    "format_report",
+    "run",
+    "tune",
+]
+
+log = logging.getLogger("bertrt")
+
+SCHEMA_VERSION = 1
+FORMAT = "bertrt-tuning"
+
+#: gate name -> minimum, per task; "accuracy.*" against onnxruntime fp32, "invariance.*" batch 1 vs 32
+DEFAULT_GATES = {
+    "token-classification": {
+        "accuracy.entity_f1": 0.95,
+        "invariance.agreement": 0.999,
+    },
+    "text-classification": {"accuracy.agreement": 0.98, "invariance.agreement": 0.999},
+    "fill-mask": {"accuracy.agreement": 0.9, "invariance.agreement": 0.999},
+    "feature-extraction": {"accuracy.cosine_min": 0.98, "invariance.cosine_min": 0.9999},
+}
+
+#: the built-in sample: short and long sentences with names, places and organisations
+SAMPLE_TEXTS = (
+    "Maria Schmidt moved from Hamburg to Groningen in 2019 to work for Philips.",
+    "The new stadium in Manchester opens next week.",
+    "i cant believe the game last night lol",
+    "Apple and Google both reported strong earnings on Thursday.",
+    "Barack Obama visited Nairobi, where his father was born.",
+    "Great food, terrible service.",
+    "The European Central Bank raised interest rates by a quarter point.",
+    "Has anyone seen my keys? I left them at the cafe on Elm Street.",
+    "Tokyo is the capital of Japan and one of the largest cities in the world.",
+    "This movie was a complete waste of two hours.",
+    "Dr. Aisha Patel from Johns Hopkins University presented the results in Boston.",
+    "We flew Lufthansa from Frankfurt to Toronto and lost a bag.",
+    "ok",
+    "The Amazon river flows through Brazil, Peru and Colombia before reaching the Atlantic Ocean.",
+    "Shares of Tesla fell after Elon Musk announced a new factory in Mexico.",
+    "My grandmother still makes the best apple pie in Ohio.",
+    "The United Nations Security Council met in New York on Monday to discuss the crisis.",
+    "Loved every minute of it, the actors were brilliant and the music was beautiful.",
+    "Real Madrid beat Bayern Munich 2-1 in the semi-final at the Santiago Bernabeu.",
+    "Please call me back when you get this message.",
+    "Microsoft released a new version of Windows with features borrowed from Linux.",
+    "The museum in Amsterdam has paintings by Rembrandt and Vermeer.",
+    "It rained all day in Seattle, as usual.",
+    "Prime Minister Jacinda Ardern spoke to reporters in Wellington about the budget.",
+    "who is playing at the festival in austin this year",
+    "The book by Chimamanda Ngozi Adichie won the Orange Prize for Fiction.",
+    "NASA and SpaceX launched four astronauts to the International Space Station from Florida.",
+    "The package was supposed to arrive on Tuesday but it never came.",
+    "Samsung opened a research center in Bangalore with two thousand engineers.",
+    "The quick brown fox jumps over the lazy dog.",
+    "After the concert at Madison Square Garden, Taylor Swift thanked her fans on Instagram.",
+    "The hotel near Lake Geneva was quiet, clean and far too expensive for what it offered.",
+)
+
+_DISCRETE = ("token-classification", "text-classification", "fill-mask")
+
+
+def _signature(task: str, result):
+    if task == "token-classification":
+        return tuple((e.get("entity_group", e.get("entity")), e["start"], e["end"]) for e in result)
+    if task == "text-classification":
+        first = result if isinstance(result, dict) else result[0]
+        return first["label"]
+    if task == "fill-mask":
+        first = result[0]
+        return first[0]["token"] if isinstance(first, list) else first["token"]
+    raise InputError(f"bertrt tune does not know how to compare {task} results")
+
+
+def _entity_f1(gold: list, pred: list) -> float:
+    g = {(i, e) for i, ents in enumerate(gold) for e in ents}
+    p = {(i, e) for i, ents in enumerate(pred) for e in ents}
+    if not g and not p:
+        return 1.0
+    tp = len(g & p)
+    return 2 * tp / (len(g) + len(p)) if (g or p) else 1.0
+
+
+def compare(task: str, reference: list, candidate: list) -> dict:
+    """Agreement figures of ``candidate`` results with ``reference`` ones (same texts, same order)."""
+    if task == "feature-extraction":
+        cos = []
+        for a, b in zip(reference, candidate):
+            a = np.asarray(a, dtype=np.float64).ravel()
+            b = np.asarray(b, dtype=np.float64).ravel()
+            denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+            cos.append(float(a @ b) / denom if denom else float(np.array_equal(a, b)))
+        return {"cosine_min": round(min(cos), 6), "cosine_mean": round(float(np.mean(cos)), 6)}
+    ref = [_signature(task, r) for r in reference]
+    got = [_signature(task, r) for r in candidate]
+    figures = {"agreement": round(float(np.mean([a == b for a, b in zip(ref, got)])), 6)}
+    if task == "token-classification":
+        figures["entity_f1"] = round(_entity_f1(ref, got), 6)
+    return figures
+
+
+def _sample(task: str, texts, pipe) -> tuple[list[str], str]:
+    if texts is None:
+        texts, source = list(SAMPLE_TEXTS) * 2, f"built-in sample ({len(SAMPLE_TEXTS)} sentences x 2)"
+    else:
+        texts, source = list(texts), "given texts"
+    if not texts:
+        raise InputError("bertrt tune needs at least one text")
+    if task == "fill-mask":  # one mask in the middle of each text
+        mask = pipe.tokenizer.mask_token
+        masked = []
+        for text in texts:
+            words = text.split() or ["x"]
+            words[len(words) // 2] = mask
+            masked.append(" ".join(words))
+        texts = masked
+    return texts, source
+
+
+def _default_factory(task, bundle, backend, precision, threads):
+    from .pipelines import pipeline
+
+    return pipeline(task, bundle, precision=precision, threads=threads, backend=backend)
+
+
+def _gate(figures: dict, gates: dict) -> list[str]:
+    reasons = []
+    for name, minimum in gates.items():
+        value = figures.get(name)
+        if value is None:
+            reasons.append(f"{name} not measured")
+        elif value < minimum:
+            reasons.append(f"{name} {value:.4f} < {minimum}")
+    return reasons
+
+
+def _speed(pipe, texts, batch_size: int, repeats: int) -> dict:
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        pipe(texts, batch_size=batch_size)
+        rates.append(len(texts) / (time.perf_counter() - start))
+    return {
+        "batch_size": batch_size,
+        "texts_per_s": round(statistics.median(rates), 2),
+        "min": round(min(rates), 2),
+        "max": round(max(rates), 2),
+    }
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    out = {"bertrt": __version__}
+    for dist in ("onnxruntime", "openvino", "nncf"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def tune(
+    bundle,
+    texts=None,
+    backend_names=None,
+    precisions=None,
+    threads=None,
+    batch_sizes=(8, 32),
+    repeats: int = 3,
+    gates: dict | None = None,
+    factory=None,
+    write: bool = True,
+) -> dict:
+    """Measure, gate, pick; write ``tuning.json`` into ``bundle`` (``write=False``: only return the entry).
+
+    ``factory(task, bundle, backend, precision, threads)`` builds a candidate (default: bertrt.pipeline);
+    tests pass one that sabotages a candidate. Returns this machine's entry (see the module docstring).
+    """
+    root = Path(bundle)
+    if not root.is_dir():
+        raise InputError(f"{bundle}: bertrt tune needs a local bundle folder")
+    factory = factory or _default_factory
+    batch_sizes = sorted({int(b) for b in batch_sizes})
+    if not batch_sizes or batch_sizes[0] <= 0 or repeats <= 0:
+        raise InputError("batch sizes and repeats must be positive")
+    reference = _default_factory(None, root, "onnxruntime", "fp32", None)
+    task = reference.task
+    if task not in DEFAULT_GATES:
+        raise InputError(f"bertrt tune does not gate {task} results; tasks: {', '.join(DEFAULT_GATES)}")
+    sample, source = _sample(task, texts, reference)
+    expected = reference(sample, batch_size=32)
+    task_gates = dict(DEFAULT_GATES[task])
+    for name, minimum in (gates or {}).items():
+        if name not in task_gates:
+            raise InputError(f"unknown gate {name!r} for {task}; gates: {', '.join(task_gates)}")
+        task_gates[name] = float(minimum)
+    from .session import physical_cores
+
+    thread_counts = sorted({int(t) for t in (threads or [physical_cores()])})
+    names = list(backend_names or [b for b in backends.BACKENDS if backends.available(b)])
+    candidates = []
+    for backend in names:
+        for precision in precisions or backends.BACKEND_PRECISIONS.get(backend, ()):
+            for n_threads in thread_counts:
+                cand = {"backend": backend, "precision": precision, "threads": n_threads}
+                try:
+                    backends.check_available(backend, precision)
+                    pipe = factory(task, root, backend, precision, n_threads)
+                except (BackendError, ModelFileNotFoundError) as exc:
+                    cand.update(available=False, passed=False, reasons=[str(exc)])
+                    candidates.append(cand)
+                    log.info("tune: %s %s unavailable (%s)", backend, precision, exc)
+                    continue
+                at1, at32 = pipe(sample, batch_size=1), pipe(sample, batch_size=32)
+                figures = {f"accuracy.{k}": v for k, v in compare(task, expected, at32).items()}
+                figures.update({f"invariance.{k}": v for k, v in compare(task, at1, at32).items()})
+                speeds = [_speed(pipe, sample, bs, repeats) for bs in batch_sizes]
+                best = max(speeds, key=lambda s: s["texts_per_s"])
+                reasons = _gate(figures, task_gates)
+                cand.update(
+                    available=True,
+                    figures=figures,
+                    speeds=speeds,
+                    batch_size=best["batch_size"],
+                    texts_per_s=best["texts_per_s"],
+                    passed=not reasons,
+                    reasons=reasons,
+                )
+                candidates.append(cand)
+                log.info("tune: %s", cand)
+    passed = [c for c in candidates if c["passed"]]
+    winner = max(passed, key=lambda c: c["texts_per_s"], default=None)
+
+    def choice(c):
+        return {k: c[k] for k in ("backend", "precision", "threads", "batch_size", "texts_per_s")}
+
+    by_precision = {}
+    for c in sorted(passed, key=lambda c: -c["texts_per_s"]):
+        by_precision.setdefault(c["precision"], choice(c))
+    info = backends.cpu_info()
+    entry = {
+        "cpu": info,
+        "key": backends.cpu_key(info),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "task": task,
+        "sample": {"texts": len(sample), "source": source},
+        "gates": task_gates,
+        "settings": {"batch_sizes": batch_sizes, "threads": thread_counts, "repeats": repeats},
+        "reference": "onnxruntime fp32, batch 32",
+        "candidates": candidates,
+        "winner": choice(winner) if winner else None,
+        "by_precision": by_precision,
+    }
+    if write:
+        _write(root, entry)
+    return entry
+
+
+def _write(root: Path, entry: dict) -> Path:
+    path = root / backends.TUNING_FILE
+    try:
+        data = backends.read_tuning(root) or {}
+    except BertrtError:
+        log.warning("%s is unreadable: replaced", path)
+        data = {}
+    data.update(schema_version=SCHEMA_VERSION, format=FORMAT)
+    data.setdefault("machines", {})[entry["key"]] = entry
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def format_report(entry: dict) -> str:
+    """The candidates as a Markdown table, the machine and the winner."""
+    cpu = entry["cpu"]
+    lines = [
+        f"Machine: {cpu['model']}, {cpu['cores']} cores ({', '.join(cpu['flags']) or 'no listed flags'}); "
+        f"task {entry['task']}; {entry['sample']['texts']} texts ({entry['sample']['source']}); "
+        f"reference {entry['reference']}; gates {entry['gates']}",
+        "",
+        "| backend | precision | threads | texts/s by batch size (median, min-max) | accuracy | batch 1 vs 32 | result |",
+        "|---|---|---:|---|---|---|---|",
+    ]
+    for c in entry["candidates"]:
+        if not c.get("available"):
+            lines.append(
+                f"| {c['backend']} | {c['precision']} | {c['threads']} | - | - | - | unavailable: "
+                f"{'; '.join(c['reasons'])} |"
+            )
+            continue
+        speeds = ", ".join(
+            f"bs {s['batch_size']}: {s['texts_per_s']:.0f} ({s['min']:.0f}-{s['max']:.0f})"
+            for s in c["speeds"]
+        )
+        acc = ", ".join(f"{k[9:]} {v:.4f}" for k, v in c["figures"].items() if k.startswith("accuracy."))
+        inv = ", ".join(f"{k[11:]} {v:.4f}" for k, v in c["figures"].items() if k.startswith("invariance."))
+        result = "pass" if c["passed"] else "fail: " + "; ".join(c["reasons"])
+        lines.append(
+            f"| {c['backend']} | {c['precision']} | {c['threads']} | {speeds} | {acc} | {inv} | {result} |"
+        )
+    w = entry["winner"]
+    lines += [
+        "",
+        (
+            f"Winner: {w['backend']} {w['precision']}, {w['threads']} threads, batch {w['batch_size']}: "
+            f"{w['texts_per_s']:.0f} texts/s"
+            if w
+            else "Winner: none passed the gates; backend='auto' keeps the static rule (onnxruntime int8)"
+        ),
+    ]
+    return "\n".join(lines)
+
+
+# -- command line -------------------------------------------------------------------------------------
+def add_arguments(parser) -> None:
+    parser.add_argument("bundle", help="bundle folder (tuning.json is written into it)")
+    parser.add_argument("--texts", help="file of sample texts, one a line (UTF-8); default: built-in sample")
+    parser.add_argument("--backends", nargs="+", choices=backends.BACKENDS, help="default: those installed")
+    parser.add_argument("--precisions", nargs="+", choices=backends.PRECISIONS, help="default: all of each")
+    parser.add_argument(
+        "--threads", nargs="+", type=int, help="thread counts to try (default: physical cores)"
+    )
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[8, 32], help="default: 8 32")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs per batch size (median; default 3)"
+    )
+    parser.add_argument(
+        "--gate",
+        action="append",
+        default=[],
+        metavar="NAME=MIN",
+        help="override a gate, e.g. accuracy.entity_f1=0.9",
+    )
+    parser.add_argument("--report", action="store_true", help="print the table of every candidate")
+    parser.add_argument(
+        "--no-write", action="store_true", help="measure and report; leave the bundle as it is"
+    )
+
+
+def run(args) -> int:
+    from .lines import decode_utf8, split_lines
+
+    gates = {}
+    for item in args.gate:
+        name, sep, value = item.partition("=")
+        try:
+            gates[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise UsageError(f"--gate takes NAME=MIN (a number), got {item!r}")
+    texts = None
+    if args.texts:
+        try:
+            data = Path(args.texts).read_bytes()
+        except OSError as exc:
+            raise InputError(f"{args.texts}: cannot read ({exc.strerror or exc})") from exc
+        texts = [t for t in split_lines(decode_utf8(data, args.texts)) if t.strip()]
+    entry = tune(
+        args.bundle,
+        texts=texts,
+        backend_names=args.backends,
+        precisions=args.precisions,
+        threads=args.threads,
+        batch_sizes=args.batch_sizes,
+        repeats=args.repeats,
+        gates=gates,
+        write=not args.no_write,
+    )
+    if args.report:
+        print(format_report(entry))
+    else:
+        w = entry["winner"]
+        print(
+            f"{entry['key']}: "
+            + (
+                f"{w['backend']} {w['precision']}, {w['threads']} threads, batch {w['batch_size']}, "
+                f"{w['texts_per_s']:.0f} texts/s"
+                if w
+                else "no candidate passed the gates"
+            )
+            + ("" if args.no_write else f" (written to {Path(args.bundle) / backends.TUNING_FILE})")
+        )
+    return 0

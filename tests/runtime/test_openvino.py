@@ -1,0 +1,208 @@
+"""The OpenVINO backend against onnxruntime fp32, on the tiny bundles of every architecture and task.
+
+Tolerances: fp32 raw outputs within 1e-4 of onnxruntime fp32 (logits, embeddings) and the same labels /
+entities / tokens with scores within 1e-4; bf16 and int8 (nncf int8 weights + dynamic activation
+quantization) within 0.05 on embeddings (cosine >= 0.999) and >= 80% label agreement on the random tiny
+heads (their logits are near ties), batch 1 equal to batch 32 for >= 95% of the texts.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import bertrt
+from bertrt import backends
+from bertrt.errors import BackendError, BundleError, InputError
+from tests.conftest import ARCHS, HEAD_TASKS
+from tests.corpus import TRAIN_TEXT
+
+# openvino is a test dependency (make setup installs the extra): a missing one fails here, never skips.
+import openvino  # noqa: F401  isort: skip
+
+TEXTS = list(TRAIN_TEXT)[:24]
+#: DeBERTa's exported graph has an If with a dynamic rank, which OpenVINO 2026.4's CPU plugin refuses
+OPENVINO_CANNOT_COMPILE = {"deberta", "deberta-v2"}
+FP32_TOL = 1e-4
+
+
+def _texts(task: str, pipe) -> list[str]:
+    if task == "fill-mask":
+        mask = pipe.tokenizer.mask_token
+        return [" ".join(t.split()[:4] + [mask] + t.split()[5:]) for t in TEXTS if len(t.split()) > 5]
+    return TEXTS
+
+
+def _same(a, b, tol: float, path: str = "result") -> None:
+    """Equal structure, equal strings/ints, floats within ``tol``."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), path
+        for key in a:
+            _same(a[key], b[key], tol, f"{path}.{key}")
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.shape == b.shape, path
+        assert np.abs(a - b).max() <= tol, f"{path}: max |diff| {np.abs(a - b).max()}"
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, tol, f"{path}[{i}]")
+    elif isinstance(a, float):
+        assert math.isclose(a, b, abs_tol=tol), f"{path}: {a} vs {b}"
+    else:
+        assert a == b, f"{path}: {a!r} vs {b!r}"
+
+
+def _signature(task: str, result):
+    """What must agree between precisions: labels / entities / top tokens (scores left out)."""
+    if task == "token-classification":
+        return tuple((e["entity"], e["start"], e["end"]) for e in result)
+    if task == "text-classification":
+        return result["label"] if isinstance(result, dict) else result[0]["label"]
+    if task == "fill-mask":
+        return result[0]["token"]
+    raise AssertionError(task)
+
+
+def _padded_batch(pipe):
+    encs = pipe.tokenizer.encode_batch(TEXTS[:5], truncate=True)
+    width = max(len(e.ids) for e in encs)
+    ids = np.full((len(encs), width), pipe.tokenizer.pad_token_id, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row, enc in enumerate(encs):
+        ids[row, : len(enc.ids)] = enc.ids
+        mask[row, : len(enc.ids)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+
+@pytest.mark.parametrize("task", HEAD_TASKS)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fp32_matches_onnxruntime(runtime_bundle, arch, task):
+    folder = runtime_bundle(arch, task)
+    if arch in OPENVINO_CANNOT_COMPILE:  # a typed error naming the way out, never a crash
+        with pytest.raises(BundleError, match="OpenVINO cannot compile this model.*backend='onnxruntime'"):
+            bertrt.pipeline(task, folder, precision="fp32", backend="openvino")
+        return
+    ref = bertrt.pipeline(task, folder, precision="fp32", backend="onnxruntime")
+    ov = bertrt.pipeline(task, folder, precision="fp32", backend="openvino")
+    assert (ov.backend, ov.precision, ov.session.inference_precision) == ("openvino", "fp32", "f32")
+    assert ov.session.outputs.keys() == ref.session.outputs.keys()
+    batch = _padded_batch(ref)
+    raw_ref, raw_ov = ref.session.run(batch), ov.session.run(batch)
+    assert raw_ov.shape == raw_ref.shape
+    assert np.abs(raw_ov - raw_ref).max() <= FP32_TOL
+    texts = _texts(task, ref)
+    _same(ref(texts), ov(texts), FP32_TOL)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("task", HEAD_TASKS)
+def test_reduced_precisions_agree(runtime_bundle, task, precision):
+    folder = runtime_bundle("bert", task)
+    if precision == "bf16" and not backends.has_bf16():
+        with pytest.raises(BackendError, match="bf16"):
+            bertrt.pipeline(task, folder, precision="bf16", backend="openvino")
+        return
+    ref = bertrt.pipeline(task, folder, precision="fp32", backend="onnxruntime")
+    low = bertrt.pipeline(task, folder, precision=precision, backend="openvino")
+    assert (low.backend, low.precision) == ("openvino", precision)
+    if precision == "bf16":
+        assert low.session.inference_precision == "bf16"
+    texts = _texts(task, ref)
+    expected, at32, at1 = ref(texts), low(texts, batch_size=32), low(texts, batch_size=1)
+    if task == "feature-extraction":
+        for a, b, c in zip(expected, at32, at1):
+            a, b, c = (np.asarray(x, dtype=np.float64).ravel() for x in (a, b, c))
+            assert np.abs(a - b).max() <= 0.05
+            assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) >= 0.999
+            assert b @ c / np.linalg.norm(b) / np.linalg.norm(c) >= 0.9999  # batch invariance
+        return
+    sig = [[_signature(task, r) for r in rs] for rs in (expected, at32, at1)]
+    assert np.mean([x == y for x, y in zip(sig[0], sig[1])]) >= 0.8
+    assert np.mean([x == y for x, y in zip(sig[1], sig[2])]) >= 0.95
+
+
+def test_threads_honoured(runtime_bundle):
+    folder = runtime_bundle("bert", "token-classification")
+    for threads in (1, 2):
+        pipe = bertrt.pipeline("ner", folder, precision="fp32", backend="openvino", threads=threads)
+        assert pipe.session.threads == threads
+        assert pipe.session._compiled.get_property("INFERENCE_NUM_THREADS") == threads
+    with pytest.raises(InputError, match="threads"):
+        bertrt.pipeline("ner", folder, precision="fp32", backend="openvino", threads=0)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_concurrent_calls(runtime_bundle, precision):
+    folder = runtime_bundle("bert", "token-classification")
+    pipe = bertrt.pipeline("ner", folder, precision=precision, backend="openvino")
+    inputs = [TEXTS[i : i + 5] for i in range(8)]
+    expected = [pipe(x, batch_size=2) for x in inputs]
+    results: list = [None] * 8
+    errors: list = []
+    start = threading.Barrier(8)
+
+    def work(i):
+        try:
+            start.wait()
+            for _ in range(3):
+                results[i] = pipe(inputs[i], batch_size=2)
+                assert results[i] == expected[i]
+        except Exception as exc:  # collected: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert results == expected
+    assert len(pipe.session._pool) >= 2  # several requests were in flight at once
+
+
+def test_missing_extra_is_a_typed_error(runtime_bundle, monkeypatch):
+    folder = runtime_bundle("bert", "token-classification")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    with pytest.raises(BackendError, match=r"pip install 'bertrt\[openvino\]'"):
+        bertrt.pipeline("ner", folder, precision="fp32", backend="openvino")
+    with pytest.raises(BackendError, match="openvino"):
+        bertrt.pipeline("ner", folder, precision="bf16")  # auto sends bf16 to openvino
+    assert not backends.available("openvino")
+    # the default (auto, no tuning.json) does not need the extra
+    assert bertrt.pipeline("ner", folder).backend == "onnxruntime"
+
+
+def test_missing_nncf_is_a_typed_error(runtime_bundle, monkeypatch):
+    folder = runtime_bundle("bert", "token-classification")
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    with pytest.raises(BackendError, match="nncf"):
+        bertrt.pipeline("ner", folder, precision="int8", backend="openvino")
+    assert bertrt.pipeline("ner", folder, precision="fp32", backend="openvino").precision == "fp32"
+
+
+def test_cpu_without_bf16_is_a_typed_error(runtime_bundle, monkeypatch):
+    folder = runtime_bundle("bert", "token-classification")
+    monkeypatch.setattr(backends, "_cpuinfo", lambda: ("Some CPU", {"avx2", "avx512f", "avx512_vnni"}))
+    with pytest.raises(BackendError, match="avx512_bf16 or amx_bf16"):
+        bertrt.pipeline("ner", folder, precision="bf16", backend="openvino")
+    assert not backends.has_bf16()
+    assert backends.has_bf16({"amx_bf16"}) and backends.has_bf16({"avx512_bf16"})
+
+
+def test_backend_arguments(runtime_bundle):
+    folder = runtime_bundle("bert", "token-classification")
+    with pytest.raises(BackendError, match="bf16 kernels"):
+        bertrt.pipeline("ner", folder, precision="bf16", backend="onnxruntime")
+    with pytest.raises(InputError, match="unknown backend"):
+        bertrt.pipeline("ner", folder, backend="tvm")
+    with pytest.raises(InputError, match="providers"):
+        bertrt.pipeline("ner", folder, precision="fp32", backend="openvino", providers="cpu")
+    static = bertrt.pipeline("ner", folder)
+    assert (static.backend, static.precision, static.plan.source) == ("onnxruntime", "int8", "static")
+    assert static.bundle.model_path.name == "model.int8.onnx"
+    ov_int8 = bertrt.pipeline("ner", folder, precision="int8", backend="openvino")
+    assert ov_int8.bundle.model_path.name == "model.onnx"  # nncf compresses the fp32 graph

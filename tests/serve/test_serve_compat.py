@@ -1,0 +1,343 @@
+"""Issue 13, the compatible routes over real HTTP (requests, urllib, httpx): text-embeddings-inference's
+``/embed /embed_all /predict /rerank /tokenize /decode /info`` and OpenAI's ``/v1/embeddings``, plus
+``/ner``.
+
+Each route's answer must have the shape of the recorded example of the original API
+(``fixtures/compat_examples.json``: the same keys, nesting and JSON types), and its numbers must equal
+direct pipeline calls on the same fp32 bundles within 1e-4 (a batch pads texts to a common length, which
+moves fp32 results by float rounding only). Model selection: two embedding models are served, so the
+embedding routes must be told which (``?model=`` / ``model``), and answer 400/404 naming the served
+models otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import numpy as np
+import pytest
+import requests
+
+from tests.serve.test_serve_batcher import FakePipe
+from tests.serve.test_serve_faults import ThreadServer
+
+TOL = 1e-4
+EXAMPLES = json.loads((Path(__file__).parent / "fixtures" / "compat_examples.json").read_text())
+TEXTS = ["Maria loves Groningen.", "Paris is in France and Berlin is in Germany", "x"]
+
+
+def same_shape(got, example, where="answer"):
+    """``got`` has ``example``'s JSON shape: dict keys (the example's, at least), list nesting, types."""
+    if example is None:  # a nullable field: any value
+        return
+    if isinstance(example, dict):
+        assert isinstance(got, dict), f"{where}: {got!r} is not an object"
+        missing = set(example) - set(got)
+        assert not missing, f"{where}: missing keys {sorted(missing)}"
+        for key in example:
+            same_shape(got[key], example[key], f"{where}.{key}")
+    elif isinstance(example, list):
+        assert isinstance(got, list), f"{where}: {type(got).__name__} is not a list"
+        if example:
+            assert got, f"{where}: empty"
+            for i, item in enumerate(got):
+                same_shape(item, example[min(i, len(example) - 1)], f"{where}[{i}]")
+    elif isinstance(example, bool):
+        assert isinstance(got, bool), f"{where}: {got!r} is not a bool"
+    elif isinstance(example, (int, float)):
+        assert isinstance(got, (int, float)) and not isinstance(got, bool), (
+            f"{where}: {got!r} is not a number"
+        )
+    else:
+        assert isinstance(got, type(example)), f"{where}: {got!r} is not a {type(example).__name__}"
+
+
+def close(got, expected, where="value"):
+    got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    assert got.shape == expected.shape, f"{where}: shape {got.shape} != {expected.shape}"
+    assert np.abs(got - expected).max(initial=0) <= TOL, f"{where}: max diff {np.abs(got - expected).max()}"
+
+
+@pytest.fixture(scope="module")
+def pipes(tiny_bundle):
+    import bertrt
+
+    folders = {
+        "emb": tiny_bundle("bert", "feature-extraction"),
+        "ner": tiny_bundle("bert", "token-classification"),
+        "cls": tiny_bundle("bert", "text-classification"),
+    }
+    made = {name: bertrt.pipeline(None, f, precision="fp32", threads=1) for name, f in folders.items()}
+    made["emb2"] = bertrt.pipeline(None, folders["emb"], precision="fp32", threads=1)
+    return made
+
+
+@pytest.fixture(scope="module")
+def server(pipes):
+    from bertrt.serve import ServeSettings
+
+    srv = ThreadServer(dict(pipes), ServeSettings(max_wait_ms=5, max_texts=8, max_body_bytes=100_000))
+    yield srv
+    srv.stop()
+
+
+def _post(server, route, body, model=None):
+    params = {"model": model} if model else None
+    return requests.post(f"{server.url}{route}", json=body, params=params, timeout=60)
+
+
+# -- text-embeddings-inference ----------------------------------------------------------------------------
+def test_embed_matches_the_example_and_the_pipeline(server, pipes):
+    for key in ("tei_embed", "tei_embed_batch"):
+        example = EXAMPLES[key]
+        response = _post(server, "/embed", example["request"], model="emb")
+        assert response.status_code == 200, response.text
+        same_shape(response.json(), example["response"])
+    got = _post(server, "/embed", {"inputs": TEXTS}, model="emb").json()
+    close(got, pipes["emb"](TEXTS, pooling="mean", normalize=True), "/embed")
+    raw = _post(server, "/embed", {"inputs": TEXTS[0], "normalize": False}, model="emb").json()
+    close(raw, [pipes["emb"](TEXTS[0], pooling="mean")], "/embed normalize=false")
+
+
+def test_embed_all_matches_the_example_and_the_pipeline(server, pipes):
+    example = EXAMPLES["tei_embed_all"]
+    response = _post(server, "/embed_all", example["request"], model="emb")
+    assert response.status_code == 200, response.text
+    same_shape(response.json(), example["response"])
+    got = _post(server, "/embed_all", {"inputs": TEXTS[:2]}, model="emb").json()
+    for i, text in enumerate(TEXTS[:2]):
+        close(got[i], pipes["emb"](text)[0], f"/embed_all[{i}]")
+
+
+def test_truncate_false_is_tei_s_413_for_a_long_input(server, pipes):
+    long = " ".join(["word"] * 200)  # the tiny models take 64 tokens
+    response = _post(server, "/embed", {"inputs": long}, model="emb")
+    assert response.status_code == 413 and response.json()["code"] == "input_too_long"
+    assert response.json()["error_type"] == "Validation"
+    cut = _post(server, "/embed", {"inputs": long, "truncate": True}, model="emb").json()
+    close(cut, [pipes["emb"](long, pooling="mean", normalize=True)], "/embed truncate=true")
+
+
+def test_predict_single_pair_and_batch_match_the_examples_and_the_pipeline(server, pipes):
+    cls = pipes["cls"]
+    for key in ("tei_predict", "tei_predict_pair", "tei_predict_batch"):
+        example = EXAMPLES[key]
+        response = _post(server, "/predict", example["request"])  # one classifier served: no model needed
+        assert response.status_code == 200, response.text
+        same_shape(response.json(), example["response"])
+    one = _post(server, "/predict", {"inputs": TEXTS[0]}).json()
+    expected = cls(TEXTS[0], top_k=None)
+    assert [e["label"] for e in one] == [e["label"] for e in expected]
+    close([e["score"] for e in one], [e["score"] for e in expected])
+    pair = _post(
+        server, "/predict", {"inputs": ["a question", "an answer"]}
+    ).json()  # TEI: 2 strings = 1 pair
+    close(
+        [e["score"] for e in pair],
+        [e["score"] for e in cls({"text": "a question", "text_pair": "an answer"}, top_k=None)],
+    )
+    batch = _post(
+        server, "/predict", {"inputs": [TEXTS[0], [TEXTS[1], TEXTS[2]], TEXTS[2]], "raw_scores": True}
+    ).json()
+    items = [TEXTS[0], {"text": TEXTS[1], "text_pair": TEXTS[2]}, TEXTS[2]]
+    for got, want in zip(batch, cls(items, top_k=None, function_to_apply="none")):
+        assert [e["label"] for e in got] == [e["label"] for e in want]
+        close([e["score"] for e in got], [e["score"] for e in want])
+
+
+def test_rerank_needs_a_cross_encoder(server):
+    response = _post(server, "/rerank", EXAMPLES["tei_rerank"]["request"])
+    assert response.status_code == 400 and response.json()["code"] == "not_a_reranker"
+    assert "3 labels" in response.json()["error"] and "/predict" in response.json()["error"]
+
+
+def test_tokenize_and_decode_match_the_examples_and_the_tokenizer(server, pipes):
+    example = EXAMPLES["tei_tokenize"]
+    response = _post(server, "/tokenize", example["request"], model="ner")
+    assert response.status_code == 200, response.text
+    same_shape(response.json(), example["response"])
+    text = "Maria loves Groningen"
+    (tokens,) = _post(server, "/tokenize", {"inputs": text}, model="ner").json()
+    view = pipes["ner"].tokenize(text)
+    assert [t["id"] for t in tokens] == view["ids"]
+    assert [t["special"] for t in tokens] == [w is None for w in view["word_ids"]]
+    for token, (start, stop) in zip(tokens, view["offsets"]):
+        if not token["special"]:
+            assert (token["start"], token["stop"]) == (start, stop) and token["text"] == text[start:stop]
+        else:
+            assert token["start"] is None and token["stop"] is None
+    (plain,) = _post(server, "/tokenize", {"inputs": text, "add_special_tokens": False}, model="ner").json()
+    assert [t["id"] for t in plain] == [t["id"] for t in tokens if not t["special"]]
+
+    example = EXAMPLES["tei_decode"]
+    ids = view["ids"]
+    decoded = _post(server, "/decode", {"ids": ids}, model="ner").json()
+    same_shape(decoded, example["response"])
+    assert decoded == [pipes["ner"].tokenizer.decode(ids, skip_special_tokens=True)]
+    both = _post(server, "/decode", {"ids": [ids, ids[:2]], "skip_special_tokens": False}, model="ner").json()
+    assert both == [pipes["ner"].tokenizer.decode(ids), pipes["ner"].tokenizer.decode(ids[:2])]
+    bad = _post(server, "/decode", {"ids": [10**9]}, model="ner")
+    assert bad.status_code == 422 and bad.json()["code"] == "bad_ids"
+
+
+def test_info_matches_the_example(server, pipes):
+    response = requests.get(f"{server.url}/info", params={"model": "emb"})
+    assert response.status_code == 200, response.text
+    same_shape(response.json(), EXAMPLES["tei_info"]["response"])
+    info = response.json()
+    assert info["model_id"] == "emb" and info["model_type"] == {"embedding": {"pooling": "mean"}}
+    assert info["max_input_length"] == pipes["emb"].max_length and info["max_client_batch_size"] == 8
+    cls = requests.get(f"{server.url}/info", params={"model": "cls"}).json()
+    assert cls["model_type"]["classifier"]["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+
+
+# -- OpenAI -----------------------------------------------------------------------------------------------
+def _urllib_post(server, route, body):
+    request = urllib.request.Request(
+        f"{server.url}{route}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def test_openai_embeddings_float_and_base64(server, pipes):
+    example = EXAMPLES["openai_embeddings"]
+    got = _urllib_post(server, "/v1/embeddings", {**example["request"], "model": "emb"})
+    same_shape(got, example["response"])
+    text = example["request"]["input"]
+    assert got["model"] == "emb" and got["data"][0]["index"] == 0
+    close(got["data"][0]["embedding"], pipes["emb"](text, pooling="mean", normalize=True))
+    tokens = len(pipes["emb"].tokenize(text)["ids"])
+    assert got["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
+
+    example = EXAMPLES["openai_embeddings_base64"]
+    got = _urllib_post(server, "/v1/embeddings", {**example["request"], "model": "emb2"})
+    same_shape(got, example["response"])
+    expected = pipes["emb"](example["request"]["input"], pooling="mean", normalize=True)
+    for item, want in zip(got["data"], expected):
+        vector = np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4")  # as the openai SDK decodes
+        close(vector, want, "base64")
+    assert [d["index"] for d in got["data"]] == [0, 1]
+
+
+def test_openai_errors(server):
+    url = f"{server.url}/v1/embeddings"
+    cases = [
+        ({"input": "x"}, 400, "model_required"),
+        ({"input": "x", "model": "gpt"}, 404, "model_not_found"),
+        ({"input": "x", "model": "ner"}, 400, "wrong_task"),
+        ({"input": [1, 2, 3], "model": "emb"}, 400, "bad_request"),
+        ({"input": [], "model": "emb"}, 400, "bad_request"),
+        ({"input": "x", "model": "emb", "encoding_format": "int8"}, 400, "bad_request"),
+        ({"input": "x", "model": "emb", "dimensions": 7}, 400, "unsupported"),
+        ({"input": "x", "model": "emb", "temperature": 1}, 400, "bad_request"),
+    ]
+    with httpx.Client() as client:
+        for body, status, code in cases:
+            response = client.post(url, json=body)
+            assert (response.status_code, response.json()["code"]) == (status, code), (body, response.text)
+    served = httpx.post(url, json={"input": "x"}).json()
+    assert served["models"] == ["emb", "emb2"] and "emb2 (feature-extraction)" in served["error"]
+
+
+# -- model selection and /ner -----------------------------------------------------------------------------
+def test_a_route_picks_its_model_or_names_the_served_ones(server):
+    ambiguous = _post(server, "/embed", {"inputs": "x"})
+    assert ambiguous.status_code == 400 and ambiguous.json()["code"] == "model_required"
+    assert ambiguous.json()["models"] == ["emb", "emb2"] and ambiguous.json()["error_type"] == "Validation"
+    unknown = _post(server, "/embed", {"inputs": "x"}, model="nope")
+    assert unknown.status_code == 404 and "served: emb (feature-extraction)" in unknown.json()["error"]
+    wrong = _post(server, "/embed", {"inputs": "x"}, model="cls")
+    assert wrong.status_code == 400 and wrong.json()["code"] == "wrong_task"
+    in_body = _post(server, "/embed", {"inputs": "x", "model": "emb2"})
+    assert in_body.status_code == 200
+    assert _post(server, "/tokenize", {"inputs": "x"}).json()["code"] == "model_required"
+    assert requests.get(f"{server.url}/info").status_code == 400
+    unknown_field = _post(server, "/embed", {"inputs": "x", "pooling": "cls"}, model="emb")
+    assert unknown_field.status_code == 400 and "pooling" in unknown_field.json()["error"]
+
+
+def test_ner_route_gives_entity_groups(server, pipes):
+    got = _post(server, "/ner", {"inputs": TEXTS}).json()
+    expected = pipes["ner"](TEXTS, aggregation_strategy="simple")
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert [(x["entity_group"], x["start"], x["end"]) for x in g] == [
+            (x["entity_group"], x["start"], x["end"]) for x in e
+        ]
+        close([x["score"] for x in g], [x["score"] for x in e])
+    tokens = _post(
+        server, "/ner", {"inputs": TEXTS[0], "parameters": {"aggregation_strategy": "none"}}
+    ).json()
+    assert [t["word"] for t in tokens] == [t["word"] for t in pipes["ner"](TEXTS[0])]
+    assert _post(server, "/ner", {"inputs": "x", "model": "cls"}).json()["code"] == "wrong_task"
+
+
+def test_tei_route_metrics_are_counted_per_model(server):
+    before = server.sample("bertrt_requests_total", model="emb2")
+    _post(server, "/embed", {"inputs": "x"}, model="emb2")
+    _post(server, "/embed", {"inputs": ["a"] * 9}, model="emb2")  # over max_texts: 422
+    assert server.sample("bertrt_requests_total", model="emb2") == before + 2
+    assert server.sample("bertrt_errors_total", model="emb2", code="too_many_texts") >= 1
+
+
+# -- rerank on a cross-encoder (a fake one: the tiny classifiers have 3 labels) ----------------------------
+class CrossEncoderPipe(FakePipe):
+    """A one-label text-classification pipe whose score of a pair is len(text_pair) / 100."""
+
+    task = "text-classification"
+    num_labels = 1
+    id2label = {0: "LABEL_0"}
+    max_length = 64
+    tokenizer = SimpleNamespace(encode_batch=lambda items, truncate=True: [[0] * 5 for _ in items])
+
+    def __call__(self, inputs, batch_size: int = 32, top_k=None, function_to_apply=None):
+        items = inputs if isinstance(inputs, list) else [inputs]
+        if not items:  # the parameter check (no texts)
+            return []
+        self.calls.append((items, batch_size, {"function_to_apply": function_to_apply}))
+        scores = [len(i["text_pair"]) / 100 if isinstance(i, dict) else 0.5 for i in items]
+        return [[{"label": "LABEL_0", "score": s}] for s in scores]
+
+    def shape(self, results, inputs, **options):
+        return results
+
+
+def test_rerank_orders_the_texts_by_the_cross_encoder_score(serve):
+    srv = serve({"rr": CrossEncoderPipe()}, max_wait_ms=0)
+    example = EXAMPLES["tei_rerank"]
+    texts = ["short", "a much longer text", "medium text"]
+    response = requests.post(f"{srv.url}/rerank", json={"query": "q", "texts": texts, "return_text": True})
+    assert response.status_code == 200, response.text
+    same_shape(response.json(), example["response"])
+    assert response.json() == [
+        {"index": 1, "score": 0.18, "text": "a much longer text"},
+        {"index": 2, "score": 0.11, "text": "medium text"},
+        {"index": 0, "score": 0.05, "text": "short"},
+    ]
+    plain = requests.post(f"{srv.url}/rerank", json={"query": "q", "texts": texts, "raw_scores": True}).json()
+    assert [r["index"] for r in plain] == [1, 2, 0] and all("text" not in r for r in plain)
+    calls = srv.app.state.workers["rr"].pipe.calls
+    assert calls[-1][2] == {"function_to_apply": "none"} and calls[-2][2] == {"function_to_apply": "sigmoid"}
+    assert calls[-1][0][0] == {"text": "q", "text_pair": "short"}
+
+
+@pytest.fixture
+def serve():
+    from bertrt.serve import ServeSettings
+
+    started = []
+
+    def start(pipelines, **settings):
+        srv = ThreadServer(pipelines, ServeSettings(**settings))
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
