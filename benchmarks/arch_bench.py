@@ -66,6 +66,8 @@ THREADS = 2
 SYSTEMS = ("bertrt-int8", "bertrt-fp32", "pytorch")
 PROFILED = ("deberta-v2", "modernbert")  # the families no onnxruntime Attention fusion covers
 PAUSE_S = 0.05
+#: the ops that run the int8 weight matrices in an int8 graph (the rest of the node time is not int8 GEMM)
+INT8_GEMM_OPS = {"MatMulIntegerToFloat", "DynamicQuantizeMatMul", "MatMulInteger", "QAttention"}
 
 _SHARED = {"hidden_size": 768, "num_attention_heads": 12}
 #: family -> (transformers config class, what it is, config settings); data, part of the cache key
@@ -435,6 +437,7 @@ def render_markdown(result: dict, top: int = 8) -> str:
     m = result["machine"]
     flags = set(m.get("cpu_flags", []))
     t = result["texts"]
+    exports = sum(e.get("export_or_cache_s", 0.0) for e in result["families"].values())
     lines = [
         "# Architectures at realistic size (`python -m benchmarks.arch_bench`)",
         "",
@@ -453,7 +456,8 @@ def render_markdown(result: dict, top: int = 8) -> str:
         f"{t['tokens_min']}–{t['tokens_max']} tokens (mean {t['tokens_mean']:.1f}); {t['source']}. "
         f"Throughput: batch size {result['batch_size']}, median of {result['passes']} interleaved passes "
         f"(min–max); latency: p50 of {result['latency_calls']} single-text calls per system, interleaved. "
-        f'Text in, entities out (`aggregation_strategy="first"`). Total run {result["total_s"]:.0f} s.',
+        f'Text in, entities out (`aggregation_strategy="first"`). Total run {result["total_s"]:.0f} s, '
+        f"of which {exports:.0f} s building/exporting or loading the cached checkpoints and bundles.",
         "",
         *summary_table(result),
         "",
@@ -492,6 +496,12 @@ def render_markdown(result: dict, top: int = 8) -> str:
                     lines.append(
                         f"| {len(rest)} other op types | {sum(o['nodes'] for o in rest)} | "
                         f"{sum(o['ms'] for o in rest):.1f} | {sum(o['share'] for o in rest):.1%} |"
+                    )
+                gemm = sum(o["share"] for o in p["ops"] if o["op"] in INT8_GEMM_OPS)
+                if precision == "int8":
+                    lines.append(
+                        f"| int8 weight GEMMs ({', '.join(sorted(INT8_GEMM_OPS))}) | | | {gemm:.1%} of the "
+                        "node time; the rest is fp32 attention matmuls, glue and quantization |"
                     )
                 lines.append("")
     return "\n".join(lines).rstrip() + "\n"
