@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import BundleError, InputError
 
-__all__ = ["OnnxSession", "physical_cores", "resolve_providers", "session_options"]
+__all__ = ["GraphIO", "OnnxSession", "physical_cores", "resolve_providers", "session_options"]
 
 log = logging.getLogger("bertrt")
 
@@ -98,7 +98,27 @@ def resolve_providers(providers) -> list[str]:
     return names
 
 
-class OnnxSession:
+class GraphIO:
+    """What every backend's session shares: the graph's declared inputs (``input_dtypes``) and outputs
+    (``outputs``: name -> shape), the output ``run`` returns, and the feed built from a padded batch.
+    A backend sets ``model_path``, ``input_dtypes``, ``outputs`` and ``output_name`` in ``__init__``."""
+
+    def select_output(self, name: str) -> None:
+        """Make ``run`` return the output ``name``; BundleError when the graph has no output of that name."""
+        if name not in self.outputs:
+            declared = ", ".join(f"{n} {shape}" for n, shape in self.outputs.items()) or "none"
+            raise BundleError(self.model_path, f"the graph has no output {name!r} (its outputs: {declared})")
+        self.output_name = name
+        self.output_shape = list(self.outputs[name])
+
+    def feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Only the declared inputs, cast to the declared dtypes."""
+        return {
+            name: np.ascontiguousarray(batch[name], dtype=dtype) for name, dtype in self.input_dtypes.items()
+        }
+
+
+class OnnxSession(GraphIO):
     """One InferenceSession, created here; ``run(batch)`` feeds exactly the inputs the graph declares and
     returns the output selected by name (``output_name=`` or :meth:`select_output`): there is no fallback
     to another output, so a graph without the expected one is refused, never read in its place.
@@ -155,20 +175,6 @@ class OnnxSession:
         )
         if output_name is not None:
             self.select_output(output_name)
-
-    def select_output(self, name: str) -> None:
-        """Make ``run`` return the output ``name``; BundleError when the graph has no output of that name."""
-        if name not in self.outputs:
-            declared = ", ".join(f"{n} {shape}" for n, shape in self.outputs.items()) or "none"
-            raise BundleError(self.model_path, f"the graph has no output {name!r} (its outputs: {declared})")
-        self.output_name = name
-        self.output_shape = list(self.outputs[name])
-
-    def feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Only the declared inputs, cast to the declared dtypes."""
-        return {
-            name: np.ascontiguousarray(batch[name], dtype=dtype) for name, dtype in self.input_dtypes.items()
-        }
 
     def run(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """The selected output for a padded batch."""

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BackendError, BundleError, InputError
-from .session import _DTYPES, KNOWN_INPUTS, physical_cores
+from .session import _DTYPES, KNOWN_INPUTS, GraphIO, physical_cores
 
 __all__ = ["DYNAMIC_QUANTIZATION_GROUP_SIZE", "OPENVINO_PRECISIONS", "OpenVinoSession", "import_openvino"]
 
@@ -76,7 +76,7 @@ def _shape(partial_shape) -> list:
     return [dim.get_length() if dim.is_static else f"dim{i}" for i, dim in enumerate(partial_shape)]
 
 
-class OpenVinoSession:
+class OpenVinoSession(GraphIO):
     """One compiled OpenVINO model with :class:`~bertrt.session.OnnxSession`'s interface: ``inputs``,
     ``input_dtypes``, ``outputs``, ``output_names``, ``select_output``, ``feed``, ``run`` and ``threads``.
 
@@ -183,20 +183,6 @@ class OpenVinoSession:
     def inference_precision(self) -> str:
         """The precision the compiled model runs at, as OpenVINO reports it ("f32", "bf16")."""
         return self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-
-    def select_output(self, name: str) -> None:
-        """Make ``run`` return the output ``name``; BundleError when the graph has no output of that name."""
-        if name not in self.outputs:
-            declared = ", ".join(f"{n} {shape}" for n, shape in self.outputs.items()) or "none"
-            raise BundleError(self.model_path, f"the graph has no output {name!r} (its outputs: {declared})")
-        self.output_name = name
-        self.output_shape = list(self.outputs[name])
-
-    def feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Only the declared inputs, cast to the declared dtypes."""
-        return {
-            name: np.ascontiguousarray(batch[name], dtype=dtype) for name, dtype in self.input_dtypes.items()
-        }
 
     def run(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """The selected output for a padded batch (a copy: the request's buffer is reused)."""

@@ -244,19 +244,16 @@ def pytorch_pipeline(task: str, checkpoint: str | Path, *, batch_size: int = 32,
 
     Needs ``bertrt[export]`` (torch, transformers); without it a :class:`~bertrt.errors.BertrtError` says so.
     """
+    kwargs = {"aggregation_strategy": "first"} if task == NER else {}
     try:
-        import torch
-        import transformers
+        from ..export.reference import reference_pipeline
+
+        pipe = reference_pipeline(task, checkpoint, threads, **kwargs)
     except ImportError as exc:
         raise BertrtError(
             f"the PyTorch reference (--pytorch) needs torch and transformers ({exc}): "
             "pip install 'bertrt[export]'"
         ) from exc
-
-    if threads:
-        torch.set_num_threads(threads)
-    kwargs = {"aggregation_strategy": "first"} if task == NER else {}
-    pipe = transformers.pipeline(task, model=str(checkpoint), tokenizer=str(checkpoint), device=-1, **kwargs)
     call_kwargs = {"truncation": True} if task == CLS else {}
     return lambda texts: _sorted_call(lambda t: pipe(t, batch_size=batch_size, **call_kwargs), texts)
 
