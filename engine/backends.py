@@ -36,6 +36,7 @@ from pathlib import Path
 from .errors import BackendError, BundleError, InputError, ModelFileNotFoundError
 
 __all__ = [
+    "add_backend_arguments",
     "BACKENDS",
     "BACKEND_PRECISIONS",
     "CPU_FLAGS",
@@ -77,6 +78,23 @@ CPU_FLAGS = (
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 #: the precision the static rule (and a missing ``precision``) uses
 DEFAULT_PRECISION = "int8"
+
+
+def add_backend_arguments(parser) -> None:
+    """``--backend`` and ``--precision``, the same for every command that builds pipelines (predict, serve)."""
+    parser.add_argument(
+        "--backend",
+        choices=("auto", *BACKENDS),
+        default="auto",
+        help="engine running the graph (default auto: this machine's tuning.json winner when the bundle has "
+        "one for this CPU, else onnxruntime; see bertrt tune)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=DEFAULT_PRECISION,
+        help=f"graph precision (default {DEFAULT_PRECISION}; bf16 needs openvino and a CPU with bf16)",
+    )
 
 
 def _cpuinfo() -> tuple[str, set[str]]:

@@ -36,6 +36,7 @@ import sys
 from dataclasses import dataclass, field
 
 from . import tasks
+from .backends import add_backend_arguments
 from .errors import BundleError, InputError, TaskError, UsageError
 from .lines import MAX_JSON_DEPTH, check_text, decode_utf8, dumps_line, parse_json_line, split_lines
 from .results import to_jsonable as _jsonable
@@ -148,7 +149,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="bundle folder (bertrt, Optimum or transformers.js onnx/ layout)")
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to run; none: read stdin")
     parser.add_argument("--task", default=None, help="task (default: from bundle.json / config.json)")
-    parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    add_backend_arguments(parser)
     parser.add_argument("--model-file", default=None, help="ONNX file inside the bundle to load explicitly")
     parser.add_argument(
         "--threads", type=positive_int, default=None, help="intra-op threads (default: physical cores)"
@@ -271,7 +272,12 @@ def run(args, stdin=None, stdout=None) -> int:
     if args.task is not None:
         task_options(args.task, args)  # flags that do not fit the task given: before the model loads
     pipe = pipeline(
-        args.task, args.bundle, precision=args.precision, threads=args.threads, model_file=args.model_file
+        args.task,
+        args.bundle,
+        precision=args.precision,
+        threads=args.threads,
+        model_file=args.model_file,
+        backend=args.backend,
     )
     options = task_options(pipe.task, args)
     results = pipe(

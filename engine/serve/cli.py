@@ -28,6 +28,7 @@ from pathlib import Path
 
 import uvicorn
 
+from ..backends import add_backend_arguments
 from ..errors import BertrtError, ServeError, UsageError
 from .app import create_app
 from .protocol import uvicorn_config
@@ -109,7 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=8000,
         help="port, 0..65535 (0: any free port; the line 'listening on http://HOST:PORT' on stderr names it)",
     )
-    parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    add_backend_arguments(parser)
     parser.add_argument(
         "--threads", type=_positive_int, default=None, help="onnxruntime intra-op threads per model"
     )
@@ -310,7 +311,9 @@ def run(args) -> int:
     pipelines = {}
     for name, path in specs.items():  # load everything first: a bad bundle fails before the port opens
         try:
-            pipelines[name] = pipeline(None, path, precision=args.precision, threads=args.threads)
+            pipelines[name] = pipeline(
+                None, path, precision=args.precision, threads=args.threads, backend=args.backend
+            )
         except BertrtError as exc:
             raise ServeError(f"model {name!r}: {exc}") from None
     app = create_app(pipelines, settings, api_key=api_key)
