@@ -196,6 +196,16 @@ class Server:
                 self.proc.wait(30)
 
 
+def bertrt_serve_cmd(
+    bundle: Path, threads: int, max_batch_tokens: int = 0, batching: bool = True
+) -> list[str]:
+    """``bertrt serve`` on loopback with the benchmark's batching knobs (shared with benchmarks/soak.py)."""
+    cmd = [sys.executable, "-m", "bertrt.cli", "serve", f"ner={bundle}", "--host", "127.0.0.1", "--port", "0"]
+    cmd += ["--threads", str(threads), "--max-batch-size", "32", "--max-wait-ms", "2"]
+    cmd += ["--pipeline-batch-size", "8", "--max-queue", "4096", "--max-batch-tokens", str(max_batch_tokens)]
+    return cmd if batching else [*cmd, "--no-batching"]
+
+
 def start(system: str, bundle: Path, checkpoint: Path, threads: int, max_batch_tokens: int = 0) -> Server:
     """``system``'s server; (a) and (b) run without a token budget, (d) with ``max_batch_tokens``."""
     if system == "transformers":
@@ -212,31 +222,8 @@ def start(system: str, bundle: Path, checkpoint: Path, threads: int, max_batch_t
             str(threads),
         ]
     else:
-        cmd = [
-            sys.executable,
-            "-m",
-            "bertrt.cli",
-            "serve",
-            f"ner={bundle}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--threads",
-            str(threads),
-            "--max-batch-size",
-            "32",
-            "--max-wait-ms",
-            "2",
-            "--pipeline-batch-size",
-            "8",
-            "--max-queue",
-            "4096",
-            "--max-batch-tokens",
-            str(max_batch_tokens if system == "budget" else 0),
-        ]
-        if system == "unbatched":
-            cmd.append("--no-batching")
+        budget = max_batch_tokens if system == "budget" else 0
+        cmd = bertrt_serve_cmd(bundle, threads, budget, batching=system != "unbatched")
     return Server(cmd, system)
 
 

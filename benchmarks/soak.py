@@ -37,30 +37,6 @@ __all__ = ["main"]
 log = logging.getLogger("bertrt.benchmarks")
 
 
-def _server_cmd(bundle: Path, threads: int, max_batch_tokens: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "bertrt.cli",
-        "serve",
-        f"ner={bundle}",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--threads",
-        str(threads),
-        "--max-batch-size",
-        "32",
-        "--max-wait-ms",
-        "2",
-        "--max-queue",
-        "4096",
-        "--max-batch-tokens",
-        str(max_batch_tokens),
-    ]
-
-
 async def _client(port: int, bodies: list[bytes], offset: int, stop: float, samples: list, errors: dict):
     """Closed loop until ``stop``: (finish time, latency s, status) appended per request."""
     reader = writer = None
@@ -237,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     description, _, bundle = loadgen.resolve_model()
     texts = loadgen.tweets()
-    server = loadgen.Server(_server_cmd(bundle, args.threads, args.max_batch_tokens), "bertrt serve")
+    server = loadgen.Server(
+        loadgen.bertrt_serve_cmd(bundle, args.threads, args.max_batch_tokens), "bertrt serve"
+    )
     try:
         asyncio.run(loadgen.run_level(server.port, texts[::-1], 8, 60, 30.0))  # warm-up, not measured
         result = asyncio.run(_soak(server, texts, args))
