@@ -1,6 +1,8 @@
 """``--workers N``: N local processes (spawn), each with its own pipeline of ``threads`` intra-op threads.
 
-The driver puts every pending shard on a queue; each worker takes the next one, reads it from the input
+The driver puts every pending shard on a queue; once every worker has loaded its pipeline (so the work
+spreads over all of them, and a worker that cannot load fails the run before any shard is taken), each
+takes the next one, reads it from the input
 file itself, runs it and writes its file (:class:`~bertrt.batch.runner.ShardRunner`), and reports rows done
 and the finished shard on a result queue. The driver only records (manifest, progress). A worker whose
 driver has died (SIGKILL) notices at its next chunk and exits without finishing the shard; a worker that
@@ -22,7 +24,7 @@ from .runner import Job, ShardRunner
 __all__ = ["run_local"]
 
 
-def _worker(job: Job, threads: int, tasks, results, parent: int) -> None:
+def _worker(job: Job, threads: int, tasks, results, start, parent: int) -> None:
     def alive() -> bool:
         return os.getppid() == parent
 
@@ -32,6 +34,9 @@ def _worker(job: Job, threads: int, tasks, results, parent: int) -> None:
         results.put(("crash", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         return
     results.put(("ready", os.getpid(), None))
+    while not start.wait(0.5):
+        if not alive():
+            return
     while True:
         shard = tasks.get()
         if shard is None or not alive():
@@ -70,18 +75,18 @@ def run_local(
             on_done(meta)
         return
     ctx = mp.get_context("spawn")
-    tasks, results = ctx.Queue(), ctx.Queue()
+    tasks, results, start = ctx.Queue(), ctx.Queue(), ctx.Event()
     for shard in shards:
         tasks.put(shard)
     for _ in range(workers):
         tasks.put(None)
     procs = [
-        ctx.Process(target=_worker, args=(job, threads, tasks, results, os.getpid()), daemon=True)
+        ctx.Process(target=_worker, args=(job, threads, tasks, results, start, os.getpid()), daemon=True)
         for _ in range(workers)
     ]
     for p in procs:
         p.start()
-    remaining = len(shards)
+    remaining, ready = len(shards), 0
     try:
         while remaining:
             try:
@@ -96,7 +101,11 @@ def run_local(
                 if all(p.exitcode == 0 for p in procs):
                     raise BertrtError("every worker exited with shards left; run the command again") from None
                 continue
-            if kind == "progress":
+            if kind == "ready":
+                ready += 1
+                if ready == workers:
+                    start.set()
+            elif kind == "progress":
                 on_progress(payload)
             elif kind == "done":
                 on_done(payload)

@@ -181,8 +181,8 @@ def test_two_workers_write_the_same_output_as_one(tiny_bundle, tmp_path, texts):
     bundle = tiny_bundle("bert", NER)
     source = write_rows([{"text": t} for t in texts], tmp_path / "in.parquet")
     options = {"aggregation_strategy": "simple"}
-    one = _run(bundle, source, tmp_path / "one", task_options=options)
-    two = _run(bundle, source, tmp_path / "two", task_options=options, workers=2)
+    one = _run(bundle, source, tmp_path / "one", task_options=options, shard_size=10)
+    two = _run(bundle, source, tmp_path / "two", task_options=options, workers=2, shard_size=10)
     assert (one.workers, one.threads, two.workers) == (1, os.cpu_count() and one.threads, 2)
     assert read_output(tmp_path / "one") == read_output(tmp_path / "two")
     manifest = json.loads((tmp_path / "two" / sink.MANIFEST).read_text())
