@@ -52,6 +52,12 @@ def physical_cores() -> int:
     return max(1, len(cores) if cores else len(allowed))
 
 
+#: onnxruntime graph transformers never run at load time. SkipLayerNormFusion: the exporter splits
+#: SkipLayerNormalization into Add + LayerNormalization on purpose (its CPU kernel is ~5x slower than the
+#: three standard ones, export/optimize.py); the fusion must not undo that, here or on a foreign graph.
+DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
+
+
 def session_options(threads: int | None = None):
     """SessionOptions for an already-optimized graph served with varying batch and sequence shapes.
 
@@ -140,7 +146,10 @@ class OnnxSession(GraphIO):
         self.threads = int(threads) if threads else physical_cores()
         try:
             self._session = ort.InferenceSession(
-                str(self.model_path), sess_options=session_options(self.threads), providers=self.providers
+                str(self.model_path),
+                sess_options=session_options(self.threads),
+                providers=self.providers,
+                disabled_optimizers=DISABLED_OPTIMIZERS,
             )
         except Exception as exc:  # onnxruntime raises its own exception types for bad / truncated files
             raise BundleError(self.model_path, f"onnxruntime cannot load this model ({exc})") from exc

@@ -14,12 +14,23 @@ For each ``MatMul(X[..., K], W)`` whose ``W`` is a constant 2-D float initialize
   as uint8 (``QuantizeLinear`` with scale 1 and zero point 128 does the round, the shift and the
   saturation in one kernel), so that the scalar ``a_zero_point = 128`` makes the activations exactly
   symmetric;
-- ``Y = MatMulIntegerToFloat(q, Wq, a_scale=1, b_scale=w_scale, a_zero_point=128) * s``: onnxruntime's
-  contrib GEMM accumulates exactly in int32 and applies ``float(acc) * w_scale[n]`` in its output stage
-  (bit-identical to ``Cast`` + ``Mul(w_scale)``, two fewer kernels and passes over the output); its
-  scales must be constants per tensor / per column, so the per-token ``s`` is a separate Mul. A bias
-  cannot ride in the GEMM's epilogue (it would be scaled by ``s``); the node that consumed the MatMul's
-  output (bias Add, BiasGelu, SkipLayerNormalization) keeps consuming it.
+- ``Y = MatMulIntegerToFloat(q, Wq, a_scale=1, b_scale=w_scale, a_zero_point=128) / inv`` with
+  ``inv = 127 / s``: onnxruntime's contrib GEMM accumulates exactly in int32 and applies
+  ``float(acc) * w_scale[n]`` in its output stage (bit-identical to ``Cast`` + ``Mul(w_scale)``, two fewer
+  kernels and passes over the output); its scales must be constants per tensor / per column, so the
+  per-token scale is a separate ``Div`` by the ``inv`` the quantization already computed (one kernel, not
+  a ``Div`` for ``s`` and a ``Mul``). A bias cannot ride in the GEMM's epilogue (it would be scaled by
+  ``s``); the node that consumed the MatMul's output (bias Add, BiasGelu, LayerNormalization) keeps
+  consuming it.
+- MatMuls that read the same tensor (separate Q, K and V projections, any fan-out) share one
+  quantization of it: one scale per token per input, not per MatMul.
+
+Kernels: 6 per quantized input (Abs, ReduceMax, Max, Div, Mul, QuantizeLinear) + 2 per MatMul
+(MatMulIntegerToFloat, Div). What was measured and rejected (benchmarks/results/int8_recipe.md):
+``QuantizeLinear`` with a per-row runtime scale (opset-21 blocked quantization, one kernel instead of
+Mul + QuantizeLinear) runs a generic loop, 5x slower end to end; ``MatMulNBits`` 8-bit with int8 compute
+(``accuracy_level=4``, activations quantized per row per block inside the kernel) is slower than this
+recipe on Zen 4 and, at block 128, not batch invariant.
 
 Each token's grid depends on that token only and the int32 accumulation is exact, so the int8 parts
 give identical results whatever the batch; only the fp32 parts (LayerNorm, softmax) can differ, at
@@ -59,7 +70,7 @@ def reference_matmul(x: np.ndarray, w: np.ndarray, qmax: int = 127) -> np.ndarra
     inv = (np.float32(127.0) / absmax).astype(np.float32)
     q = np.clip(np.rint(x * inv), -127, 127).astype(np.int64)
     acc = q @ wq.astype(np.int64)
-    return (acc.astype(np.float32) * w_scale * (absmax / np.float32(127.0))).astype(np.float32)
+    return ((acc.astype(np.float32) * w_scale) / inv).astype(np.float32)
 
 
 def _consts(graph, prefix: str, values: dict) -> dict:
@@ -73,18 +84,16 @@ def _consts(graph, prefix: str, values: dict) -> dict:
     return names
 
 
-def _rewrite_one(graph, node, w: np.ndarray, qmax: int, shared: dict) -> list:
-    from onnx import helper, numpy_helper
+def _quantize_input(x: str, shared: dict) -> tuple[list, str, str]:
+    """(nodes, uint8 q, inv): the per-token quantization of tensor ``x``, emitted once per tensor; the
+    MatMuls that read the same ``x`` reuse it (``shared["inputs"]``)."""
+    from onnx import helper
 
-    wq, w_scale = quantize_weight_per_column(w, qmax)
-    base = (node.name or node.output[0]).replace("/", "_").strip("_")
-    prefix = f"{base}_pt"
-    weights = f"{prefix}_Wq"
-    scales = f"{prefix}_w_scale"
-    graph.initializer.extend([numpy_helper.from_array(wq, weights), numpy_helper.from_array(w_scale, scales)])
-    x, y = node.input[0], node.output[0]
-    t = {k: f"{prefix}_{k}" for k in ("abs", "absmax", "safe", "inv", "scaled", "q", "yw", "s")}
-    return [
+    if x in shared["inputs"]:
+        return [], *shared["inputs"][x]
+    prefix = f"{x.replace('/', '_').replace(':', '_').strip('_')}_ptq"
+    t = {k: f"{prefix}_{k}" for k in ("abs", "absmax", "safe", "inv", "scaled", "q")}
+    nodes = [
         *_row_absmax(x, t, prefix, shared),
         helper.make_node("Max", [t["absmax"], shared["eps"]], [t["safe"]], name=f"{prefix}/Max"),
         helper.make_node("Div", [shared["qmax_a"], t["safe"]], [t["inv"]], name=f"{prefix}/Inv"),
@@ -92,16 +101,30 @@ def _rewrite_one(graph, node, w: np.ndarray, qmax: int, shared: dict) -> list:
         helper.make_node(
             "QuantizeLinear", [t["scaled"], shared["one"], shared["zp"]], [t["q"]], name=f"{prefix}/Quantize"
         ),
+    ]
+    shared["inputs"][x] = (t["q"], t["inv"])
+    return nodes, t["q"], t["inv"]
+
+
+def _rewrite_one(graph, node, w: np.ndarray, qmax: int, shared: dict) -> list:
+    from onnx import helper, numpy_helper
+
+    wq, w_scale = quantize_weight_per_column(w, qmax)
+    prefix = f"{(node.name or node.output[0]).replace('/', '_').strip('_')}_pt"
+    weights, scales = f"{prefix}_Wq", f"{prefix}_w_scale"
+    graph.initializer.extend([numpy_helper.from_array(wq, weights), numpy_helper.from_array(w_scale, scales)])
+    nodes, q, inv = _quantize_input(node.input[0], shared)
+    return [
+        *nodes,
         # exact int32 accumulation, then float(acc) * w_scale[n] in the GEMM's output stage (a_scale = 1)
         helper.make_node(
             "MatMulIntegerToFloat",
-            [t["q"], weights, shared["one"], scales, shared["zp"]],
-            [t["yw"]],
+            [q, weights, shared["one"], scales, shared["zp"]],
+            [f"{prefix}_yw"],
             name=f"{prefix}/MatMulIntegerToFloat",
             domain="com.microsoft",
         ),
-        helper.make_node("Div", [t["safe"], shared["qmax_a"]], [t["s"]], name=f"{prefix}/RowScale"),
-        helper.make_node("Mul", [t["yw"], t["s"]], [y], name=f"{prefix}/MulRowScale"),
+        helper.make_node("Div", [f"{prefix}_yw", inv], [node.output[0]], name=f"{prefix}/RowScale"),
     ]
 
 
@@ -150,6 +173,7 @@ def rewrite_matmuls(
         },
     )
     shared["opset"] = opset
+    shared["inputs"] = {}
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     consumers: dict[str, int] = {}
@@ -172,7 +196,9 @@ def rewrite_matmuls(
     keep = [i for i in graph.initializer if i.name not in set(unused)]
     del graph.initializer[:]
     graph.initializer.extend(keep)
-    log.info("per-token int8: rewrote %d MatMul nodes", len(done))
+    log.info(
+        "per-token int8: rewrote %d MatMul nodes reading %d distinct inputs", len(done), len(shared["inputs"])
+    )
     return done
 
 

@@ -134,8 +134,8 @@ def quantize_graph(
                 "EmbedLayerNormalization",
                 "Gather",
             ],
-            "matmul": "MatMul with a constant 2-D weight -> QuantizeLinear(x/s) + MatMulIntegerToFloat(a_scale 1, "
-            "b_scale w_scale) + Mul(s)",
+            "matmul": "MatMul with a constant 2-D weight -> QuantizeLinear(x*inv) (once per distinct input) + "
+            "MatMulIntegerToFloat(a_scale 1, b_scale w_scale) + Div(inv), inv = 127/max|x| per token",
             "onnxruntime_quantize_dynamic": {
                 "op_types": ort_ops,
                 "per_channel": bool(per_channel),

@@ -104,6 +104,30 @@ def test_rewrite_matches_numpy_reference_under_every_optimization_level(opset, l
     np.testing.assert_array_equal(single.reshape(y.shape), y)
 
 
+def test_matmuls_reading_one_tensor_share_its_quantization():
+    """Q, K and V projections of one input: one per-token quantization, three integer GEMMs, each output
+    equal to the reference; the kernel count is 6 per input + 2 per MatMul."""
+    rng = np.random.default_rng(7)
+    ws = [rng.standard_normal((K, N)).astype(np.float32) for _ in range(3)]
+    names = ["q", "k", "v"]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", f"W{n}"], [n], name=f"proj_{n}") for n in names],
+        "qkv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "S", K])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["B", "S", N]) for n in names],
+        [numpy_helper.from_array(w, f"W{n}") for w, n in zip(ws, names)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    assert rewrite_matmuls(model) == ["proj_q", "proj_k", "proj_v"]
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") == 1 and ops.count("MatMulIntegerToFloat") == 3
+    assert len(ops) == 6 + 2 * 3
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = _inputs(rng)
+    for got, w in zip(session.run(None, {"x": x}), ws):
+        np.testing.assert_allclose(got, reference_matmul(x, w), rtol=1e-6, atol=1e-6)
+
+
 def test_reduce_range_uses_seven_bit_weights():
     rng = np.random.default_rng(3)
     w = rng.standard_normal((K, N)).astype(np.float32)
