@@ -14,9 +14,12 @@ openvino        fp32, bf16 (CPU with avx512_bf16 / amx_bf16), int8 (nncf    ``be
 1. the bundle's ``tuning.json`` (written by ``bertrt tune``) when it holds an entry for this machine's CPU
    key (:func:`cpu_key`: model name, the instruction-set flags that matter, usable cores) and CPU
    execution: its winner (or, when ``precision`` is given, the best gated candidate at that precision),
-   with its thread count unless ``threads`` is given;
+   with its thread count unless ``threads`` is given, and its batch size as the default of every call
+   that gives none (:meth:`Plan.default_batch_size`: pipeline calls, ``bertrt predict``, ``bertrt batch``;
+   ``bertrt serve``'s ``--pipeline-batch-size``);
 2. else the static rule: onnxruntime, at ``precision`` (default int8); bf16 goes to openvino, the only
-   backend with bf16 CPU kernels (onnxruntime's CPU provider has none).
+   backend with bf16 CPU kernels (onnxruntime's CPU provider has none); the static batch size
+   (:data:`DEFAULT_BATCH_SIZE`, 32; serve: its ``ServeSettings`` defaults).
 
 An explicit backend never consults ``tuning.json``. Whatever cannot run here (the extra not installed,
 bf16 on a CPU without it, onnxruntime at bf16, providers on openvino) is a
@@ -78,6 +81,8 @@ CPU_FLAGS = (
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 #: the precision the static rule (and a missing ``precision``) uses
 DEFAULT_PRECISION = "int8"
+#: sequences per session run of a call that gives no batch size, unless tuning.json's applies
+DEFAULT_BATCH_SIZE = 32
 
 
 def add_backend_arguments(parser) -> None:
@@ -92,8 +97,9 @@ def add_backend_arguments(parser) -> None:
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default=DEFAULT_PRECISION,
-        help=f"graph precision (default {DEFAULT_PRECISION}; bf16 needs openvino and a CPU with bf16)",
+        default=None,
+        help="graph precision (default: with --backend auto, the tuning.json winner's for this CPU, else "
+        f"{DEFAULT_PRECISION}; bf16 needs openvino and a CPU with bf16)",
     )
 
 
@@ -213,10 +219,24 @@ class Plan:
     #: the tuned candidate's batch size, when the plan comes from tuning.json
     batch_size: int | None = None
 
+    def default_batch_size(self, static: int = DEFAULT_BATCH_SIZE) -> tuple[int, str]:
+        """(batch size, why) for a caller that gave none: the tuned candidate's (``"tuned"``) when this
+        plan comes from tuning.json and holds a usable one, else ``static`` (``"static"``)."""
+        size = self.batch_size
+        if self.source == "tuned" and isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            return size, "tuned"
+        if self.source == "tuned":
+            log.warning("tuning.json batch size %r is not a positive int: using %d", size, static)
+        return static, "static"
+
     @property
     def file_precision(self) -> str:
-        """Which of the bundle's files the backend reads: int8 on openvino compresses the fp32 graph."""
-        return "int8" if (self.backend, self.precision) == ("onnxruntime", "int8") else "fp32"
+        """Which of the bundle's files the backend reads (:func:`bertrt.bundle.load_bundle`'s precision):
+        openvino's are "openvino-int8" / "openvino-fp32" (the bundle's OpenVINO IR when it has one, else
+        model.onnx, int8 weights compressed at load)."""
+        if self.backend == "openvino":
+            return "openvino-int8" if self.precision == "int8" else "openvino-fp32"
+        return "int8" if self.precision == "int8" else "fp32"
 
 
 def _local_root(bundle) -> Path | None:

@@ -8,10 +8,18 @@ A bertrt bundle is a folder::
     tokenizer_config.json tokenizer settings transformers uses (clean_up_tokenization_spaces, ...)
     config.json           the checkpoint's config (id2label, model_type, max_position_embeddings)
     bundle.json           the manifest (below)
+    model.openvino.xml    optional (``bertrt export --openvino-ir``): OpenVINO IR of model.onnx, + .bin
+    model.openvino-int8.xml  optional: the IR with nncf int8 weights, + .bin (bundle.json "openvino_ir")
 
 bundle.json keys (schema version 1): schema_version, format ("bertrt-bundle"), task, model_type,
 architecture, input_names, output_names, max_length, id2label, problem_type, special_tokens,
-files {name: {sha256, bytes}}, fusion, quantization, validation, versions, created, source.
+files {name: {sha256, bytes}}, fusion, quantization, validation, versions, created, source; openvino_ir
+when the export wrote IR files.
+
+The OpenVINO backend loads with the file precisions ``openvino-fp32`` (fp32, bf16) and ``openvino-int8``
+(:attr:`bertrt.backends.Plan.file_precision`): the IR of that precision when bundle.json records it (its
+``.xml`` and ``.bin`` verified like every file), else ``model.onnx`` as for ``fp32``. An IR file the
+manifest does not record (stale, or copied in) is not used.
 
 Besides its own bundles the runtime reads two foreign layouts a user may already have, each with
 ``config.json`` and ``tokenizer.json``:
@@ -53,6 +61,9 @@ __all__ = [
     "INT8_FILE",
     "MANIFEST",
     "MIN_MAX_LENGTH",
+    "OPENVINO_FILE",
+    "OPENVINO_FILE_PRECISIONS",
+    "OPENVINO_INT8_FILE",
     "PROBLEM_TYPES",
     "PRECISIONS",
     "SCHEMA_VERSION",
@@ -60,6 +71,7 @@ __all__ = [
     "check_graph",
     "check_id2label",
     "file_sha256",
+    "ir_weights_file",
     "load_bundle",
     "select_model_file",
 ]
@@ -70,6 +82,11 @@ SCHEMA_VERSION = 1
 MANIFEST = "bundle.json"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
+#: OpenVINO IR of model.onnx (fp32 weights) and of its nncf int8 weights; each with a .bin beside it
+OPENVINO_FILE = "model.openvino.xml"
+OPENVINO_INT8_FILE = "model.openvino-int8.xml"
+#: load_bundle precisions of the OpenVINO backend -> the IR file it reads when the manifest records it
+OPENVINO_FILE_PRECISIONS = {"openvino-fp32": OPENVINO_FILE, "openvino-int8": OPENVINO_INT8_FILE}
 FORMAT = "bertrt-bundle"
 
 PRECISIONS = ("int8", "fp32")
@@ -90,7 +107,7 @@ INT8_CANDIDATES = (
 _CANDIDATES = {"fp32": FP32_CANDIDATES, "int8": INT8_CANDIDATES}
 
 # Files the runtime fetches from a hub repository.
-_HUB_PATTERNS = ("*.json", "*.onnx", "onnx/*.onnx", "*.txt")
+_HUB_PATTERNS = ("*.json", "*.onnx", "onnx/*.onnx", "*.txt", "model.openvino*.xml", "model.openvino*.bin")
 
 # transformers' "no limit" model_max_length is int(1e30); anything this large means "not set".
 _UNSET_MAX_LENGTH = 1_000_000
@@ -113,6 +130,24 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def ir_weights_file(xml_name: str) -> str:
+    """The ``.bin`` weights file OpenVINO reads with the IR ``xml_name`` (same path, ``.bin`` suffix)."""
+    return str(Path(xml_name).with_suffix(".bin").as_posix())
+
+
+def _recorded_ir(root: Path, manifest: dict, precision: str) -> Path | None:
+    """The IR file of an OpenVINO file precision when bundle.json records it and it is there, else None."""
+    name = OPENVINO_FILE_PRECISIONS[precision]
+    recorded = name in (manifest.get("files") or {})
+    if recorded and (root / name).is_file():
+        return root / name
+    if (root / name).is_file():
+        log.warning("%s: %s is not recorded in %s (stale?): reading %s", root, name, MANIFEST, FP32_FILE)
+    elif recorded:
+        log.warning("%s: %s is recorded in %s but missing: reading %s", root, name, MANIFEST, FP32_FILE)
+    return None
 
 
 @dataclass(frozen=True)
@@ -463,7 +498,11 @@ def load_bundle(
             "onnx-subfolder" if (root / "onnx").is_dir() and not (root / FP32_FILE).exists() else "optimum"
         )
 
-    model_path = select_model_file(root, precision, model_file)
+    ir = None
+    if precision in OPENVINO_FILE_PRECISIONS:
+        ir = _recorded_ir(root, manifest, precision) if model_file is None else None
+        precision = "fp32"  # without a recorded IR: the fp32 graph, converted by OpenVINO at load
+    model_path = ir or select_model_file(root, precision, model_file)
     config = _read_json(root / "config.json", required=True)
     tokenizer_path = root / "tokenizer.json"
     if not tokenizer_path.is_file():
@@ -479,7 +518,11 @@ def load_bundle(
         except ValueError:
             relative = None
         names = ["tokenizer.json", "config.json", "tokenizer_config.json", "special_tokens_map.json"]
-        _verify_files(root, manifest, names + ([relative] if relative else []))
+        if relative:
+            names.append(relative)
+            if model_path.suffix.lower() == ".xml":  # an OpenVINO IR: its weights are a file of their own
+                names.append(ir_weights_file(relative))
+        _verify_files(root, manifest, names)
 
     id2label = _check_metadata(root, manifest, config, tokenizer_config)
 

@@ -154,7 +154,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=positive_int, default=None, help="intra-op threads (default: physical cores)"
     )
-    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="sequences per session run (default: the bundle's tuned one for this CPU with --backend auto, "
+        "see bertrt tune; else 32)",
+    )
     parser.add_argument("--max-tokens-per-batch", type=positive_int, default=None)
     parser.add_argument(
         "--jsonl",

@@ -8,11 +8,14 @@ where each task's options are documented) in order::
     inputs -> task.check_options -> task.encode -> batches (session.run, task.batch_output, task.collect)
            -> task.finish -> task.shape
 
-Common call options: ``batch_size`` (default 32) and ``max_tokens_per_batch`` (padded tokens per batch).
+Common call options: ``batch_size`` and ``max_tokens_per_batch`` (padded tokens per batch). A call that
+gives no ``batch_size`` uses :attr:`Pipeline.batch_size`: the bundle's tuned one (``bertrt tune``) when
+``backend="auto"`` follows tuning.json on this CPU, else 32 (:meth:`bertrt.backends.Plan.default_batch_size`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 from . import backends, tasks
@@ -23,6 +26,8 @@ from .session import OnnxSession
 from .tokenize import TextTokenizer, check_text
 
 __all__ = ["Pipeline", "pipeline"]
+
+log = logging.getLogger("bertrt")
 
 
 # -- inputs -------------------------------------------------------------------------------------------
@@ -129,6 +134,19 @@ class Pipeline:
             self.id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
         #: what the task built once for this pipeline (NER: its tokenizer callables)
         self.task_state = self.spec.setup(self)
+        #: a call's batch size when it gives none, and why: "tuned" (tuning.json) or "static" (32)
+        self.batch_size, self.batch_size_source = self.plan.default_batch_size()
+        log.info(
+            "pipeline %s on %s: %s %s, %d threads (%s); default batch size %d (%s)",
+            self.task,
+            self.bundle.root,
+            self.backend,
+            self.precision,
+            self.session.threads,
+            self.plan.source,
+            self.batch_size,
+            self.batch_size_source,
+        )
 
     def _check_vocabulary(self) -> None:
         """BundleError when the tokenizer can emit an id past the model's word-embedding rows.
@@ -162,8 +180,13 @@ class Pipeline:
         """A text this pipeline's task accepts (fill-mask: it holds the mask token), for warming up."""
         return self.spec.warm_up_text(self.tokenizer)
 
-    def __call__(self, inputs, batch_size: int = 32, max_tokens_per_batch: int | None = None, **task_options):
-        """Run the task: a str gives one result, a list a list of results (transformers' structure)."""
+    def __call__(
+        self, inputs, batch_size: int | None = None, max_tokens_per_batch: int | None = None, **task_options
+    ):
+        """Run the task: a str gives one result, a list a list of results (transformers' structure).
+        ``batch_size=None``: :attr:`batch_size` (tuned on this CPU, else 32)."""
+        if batch_size is None:
+            batch_size = self.batch_size
         validate_batching(batch_size, max_tokens_per_batch)
         if max_tokens_per_batch is not None and max_tokens_per_batch < self.max_length:
             # One full-length sequence (or NER window) must fit the budget, else the bound cannot hold.
@@ -230,7 +253,8 @@ def pipeline(
     ``verify``: check bundle.json's sha256 of the files loaded.
     ``backend``: "onnxruntime", "openvino" (``pip install 'bertrt[openvino]'``; precisions fp32, bf16 on a
     CPU with bf16, int8) or "auto": the bundle's ``tuning.json`` (``bertrt tune``) on a matching CPU, else
-    onnxruntime (bf16: openvino). ``precision=None``: the tuned winner's, else "int8". See bertrt.backends.
+    onnxruntime (bf16: openvino). ``precision=None``: the tuned winner's, else "int8"; a call without
+    ``batch_size``: the tuned candidate's, else 32 (:attr:`Pipeline.batch_size`). See bertrt.backends.
     """
     if bundle is None:
         raise TaskError("pipeline() needs a bundle folder (or hf://owner/name)")

@@ -13,15 +13,17 @@ Your own pipeline (any Ray Data source and sink, S3 included)::
     )
     ds.write_parquet("s3://bucket/tagged/")
 
-Each actor builds one pipeline (``threads``: the CPUs Ray gave the actor) and adds a typed ``result``
-column to every batch (:mod:`bertrt.batch.results`). The bundle reaches the actors as a path they all
-read (shared storage, or the same folder baked into every node's image), or through Ray's object store:
-``bundle=bertrt.ray.ship_bundle("bundles/ner")`` puts its files (the model file, tokenizer and configs)
-in the object store once; each node writes them to a local temporary folder on first use.
+Each actor builds one pipeline (``threads``: the CPUs Ray gave the actor; ``backend=`` / ``precision=`` as
+:func:`bertrt.pipeline`'s) and adds a typed ``result`` column to every batch (:mod:`bertrt.batch.results`).
+The bundle reaches the actors as a path they all read (shared storage, or the same folder baked into every
+node's image), or through Ray's object store: ``bundle=bertrt.ray.ship_bundle("bundles/ner")`` puts its
+files (the model file, tokenizer and configs) in the object store once; each node writes them to a local
+temporary folder on first use.
 
 ``bertrt batch --ray [ADDRESS]`` runs the same shards as a local run (:func:`run_shards`): Ray Data maps
 the shard list over an actor pool (``map_batches(<shard predictor>, concurrency=N, batch_size=1,
-num_cpus=threads)``); each actor owns one pipeline, reads its shard from the input path, and writes the
+num_cpus=threads)``); each actor owns one pipeline (the backend, precision and batch size the driver
+resolved, at ``threads`` intra-op threads), reads its shard from the input path, and writes the
 shard's file atomically into OUTPUT, exactly as a local worker does, so the output is the same file for file
 and a re-run skips finished shards. INPUT and OUTPUT must therefore be paths every node sees (a shared
 POSIX filesystem: NFS, EFS, Lustre, a FUSE mount); for object storage compose your own pipeline as above.
@@ -189,7 +191,7 @@ def run_shards(
         ray_data_log.setLevel(logging.WARNING)
         bundle_ref = None
         if ship_bundle:
-            bundle_ref = _ship(job.bundle, job.precision, job.model_file)
+            bundle_ref = _ship(job.bundle, job.file_precision, job.model_file)
         items = [{"shard": json.dumps(dataclasses.asdict(s))} for s in shards]
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 100_000))
         ds = ds.map_batches(

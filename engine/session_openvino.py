@@ -13,6 +13,13 @@ OpenVINO reads the bundle's ONNX graph directly (``Core().read_model``), onnxrun
   ONNX graph (``model.int8.onnx``) is not used: OpenVINO's ONNX frontend does not convert its
   ``ReduceMax``/``MatMulIntegerToFloat`` nodes.
 
+A bundle exported with ``--openvino-ir`` also holds OpenVINO IR files (``model.openvino.xml``/``.bin``:
+fp32; ``model.openvino-int8.xml``/``.bin``: the same nncf int8 weights, made at export). The loader
+(:func:`bertrt.bundle.load_bundle`, file precisions ``openvino-fp32`` / ``openvino-int8``) picks the one
+the manifest records, verified by sha256, and the session reads it instead of converting ``model.onnx``;
+an IR whose weights nncf already compressed (its ``nncf/weight_compression`` rt_info) is not compressed
+again. ``source`` says which kind of file was read: ``"onnx"``, ``"ir"`` (fp32 weights) or ``"ir-int8"``.
+
 Thread safety: an OpenVINO infer request holds its own input and output tensors, so one may not be shared
 by concurrent calls. ``run`` takes a request from a pool (a new one when all are busy), copies the output
 out of it and puts it back: calls from any number of threads are safe.
@@ -34,7 +41,15 @@ import numpy as np
 from .errors import BackendError, BundleError, InputError
 from .session import _DTYPES, KNOWN_INPUTS, GraphIO, physical_cores
 
-__all__ = ["DYNAMIC_QUANTIZATION_GROUP_SIZE", "OPENVINO_PRECISIONS", "OpenVinoSession", "import_openvino"]
+__all__ = [
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE",
+    "INT8_WEIGHT_MODE",
+    "OPENVINO_PRECISIONS",
+    "OpenVinoSession",
+    "compress_int8_weights",
+    "import_openvino",
+    "is_weight_compressed",
+]
 
 log = logging.getLogger("bertrt")
 
@@ -44,7 +59,10 @@ OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 DYNAMIC_QUANTIZATION_GROUP_SIZE = 32
 # OpenVINO element type name -> the ONNX type string OnnxSession reports for the same input.
 _ONNX_TYPES = {"i64": "tensor(int64)", "i32": "tensor(int32)", "f32": "tensor(float)"}
+#: nncf.CompressWeightsMode of the int8 precision's weights: symmetric int8, one scale per output channel
+INT8_WEIGHT_MODE = "INT8_SYM"
 _INSTALL = "pip install 'bertrt[openvino]'"
+_COMPRESSED_RT_INFO = ["nncf", "weight_compression"]
 
 
 def import_openvino():
@@ -69,6 +87,20 @@ def _import_nncf():
     # nncf reports each compression with a table and a progress bar; keep them out of library output.
     logging.getLogger("nncf").setLevel(logging.ERROR)
     return nncf
+
+
+def compress_int8_weights(model):
+    """``model`` (an ``openvino.Model``) with its weights compressed by nncf as the int8 precision runs
+    them (:data:`INT8_WEIGHT_MODE`, data-free); the exporter's int8 IR is made by this same call."""
+    nncf = _import_nncf()
+    # nncf draws a progress bar on stdout (rich, not logging): kept out of the caller's output.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode, INT8_WEIGHT_MODE))
+
+
+def is_weight_compressed(model) -> bool:
+    """Whether nncf already compressed ``model``'s weights (an int8 IR saved after ``compress_weights``)."""
+    return bool(model.has_rt_info(_COMPRESSED_RT_INFO))
 
 
 def _shape(partial_shape) -> list:
@@ -115,11 +147,20 @@ class OpenVinoSession(GraphIO):
                 self.model_path,
                 f"OpenVINO cannot read this model ({' '.join(str(exc).split())}); use backend='onnxruntime'",
             ) from exc
-        if precision == "int8":
-            nncf = _import_nncf()
-            # nncf draws a progress bar on stdout (rich, not logging): kept out of the caller's output.
-            with contextlib.redirect_stdout(io.StringIO()):
-                model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
+        compressed = is_weight_compressed(model)
+        #: which kind of file was read: "onnx" (converted at load), "ir" or "ir-int8" (an OpenVINO IR)
+        self.source = (
+            "onnx" if self.model_path.suffix.lower() != ".xml" else ("ir-int8" if compressed else "ir")
+        )
+        if compressed and precision != "int8":
+            raise InputError(
+                f"{self.model_path.name} holds int8-compressed weights; precision {precision!r} needs the "
+                f"fp32 weights (model.onnx or model.openvino.xml), or use precision 'int8'"
+            )
+        #: whether nncf compressed the weights here, at load (int8 from model.onnx or an fp32 IR)
+        self.compressed_at_load = precision == "int8" and not compressed
+        if self.compressed_at_load:
+            model = compress_int8_weights(model)
         config = {
             "INFERENCE_NUM_THREADS": self.threads,
             "INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision],
@@ -168,8 +209,10 @@ class OpenVinoSession(GraphIO):
         self._pool: list = []
         self._lock = threading.Lock()
         log.info(
-            "openvino session %s: %s (hint %s), %d threads, inputs %s, outputs %s",
+            "openvino session %s (%s%s): %s (hint %s), %d threads, inputs %s, outputs %s",
             self.model_path.name,
+            {"onnx": "ONNX graph", "ir": "OpenVINO IR", "ir-int8": "OpenVINO IR, int8 weights"}[self.source],
+            ", int8 weights compressed at load" if self.compressed_at_load else "",
             precision,
             OPENVINO_PRECISIONS[precision],
             self.threads,

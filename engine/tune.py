@@ -12,6 +12,13 @@ text a line, else :data:`SAMPLE_TEXTS`):
 3. **speed**: texts/s of the whole pipeline (text in, result out) at each batch size, ``repeats`` runs,
    median with min-max. A candidate's speed is that of its best batch size.
 
+With ``--labelled FILE`` (IOB for NER, TSV/JSONL for classifiers, as ``bertrt eval`` reads them; needs
+``bertrt[eval]`` for NER) the labelled texts are the sample (unless ``--texts`` is given too) and every
+candidate is also scored against the gold labels at batch 32: ``labelled.f1`` (seqeval micro F1, NER with
+``aggregation_strategy="first"``) or ``labelled.accuracy``, in points, and its difference from the fp32
+reference's score, ``labelled.f1_delta`` / ``labelled.accuracy_delta``, gated at :data:`LABELLED_GATES`
+(lose at most 0.5 points).
+
 A candidate passes when every figure of its task meets :data:`DEFAULT_GATES` (``--gate NAME=MIN``
 overrides one: ``accuracy.entity_f1=0.9``). The winner is the fastest candidate that passes; the fastest
 passing one per precision is kept too (``by_precision``), for ``pipeline(precision=...)``.
@@ -20,7 +27,9 @@ passing one per precision is kept too (``by_precision``), for ``pipeline(precisi
 entry per CPU key (:func:`bertrt.backends.cpu_key`: model name, instruction-set flags, cores), so a bundle
 tuned on several machine kinds keeps each result; an entry holds the CPU, versions, task, sample, gates,
 settings, every candidate with its figures and the reasons it failed, ``winner`` and ``by_precision``.
-``pipeline(..., backend="auto")`` reads it (see :mod:`bertrt.backends`).
+``pipeline(..., backend="auto")`` reads it (see :mod:`bertrt.backends`): the backend, precision and threads,
+and the batch size as the default of every call, ``bertrt predict`` / ``batch`` and ``serve``'s
+``--pipeline-batch-size`` that gives none (an explicit value always wins).
 
 Defaults are quick (well under a minute on a small model): 64 texts, batch sizes 8 and 32, the physical
 core count, 3 repeats.
@@ -42,6 +51,7 @@ from .errors import BackendError, BertrtError, InputError, ModelFileNotFoundErro
 
 __all__ = [
     "DEFAULT_GATES",
+    "LABELLED_GATES",
     "SAMPLE_TEXTS",
     "add_arguments",
     "compare",
@@ -64,6 +74,12 @@ DEFAULT_GATES = {
     "text-classification": {"accuracy.agreement": 0.98, "invariance.agreement": 0.999},
     "fill-mask": {"accuracy.agreement": 0.9, "invariance.agreement": 0.999},
     "feature-extraction": {"accuracy.cosine_min": 0.98, "invariance.cosine_min": 0.9999},
+}
+
+#: with labelled data: the largest loss against the fp32 reference's gold score, in points (a minimum)
+LABELLED_GATES = {
+    "token-classification": {"labelled.f1_delta": -0.5},
+    "text-classification": {"labelled.accuracy_delta": -0.5},
 }
 
 #: the built-in sample: short and long sentences with names, places and organisations
@@ -162,6 +178,43 @@ def _sample(task: str, texts, pipe) -> tuple[list[str], str]:
     return texts, source
 
 
+def _load_labelled(task: str, labelled) -> tuple[list, list[str]]:
+    """(items, their texts) of the labelled data (a path, or bertrt.evaluate items)."""
+    from .evaluate.align import token_spans
+    from .evaluate.metrics import require_seqeval
+    from .evaluate.runner import _load_items
+
+    if task not in LABELLED_GATES:
+        raise InputError(
+            f"labelled data is scored for {', '.join(LABELLED_GATES)} bundles; this one is {task}"
+        )
+    if task == "token-classification":
+        require_seqeval()  # before any candidate runs
+    items, _ = _load_items(labelled, task, None, None)
+    if not items:
+        raise InputError("the labelled data has no items")
+    if task == "token-classification":
+        return items, [token_spans(s.tokens)[0] for s in items]
+    return items, [e.text for e in items]
+
+
+def _labelled_score(task: str, pipe, items: list) -> float:
+    """Gold score of ``pipe`` at batch 32, in points: NER micro F1 or classification accuracy."""
+    from .evaluate.runner import evaluate_classifier, evaluate_ner
+
+    if task == "token-classification":
+
+        def run_ner(texts):
+            return pipe(texts, batch_size=32, aggregation_strategy="first")
+
+        return float(evaluate_ner(run_ner, items, desc="tune")["micro"]["f1"])
+
+    def run_cls(texts):
+        return pipe(texts, batch_size=32)
+
+    return float(evaluate_classifier(run_cls, items, id2label=pipe.id2label, desc="tune")["accuracy"])
+
+
 def _default_factory(task, bundle, backend, precision, threads):
     from .pipelines import pipeline
 
@@ -216,11 +269,13 @@ def tune(
     gates: dict | None = None,
     factory=None,
     write: bool = True,
+    labelled=None,
 ) -> dict:
     """Measure, gate, pick; write ``tuning.json`` into ``bundle`` (``write=False``: only return the entry).
 
     ``factory(task, bundle, backend, precision, threads)`` builds a candidate (default: bertrt.pipeline);
-    tests pass one that sabotages a candidate. Returns this machine's entry (see the module docstring).
+    tests pass one that sabotages a candidate. ``labelled``: a labelled data file (or bertrt.evaluate
+    items) to gate on gold scores. Returns this machine's entry (see the module docstring).
     """
     root = Path(bundle)
     if not root.is_dir():
@@ -233,9 +288,21 @@ def tune(
     task = reference.task
     if task not in DEFAULT_GATES:
         raise InputError(f"bertrt tune does not gate {task} results; tasks: {', '.join(DEFAULT_GATES)}")
+    items, labelled_record, metric = None, None, None
+    if labelled is not None:
+        items, labelled_texts = _load_labelled(task, labelled)
+        if texts is None:
+            texts = labelled_texts
     sample, source = _sample(task, texts, reference)
+    if items is not None and texts is labelled_texts:
+        source = f"the labelled data ({len(items)} items)"
     expected = reference(sample, batch_size=32)
     task_gates = dict(DEFAULT_GATES[task])
+    if items is not None:
+        task_gates.update(LABELLED_GATES[task])
+        metric = "f1" if task == "token-classification" else "accuracy"
+        reference_score = _labelled_score(task, reference, items)
+        labelled_record = {"items": len(items), f"reference_{metric}": reference_score}
     for name, minimum in (gates or {}).items():
         if name not in task_gates:
             raise InputError(f"unknown gate {name!r} for {task}; gates: {', '.join(task_gates)}")
@@ -260,6 +327,10 @@ def tune(
                 at1, at32 = pipe(sample, batch_size=1), pipe(sample, batch_size=32)
                 figures = {f"accuracy.{k}": v for k, v in compare(task, expected, at32).items()}
                 figures.update({f"invariance.{k}": v for k, v in compare(task, at1, at32).items()})
+                if items is not None:
+                    score = _labelled_score(task, pipe, items)
+                    figures[f"labelled.{metric}"] = round(score, 2)
+                    figures[f"labelled.{metric}_delta"] = round(score - reference_score, 2)
                 speeds = [_speed(pipe, sample, bs, repeats) for bs in batch_sizes]
                 best = max(speeds, key=lambda s: s["texts_per_s"])
                 reasons = _gate(figures, task_gates)
@@ -294,6 +365,7 @@ def tune(
         "gates": task_gates,
         "settings": {"batch_sizes": batch_sizes, "threads": thread_counts, "repeats": repeats},
         "reference": "onnxruntime fp32, batch 32",
+        "labelled": labelled_record,
         "candidates": candidates,
         "winner": choice(winner) if winner else None,
         "by_precision": by_precision,
@@ -325,6 +397,14 @@ def format_report(entry: dict) -> str:
         f"Machine: {cpu['model']}, {cpu['cores']} cores ({', '.join(cpu['flags']) or 'no listed flags'}); "
         f"task {entry['task']}; {entry['sample']['texts']} texts ({entry['sample']['source']}); "
         f"reference {entry['reference']}; gates {entry['gates']}",
+        *(
+            [
+                f"Labelled data: {lab['items']} items; fp32 reference gold score "
+                + ", ".join(f"{k[10:]} {v:.2f}" for k, v in lab.items() if k.startswith("reference_"))
+            ]
+            if (lab := entry.get("labelled"))
+            else []
+        ),
         "",
         "| backend | precision | threads | texts/s by batch size (median, min-max) | accuracy | batch 1 vs 32 | result |",
         "|---|---|---:|---|---|---|---|",
@@ -340,7 +420,10 @@ def format_report(entry: dict) -> str:
             f"bs {s['batch_size']}: {s['texts_per_s']:.0f} ({s['min']:.0f}-{s['max']:.0f})"
             for s in c["speeds"]
         )
-        acc = ", ".join(f"{k[9:]} {v:.4f}" for k, v in c["figures"].items() if k.startswith("accuracy."))
+        acc = ", ".join(
+            [f"{k[9:]} {v:.4f}" for k, v in c["figures"].items() if k.startswith("accuracy.")]
+            + [f"gold {k[9:]} {v:+.2f}" for k, v in c["figures"].items() if k.startswith("labelled.")]
+        )
         inv = ", ".join(f"{k[11:]} {v:.4f}" for k, v in c["figures"].items() if k.startswith("invariance."))
         result = "pass" if c["passed"] else "fail: " + "; ".join(c["reasons"])
         lines.append(
@@ -379,6 +462,11 @@ def add_arguments(parser) -> None:
         metavar="NAME=MIN",
         help="override a gate, e.g. accuracy.entity_f1=0.9",
     )
+    parser.add_argument(
+        "--labelled",
+        help="labelled data (IOB for NER, TSV/JSONL for classifiers): the sample, and each candidate's gold "
+        "score must stay within 0.5 points of fp32's (needs bertrt[eval] for NER)",
+    )
     parser.add_argument("--report", action="store_true", help="print the table of every candidate")
     parser.add_argument(
         "--no-write", action="store_true", help="measure and report; leave the bundle as it is"
@@ -414,6 +502,7 @@ def run(args) -> int:
         repeats=args.repeats,
         gates=gates,
         write=not args.no_write,
+        labelled=args.labelled,
     )
     if args.report:
         print(format_report(entry))

@@ -52,6 +52,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "per column)",
     )
     parser.add_argument(
+        "--skip-layernorm",
+        choices=("split", "fused"),
+        default="split",
+        help="split (default): each fused SkipLayerNormalization becomes Add + LayerNormalization, which "
+        "onnxruntime's CPU kernels run faster (python -m benchmarks.kernels); fused: keep them",
+    )
+    parser.add_argument(
+        "--openvino-ir",
+        choices=("none", "fp32", "int8", "both"),
+        default="none",
+        help="also write the OpenVINO IR of model.onnx (fp32: model.openvino.xml/.bin), of its nncf int8 "
+        "weights (int8: model.openvino-int8.xml/.bin) or both, which backend openvino then reads instead "
+        "of converting model.onnx at load (default none; needs pip install 'bertrt[openvino]')",
+    )
+    parser.add_argument(
         "--opset", type=int, default=None, help="ONNX opset (default: optimum's for the model)"
     )
     parser.add_argument(
@@ -149,6 +164,22 @@ def summary_table(manifest: dict, out_dir: str) -> str:
                 ),
             )
         )
+    ir = manifest.get("openvino_ir")
+    if ir:
+        sizes = ", ".join(
+            f"{precision} {_mib(sum(files[name]['bytes'] for name in names))}"
+            for precision, names in ir["files"].items()
+        )
+        checked = ", ".join(
+            f"{precision} max|Δ| {_fmt(ir['validation'][precision]['max_abs_diff'])}"
+            for precision in ir["files"]
+        )
+        rows.append(
+            (
+                "openvino IR",
+                f"{sizes} (openvino {ir['produced_by']['openvino']}; vs onnxruntime fp32: {checked})",
+            )
+        )
     counts = ", ".join(f"{k} {v}" for k, v in fusion["counts"].items() if v)
     rows.append(("fusions", counts or "none"))
     rows.append(("attention", f"{fusion['attention_fused']}/{fusion['attention_expected']} layers fused"))
@@ -189,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
             quantize=args.quantize,
             per_channel=args.per_channel,
             int8_recipe=args.int8_recipe,
+            openvino_ir=args.openvino_ir,
+            skip_layernorm=args.skip_layernorm,
             opset=args.opset,
             max_length=args.max_length,
             force=args.force,

@@ -1,4 +1,9 @@
-"""Bundle step: ``bundle.json``, the manifest described in :mod:`bertrt.bundle` (schema version 1)."""
+"""Bundle step: ``bundle.json``, the manifest described in :mod:`bertrt.bundle` (schema version 1).
+
+Every file of the bundle is in ``files`` with its sha256 and size (the OpenVINO IR ``.xml`` and ``.bin``
+files too, when the export writes them); what produced the IR (openvino / nncf versions, settings,
+figures against onnxruntime) is the ``openvino_ir`` record (:mod:`bertrt.export.openvino_ir`).
+"""
 
 from __future__ import annotations
 

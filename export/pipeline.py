@@ -1,9 +1,9 @@
 """``export_model``: the export stages composed, from a checkpoint to a bundle folder.
 
 Stages (each its own module): convert (optimum ONNX export) -> optimize (fusions) -> quantize (int8)
--> validate (against PyTorch) -> bundle (tokenizer, config, manifest). The bundle is built in a
-temporary folder next to ``out_dir`` and moved in only when every stage passed, so a failed export never
-leaves a half-written bundle behind.
+-> validate (against PyTorch) -> bundle (tokenizer, config, OpenVINO IR when asked, manifest). The bundle
+is built in a temporary folder next to ``out_dir`` and moved in only when every stage passed, so a failed
+export never leaves a half-written bundle behind.
 """
 
 from __future__ import annotations
@@ -17,11 +17,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bertrt.architectures import get_architecture, takes_token_type_ids
-from bertrt.bundle import FP32_FILE, INT8_FILE, MANIFEST, MIN_MAX_LENGTH, check_id2label, load_bundle
+from bertrt.bundle import (
+    FP32_FILE,
+    INT8_FILE,
+    MANIFEST,
+    MIN_MAX_LENGTH,
+    check_id2label,
+    load_bundle,
+)
 from bertrt.errors import BundleError, ExportError
 from bertrt.tasks import normalize_task
 
 from . import convert, manifest, optimize, tokenizer, validate
+from . import openvino_ir as openvino_ir_stage  # export_model's parameter is named openvino_ir
 from . import quantize as quantize_stage  # export_model's parameter is named quantize
 
 __all__ = ["BUNDLE_FILES", "STEPS", "export_model"]
@@ -29,7 +37,14 @@ __all__ = ["BUNDLE_FILES", "STEPS", "export_model"]
 log = logging.getLogger("bertrt.export")
 
 STEPS = ("load checkpoint", "export ONNX", "optimize fp32", "quantize int8", "validate", "write bundle")
-BUNDLE_FILES = (FP32_FILE, INT8_FILE, *tokenizer.TOKENIZER_FILES, "config.json", MANIFEST)
+BUNDLE_FILES = (
+    FP32_FILE,
+    INT8_FILE,
+    *(name for files in openvino_ir_stage.IR_FILES.values() for name in files),
+    *tokenizer.TOKENIZER_FILES,
+    "config.json",
+    MANIFEST,
+)
 
 
 def _check_out_dir(out_dir: Path, force: bool) -> None:
@@ -123,6 +138,8 @@ def export_model(
     progress: Callable[[str], None] | None = None,
     int8_gates: dict[str, float] | None = None,
     int8_recipe: str = quantize_stage.DEFAULT_RECIPE,
+    openvino_ir: str = "none",
+    skip_layernorm: str = "split",
 ) -> dict:
     """Export a checkpoint of an architecture-table row (a folder or ``hf://owner/name``) to ``out_dir``.
 
@@ -134,6 +151,11 @@ def export_model(
     accuracy gates (``validate.INT8_GATES``; ``{}`` disables them). ``int8_recipe``: "per-token" (default:
     per-token activation scales, results independent of the batch) or "dynamic" (onnxruntime's
     quantize_dynamic, one activation scale per batch tensor); see ``export/quantize.py``.
+    ``openvino_ir``: "none" (default), "fp32", "int8" or "both": also write the OpenVINO IR of
+    ``model.onnx`` (fp32 weights) and / or of its nncf int8 weights, checked against onnxruntime fp32 and
+    recorded in the manifest (``export/openvino_ir.py``); needs the ``bertrt[openvino]`` extra.
+    ``skip_layernorm``: "split" (default: each SkipLayerNormalization becomes Add + LayerNormalization,
+    faster on onnxruntime's CPU kernels) or "fused"; see ``export/optimize.py``.
     Checked before any work: the options (``task`` may be an alias such as ``ner``; ``max_length`` from
     :data:`bertrt.bundle.MIN_MAX_LENGTH` to the model's positions) and that ``out_dir`` is writable.
     """
@@ -146,6 +168,11 @@ def export_model(
         raise ExportError(
             f"int8_recipe must be one of {', '.join(quantize_stage.INT8_RECIPES)}, got {int8_recipe!r}"
         )
+    if skip_layernorm not in optimize.SKIP_LAYERNORM_MODES:
+        raise ExportError(
+            f"skip_layernorm must be one of {', '.join(optimize.SKIP_LAYERNORM_MODES)}, got {skip_layernorm!r}"
+        )
+    openvino_ir_stage.check_available(openvino_ir)  # a missing extra fails before any work
     if opset is not None and (not isinstance(opset, int) or opset < 11):
         raise ExportError(f"opset must be an int >= 11, got {opset!r}")
     if task is not None:
@@ -181,7 +208,7 @@ def export_model(
         step(STEPS[1])
         raw = convert.export_onnx(torch_model, task, work / "raw", opset=opset)
         step(STEPS[2])
-        fusion = optimize.optimize_graph(raw, stage / FP32_FILE, model_type, dims)
+        fusion = optimize.optimize_graph(raw, stage / FP32_FILE, model_type, dims, skip_layernorm)
         step(STEPS[3])
         recipe = None
         if quantize == "int8":
@@ -205,8 +232,18 @@ def export_model(
                 "takes" if "token_type_ids" in inputs else "does not take",
                 config_dict.get("type_vocab_size"),
             )
-        files = [FP32_FILE, *([INT8_FILE] if recipe else []), *names, "config.json"]
-        extra = {}
+        ir_names, ir_record = openvino_ir_stage.write_ir(
+            stage,
+            stage / FP32_FILE,
+            openvino_ir,
+            tokenizer=tok,
+            task=task,
+            max_length=length,
+            fp32_atol=figures["fp32_atol"],
+            int8_gates=validate.INT8_GATES if int8_gates is None else int8_gates,
+        )
+        files = [FP32_FILE, *([INT8_FILE] if recipe else []), *ir_names, *names, "config.json"]
+        extra = {"openvino_ir": ir_record} if ir_record else {}
         st_info = _sentence_transformers_info(folder)
         if st_info:
             extra["sentence_transformers"] = st_info
@@ -230,6 +267,10 @@ def export_model(
         manifest.write_manifest(stage, result)
         try:  # the bundle must pass every check the runtime makes at load, before it is installed
             load_bundle(stage, precision="int8" if recipe else "fp32")
+            for ir_precision in openvino_ir_stage.precisions(openvino_ir):  # the IR, hashes checked
+                loaded = load_bundle(stage, precision=f"openvino-{ir_precision}")
+                if loaded.model_path.name != openvino_ir_stage.IR_FILES[ir_precision][0]:
+                    raise BundleError(loaded.model_path, f"the {ir_precision} OpenVINO IR was not selected")
         except BundleError as exc:
             raise ExportError(f"the bundle written does not load: {exc.problem}") from exc
         _install(stage, out_dir)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import logging
 import os
 import sys
 import time
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, backends
 from ..bundle import file_sha256
 from ..errors import BertrtError, InputError
 from ..results import to_jsonable
@@ -58,6 +59,8 @@ CHUNK_BATCHES = 16
 #: the manifest is rewritten after a shard at most this often (and always at the end of a run)
 MANIFEST_EVERY_S = 1.0
 
+log = logging.getLogger("bertrt")
+
 
 @dataclass
 class Summary:
@@ -76,6 +79,11 @@ class Summary:
     shards_run: int
     seconds: float
     complete: bool
+    backend: str = ""
+    precision: str = ""
+    batch_size: int = 0
+    #: "explicit" (given), "tuned" (tuning.json, this CPU) or "static" (the default, 32)
+    batch_size_source: str = ""
 
     @property
     def rows_per_s(self) -> float:
@@ -84,7 +92,10 @@ class Summary:
     def lines(self) -> list[str]:
         head = (
             f"bertrt batch: {self.rows_run:,} rows in {format_seconds(self.seconds)} "
-            f"({self.rows_per_s:,.0f} rows/s, {self.mode}, {self.workers} x {self.threads} threads)"
+            f"({self.rows_per_s:,.0f} rows/s, {self.mode}, {self.workers} x {self.threads} threads"
+            + (f", {self.backend} {self.precision}" if self.backend else "")
+            + (f", batch {self.batch_size} ({self.batch_size_source})" if self.batch_size else "")
+            + ")"
         )
         if not self.shards_run and self.complete:
             head = "bertrt batch: nothing to run, every shard was done already"
@@ -109,8 +120,8 @@ def default_split(cores: int, workers: int | None, threads: int | None, shards: 
 
 
 def bundle_files(bundle) -> list[str]:
-    """Files of a loaded bundle a worker needs (relative names): the model file (and its external data),
-    tokenizer and config files, and bundle.json."""
+    """Files of a loaded bundle a worker needs (relative names): the model file (and its external data, or
+    an OpenVINO IR's ``.bin`` weights), tokenizer and config files, and bundle.json."""
     root = Path(bundle.root)
     names = [
         n
@@ -125,7 +136,10 @@ def bundle_files(bundle) -> list[str]:
     ]
     model = Path(bundle.model_path)
     names.append(_model_file(bundle))
-    for data in sorted(model.parent.glob(model.name + "*")):  # external data: model.onnx_data, .data
+    extra = sorted(model.parent.glob(model.name + "*"))  # external data: model.onnx_data, .data
+    if model.suffix == ".xml":
+        extra.append(model.with_suffix(".bin"))  # an OpenVINO IR's weights
+    for data in extra:
         if data != model and data.is_file():
             names.append(str(data.relative_to(root)))
     return names
@@ -151,16 +165,19 @@ def _now() -> str:
 
 
 def _check_args(batch_size, shard_size, workers, threads, output_format, on_error) -> None:
-    for name, value in (("batch_size", batch_size), ("shard_size", shard_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise InputError(f"{name} must be a positive int, got {value!r}")
-    for name, value in (("workers", workers), ("threads", threads)):
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size <= 0:
+        raise InputError(f"shard_size must be a positive int, got {shard_size!r}")
+    for name, value in (("batch_size", batch_size), ("workers", workers), ("threads", threads)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
             raise InputError(f"{name} must be a positive int or None, got {value!r}")
     if output_format not in OUTPUT_FORMATS:
         raise InputError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
     if on_error not in ON_ERROR:
         raise InputError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
+
+
+#: job keys added after manifest version 1 was fixed, and what a manifest without them ran
+_LEGACY_JOB = {"backend": "onnxruntime"}
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -184,9 +201,9 @@ def run(
     text_field: str = "text",
     text_pair_field: str | None = None,
     id_field: str | None = None,
-    precision: str = "int8",
+    precision: str | None = None,
     model_file: str | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
     workers: int | None = None,
     threads: int | None = None,
@@ -196,6 +213,7 @@ def run(
     on_error: str = "fail",
     overwrite: bool = False,
     progress: bool = True,
+    backend: str = "auto",
 ) -> Summary:
     """Run (or resume) the batch job ``bundle`` x ``input`` -> ``output``; see the module docstring.
 
@@ -204,10 +222,27 @@ def run(
     that cluster address) ``workers`` is the number of actors and ``threads`` their CPUs (default 1).
     ``ship_bundle``: send the bundle's files to the actors through Ray's object store instead of letting
     them read ``bundle`` from a path they share.
+    ``backend`` / ``precision``: as :func:`bertrt.pipeline`'s, resolved once here (a backend or precision
+    that cannot run is its BackendError / InputError before OUTPUT is touched) and run by every worker.
+    ``batch_size`` None: the tuned one (``bertrt tune``, auto backend on this CPU), else 32.
     """
     from ..session import physical_cores
 
     _check_args(batch_size, shard_size, workers, threads, output_format, on_error)
+    # What runs (backend, precision) and at which batch size, before anything is written.
+    the_plan = backends.plan(bundle, backend, precision)
+    if batch_size is None:
+        batch_size, batch_source = the_plan.default_batch_size()
+    else:
+        batch_source = "explicit"
+    log.info(
+        "bertrt batch: %s %s (%s), batch size %d (%s)",
+        the_plan.backend,
+        the_plan.precision,
+        the_plan.source,
+        batch_size,
+        batch_source,
+    )
     use_ray = ray not in (None, False)
     if ship_bundle and not use_ray:
         raise InputError("ship_bundle (--ship-bundle) sends the bundle to Ray actors: it needs ray (--ray)")
@@ -241,15 +276,18 @@ def run(
             task=task,
             text_field=text_field,
             text_pair_field=text_pair_field,
-            precision=precision,
+            precision=the_plan.precision,
             model_file=model_file,
             threads=local_threads or 1,
             batch_size=batch_size,
             on_error="skip",
+            backend=the_plan.backend,
         )
         loaded = predictor.pipe.bundle
         job_key = {
             "bundle_hash": _bundle_hash(loaded),
+            "backend": the_plan.backend,
+            "precision": the_plan.precision,
             "model_file": _model_file(loaded),
             "task": predictor.pipe.task,
             "task_options": to_jsonable(task_options),
@@ -279,7 +317,8 @@ def run(
         ]
         known = {}
         if existing is not None:
-            problems = _differences(existing.get("job", {}), job_key)
+            old_job = {**_LEGACY_JOB, "precision": job_key["precision"], **existing.get("job", {})}
+            problems = _differences(old_job, job_key)
             old_inputs = [
                 {k: e.get(k) for k in ("path", "format", "bytes", "mtime_ns")}
                 for e in existing.get("inputs", [])
@@ -327,6 +366,7 @@ def run(
             "workers": n_workers,
             "threads": n_threads,
             "batch_size": batch_size,
+            "batch_size_source": batch_source,
             "on_error": on_error,
             "bertrt": __version__,
             "status": "running",
@@ -368,7 +408,9 @@ def run(
         def on_done(meta: dict) -> None:
             name = meta["shard"]
             manifest["shards"]["done"][name] = {
-                k: meta[k] for k in ("rows", "written", "errors", "seconds", "worker") if k in meta
+                k: meta[k]
+                for k in ("rows", "written", "errors", "seconds", "worker", "backend", "precision", "threads")
+                if k in meta
             }
             ran["shards"] += 1
             ran["rows"] += meta["rows"]
@@ -394,12 +436,13 @@ def run(
             text_field=text_field,
             text_pair_field=text_pair_field,
             id_field=id_field,
-            precision=precision,
+            precision=the_plan.precision,
             model_file=job_key["model_file"],
             output_format=output_format,
             on_error=on_error,
             batch_size=batch_size,
             chunk_rows=batch_size * CHUNK_BATCHES,
+            backend=the_plan.backend,
         )
         status = "failed"
         try:
@@ -466,6 +509,10 @@ def run(
         shards_run=ran["shards"],
         seconds=round(time.perf_counter() - run_started, 3),
         complete=manifest["complete"],
+        backend=the_plan.backend,
+        precision=the_plan.precision,
+        batch_size=batch_size,
+        batch_size_source=batch_source,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from .. import cli_predict
+from ..backends import add_backend_arguments
 from ..tasks.base import positive_int
 from . import DEFAULT_SHARD_SIZE, OUTPUT_FORMATS, print_summary
 from . import run as run_batch
@@ -27,9 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-pair-field", default=None, help="text-classification: the second text column")
     parser.add_argument("--id-field", default=None, help="a column naming each row in errors (optional)")
     parser.add_argument("--task", default=None, help="task (default: from bundle.json / config.json)")
-    parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    add_backend_arguments(parser)  # --backend, --precision: as bertrt predict and serve
     parser.add_argument("--model-file", default=None, help="ONNX file inside the bundle to load explicitly")
-    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="sequences per session run (default: the bundle's tuned one for this CPU with --backend auto, "
+        "see bertrt tune; else 32)",
+    )
     parser.add_argument(
         "--shard-size",
         type=positive_int,
@@ -74,14 +81,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _task_of(args) -> str:
-    """The bundle's task (reads its JSON files only), to parse the task flags for it."""
+    """The bundle's task (reads its JSON files only), to parse the task flags for it. The backend and
+    precision are checked first: one that cannot run here is its BackendError before anything else."""
+    from ..backends import plan
     from ..bundle import load_bundle
     from ..errors import TaskError
     from ..tasks import normalize_task
 
+    the_plan = plan(args.bundle, args.backend, args.precision, args.threads)
     if args.task is not None:
         return normalize_task(args.task)
-    task = load_bundle(args.bundle, args.precision, args.model_file).task
+    task = load_bundle(args.bundle, the_plan.file_precision, args.model_file).task
     if task is None:
         raise TaskError(f"{args.bundle}: cannot infer the task from bundle.json or config.json; pass --task")
     return task
@@ -101,6 +111,7 @@ def run(args) -> int:
         text_field=args.text_field,
         text_pair_field=args.text_pair_field,
         id_field=args.id_field,
+        backend=args.backend,
         precision=args.precision,
         model_file=args.model_file,
         batch_size=args.batch_size,

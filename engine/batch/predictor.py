@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pyarrow as pa
 
+from ..backends import DEFAULT_BATCH_SIZE
 from ..errors import InputError
 from . import results as _results
 
@@ -35,7 +36,9 @@ class Predictor:
 
     Rows whose text is missing, null or not a string, and rows the pipeline rejects, raise InputError
     naming the row (``on_error="fail"``), or get a null result and the reason in an ``error`` column
-    (``on_error="skip"``). ``threads``: the session's intra-op threads (None: physical cores).
+    (``on_error="skip"``). ``threads``: the session's intra-op threads (None: physical cores; with
+    ``backend="auto"`` and a tuning.json entry for this CPU, the tuned count). ``backend`` / ``precision``:
+    as :func:`bertrt.pipeline`'s. ``batch_size`` None: the pipeline's default (tuned on this CPU, else 32).
     """
 
     def __init__(
@@ -47,12 +50,13 @@ class Predictor:
         text_field: str = "text",
         text_pair_field: str | None = None,
         result_field: str = "result",
-        precision: str = "int8",
+        precision: str | None = None,
         model_file: str | os.PathLike | None = None,
         threads: int | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         on_error: str = "fail",
         pipe=None,
+        backend: str = "auto",
     ):
         from ..pipelines import pipeline
 
@@ -60,12 +64,20 @@ class Predictor:
             raise InputError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
         self.task_options = dict(task_options or {})
         self.text_field, self.text_pair_field, self.result_field = text_field, text_pair_field, result_field
-        self.batch_size, self.on_error = batch_size, on_error
+        self.on_error = on_error
         self.pipe = (
             pipe
             if pipe is not None
-            else pipeline(task, bundle, precision=precision, threads=threads, model_file=model_file)
+            else pipeline(
+                task, bundle, precision=precision, threads=threads, model_file=model_file, backend=backend
+            )
         )
+        #: sequences per session run, and why: "explicit" (given), "tuned" (tuning.json) or "static"
+        if batch_size is not None:
+            self.batch_size, self.batch_size_source = batch_size, "explicit"
+        else:
+            self.batch_size = getattr(self.pipe, "batch_size", None) or DEFAULT_BATCH_SIZE
+            self.batch_size_source = getattr(self.pipe, "batch_size_source", "static")
         # Options are checked (and the result type fixed) here, before any row is read.
         self.spec = _results.infer_spec(self.pipe, self.task_options)
 

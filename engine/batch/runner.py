@@ -1,9 +1,11 @@
 """One shard from input to output: what every worker runs (the driver itself, a local process, a Ray actor).
 
 :class:`Job` is everything a worker needs, small and picklable (the plan's shard offsets travel with each
-:class:`~bertrt.batch.sources.Shard`). :meth:`ShardRunner.run` reads the shard in chunks, checks the texts,
-runs the pipeline on the good rows, streams them with their ``result`` to a temporary file, writes the bad
-rows' file (``--on-error skip``) and then renames the shard's file into place. With ``--on-error fail`` the
+:class:`~bertrt.batch.sources.Shard`); its backend, precision and batch size are the ones the driver
+resolved (:func:`bertrt.backends.plan`), so every worker runs what the driver checked.
+:meth:`ShardRunner.run` reads the shard in chunks, checks the texts, runs the pipeline on the good rows,
+streams them with their ``result`` to a temporary file, writes the bad rows' file (``--on-error skip``)
+and then renames the shard's file into place. With ``--on-error fail`` the
 first bad row stops the shard before anything of it is written, and the returned record names it.
 """
 
@@ -32,13 +34,23 @@ class Job:
     text_field: str = "text"
     text_pair_field: str | None = None
     id_field: str | None = None
-    precision: str = "int8"
+    precision: str | None = None
     model_file: str | None = None
     output_format: str = "parquet"
     on_error: str = "fail"
     batch_size: int = 32
     chunk_rows: int = 512
     extra: dict = field(default_factory=dict)
+    backend: str = "auto"
+
+    @property
+    def file_precision(self) -> str:
+        """The precision of the bundle file the job's backend reads (openvino int8 compresses model.onnx)."""
+        from ..backends import Plan
+
+        if self.backend == "auto":
+            return self.precision or "int8"
+        return Plan(self.backend, self.precision or "int8", None, "explicit").file_precision
 
 
 def _row_position(info, chunk: sources.Chunk, i: int) -> dict:
@@ -72,6 +84,7 @@ class ShardRunner:
             threads=threads,
             batch_size=job.batch_size,
             on_error="skip",
+            backend=job.backend,
         )
         self.worker = f"{os.uname().nodename}:{os.getpid()}" if hasattr(os, "uname") else str(os.getpid())
 
@@ -116,6 +129,10 @@ class ShardRunner:
             "errors": len(errors),
             "seconds": round(time.perf_counter() - started, 3),
             "worker": self.worker,
+            # what this worker ran: the same for every worker of a run, at the worker's own thread count
+            "backend": self.predictor.pipe.backend,
+            "precision": self.predictor.pipe.precision,
+            "threads": self.predictor.pipe.session.threads,
         }
 
     def _id_of(self, chunk: sources.Chunk, i: int):

@@ -32,7 +32,7 @@ from ..backends import add_backend_arguments
 from ..errors import BertrtError, ServeError, UsageError
 from .app import create_app
 from .protocol import uvicorn_config
-from .settings import ServeSettings
+from .settings import ServeSettings, apply_tuned_batch_size
 
 __all__ = ["API_KEY_ENV", "add_arguments", "api_key_from", "parse_model_specs", "run", "settings_from_args"]
 
@@ -43,6 +43,16 @@ log = logging.getLogger("bertrt.serve")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DEFAULTS = ServeSettings()
+#: namespace attribute: the settings whose flag was given (a tuned batch size never replaces those)
+_GIVEN = "_settings_given"
+
+
+class _Given(argparse.Action):
+    """Stores the value and notes the flag as given (its default stays the settings' default)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, _GIVEN, {*getattr(namespace, _GIVEN, ()), self.dest})
 
 
 def _port(text: str) -> int:
@@ -118,8 +128,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-batch-size",
         type=int,
+        action=_Given,
         default=d.max_batch_size,
-        help=f"texts per pipeline call (default {d.max_batch_size})",
+        help=f"texts per pipeline call (default {d.max_batch_size}), raised to a larger tuned pipeline "
+        f"batch size when not given",
     )
     group.add_argument(
         "--max-batch-tokens",
@@ -139,9 +151,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--pipeline-batch-size",
         type=int,
+        action=_Given,
         default=d.pipeline_batch_size,
         help=f"the pipeline sorts a micro-batch by length and runs it in sub-batches of this many "
-        f"sequences (less padding; default {d.pipeline_batch_size})",
+        f"sequences (less padding; default {d.pipeline_batch_size}, or the bundles' tuned batch size for "
+        f"this CPU with --backend auto, see bertrt tune)",
     )
     group.add_argument(
         "--max-queue",
@@ -246,12 +260,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--access-log", action="store_true", help="log every request")
 
 
-def settings_from_args(args: argparse.Namespace) -> ServeSettings:
-    """The ServeSettings the parsed flags describe (a field without a flag keeps its default)."""
+def settings_from_args(args: argparse.Namespace, pipelines: dict | None = None) -> ServeSettings:
+    """The ServeSettings the parsed flags describe (a field without a flag keeps its default); with
+    ``pipelines`` ({name: Pipeline}), their tuned batch size where no batch flag was given
+    (:func:`~bertrt.serve.settings.apply_tuned_batch_size`, logged)."""
     given = vars(args)
-    return ServeSettings(
+    settings = ServeSettings(
         **{f.name: given[f.name] for f in dataclasses.fields(ServeSettings) if f.name in given}
     )
+    if pipelines is None:
+        return settings
+    settings, why = apply_tuned_batch_size(settings, pipelines, getattr(args, _GIVEN, set()))
+    log.info("batching: %s; max batch size %d", why, settings.max_batch_size)
+    return settings
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -316,6 +337,7 @@ def run(args) -> int:
             )
         except BertrtError as exc:
             raise ServeError(f"model {name!r}: {exc}") from None
+    settings = settings_from_args(args, pipelines)
     app = create_app(pipelines, settings, api_key=api_key)
     for name, worker in app.state.workers.items():  # and warm it up: a model that cannot run is not served
         try:

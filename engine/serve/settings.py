@@ -1,15 +1,18 @@
 """The server's batching knobs and request limits: the one place their defaults are stated.
 
 ``bertrt serve``'s flags (:mod:`bertrt.serve.cli`) read their defaults, and the numbers in their help,
-from :class:`ServeSettings`, so the library and the command line cannot disagree.
+from :class:`ServeSettings`, so the library and the command line cannot disagree. The one exception is
+the served bundles' tuned batch size (``bertrt tune``), which :func:`apply_tuned_batch_size` puts in place
+of the ``pipeline_batch_size`` default once the models are loaded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
-__all__ = ["ServeSettings"]
+__all__ = ["ServeSettings", "apply_tuned_batch_size"]
 
 #: fields that must be > 0 (each is also the ``--flag`` of the same name)
 _POSITIVE = (
@@ -88,3 +91,37 @@ class ServeSettings:
                 f"a full-size request could never be queued"
             )
         return found
+
+
+def apply_tuned_batch_size(
+    settings: ServeSettings, pipelines: dict, given=frozenset()
+) -> tuple[ServeSettings, str]:
+    """(``settings`` with the models' tuned batch size, why). The tuned size (``bertrt tune``: sequences
+    per session run, the pipeline's ``batch_size``) becomes ``pipeline_batch_size`` when that flag is not
+    in ``given`` (field names set by the user) and every model's plan follows tuning.json on this CPU with
+    the same size (the settings are one set for every model); ``max_batch_size``, when not given, is raised
+    to at least it so a micro-batch can fill one such run. Otherwise the settings stay as they are."""
+    static = settings.pipeline_batch_size
+    if "pipeline_batch_size" in given:
+        return settings, f"pipeline batch size {static}: given (--pipeline-batch-size)"
+    chosen = {}
+    for name, pipe in pipelines.items():
+        plan = getattr(pipe, "plan", None)
+        chosen[name] = plan.default_batch_size(static) if plan is not None else (static, "static")
+    tuned = {size for size, source in chosen.values() if source == "tuned"}
+    if not tuned:
+        return settings, f"pipeline batch size {static}: the default (no model has a tuned one for this CPU)"
+    if len(tuned) > 1 or any(source != "tuned" for _, source in chosen.values()):
+        sizes = ", ".join(
+            f"{name}: {size if source == 'tuned' else 'none'}" for name, (size, source) in chosen.items()
+        )
+        return settings, (
+            f"pipeline batch size {static}: the default, as the models' tuned batch sizes differ ({sizes}); "
+            "pass --pipeline-batch-size"
+        )
+    size = tuned.pop()
+    changes = {"pipeline_batch_size": size}
+    if "max_batch_size" not in given and settings.max_batch_size < size:
+        changes["max_batch_size"] = size
+    why = f"pipeline batch size {size}: tuned (tuning.json, this CPU)"
+    return dataclasses.replace(settings, **changes), why

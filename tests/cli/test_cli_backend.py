@@ -76,6 +76,6 @@ def test_serve_takes_the_same_backend_choices():
     args = parser.parse_args(["b", "--backend", "openvino", "--precision", "bf16"])
     assert (args.backend, args.precision) == ("openvino", "bf16")
     defaults = parser.parse_args(["b"])
-    assert (defaults.backend, defaults.precision) == ("auto", "int8")
+    assert (defaults.backend, defaults.precision) == ("auto", None)  # auto: the tuned winner, else int8
     choices = {a.dest: a.choices for a in parser._actions if a.dest in ("backend", "precision")}
     assert tuple(choices["backend"]) == ("auto", *BACKENDS) and tuple(choices["precision"]) == PRECISIONS

@@ -85,3 +85,27 @@ def test_nodes_whose_statistics_are_used_stay_fused():
 def test_unknown_mode_is_refused(tmp_path):
     with pytest.raises(ExportError, match="skip_layernorm must be one of split, fused, got 'drop'"):
         optimize_graph(tmp_path / "a.onnx", tmp_path / "b.onnx", "bert", {}, skip_layernorm="drop")
+
+
+def test_export_keeps_the_fused_op_when_asked_and_both_graphs_agree(tiny_checkpoint, tiny_bundle, tmp_path):
+    import json
+
+    from bertrt.bundle import FP32_FILE, MANIFEST
+    from bertrt.export import export_model
+    from bertrt.pipelines import pipeline
+
+    task = "token-classification"
+    out = tmp_path / "fused"
+    export_model(tiny_checkpoint("bert", task), out, quantize="none", skip_layernorm="fused")
+    ops = {n.op_type for n in onnx.load(str(out / FP32_FILE)).graph.node}
+    assert "SkipLayerNormalization" in ops
+    record = json.loads((out / MANIFEST).read_text())["fusion"]["skip_layernorm"]
+    assert record == {"mode": "fused", "split": 0}
+    texts = ["Maria lives in Groningen.", "John Smith works at Acme Corp. in New York City!"]
+    fused = pipeline(task, out, precision="fp32", backend="onnxruntime")
+    split = pipeline(task, tiny_bundle("bert", task), precision="fp32", backend="onnxruntime")
+    for a, b in zip(fused(texts, aggregation_strategy="none"), split(texts, aggregation_strategy="none")):
+        assert [t["entity"] for t in a] == [t["entity"] for t in b]
+        np.testing.assert_allclose([t["score"] for t in a], [t["score"] for t in b], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ExportError, match="skip_layernorm must be one of split, fused"):
+        export_model(tiny_checkpoint("bert", task), tmp_path / "bad", skip_layernorm="drop")

@@ -34,7 +34,8 @@ def test_pipeline_signatures():
     assert params["precision"].default is None and params["backend"].default == "auto"
     call = inspect.signature(bertrt.Pipeline.__call__).parameters
     assert list(call)[:4] == ["self", "inputs", "batch_size", "max_tokens_per_batch"]
-    assert call["batch_size"].default == 32
+    # None: the bundle's tuned batch size on a matching CPU, else 32 (Pipeline.batch_size, issue 11)
+    assert call["batch_size"].default is None
     assert callable(bertrt.Pipeline.tokenize)
 
 

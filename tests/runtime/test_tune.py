@@ -141,3 +141,49 @@ def test_cli(ner_folder, tmp_path, capsys):
     assert main([*args, "--gate", "accuracy.entity_f1"]) == 2
     assert main([*args, "--gate", "nonsense=1"]) == 1
     assert "unknown gate" in capsys.readouterr().err
+
+
+def test_labelled_data_gates_on_the_gold_score(ner_folder, tmp_path):
+    """--labelled: the labelled texts are the sample, each candidate's gold F1 is measured and its loss
+    against fp32 gated at 0.5 points; a candidate that loses entities fails on that figure."""
+    from bertrt.evaluate import Sentence, write_iob
+    from bertrt.evaluate.align import entities_to_iob, token_spans
+
+    reference = bertrt.pipeline(None, ner_folder, precision="fp32", backend="onnxruntime")
+    sentences = []
+    for text in TEXTS:
+        tokens = text.split()
+        joined, spans = token_spans(tokens)
+        tags = entities_to_iob(reference([joined], aggregation_strategy="first")[0], spans)
+        sentences.append(Sentence(tokens, tags))
+    assert any(t != "O" for s in sentences for t in s.tags)  # the gold data has entities to lose
+    path = write_iob(sentences, tmp_path / "gold.iob")
+
+    def factory(task, bundle, backend, precision, threads):
+        pipe = tune._default_factory(task, bundle, backend, precision, threads)
+        if precision == "fp32":
+            return pipe
+
+        def call(texts, batch_size=32, **kwargs):  # loses the first entity of every text
+            return [r[1:] for r in pipe(texts, batch_size=batch_size, **kwargs)]
+
+        return call
+
+    entry = tune.tune(
+        ner_folder, backend_names=["onnxruntime"], labelled=path, factory=factory, write=False,
+        batch_sizes=(32,), repeats=1,
+    )  # fmt: skip
+    assert entry["sample"] == {"texts": len(TEXTS), "source": f"the labelled data ({len(TEXTS)} items)"}
+    assert entry["labelled"] == {"items": len(TEXTS), "reference_f1": 100.0}  # gold = fp32's own output
+    assert entry["gates"]["labelled.f1_delta"] == -0.5
+    by = {c["precision"]: c for c in entry["candidates"]}
+    assert by["fp32"]["figures"]["labelled.f1"] == 100.0 and by["fp32"]["passed"]
+    assert by["int8"]["figures"]["labelled.f1_delta"] < -0.5
+    assert any(r.startswith("labelled.f1_delta") for r in by["int8"]["reasons"])
+    assert "gold f1_delta" in tune.format_report(
+        entry
+    ) and "reference gold score f1 100.00" in tune.format_report(entry)
+    with pytest.raises(
+        bertrt.errors.InputError, match="labelled data is scored for .* this one is fill-mask"
+    ):
+        tune._load_labelled("fill-mask", path)
