@@ -20,6 +20,13 @@ against Optimum's int8 pipeline uses the fastest Optimum int8 system measured (`
 Optimum's own export + quantizer, or ``optimum-int8``, bertrt's int8 graph in ORTModel), names it, and
 quotes the other; both keep their rows in the tables.
 
+Peers (:data:`benchmarks.systems.PEERS`, e.g. ``optimum-intel``) run out of process in a venv of their
+own, built on demand; they time their own passes (same texts, batch sizes and rotation), and their answers
+on all texts at the largest batch size are compared with the PyTorch reference (or bertrt fp32): entity
+agreement, label agreement or cosine. A peer that cannot run gets a row saying why. With a GEMM peak
+measurement of this CPU (``benchmarks/results/gemm_peak.json``, :mod:`benchmarks.gemm_peak`) the report
+adds each system's fraction of the measured peak of its precision.
+
 Python API: :func:`run_bench` (takes prepared :class:`~benchmarks.workloads.Workload` objects; the smoke
 test feeds it a tiny model).
 """
@@ -37,8 +44,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import hardware, report
-from benchmarks.systems import SYSTEMS, RawSession, build_system, physical_threads
+from benchmarks import gemm_peak, hardware, report
+from benchmarks.optimum_intel import PeerUnavailable, compare_answers, unavailable_entry
+from benchmarks.systems import ALL_SYSTEMS, PEERS, SYSTEMS, RawSession, build_system, physical_threads
 from benchmarks.workloads import (
     OPTIMUM_NATIVE,
     TEXT_COUNTS,
@@ -84,6 +92,8 @@ def _percentiles(samples: list[float]) -> dict:
 
 def _timed_pass(system, texts: list[str], batch_size: int, feeds=None) -> tuple[float, list[float]]:
     """Seconds for one pass; at batch size 1 also every call's latency."""
+    if hasattr(system, "timed_pass"):  # an out-of-process peer times its own pass
+        return system.timed_pass(texts, batch_size)
     if isinstance(system, RawSession):
         if batch_size == 1:  # feeds: one list per text (a long NER text has several windows)
             lat = []
@@ -110,20 +120,82 @@ def _timed_pass(system, texts: list[str], batch_size: int, feeds=None) -> tuple[
     return elapsed, []
 
 
+def _build_systems(workload: Workload, systems: list[str], threads: int, bar):
+    """Each system built once: (built, seconds, unavailable peers with the reason)."""
+    built, build_s, unavailable = {}, {}, {}
+    for name in systems:
+        bar.set_postfix_str(f"{workload.name}: loading {name}")
+        start = time.perf_counter()
+        try:
+            built[name] = build_system(name, workload, threads)
+        except PeerUnavailable as exc:
+            if name not in PEERS:
+                raise
+            log.warning("%s: %s is unavailable: %s", workload.name, name, exc)
+            unavailable[name] = unavailable_entry(name, exc)
+            continue
+        build_s[name] = time.perf_counter() - start
+    return built, build_s, unavailable
+
+
+def _peer_answers(workload: Workload, built: dict, batch_size: int) -> dict:
+    """Each peer's build info and its answers' agreement with the reference (PyTorch, else bertrt fp32)."""
+    peers = [s for s in built if s in PEERS]
+    if not peers:
+        return {}
+    reference = next((s for s in ("pytorch", "bertrt-fp32") if s in built), None)
+    ref = built[reference](workload.texts, batch_size) if reference else None
+    out = {}
+    for name in peers:
+        info = {k: v for k, v in built[name].info.items() if k not in ("ok", "ready")}
+        if ref is None:
+            agreement = {"reference": None, "detail": "no pytorch or bertrt-fp32 system measured to compare"}
+        else:
+            got = built[name](workload.texts, batch_size)
+            agreement = {
+                "reference": reference,
+                "batch_size": batch_size,
+                **compare_answers(workload.task, ref, got),
+            }
+        out[name] = {"info": info, "agreement": agreement}
+    return out
+
+
 def measure_workload(
     workload: Workload, systems: list[str], batch_sizes, repeats: int, threads: int, bar
 ) -> dict:
     """Build each system, warm it up, then time interleaved passes; returns the workload's figures."""
+    built, build_s, unavailable = _build_systems(workload, systems, threads, bar)
+    try:
+        result = _measure_built(
+            workload, [s for s in systems if s in built], built, build_s, batch_sizes, repeats, threads, bar
+        )
+        result["peers"] = _peer_answers(workload, built, max(batch_sizes))
+    finally:
+        for system in built.values():
+            if hasattr(system, "close"):
+                system.close()
+    result["unavailable"] = unavailable
+    return result
+
+
+def _gop_per_pass(workload: Workload, shapes: dict) -> dict | None:
+    """GOP of the encoder's matmuls over each batch size's padded batches (from the checkpoint's config)."""
+    try:
+        config = json.loads((workload.checkpoint / "config.json").read_text(encoding="utf-8"))
+        return {str(bs): gemm_peak.batches_gop(config, s, workload.task) for bs, s in shapes.items()}
+    except (OSError, ValueError) as exc:
+        log.warning("%s: no matmul op count (%s)", workload.name, exc)
+        return None
+
+
+def _measure_built(
+    workload: Workload, systems: list[str], built: dict, build_s: dict, batch_sizes, repeats, threads, bar
+) -> dict:
     texts = workload.texts
-    built, build_s = {}, {}
-    for name in systems:
-        bar.set_postfix_str(f"{workload.name}: loading {name}")
-        start = time.perf_counter()
-        built[name] = build_system(name, workload, threads)
-        build_s[name] = time.perf_counter() - start
     feeds = {}
     raw = built.get("ort-raw")
-    tokens = {}
+    tokens, shapes = {}, {}
     if raw is None:  # the padded-token count for GOP/s comes from bertrt's batch plan
         raw_probe = RawSession(workload, threads)
     else:
@@ -132,6 +204,7 @@ def measure_workload(
         planned = [raw_probe.prepare([t], 1) for t in texts] if bs == 1 else raw_probe.prepare(texts, bs)
         flat = [f for group in planned for f in group] if bs == 1 else planned
         tokens[bs] = int(sum(f["input_ids"].size for f in flat))
+        shapes[bs] = [f["input_ids"].shape for f in flat]
         if raw is not None:
             feeds[bs] = planned
     # warm-up: every system, every batch size, a few texts
@@ -178,6 +251,7 @@ def measure_workload(
         "latency_bs1": lat,
         "sizes": _sizes(workload, systems),
         "gops_per_token": hardware.gops_per_token(workload.bundle / "model.int8.onnx"),
+        "gop_per_pass": _gop_per_pass(workload, shapes),
     }
 
 
@@ -335,21 +409,26 @@ def run_bench(
     eval_json: Path | None = None,
     progress: bool = True,
     probe_systems: list[str] | None = None,
+    gemm_peak_json: Path | None = None,
 ) -> dict:
     """Measure ``workloads`` and write report.json / report.md / throughput.png / latency.png to ``out_dir``.
 
-    ``probe_systems``: the systems given a cold-start / peak-RSS subprocess (default: all; [] for none)."""
+    ``systems``: default the in-process :data:`SYSTEMS`; peers (:data:`PEERS`) run only when named.
+    ``probe_systems``: the systems given a cold-start / peak-RSS subprocess (default: all in-process ones;
+    [] for none; peers are never probed: their worker is not the probe's process).
+    ``gemm_peak_json``: the GEMM peak measurement (default ``benchmarks/results/gemm_peak.json``; used
+    only when it exists and was measured on this CPU)."""
     from tqdm import tqdm
 
     started = time.perf_counter()
     systems = list(systems or SYSTEMS)
-    unknown = [s for s in systems if s not in SYSTEMS]
+    unknown = [s for s in systems if s not in ALL_SYSTEMS]
     if unknown:
-        raise ValueError(f"unknown system(s) {unknown}; expected {', '.join(SYSTEMS)}")
+        raise ValueError(f"unknown system(s) {unknown}; expected {', '.join(ALL_SYSTEMS)}")
     threads = threads or physical_threads()
     counts = REPEATS["quick" if quick else "full"]
     probe_on = next((w for w in workloads if w.name == probe_workload), workloads[0]) if workloads else None
-    probe_systems = systems if probe_systems is None else [s for s in systems if s in probe_systems]
+    probe_systems = [s for s in systems if s not in PEERS and (probe_systems is None or s in probe_systems)]
     if not probe_systems:
         probe_on = None
     n_cold = len(probe_systems) + (counts["cold"] - 1) * len([s for s in COLD_SYSTEMS if s in probe_systems])
@@ -361,7 +440,7 @@ def run_bench(
     result: dict = {
         "machine": hardware.machine_info(),
         "threads": threads,
-        "systems": {s: SYSTEMS[s] for s in systems},
+        "systems": {s: ALL_SYSTEMS[s] for s in systems},
         "batch_sizes": list(batch_sizes),
         "repeats": counts["passes"],
         "quick": quick,
@@ -388,6 +467,9 @@ def run_bench(
             result["eval"] = json.loads(eval_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             log.warning("ignoring unreadable %s: %s", eval_path, exc)
+    peaks = gemm_peak.load_peaks(gemm_peak_json, cpu=result["machine"].get("cpu"))
+    if peaks is not None:
+        result["gemm_peak"] = peaks
     result["targets"] = _best_optimum_target(result, report.targets(result))
     result["total_s"] = time.perf_counter() - started
     report.write(result, out_dir)
@@ -402,8 +484,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--systems",
-        default=",".join(SYSTEMS),
-        help=f"comma-separated subset of {', '.join(SYSTEMS)} (default: all)",
+        default=",".join(ALL_SYSTEMS),
+        help=f"comma-separated subset of {', '.join(ALL_SYSTEMS)} (default: all; peers such as "
+        "optimum-intel run in a venv of their own, built on first use under the benchmark cache)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny text counts and one repeat (a smoke run)")
     parser.add_argument(
@@ -428,11 +511,11 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     names = [n.strip() for n in args.workloads.split(",") if n.strip()]
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    bad = [n for n in names if n not in WORKLOADS] + [s for s in systems if s not in SYSTEMS]
+    bad = [n for n in names if n not in WORKLOADS] + [s for s in systems if s not in ALL_SYSTEMS]
     if bad or not names or not systems:
         print(
             f"bertrt bench: unknown or empty workload/system: {', '.join(bad) or '(none given)'}; workloads: "
-            f"{', '.join(WORKLOADS)}; systems: {', '.join(SYSTEMS)}",
+            f"{', '.join(WORKLOADS)}; systems: {', '.join(ALL_SYSTEMS)}",
             file=sys.stderr,
         )
         return 2

@@ -9,6 +9,11 @@ Targets (issue 4) are ratios of measured figures, each marked met/missed; none i
 * batch-1 p50 latency <= 1/3 of PyTorch's;
 * cold start <= 1/5 of transformers+torch; runtime install <= 1/5 of torch+transformers;
 * int8 accuracy within 1.0 point of fp32 (from the eval engineer's eval.json, when present).
+
+Peers (out-of-process systems) get a row that says why when they could not run, and a line with their
+answers' agreement with the reference. With a GEMM peak measurement (``result["gemm_peak"]``, from
+:mod:`benchmarks.gemm_peak`) each workload gets a "fraction of measured GEMM peak" table
+(:func:`gemm_fractions`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 
 from bertrt.evaluate import int8_targets
 
-__all__ = ["plot_latency", "plot_throughput", "render_markdown", "targets", "write"]
+__all__ = ["gemm_fractions", "plot_latency", "plot_throughput", "render_markdown", "targets", "write"]
 
 TARGET_WORKLOAD = "ner"
 
@@ -173,6 +178,76 @@ def _spread(s: dict, fmt: str = "{:.1f}") -> str:
     return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
 
 
+def gemm_fractions(result: dict, wl: dict) -> list[dict]:
+    """Per measured system: its best texts/s, the encoder's matmul GOP per text on the padded batches of
+    that batch size, the GOP/s that makes, and its fraction of the measured GEMM peak of its precision
+    (int8 systems vs the int8 peak, fp32 vs fp32, a peer at the precision it reports)."""
+    from benchmarks.gemm_peak import fraction_of_peak, peak_precision
+
+    peaks = (result.get("gemm_peak") or {}).get("peaks") or {}
+    gop = wl.get("gop_per_pass")
+    if not peaks or not gop:
+        return []
+    rows = []
+    for s in result["systems"]:
+        best = _best(wl["throughput"], s)
+        if best is None or best[0] not in gop:
+            continue
+        info = (wl.get("peers") or {}).get(s, {}).get("info", {})
+        precision = peak_precision(s, info.get("inference_precision"))
+        peak = peaks.get(precision)
+        if peak is None:
+            continue
+        per_text = gop[best[0]] / max(wl["n_texts"], 1)
+        rows.append(
+            {
+                "system": s,
+                "precision": precision,
+                "batch_size": best[0],
+                "texts_per_s": best[1],
+                "gop_per_text": per_text,
+                "gops": best[1] * per_text,
+                "peak_gops": peak["gops"],
+                "fraction": fraction_of_peak(best[1], per_text, peak["gops"]),
+            }
+        )
+    return rows
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _peer_lines(wl: dict) -> list[str]:
+    lines = []
+    for name, peer in (wl.get("peers") or {}).items():
+        info, agree = peer.get("info", {}), peer.get("agreement") or {}
+        versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
+        if agree.get("reference") is None:
+            verdict = agree.get("detail", "not compared")
+        else:
+            extra = ""
+            if "identical_texts" in agree:
+                extra = f", {100 * agree['identical_texts']:.1f}% of texts identical"
+            elif "cosine_mean" in agree:
+                extra = f", mean {agree['cosine_mean']:.6f}"
+            elif "max_score_diff" in agree:
+                extra = f", max score difference {agree['max_score_diff']:.2g}"
+            value = agree["value"]
+            shown = f"{value:.6f}" if agree["metric"].startswith("cosine") else f"{100 * value:.2f}%"
+            verdict = (
+                f"{agree['metric']} with `{agree['reference']}` {shown}{extra} "
+                f"(all texts, bs {agree['batch_size']})"
+            )
+        lines.append(
+            f"`{name}`: {verdict}. Inference precision {info.get('inference_precision') or '?'}"
+            + (f"; {versions}" if versions else "")
+            + (f"; IR export {info['export_s']:.1f} s (once, cached)" if info.get("export_s") else "")
+            + "."
+        )
+    return lines
+
+
 def render_markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# bertrt bench", ""]
@@ -211,7 +286,9 @@ def render_markdown(result: dict) -> str:
             f"Bundle `{w['bundle']}`." + "".join(f" {n}." for n in w.get("notes", [])),
             "",
         ]
-        bss = list(next(iter(wl["throughput"].values())).keys())
+        bss = list(
+            next(iter(wl["throughput"].values()), None) or [str(b) for b in result.get("batch_sizes", [])]
+        )
         lines += [
             "| system | "
             + " | ".join(f"texts/s bs {b}" for b in bss)
@@ -219,7 +296,11 @@ def render_markdown(result: dict) -> str:
             "|---|" + "---:|" * (len(bss) + 4),
         ]
         for s in systems:
-            tp = wl["throughput"][s]
+            tp = wl["throughput"].get(s)
+            if tp is None:  # a peer that could not run: the row says why
+                why = (wl.get("unavailable") or {}).get(s, {}).get("reason", "not measured")
+                lines.append(f"| {s} | unavailable: {_cell(why)} |" + " |" * (len(bss) + 3))
+                continue
             lat = wl["latency_bs1"].get(s)
             cells = [_spread(tp[b]) for b in bss]
             cells += (
@@ -232,6 +313,27 @@ def render_markdown(result: dict) -> str:
             else:
                 cells.append("–")
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
+        peer_lines = _peer_lines(wl)
+        if peer_lines:
+            lines += ["", *peer_lines]
+        fractions = gemm_fractions(result, wl)
+        if fractions:
+            gp = result["gemm_peak"]
+            lines += [
+                "",
+                "Fraction of measured GEMM peak ("
+                + ", ".join(f"{k} {v['gops']:.0f} GOP/s" for k, v in gp["peaks"].items())
+                + f", `{Path(gp['path']).name}`; encoder matmul ops from config.json incl. attention "
+                "products, on bertrt's padded batches):",
+                "",
+                "| system | precision | best texts/s (bs) | GOP per text | GOP/s | fraction of peak |",
+                "|---|---|---:|---:|---:|---:|",
+                *(
+                    f"| {r['system']} | {r['precision']} | {r['texts_per_s']:.1f} ({r['batch_size']}) | "
+                    f"{r['gop_per_text']:.3f} | {r['gops']:.1f} | {100 * r['fraction']:.1f}% |"
+                    for r in fractions
+                ),
+            ]
         sz = wl["sizes"]
         lines += [
             "",
@@ -266,9 +368,10 @@ def render_markdown(result: dict) -> str:
                 else "–"
             )
             rss = probes["peak_rss_mb"].get(s)
+            loaded = probes["torch_loaded"].get(s)
             lines.append(
                 f"| {s} | {cold} | {'–' if rss is None else f'{rss:.0f}'} | "
-                f"{'yes' if probes['torch_loaded'].get(s) else 'no'} |"
+                f"{'–' if loaded is None else 'yes' if loaded else 'no'} |"
             )
         lines += ["", f"Peak RSS: VmHWM of the probe process after {probes['rss_run']}.", ""]
 
@@ -341,10 +444,12 @@ def plot_throughput(result: dict, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
     for ax, name in zip(axes[0], names):
         tp = result["workloads"][name]["throughput"]
-        bss = list(next(iter(tp.values())).keys())
+        bss = list(next(iter(tp.values()), None) or [str(b) for b in result.get("batch_sizes", [])])
         x = np.arange(len(bss))
         width = 0.8 / len(systems)
         for i, s in enumerate(systems):
+            if s not in tp:  # a peer that could not run
+                continue
             med = np.array([tp[s][b]["median"] for b in bss])
             lo = med - np.array([tp[s][b]["min"] for b in bss])
             hi = np.array([tp[s][b]["max"] for b in bss]) - med

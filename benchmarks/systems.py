@@ -19,7 +19,14 @@ bertrt-int8    ``bertrt.pipeline(..., precision="int8")``
 ort-raw        a bare ``onnxruntime.InferenceSession`` on ``model.int8.onnx`` (bertrt's session options),
                fed pre-tokenized, length-sorted, padded batches (bertrt's tokenizer and batch plan):
                the bound for the engine's own overhead
+optimum-intel  (a peer, :data:`PEERS`) optimum-intel ``OVModelFor*`` (OpenVINO IR exported from the
+               checkpoint) + transformers pipeline, in its own venv, out of process
+               (:mod:`benchmarks.optimum_intel`)
 ============== ===================================================================================
+
+:data:`SYSTEMS` run in this process; :data:`PEERS` need a stack that cannot share this venv and run in a
+worker process of their own (``run_bench`` times them only when named; ``bertrt bench`` names them by
+default). :data:`ALL_SYSTEMS` is both, in report order.
 
 ``optimum-fp32``/``optimum-int8`` load the very graphs bertrt runs, so they measure the pipeline
 around the session, not a different graph; the ``optimum-native-*`` systems are what a user who picks
@@ -44,6 +51,8 @@ from pathlib import Path
 from benchmarks.workloads import OPTIMUM_NATIVE, Workload, ensure_optimum_native
 
 __all__ = [
+    "ALL_SYSTEMS",
+    "PEERS",
     "SYSTEMS",
     "RawSession",
     "build_system",
@@ -63,6 +72,12 @@ SYSTEMS = {
     "bertrt-int8": "bertrt pipeline, model.int8.onnx",
     "ort-raw": "bare onnxruntime session, model.int8.onnx, pre-tokenized padded batches",
 }
+#: out-of-process peers: name -> description (each in a venv of its own)
+PEERS = {
+    "optimum-intel": "optimum-intel OVModelFor* (OpenVINO IR of the checkpoint, CPU plugin defaults) + "
+    "transformers pipeline, own venv (optimum 2.3, transformers 5)",
+}
+ALL_SYSTEMS = {**SYSTEMS, **PEERS}
 
 _ORT_CLASSES = {
     "token-classification": "ORTModelForTokenClassification",
@@ -201,6 +216,13 @@ class RawSession:
         return len(feeds)
 
 
+def _optimum_intel(workload: Workload, threads: int):
+    """The optimum-intel worker in its venv (built on demand); PeerUnavailable when it cannot run."""
+    from benchmarks import optimum_intel
+
+    return optimum_intel.build(workload.task, workload.checkpoint, threads)
+
+
 #: system -> how to build it: (builder, its last argument). Keys match :data:`SYSTEMS`.
 _BUILDERS = {
     "pytorch": (lambda w, t, _: _pytorch(w, t), None),
@@ -211,15 +233,17 @@ _BUILDERS = {
     "bertrt-fp32": (_bertrt, "fp32"),
     "bertrt-int8": (_bertrt, "int8"),
     "ort-raw": (lambda w, t, _: RawSession(w, t), None),
+    "optimum-intel": (lambda w, t, _: _optimum_intel(w, t), None),
 }
 
 
 def build_system(name: str, workload: Workload, threads: int):
-    """The callable ``run(texts, batch_size)`` of system ``name`` (a :class:`RawSession` for ``ort-raw``)."""
+    """The callable ``run(texts, batch_size)`` of system ``name`` (a :class:`RawSession` for ``ort-raw``, a
+    :class:`benchmarks.optimum_intel.PeerSystem` for a peer: close it when done)."""
     if name in _BUILDERS:
         build, arg = _BUILDERS[name]
         return build(workload, threads, arg)
-    raise ValueError(f"unknown system {name!r}; expected one of {', '.join(SYSTEMS)}")
+    raise ValueError(f"unknown system {name!r}; expected one of {', '.join(ALL_SYSTEMS)}")
 
 
 # ------------------------------------------------------------------------------------ child process
