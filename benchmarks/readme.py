@@ -20,7 +20,7 @@ from . import report
 from .harness import _best_optimum_target
 
 ROOT = Path(__file__).resolve().parent.parent
-SUMMARY_SYSTEMS = ("pytorch", "optimum-native-int8", "bertrt-fp32", "bertrt-int8", "ort-raw")
+SUMMARY_SYSTEMS = ("pytorch", "optimum-native-int8", "optimum-intel", "bertrt-fp32", "bertrt-int8", "ort-raw")
 
 
 def refresh_report(results: Path) -> dict:
@@ -60,7 +60,7 @@ def bench_block(result: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Targets (issue 4), computed by the harness, never tuned:",
+        "Targets (issue 11), computed by the harness, never tuned:",
         "",
         "| target | measured | limit | result |",
         "|---|---:|---:|---|",

@@ -53,7 +53,7 @@ def physical_cores() -> int:
 
 
 #: onnxruntime graph transformers never run at load time. SkipLayerNormFusion: the exporter splits
-#: SkipLayerNormalization into Add + LayerNormalization on purpose (its CPU kernel is ~5x slower than the
+#: SkipLayerNormalization into Add + LayerNormalization on purpose (its CPU kernel is 2.5x slower than the
 #: three standard ones, export/optimize.py); the fusion must not undo that, here or on a foreign graph.
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 

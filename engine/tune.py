@@ -422,7 +422,11 @@ def format_report(entry: dict) -> str:
         )
         acc = ", ".join(
             [f"{k[9:]} {v:.4f}" for k, v in c["figures"].items() if k.startswith("accuracy.")]
-            + [f"gold {k[9:]} {v:+.2f}" for k, v in c["figures"].items() if k.startswith("labelled.")]
+            + [
+                f"gold {k[9:]} {v:+.2f}" if k.endswith("_delta") else f"gold {k[9:]} {v:.2f}"
+                for k, v in c["figures"].items()
+                if k.startswith("labelled.")
+            ]
         )
         inv = ", ".join(f"{k[11:]} {v:.4f}" for k, v in c["figures"].items() if k.startswith("invariance."))
         result = "pass" if c["passed"] else "fail: " + "; ".join(c["reasons"])

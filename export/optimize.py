@@ -17,7 +17,7 @@ embeddings). It changes nothing where the attention output already comes first (
 
 Post-pass (:func:`split_skip_layernorm`, ``skip_layernorm="split"``, the default): each fused
 ``SkipLayerNormalization`` becomes ``Add`` (+ ``Add`` of its bias) + the standard ``LayerNormalization``.
-onnxruntime 1.32's CPU kernel for the fused op is about 5x slower than the three standard ones on the
+onnxruntime 1.32's CPU kernel for the fused op is 2.5x slower than the three standard ones on the
 same tensors (``python -m benchmarks.kernels``; MiniLM: 12 of them were 16% of the int8 graph's kernel
 time). The split computes the same sum and the same normalization (fp32 rounding differs); the record
 keeps the optimizer's own counts and says how many were split. ``"fused"`` keeps them.

@@ -26,11 +26,12 @@ For each ``MatMul(X[..., K], W)`` whose ``W`` is a constant 2-D float initialize
   quantization of it: one scale per token per input, not per MatMul.
 
 Kernels: 6 per quantized input (Abs, ReduceMax, Max, Div, Mul, QuantizeLinear) + 2 per MatMul
-(MatMulIntegerToFloat, Div). What was measured and rejected (benchmarks/results/int8_recipe.md):
-``QuantizeLinear`` with a per-row runtime scale (opset-21 blocked quantization, one kernel instead of
-Mul + QuantizeLinear) runs a generic loop, 5x slower end to end; ``MatMulNBits`` 8-bit with int8 compute
-(``accuracy_level=4``, activations quantized per row per block inside the kernel) is slower than this
-recipe on Zen 4 and, at block 128, not batch invariant.
+(MatMulIntegerToFloat, Div). Measured and rejected (fine-tuned MiniLM NER, Zen 4, raw sessions):
+``MatMulNBits`` 8-bit with int8 compute (``accuracy_level=4``, activations quantized per row per block
+inside one kernel) runs 272 (block 32) and 337 (block 128, not batch invariant) sentences/s against this
+recipe's 495 (``python -m benchmarks.kernels``, benchmarks/results/kernels.md); ``QuantizeLinear`` with a
+per-row runtime scale (opset-21 blocked quantization, one kernel instead of Mul + QuantizeLinear) runs a
+generic loop, 5x slower end to end (a prototype, not kept).
 
 Each token's grid depends on that token only and the int32 accumulation is exact, so the int8 parts
 give identical results whatever the batch; only the fp32 parts (LayerNorm, softmax) can differ, at
