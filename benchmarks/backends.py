@@ -21,15 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.hardware import machine_info
 from benchmarks.workloads import load_workload
 from bertrt import backends
+from bertrt.batching import pad_batch
 from bertrt.pipelines import pipeline
 from bertrt.session import OnnxSession, physical_cores
 
-__all__ = ["SESSIONS", "main"]
+__all__ = ["SESSIONS", "add_arguments", "main", "publish"]
 
 log = logging.getLogger("bertrt.backends_bench")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,18 +43,10 @@ SESSIONS = {
 
 
 def _batches(pipe, texts: list[str], batch_size: int) -> list[dict]:
-    encs = sorted(pipe.tokenizer.encode_batch(texts, truncate=True), key=lambda e: len(e.ids))
-    out = []
-    for start in range(0, len(encs), batch_size):
-        chunk = encs[start : start + batch_size]
-        width = max(len(e.ids) for e in chunk)
-        ids = np.full((len(chunk), width), pipe.tokenizer.pad_token_id, dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for row, enc in enumerate(chunk):
-            ids[row, : len(enc.ids)] = enc.ids
-            mask[row, : len(enc.ids)] = 1
-        out.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
-    return out
+    """Length-sorted, right-padded batches of ``texts`` as the runtime builds them (no feed casting)."""
+    encs = sorted(pipe.tokenizer.encode_batch(texts, truncate=True), key=len)
+    pad = pipe.tokenizer.pad_token_id
+    return [pad_batch(encs[start : start + batch_size], pad) for start in range(0, len(encs), batch_size)]
 
 
 def _session(bundle: Path, backend: str, precision: str, threads: int, output: str):
@@ -66,13 +57,27 @@ def _session(bundle: Path, backend: str, precision: str, threads: int, output: s
     return backends.create_session(the_plan, bundle / "model.onnx", output_name=output)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def publish(stem: str, result: dict, text: str, write: bool) -> None:
+    """Print the table; unless ``write`` is false, save results/<stem>.json and .md."""
+    print(text)
+    if write:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (RESULTS / f"{stem}.md").write_text(text + "\n")
+
+
+def add_arguments(parser) -> None:
+    """The raw-session benchmarks' flags (this module and benchmarks.kernels)."""
     parser.add_argument("--texts", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="default: physical cores")
     parser.add_argument("--no-write", action="store_true", help="print only; leave results/ as it is")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     threads = args.threads or physical_cores()
@@ -133,12 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         *(f"| {r['session']} | {r['sents_per_s']:.0f} ({r['min']:.0f}-{r['max']:.0f}) |" for r in rows),
         *(f"| {name} | skipped: {why} |" for name, why in skipped.items()),
     ]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "backends.json").write_text(json.dumps(result, indent=2) + "\n")
-        (RESULTS / "backends.md").write_text(text + "\n")
+    publish("backends", result, "\n".join(lines), write=not args.no_write)
     return 0
 
 

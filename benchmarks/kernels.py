@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.backends import _batches
+from benchmarks.backends import _batches, add_arguments, publish
 from benchmarks.hardware import machine_info
 from benchmarks.workloads import load_workload
 from bertrt.pipelines import pipeline
@@ -42,7 +42,6 @@ from bertrt.session import DISABLED_OPTIMIZERS, physical_cores
 __all__ = ["layernorm_ops", "main"]
 
 log = logging.getLogger("bertrt.kernels_bench")
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _op_model(kind: str, d: int) -> bytes:
@@ -258,11 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--texts", type=int, default=600)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="default: physical cores")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave results/ as it is")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     threads = args.threads or physical_cores()
@@ -282,12 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "graphs": graphs,
         "skipped": skipped,
     }
-    text = render(result)
-    print(text)
-    if not args.no_write:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "kernels.json").write_text(json.dumps(result, indent=2) + "\n")
-        (RESULTS / "kernels.md").write_text(text + "\n")
+    publish("kernels", result, render(result), write=not args.no_write)
     return 0
 
 

@@ -42,7 +42,7 @@ from .lines import MAX_JSON_DEPTH, check_text, decode_utf8, dumps_line, parse_js
 from .results import to_jsonable as _jsonable
 from .tasks.base import Option, positive_int
 
-__all__ = ["add_arguments", "add_task_flags", "run", "task_options"]
+__all__ = ["add_arguments", "add_batch_size_argument", "add_task_flags", "run", "task_options"]
 
 #: options may be mixed with the TEXT arguments (bertrt.cli uses parse_intermixed_args)
 INTERMIXED_ARGS = True
@@ -71,6 +71,17 @@ class _Flag:
             if option.cli.parse is not None and option.cli.parse not in found:
                 found.append(option.cli.parse)
         return tuple(found)
+
+
+def add_batch_size_argument(parser) -> None:
+    """``--batch-size``, the same for bertrt predict and bertrt batch (default: tuned, else 32)."""
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="sequences per session run (default: the bundle's tuned one for this CPU with --backend auto, "
+        "see bertrt tune; else 32)",
+    )
 
 
 def _task_flags() -> dict[str, _Flag]:
@@ -154,13 +165,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=positive_int, default=None, help="intra-op threads (default: physical cores)"
     )
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=None,
-        help="sequences per session run (default: the bundle's tuned one for this CPU with --backend auto, "
-        "see bertrt tune; else 32)",
-    )
+    add_batch_size_argument(parser)
     parser.add_argument("--max-tokens-per-batch", type=positive_int, default=None)
     parser.add_argument(
         "--jsonl",

@@ -30,13 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default=None, help="task (default: from bundle.json / config.json)")
     add_backend_arguments(parser)  # --backend, --precision: as bertrt predict and serve
     parser.add_argument("--model-file", default=None, help="ONNX file inside the bundle to load explicitly")
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=None,
-        help="sequences per session run (default: the bundle's tuned one for this CPU with --backend auto, "
-        "see bertrt tune; else 32)",
-    )
+    cli_predict.add_batch_size_argument(parser)
     parser.add_argument(
         "--shard-size",
         type=positive_int,

@@ -68,14 +68,10 @@ def _signature(task: str, result):
 
 
 def _padded_batch(pipe):
-    encs = pipe.tokenizer.encode_batch(TEXTS[:5], truncate=True)
-    width = max(len(e.ids) for e in encs)
-    ids = np.full((len(encs), width), pipe.tokenizer.pad_token_id, dtype=np.int64)
-    mask = np.zeros_like(ids)
-    for row, enc in enumerate(encs):
-        ids[row, : len(enc.ids)] = enc.ids
-        mask[row, : len(enc.ids)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    """A right-padded batch as the runtime builds it (bertrt.batching.pad_batch)."""
+    from bertrt.batching import pad_batch
+
+    return pad_batch(pipe.tokenizer.encode_batch(TEXTS[:5], truncate=True), pipe.tokenizer.pad_token_id)
 
 
 @pytest.mark.parametrize("task", HEAD_TASKS)
