@@ -181,6 +181,9 @@ def summary_table(manifest: dict, out_dir: str) -> str:
             )
         )
     counts = ", ".join(f"{k} {v}" for k, v in fusion["counts"].items() if v)
+    split = (fusion.get("skip_layernorm") or {}).get("split")
+    if split:
+        counts += f" ({split} SkipLayerNormalization split into Add + LayerNormalization)"
     rows.append(("fusions", counts or "none"))
     rows.append(("attention", f"{fusion['attention_fused']}/{fusion['attention_expected']} layers fused"))
     validation = manifest["validation"]

@@ -109,3 +109,23 @@ def test_export_keeps_the_fused_op_when_asked_and_both_graphs_agree(tiny_checkpo
         np.testing.assert_allclose([t["score"] for t in a], [t["score"] for t in b], rtol=1e-4, atol=1e-5)
     with pytest.raises(ExportError, match="skip_layernorm must be one of split, fused"):
         export_model(tiny_checkpoint("bert", task), tmp_path / "bad", skip_layernorm="drop")
+
+
+def test_cli_flag_and_summary_name_the_split(tiny_bundle):
+    import argparse
+    import json
+
+    from bertrt.bundle import MANIFEST
+    from bertrt.export import cli as export_cli
+
+    parser = argparse.ArgumentParser()
+    export_cli.add_arguments(parser)
+    assert parser.parse_args(["ckpt", "out"]).skip_layernorm == "split"
+    assert parser.parse_args(["ckpt", "out", "--skip-layernorm", "fused"]).skip_layernorm == "fused"
+    folder = tiny_bundle("bert", "token-classification")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    row = next(
+        line for line in export_cli.summary_table(manifest, str(folder)).splitlines() if "fusions" in line
+    )
+    split = manifest["fusion"]["skip_layernorm"]["split"]
+    assert split > 0 and f"({split} SkipLayerNormalization split into Add + LayerNormalization)" in row
