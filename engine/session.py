@@ -107,7 +107,27 @@ def resolve_providers(providers) -> list[str]:
 class GraphIO:
     """What every backend's session shares: the graph's declared inputs (``input_dtypes``) and outputs
     (``outputs``: name -> shape), the output ``run`` returns, and the feed built from a padded batch.
-    A backend sets ``model_path``, ``input_dtypes``, ``outputs`` and ``output_name`` in ``__init__``."""
+    A backend sets ``model_path``, its inputs (:meth:`declare_inputs`), ``outputs`` and ``output_name`` in
+    ``__init__``."""
+
+    def declare_inputs(self, inputs: dict[str, str]) -> list[str]:
+        """Record the graph's declared inputs (``inputs``: name -> ONNX type string) and the numpy dtype of
+        each one the runtime can feed; return the problems (an input it cannot provide, an unsupported
+        type, no ``input_ids``), for the backend to raise with the others in one BundleError."""
+        self.inputs = dict(inputs)
+        self.input_dtypes, problems = {}, []
+        for name, onnx_type in self.inputs.items():
+            if name not in KNOWN_INPUTS:
+                problems.append(
+                    f"input {name!r} is not one the runtime can provide ({', '.join(KNOWN_INPUTS)})"
+                )
+            elif onnx_type not in _DTYPES:
+                problems.append(f"input {name!r} has unsupported type {onnx_type}")
+            else:
+                self.input_dtypes[name] = _DTYPES[onnx_type]
+        if "input_ids" not in self.inputs:
+            problems.append("graph has no 'input_ids' input")
+        return problems
 
     def select_output(self, name: str) -> None:
         """Make ``run`` return the output ``name``; BundleError when the graph has no output of that name."""
@@ -153,20 +173,7 @@ class OnnxSession(GraphIO):
             )
         except Exception as exc:  # onnxruntime raises its own exception types for bad / truncated files
             raise BundleError(self.model_path, f"onnxruntime cannot load this model ({exc})") from exc
-        self.inputs = {i.name: i.type for i in self._session.get_inputs()}
-        self.input_dtypes = {}
-        problems = []
-        for name, onnx_type in self.inputs.items():
-            if name not in KNOWN_INPUTS:
-                problems.append(
-                    f"input {name!r} is not one the runtime can provide ({', '.join(KNOWN_INPUTS)})"
-                )
-            elif onnx_type not in _DTYPES:
-                problems.append(f"input {name!r} has unsupported type {onnx_type}")
-            else:
-                self.input_dtypes[name] = _DTYPES[onnx_type]
-        if "input_ids" not in self.inputs:
-            problems.append("graph has no 'input_ids' input")
+        problems = self.declare_inputs({i.name: i.type for i in self._session.get_inputs()})
         self.outputs = {o.name: list(o.shape) for o in self._session.get_outputs()}
         self.output_names = list(self.outputs)
         #: the output ``run`` returns, and its declared shape; None until one is selected

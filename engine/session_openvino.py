@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BackendError, BundleError, InputError
-from .session import _DTYPES, KNOWN_INPUTS, GraphIO, physical_cores
+from .session import GraphIO, physical_cores
 
 __all__ = [
     "DYNAMIC_QUANTIZATION_GROUP_SIZE",
@@ -177,23 +177,14 @@ class OpenVinoSession(GraphIO):
                 f"OpenVINO cannot compile this model ({' '.join(str(exc).split())}); use backend='onnxruntime'",
             ) from exc
 
-        self.inputs = {}
-        self.input_dtypes = {}
-        problems = []
-        for port in model.inputs:
-            name = port.get_any_name()
-            onnx_type = _ONNX_TYPES.get(port.get_element_type().get_type_name(), str(port.get_element_type()))
-            self.inputs[name] = onnx_type
-            if name not in KNOWN_INPUTS:
-                problems.append(
-                    f"input {name!r} is not one the runtime can provide ({', '.join(KNOWN_INPUTS)})"
+        problems = self.declare_inputs(
+            {
+                port.get_any_name(): _ONNX_TYPES.get(
+                    port.get_element_type().get_type_name(), str(port.get_element_type())
                 )
-            elif onnx_type not in _DTYPES:
-                problems.append(f"input {name!r} has unsupported type {onnx_type}")
-            else:
-                self.input_dtypes[name] = _DTYPES[onnx_type]
-        if "input_ids" not in self.inputs:
-            problems.append("graph has no 'input_ids' input")
+                for port in model.inputs
+            }
+        )
         # Output names from the model as read (the ONNX graph's names); compiling may merge tensor names.
         self._ports = {}
         self.outputs = {}
