@@ -1,12 +1,13 @@
 """``--workers N``: N local processes (spawn), each with its own pipeline of ``threads`` intra-op threads.
 
-The driver puts every pending shard on a queue; once every worker has loaded its pipeline (so the work
-spreads over all of them, and a worker that cannot load fails the run before any shard is taken), each
-takes the next one, reads it from the input
-file itself, runs it and writes its file (:class:`~bertrt.batch.runner.ShardRunner`), and reports rows done
-and the finished shard on a result queue. The driver only records (manifest, progress). A worker whose
-driver has died (SIGKILL) notices at its next chunk and exits without finishing the shard; a worker that
-dies makes the driver stop with an error (the finished shards stay: run the command again).
+The driver puts every pending shard on a queue. Each worker loads its pipeline, takes its first shard
+and reports ready; none runs until every one has (so with at least as many shards as workers, every
+worker gets one, and a worker that cannot load fails the run before any shard is written). Then each
+runs its shard and takes the next: it reads the shard from the input file itself, runs it and writes
+its file (:class:`~bertrt.batch.runner.ShardRunner`), and reports rows done and the finished shard on a
+result queue. The driver only records (manifest, progress). A worker whose driver has died (SIGKILL)
+notices at its next chunk and exits without finishing the shard; a worker that dies makes the driver
+stop with an error (the finished shards stay: run the command again).
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ def _worker(job: Job, threads: int, tasks, results, start, parent: int) -> None:
     except BaseException as exc:
         results.put(("crash", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         return
+    shard = tasks.get()  # held before anyone starts: every worker gets a first shard (None: no work left)
     results.put(("ready", os.getpid(), None))
     while not start.wait(0.5):
         if not alive():
             return
-    while True:
-        shard = tasks.get()
-        if shard is None or not alive():
+    while shard is not None:
+        if not alive():
             return
         try:
             meta = runner.run(shard, progress=lambda n: results.put(("progress", n, None)), alive=alive)
@@ -52,6 +53,7 @@ def _worker(job: Job, threads: int, tasks, results, start, parent: int) -> None:
             results.put(("error", meta["error"], None))
             return
         results.put(("done", meta, None))
+        shard = tasks.get()
 
 
 def run_local(
