@@ -2,8 +2,6 @@
 
 Subcommand modules are imported only when that subcommand runs, so ``bertrt predict`` never loads
 the exporter (or torch). Each module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
-``bertrt bench`` is the one subcommand outside the package: it runs ``benchmarks/harness.py`` of the
-source checkout an editable install points at, and says so in one line where there is none.
 
 ``bertrt --version`` prints ``bertrt <version>``. Exit codes: 0 success, 1 runtime error (one line on
 stderr), 2 usage error (argparse's, and :class:`~bertrt.errors.UsageError` a subcommand raises after
@@ -16,7 +14,6 @@ import argparse
 import importlib
 import logging
 import sys
-from pathlib import Path
 
 from . import __version__
 from .errors import BertrtError, UsageError
@@ -32,7 +29,7 @@ _VERSION = f"bertrt {__version__}"
 _SUBCOMMANDS = {
     "export": ("bertrt.export.cli", "export a Hugging Face checkpoint to an optimized, int8 ONNX bundle"),
     "predict": ("bertrt.cli_predict", "run a bundle's pipeline on texts (arguments, stdin or JSONL)"),
-    "bench": ("benchmarks.harness", "benchmark bertrt against PyTorch and Optimum side by side"),
+    "bench": ("bertrt.bench.cli", "measure a bundle: every backend x precision against PyTorch, interleaved"),
     "eval": ("bertrt.evaluate.cli", "entity-level / accuracy evaluation of a bundle on labelled data"),
     "serve": ("bertrt.serve", "serve bundles over HTTP with dynamic micro-batching"),
     "batch": ("bertrt.batch.cli", "run a bundle over .jsonl/.csv/.parquet files, resumable, local or on Ray"),
@@ -77,13 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     module_name, help_text = _SUBCOMMANDS[command]
-    if command in _FROM_CHECKOUT and not _use_source_checkout():
-        print(
-            f"bertrt {command} runs from a source checkout of bertrt (benchmarks/ is not part of the "
-            "installed package): clone the repository and install it with pip install -e '.[bench]'",
-            file=sys.stderr,
-        )
-        return 1
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -122,33 +112,6 @@ def _extra_of(command: str) -> str:
     return {"export": "export", "bench": "bench", "eval": "eval", "serve": "serve", "batch": "batch"}.get(
         command, "dev"
     )
-
-
-#: subcommands whose module lives in the source checkout (benchmarks/), never in the installed package
-_FROM_CHECKOUT = frozenset({"bench"})
-
-
-def _source_checkout() -> Path | None:
-    """The repository root when this bertrt runs from a source checkout (an editable install: engine/ is
-    the package, so the root is its parent), else None."""
-    root = Path(__file__).resolve().parents[1]
-    if (root / "pyproject.toml").is_file() and (root / "benchmarks" / "harness.py").is_file():
-        return root
-    return None
-
-
-def _use_source_checkout() -> bool:
-    """Put the checkout first on ``sys.path`` so ``benchmarks`` is its folder (not a user's ``benchmarks/``);
-    False when there is no checkout or another ``benchmarks`` package is already imported."""
-    root = _source_checkout()
-    if root is None:
-        return False
-    loaded = sys.modules.get("benchmarks")
-    if loaded is not None:
-        return any(Path(p).resolve() == root / "benchmarks" for p in getattr(loaded, "__path__", []))
-    if not sys.path or sys.path[0] != str(root):
-        sys.path.insert(0, str(root))
-    return True
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,204 @@
+"""``bench()``: build every system once, check its answers, then time them interleaved.
+
+Timing is in rounds: for each repeat and each batch size, every system runs one pass over the same texts,
+in an order that rotates by one each repeat (A B C, B C A, ...), with a short pause between passes, so
+a slow phase of the machine falls on every system alike. A pass is texts in, final results out. Batch
+size 1 is timed call by call: its calls give the latency percentiles (p50/p90 over every call of every
+repeat). Throughput is texts/s, the median over the repeats with the min-max spread.
+
+Answers: every system's results on all texts at the largest batch size are compared with the reference's
+(the PyTorch pipeline; without one, bertrt onnxruntime fp32) with :func:`bertrt.tune.compare`: label /
+entity / top-token agreement, entity F1 for NER, cosine for embeddings.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from pathlib import Path
+
+from .. import __version__
+from ..errors import BertrtError, InputError, ModelFileNotFoundError
+from . import systems as sysmod
+
+__all__ = ["DEFAULT_BATCH_SIZES", "DEFAULT_REPEATS", "bench"]
+
+log = logging.getLogger("bertrt")
+
+DEFAULT_BATCH_SIZES = (1, 8, 32)
+DEFAULT_REPEATS = 3
+#: seconds between passes, so one library's spinning threads do not eat the next one's time
+PAUSE_S = 0.05
+#: the baseline of the answers check when there is no reference
+FALLBACK_BASELINE = "bertrt onnxruntime fp32"
+
+
+def _percentiles(seconds: list[float]) -> dict:
+    import numpy as np
+
+    ms = np.asarray(seconds, dtype=np.float64) * 1000.0
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 4),
+        "p90_ms": round(float(np.percentile(ms, 90)), 4),
+        "n": int(ms.size),
+    }
+
+
+def _timed_pass(call, texts: list[str], batch_size: int) -> tuple[float, list[float]]:
+    """Seconds for one pass; at batch size 1 also each call's seconds."""
+    if batch_size == 1:
+        latencies = []
+        for text in texts:
+            start = time.perf_counter()
+            call([text], 1)
+            latencies.append(time.perf_counter() - start)
+        return sum(latencies), latencies
+    start = time.perf_counter()
+    out = call(texts, batch_size)
+    elapsed = time.perf_counter() - start
+    if len(out) != len(texts):
+        raise BertrtError(f"a system returned {len(out)} results for {len(texts)} texts")
+    return elapsed, []
+
+
+def _rounds(built: list, texts: list[str], sizes: list[int], repeats: int) -> tuple[dict, dict]:
+    """Interleaved passes: (seconds per system per batch size, batch-1 call seconds per system)."""
+    for system in built:  # warm-up: every batch size once, on a few texts
+        for bs in sizes:
+            system.call(texts[:8], bs)
+    seconds = {s.name: {bs: [] for bs in sizes} for s in built}
+    calls = {s.name: [] for s in built}
+    for rep in range(repeats):
+        order = built[rep % len(built) :] + built[: rep % len(built)]
+        for bs in sizes:
+            for system in order:
+                elapsed, latencies = _timed_pass(system.call, texts, bs)
+                seconds[system.name][bs].append(elapsed)
+                calls[system.name] += latencies
+                time.sleep(PAUSE_S)
+    return seconds, calls
+
+
+def _answers(task: str, built: list, texts: list[str], batch_size: int) -> tuple[str | None, dict]:
+    """(baseline name, system -> agreement figures with the baseline's answers)."""
+    from ..tune import compare
+
+    names = [s.name for s in built]
+    baseline = sysmod.REFERENCE if sysmod.REFERENCE in names else FALLBACK_BASELINE
+    if baseline not in names:
+        return None, {}
+    answers = {s.name: s.call(texts, batch_size) for s in built}
+    return baseline, {
+        name: compare(task, answers[baseline], got) for name, got in answers.items() if name != baseline
+    }
+
+
+def bench(
+    bundle,
+    *,
+    reference="auto",
+    texts=None,
+    batch_sizes=DEFAULT_BATCH_SIZES,
+    repeats: int = DEFAULT_REPEATS,
+    threads: int | None = None,
+) -> dict:
+    """Measure ``bundle`` on this machine: every bertrt backend x precision that runs here and, with
+    ``reference`` (a checkpoint folder; ``"auto"``: the one bundle.json records, when it is a local
+    folder that exists; None: none), the checkpoint's PyTorch pipeline. ``texts``: a list (default: the built-in
+    sample). Returns the result dict :func:`bertrt.bench.report.write` renders."""
+    from ..pipelines import pipeline
+    from ..session import physical_cores
+
+    root = Path(bundle)
+    if not root.is_dir():
+        raise InputError(f"{bundle}: bertrt bench needs a local bundle folder")
+    sizes = sorted({int(b) for b in batch_sizes} | {1})
+    if sizes[0] <= 0 or isinstance(repeats, bool) or int(repeats) <= 0:
+        raise InputError("batch sizes and repeats must be positive")
+    if threads is not None and (isinstance(threads, bool) or int(threads) <= 0):
+        raise InputError(f"threads must be a positive int, got {threads!r}")
+    threads = threads or physical_cores()
+    probe = pipeline(None, root, precision="fp32", threads=threads, backend="onnxruntime")
+    task = probe.task
+    texts, source = sysmod.task_texts(task, None if texts is None else list(texts), probe)
+    checkpoint, reference_note = _reference(reference, probe)
+    del probe
+    largest = max(sizes)
+    built, rows = [], []
+    for cand in sysmod.candidates():
+        row = {"system": cand.name, "backend": cand.backend, "precision": cand.precision}
+        rows.append(row)
+        if cand.reason is None:
+            try:
+                built.append(sysmod.build_bertrt(cand, task, root, texts, largest, threads))
+                continue
+            except ModelFileNotFoundError as exc:  # the bundle lacks that precision's file
+                row["reason"] = " ".join(str(exc).split())
+        else:
+            row["reason"] = cand.reason
+        row["available"] = False
+    if checkpoint is not None:
+        built.append(sysmod.build_reference(task, checkpoint, texts, largest, threads))
+        rows.append({"system": sysmod.REFERENCE, "backend": "pytorch", "precision": "fp32"})
+    if not built:
+        raise BertrtError(
+            "no backend x precision can run this bundle here: "
+            + "; ".join(f"{r['system']}: {r['reason']}" for r in rows if r.get("reason"))
+        )
+    baseline, agreement = _answers(task, built, texts, largest)
+    seconds, calls = _rounds(built, texts, sizes, int(repeats))
+    by_name = {s.name: s for s in built}
+    for row in rows:
+        system = by_name.get(row["system"])
+        if system is None:
+            continue
+        rates = {bs: [len(texts) / t for t in seconds[system.name][bs]] for bs in sizes}
+        row.update(
+            available=True,
+            cold_start_s=system.cold_start_s,
+            rss_delta_mb=system.rss_delta_mb,
+            throughput={
+                str(bs): {
+                    "median": round(statistics.median(r), 3),
+                    "min": round(min(r), 3),
+                    "max": round(max(r), 3),
+                }
+                for bs, r in rates.items()
+            },
+            latency_bs1=_percentiles(calls[system.name]),
+            agreement=agreement.get(system.name),
+        )
+    return {
+        "bertrt": __version__,
+        "bundle": str(root),
+        "task": task,
+        "machine": sysmod.machine(),
+        "threads": threads,
+        "texts": {
+            "count": len(texts),
+            "source": source,
+            "mean_chars": round(sum(map(len, texts)) / len(texts), 1),
+        },
+        "batch_sizes": sizes,
+        "repeats": int(repeats),
+        "reference": {"checkpoint": None if checkpoint is None else str(checkpoint), "note": reference_note},
+        "baseline": baseline,
+        "interleaving": "rotating system order per repeat, each pass over the same texts",
+        "systems": rows,
+    }
+
+
+def _reference(reference, probe) -> tuple[Path | None, str]:
+    """(checkpoint folder or None, a note on where it comes from)."""
+    if reference is None:
+        return None, "no reference asked for"
+    if reference == "auto":
+        recorded = sysmod.recorded_checkpoint(probe)
+        if recorded is None:
+            return None, "bundle.json records no local checkpoint folder that exists: no reference row"
+        return recorded, "the checkpoint bundle.json records"
+    path = Path(reference)
+    if not (path / "config.json").is_file():
+        raise InputError(f"{reference}: --reference must be a checkpoint folder (with config.json)")
+    return path, "given with --reference"

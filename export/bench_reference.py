@@ -1,0 +1,45 @@
+"""The PyTorch side of ``bertrt bench --reference``: the checkpoint's transformers pipeline as a bench system.
+
+It lives in the exporter because it needs torch and transformers (imported when it is called); the bench
+itself (``bertrt.bench``) is runtime code and loads this module only when a reference is given. The
+answers are the task's final results, as bertrt's pipeline gives them with ``bertrt.bench``'s call
+options: NER entities grouped with ``aggregation_strategy="first"``, labels, fill-mask candidates, and
+feature-extraction token vectors mean-pooled over the text's own tokens (padding cut off). Texts are run
+length-sorted (:func:`bertrt.ordering.sorted_call`), as bertrt sorts them, so both pad alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bertrt.ordering import sorted_call
+
+from .reference import reference_pipeline
+
+__all__ = ["pipeline_call", "reference_call"]
+
+#: task -> (transformers.pipeline keyword arguments, call keyword arguments)
+_OPTIONS = {
+    "token-classification": ({"aggregation_strategy": "first"}, {}),
+    "text-classification": ({}, {"truncation": True}),
+}
+
+
+def reference_call(task: str, checkpoint: str | Path, threads: int | None = None):
+    """``call(texts, batch_size) -> results`` of ``transformers.pipeline(task)`` on ``checkpoint`` (CPU)."""
+    pipe_kwargs, _ = _OPTIONS.get(task, ({}, {}))
+    return pipeline_call(reference_pipeline(task, checkpoint, threads, **pipe_kwargs), task)
+
+
+def pipeline_call(pipe, task: str):
+    """A transformers pipeline's call with the task's options, its results made final (see the module)."""
+    _, call_kwargs = _OPTIONS.get(task, ({}, {}))
+    if task != "feature-extraction":
+        return lambda texts, bs: sorted_call(lambda t: pipe(t, batch_size=bs, **call_kwargs), texts)
+
+    def embed(texts: list, bs: int) -> list:
+        lengths = [len(ids) for ids in pipe.tokenizer(list(texts), truncation=True)["input_ids"]]
+        tensors = sorted_call(lambda t: pipe(t, batch_size=bs, return_tensors=True, truncation=True), texts)
+        return [t[0, :n].mean(dim=0).numpy() for t, n in zip(tensors, lengths)]
+
+    return embed
