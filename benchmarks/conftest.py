@@ -1,6 +1,6 @@
 """Fixtures of the pytest-benchmark micro-benchmarks (``make bench``; not part of ``make test``).
 
-The NER workload of ``bertrt bench`` (fine-tuned MiniLM when present, else the labelled fallback),
+The NER workload of ``benchmarks.harness`` (fine-tuned MiniLM when present, else the labelled fallback),
 bertrt int8, on 256 WNUT-16 sentences.
 """
 

@@ -23,7 +23,7 @@ GOP/s = 2 M K N / seconds / 1e9 (1 multiply-add = 2 ops), median of the runs wit
 precision is the best median over its backends and shapes (the fastest single run is kept beside it: on
 shared cores the median sits well below it). A backend this machine lacks (no torch, an OpenVINO that
 cannot compile bf16) is listed as skipped with the reason. Results: ``benchmarks/results/
-gemm_peak.json`` and ``.md`` (unless ``--no-write``), which ``bertrt bench`` reads, when present and
+gemm_peak.json`` and ``.md`` (unless ``--no-write``), which ``benchmarks.harness`` reads, when present and
 measured on the same CPU, for its "fraction of measured GEMM peak" table.
 
 :func:`encoder_ops`: the matmul op count of a BERT-like encoder on one sequence of length L, from its

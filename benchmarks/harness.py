@@ -1,4 +1,8 @@
-"""``bertrt bench``: bertrt against PyTorch and Optimum, side by side, interleaved, on the same texts.
+"""The repository's benchmark suite: bertrt against PyTorch and Optimum, side by side, interleaved.
+
+``python -m benchmarks.harness [--workloads ...] [--systems ...] [--quick] [--out DIR]`` (a source checkout
+with ``bertrt[bench]``; ``make bench``). A user measuring their own bundle runs ``bertrt bench BUNDLE``
+(:mod:`bertrt.bench`) instead: no Optimum, no workloads, their texts.
 
 For each workload (:mod:`benchmarks.workloads`) every system (:mod:`benchmarks.systems`) is built once
 in this process, warmed up, and then timed in rounds: for each batch size and repeat, each system runs
@@ -57,7 +61,7 @@ from benchmarks.workloads import (
 )
 from bertrt.evaluate.report import DEFAULT_OUT
 
-__all__ = ["BATCH_SIZES", "DEFAULT_OUT", "add_arguments", "run", "run_bench"]
+__all__ = ["BATCH_SIZES", "DEFAULT_OUT", "add_arguments", "main", "run", "run_bench"]
 
 log = logging.getLogger("bertrt.benchmarks")
 
@@ -448,7 +452,9 @@ def run_bench(
         "interleaving": "rotating system order per repeat, each pass over the same texts",
         "workloads": {},
     }
-    with tqdm(total=total, desc="bertrt bench", unit="run", file=sys.stderr, disable=not progress) as bar:
+    with tqdm(
+        total=total, desc="benchmarks.harness", unit="run", file=sys.stderr, disable=not progress
+    ) as bar:
         bar.set_postfix_str("int8 peak")
         result["int8_peak"] = hardware.measure_int8_peak(threads, **({"m": 256, "runs": 2} if quick else {}))
         bar.update(1)
@@ -515,13 +521,13 @@ def run(args: argparse.Namespace) -> int:
     bad = [n for n in names if n not in WORKLOADS] + [s for s in systems if s not in ALL_SYSTEMS]
     if bad or not names or not systems:
         print(
-            f"bertrt bench: unknown or empty workload/system: {', '.join(bad) or '(none given)'}; workloads: "
+            f"benchmarks.harness: unknown or empty workload/system: {', '.join(bad) or '(none given)'}; workloads: "
             f"{', '.join(WORKLOADS)}; systems: {', '.join(ALL_SYSTEMS)}",
             file=sys.stderr,
         )
         return 2
     if (args.threads is not None and args.threads <= 0) or (args.texts is not None and args.texts <= 0):
-        print("bertrt bench: --threads and --texts must be positive ints", file=sys.stderr)
+        print("benchmarks.harness: --threads and --texts must be positive ints", file=sys.stderr)
         return 2
     workloads = []
     for name in names:
@@ -542,3 +548,19 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.harness``: parse, run, exit code (2: a usage error)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.harness", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    return run(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

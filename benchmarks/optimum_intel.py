@@ -1,4 +1,4 @@
-"""The ``optimum-intel`` peer of ``bertrt bench``: OpenVINO through optimum-intel + ``transformers.pipeline``.
+"""The ``optimum-intel`` peer of ``benchmarks.harness``: OpenVINO through optimum-intel + ``transformers.pipeline``.
 
 What a user of Intel's stack runs: ``OVModelForTokenClassification`` / ``OVModelForSequenceClassification``
 / ``OVModelForFeatureExtraction`` exported from the checkpoint (``export=True``, OpenVINO IR saved once and
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.optimum_intel [--build]``: print (and with --build make) the peer venv."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="the optimum-intel peer venv of bertrt bench")
+    parser = argparse.ArgumentParser(description="the optimum-intel peer venv of benchmarks.harness")
     parser.add_argument("--build", action="store_true", help="build the venv if it is missing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

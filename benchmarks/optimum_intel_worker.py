@@ -2,7 +2,9 @@
 
 ``python optimum_intel_worker.py SPEC_JSON``, SPEC = ``{"task", "checkpoint", "threads", "ir_dir"}``.
 Stand-alone on purpose: the peer venv has optimum-intel, OpenVINO and transformers 5, not bertrt, so this
-file imports nothing from the project. It exports the checkpoint to OpenVINO IR once (``OVModelFor*
+file imports nothing from the project but the one dependency-free file ``engine/ordering.py`` (the
+length-sorted call every pipeline system of the bench uses), loaded by its path in the checkout
+(:func:`_load_sorted_call`; where bertrt is importable, as in the tests, from ``bertrt.ordering``). It exports the checkpoint to OpenVINO IR once (``OVModelFor*
 .from_pretrained(checkpoint, export=True)`` + ``save_pretrained`` into ``ir_dir``, written to a temporary
 folder and renamed), loads the IR with the CPU plugin's defaults and the thread count, builds
 ``transformers.pipeline`` and answers one JSON line per request on stdin:
@@ -42,15 +44,24 @@ def say(reply: dict) -> None:
     sys.stdout.flush()
 
 
-def sorted_call(call, texts: list) -> list:
-    """``call`` on the texts sorted by length, results restored to the input order (as the other
-    pipeline systems of the bench do, so every system pads alike)."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = call([texts[i] for i in order])
-    restored: list = [None] * len(texts)
-    for pos, i in enumerate(order):
-        restored[i] = out[pos]
-    return restored
+def _load_sorted_call():
+    """:func:`bertrt.ordering.sorted_call`: imported where bertrt is installed, else loaded from the
+    checkout's ``engine/ordering.py`` (this file's folder's sibling), which imports nothing."""
+    try:
+        from bertrt.ordering import sorted_call as found
+    except ImportError:
+        import importlib.util
+
+        path = Path(__file__).resolve().parents[1] / "engine" / "ordering.py"
+        spec = importlib.util.spec_from_file_location("_bertrt_ordering", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        found = module.sorted_call
+    return found
+
+
+#: texts run length-sorted, results in the input order (as every pipeline system of the bench runs them)
+sorted_call = _load_sorted_call()
 
 
 def pipeline_call(pipe, task: str):

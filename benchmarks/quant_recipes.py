@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.quant_recipes [--out benchmarks/results] [--speed-texts 512] [--repeats 3]``
 
-For the NER and the sentiment model of ``bertrt bench`` (the fine-tuned MiniLMs when present, else the
+For the NER and the sentiment model of ``benchmarks.harness`` (the fine-tuned MiniLMs when present, else the
 labelled random-head fallback), each recipe of :data:`RECIPES` quantizes a graph with onnxruntime's
 ``quantize_dynamic`` (after its symbolic-shape pre-processing, as the exporter does) and is measured:
 

@@ -251,7 +251,7 @@ def _peer_lines(wl: dict) -> list[str]:
 
 def render_markdown(result: dict) -> str:
     m = result["machine"]
-    lines = ["# bertrt bench", ""]
+    lines = ["# bertrt benchmark suite (benchmarks.harness)", ""]
     lines.append(
         f"Machine: {m.get('cpu', '?')}, {m.get('physical_cores')} physical cores ({m.get('logical_cpus')} "
         f"logical), flags {', '.join(m.get('cpu_flags', [])) or '?'}, {m.get('memory_gib')} GiB; load "

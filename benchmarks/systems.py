@@ -1,4 +1,4 @@
-"""The systems ``bertrt bench`` compares, each built the way its users build it, and the subprocess probe.
+"""The systems ``benchmarks.harness`` compares, each built the way its users build it, and the subprocess probe.
 
 Every system is a callable ``run(texts, batch_size) -> list`` that goes from texts to the task's final
 results (entities, labels, pooled vectors), except ``ort-raw``, which times only ``session.run`` on
@@ -25,8 +25,8 @@ optimum-intel  (a peer, :data:`PEERS`) optimum-intel ``OVModelFor*`` (OpenVINO I
 ============== ===================================================================================
 
 :data:`SYSTEMS` run in this process; :data:`PEERS` need a stack that cannot share this venv and run in a
-worker process of their own (``run_bench`` times them only when named; ``bertrt bench`` names them by
-default). :data:`ALL_SYSTEMS` is both, in report order.
+worker process of their own (``run_bench`` times them only when named; ``python -m benchmarks.harness``
+names them by default). :data:`ALL_SYSTEMS` is both, in report order.
 
 ``optimum-fp32``/``optimum-int8`` load the very graphs bertrt runs, so they measure the pipeline
 around the session, not a different graph; the ``optimum-native-*`` systems are what a user who picks
@@ -49,6 +49,7 @@ import time
 from pathlib import Path
 
 from benchmarks.workloads import OPTIMUM_NATIVE, Workload, ensure_optimum_native
+from bertrt.ordering import sorted_call
 
 __all__ = [
     "ALL_SYSTEMS",
@@ -92,26 +93,16 @@ def physical_threads() -> int:
     return physical_cores()
 
 
-def _sorted_call(call, texts: list[str]) -> list:
-    """``call`` on the texts sorted by length, results restored to the input order."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = call([texts[i] for i in order])
-    restored: list = [None] * len(texts)
-    for pos, i in enumerate(order):
-        restored[i] = out[pos]
-    return restored
-
-
 def _hf_call(pipe, task: str):
     """The call of a transformers pipeline, with the task's options and its result made final."""
     if task == "token-classification":
-        return lambda texts, bs: _sorted_call(lambda t: pipe(t, batch_size=bs), texts)
+        return lambda texts, bs: sorted_call(lambda t: pipe(t, batch_size=bs), texts)
     if task == "text-classification":
-        return lambda texts, bs: _sorted_call(lambda t: pipe(t, batch_size=bs, truncation=True), texts)
+        return lambda texts, bs: sorted_call(lambda t: pipe(t, batch_size=bs, truncation=True), texts)
 
     # feature-extraction: token vectors as tensors, mean-pooled (the pipeline itself has no pooling)
     def embed(texts, bs):
-        tensors = _sorted_call(lambda t: pipe(t, batch_size=bs, return_tensors=True, truncation=True), texts)
+        tensors = sorted_call(lambda t: pipe(t, batch_size=bs, return_tensors=True, truncation=True), texts)
         return [t[0].mean(dim=0).numpy() for t in tensors]
 
     return embed

@@ -128,14 +128,15 @@ def load_texts(path) -> list[str]:
 
 def task_texts(task: str, texts, pipe) -> tuple[list[str], str]:
     """(texts the task can run, where they come from): the given ones or the built-in sample; for
-    fill-mask, a copy of each text with one word masked when it holds no mask token."""
+    fill-mask, each text that holds no mask token gets its middle word masked."""
     from ..tune import _sample  # the built-in sample and fill-mask's masking, shared with bertrt tune
 
     if texts is not None and task == "fill-mask":
         mask = pipe.tokenizer.mask_token
-        kept = [t for t in texts if mask in t]
-        if kept:
-            return kept, f"given texts ({len(kept)} with {mask})"
+        bare = [t for t in texts if mask not in t]
+        masked = iter(_sample(task, bare, pipe)[0] if bare else ())
+        texts = [t if mask in t else next(masked) for t in texts]
+        return texts, f"given texts ({len(bare)} given a {mask})"
     return _sample(task, texts, pipe)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..bundle import _read_json
 from ..errors import BertrtError, BundleError, InputError, TaskError
+from ..ordering import sorted_call
 from .align import entities_to_iob, token_spans
 from .metrics import agreement, classifier_metrics, ner_metrics, require_seqeval
 from .readers import JSONL_SUFFIXES, Example, Sentence, read_iob, read_labelled
@@ -229,16 +230,6 @@ def evaluate_classifier(
 # ------------------------------------------------------------------------------------- systems
 
 
-def _sorted_call(call, texts: list[str]) -> list:
-    """Run ``call`` on texts sorted by length (less padding), then restore the input order."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = call([texts[i] for i in order])
-    restored = [None] * len(texts)
-    for pos, i in enumerate(order):
-        restored[i] = out[pos]
-    return restored
-
-
 def pytorch_pipeline(task: str, checkpoint: str | Path, *, batch_size: int = 32, threads: int | None = None):
     """The reference: ``transformers.pipeline`` on PyTorch (CPU), NER with ``aggregation_strategy="first"``.
 
@@ -255,7 +246,7 @@ def pytorch_pipeline(task: str, checkpoint: str | Path, *, batch_size: int = 32,
             "pip install 'bertrt[export]'"
         ) from exc
     call_kwargs = {"truncation": True} if task == CLS else {}
-    return lambda texts: _sorted_call(lambda t: pipe(t, batch_size=batch_size, **call_kwargs), texts)
+    return lambda texts: sorted_call(lambda t: pipe(t, batch_size=batch_size, **call_kwargs), texts)
 
 
 class _PipelineSystem:

@@ -1,4 +1,4 @@
-"""Smoke run of ``bertrt bench`` (benchmarks/harness.py) on a tiny model, so the harness cannot rot.
+"""Smoke run of ``python -m benchmarks.harness`` on a tiny model, so the harness cannot rot.
 
 Runs every system in-process (PyTorch, Optimum fp32/int8 on the bundle's graphs, Optimum-native
 fp32/int8 from Optimum's own export/optimizer/quantizer, bertrt fp32/int8, the raw session) on a
@@ -17,7 +17,6 @@ from benchmarks import data as bdata
 from benchmarks import harness
 from benchmarks.systems import SYSTEMS, build_system
 from benchmarks.workloads import OPTIMUM_NATIVE, Workload, ensure_optimum_native
-from bertrt.cli import main as cli_main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -149,6 +148,6 @@ def test_optimum_native_fp32_matches_pytorch_entities(smoke_report):
     assert scores and all(abs(a - b) < 1e-4 for a, b in scores)
 
 
-def test_bench_cli_rejects_unknown_workload(capsys):
-    assert cli_main(["bench", "--workloads", "nope", "--no-progress"]) == 2
+def test_harness_rejects_unknown_workload(capsys):
+    assert harness.main(["--workloads", "nope", "--no-progress"]) == 2
     assert "unknown" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The optimum-intel peer of ``bertrt bench`` without building its venv: the install commands, the venv
+"""The optimum-intel peer of ``benchmarks.harness`` without building its venv: the install commands, the venv
 build's failure and torchvision paths (fake runner), the worker protocol (a stand-in worker process and the
 real worker's pure parts), answer comparison, and the "unavailable" row in the harness and the report."""
 
