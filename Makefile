@@ -34,7 +34,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only -p no:cacheprovider -o addopts=''
-	$(BIN)/bertrt bench --out benchmarks/results
+	$(BIN)/python -m benchmarks.harness --out benchmarks/results
 	$(BIN)/python -m benchmarks.readme
 
 # The HTTP load benchmark (loopback only): bertrt serve with and without micro-batching vs transformers.
