@@ -166,9 +166,10 @@ def quantize_graph(
 
 
 def _quantize_dynamic(
-    src: Path, dst: Path, op_types: list[str], per_channel: bool, reduce_range: bool
+    src: Path, dst: Path, op_types: list[str], per_channel: bool, reduce_range: bool, weight_type: str = "s8"
 ) -> str:
-    """onnxruntime's quantize_dynamic on ``op_types``; returns how tensor types were inferred."""
+    """onnxruntime's quantize_dynamic on ``op_types`` (``weight_type`` "s8", or "u8" for
+    benchmarks.int8_recipe's variant); returns how tensor types were inferred."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -194,7 +195,7 @@ def _quantize_dynamic(
                 op_types_to_quantize=op_types,
                 per_channel=per_channel,
                 reduce_range=reduce_range,
-                weight_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8 if weight_type == "s8" else QuantType.QUInt8,
                 extra_options=extra_options,
             )
         except Exception as exc:
