@@ -59,6 +59,7 @@ from benchmarks.workloads import (
     ensure_optimum_native,
     load_workload,
 )
+from bertrt.bench.measure import timed_pass
 from bertrt.evaluate.report import DEFAULT_OUT
 
 __all__ = ["BATCH_SIZES", "DEFAULT_OUT", "add_arguments", "main", "run", "run_bench"]
@@ -109,19 +110,7 @@ def _timed_pass(system, texts: list[str], batch_size: int, feeds=None) -> tuple[
         start = time.perf_counter()
         system.run(feeds)
         return time.perf_counter() - start, []
-    if batch_size == 1:
-        lat = []
-        for text in texts:
-            start = time.perf_counter()
-            system([text], 1)
-            lat.append(time.perf_counter() - start)
-        return sum(lat), lat
-    start = time.perf_counter()
-    out = system(texts, batch_size)
-    elapsed = time.perf_counter() - start
-    if len(out) != len(texts):
-        raise RuntimeError(f"a system returned {len(out)} results for {len(texts)} texts")
-    return elapsed, []
+    return timed_pass(system, texts, batch_size)
 
 
 def _build_systems(workload: Workload, systems: list[str], threads: int, bar):

@@ -65,7 +65,9 @@ sorted_call = _load_sorted_call()
 
 
 def pipeline_call(pipe, task: str):
-    """The pipeline's call with the task's options; feature extraction mean-pools the token vectors."""
+    """The pipeline's call with the task's options, its result made final; feature extraction mean-pools
+    the token vectors (to numpy). The in-process transformers systems of :mod:`benchmarks.systems` use it
+    too, so every transformers-based system calls its pipeline alike."""
     if task == "token-classification":
         return lambda texts, bs: sorted_call(lambda t: pipe(t, batch_size=bs), texts)
     if task == "text-classification":
@@ -73,7 +75,7 @@ def pipeline_call(pipe, task: str):
 
     def embed(texts, bs):
         tensors = sorted_call(lambda t: pipe(t, batch_size=bs, return_tensors=True, truncation=True), texts)
-        return [t[0].mean(dim=0) for t in tensors]
+        return [t[0].mean(dim=0).numpy() for t in tensors]
 
     return embed
 

@@ -48,8 +48,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.optimum_intel_worker import pipeline_call
 from benchmarks.workloads import OPTIMUM_NATIVE, Workload, ensure_optimum_native
-from bertrt.ordering import sorted_call
 
 __all__ = [
     "ALL_SYSTEMS",
@@ -93,21 +93,6 @@ def physical_threads() -> int:
     return physical_cores()
 
 
-def _hf_call(pipe, task: str):
-    """The call of a transformers pipeline, with the task's options and its result made final."""
-    if task == "token-classification":
-        return lambda texts, bs: sorted_call(lambda t: pipe(t, batch_size=bs), texts)
-    if task == "text-classification":
-        return lambda texts, bs: sorted_call(lambda t: pipe(t, batch_size=bs, truncation=True), texts)
-
-    # feature-extraction: token vectors as tensors, mean-pooled (the pipeline itself has no pooling)
-    def embed(texts, bs):
-        tensors = sorted_call(lambda t: pipe(t, batch_size=bs, return_tensors=True, truncation=True), texts)
-        return [t[0].mean(dim=0).numpy() for t in tensors]
-
-    return embed
-
-
 def _pytorch(workload: Workload, threads: int):
     import torch
     import transformers
@@ -117,7 +102,7 @@ def _pytorch(workload: Workload, threads: int):
     pipe = transformers.pipeline(
         workload.task, model=str(workload.checkpoint), tokenizer=str(workload.checkpoint), device=-1, **kwargs
     )
-    return _hf_call(pipe, workload.task)
+    return pipeline_call(pipe, workload.task)
 
 
 def _optimum(workload: Workload, threads: int, file_name: str, folder: Path | None = None):
@@ -137,7 +122,7 @@ def _optimum(workload: Workload, threads: int, file_name: str, folder: Path | No
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(workload.checkpoint))
     kwargs = {"aggregation_strategy": "first"} if workload.task == "token-classification" else {}
     pipe = transformers.pipeline(workload.task, model=model, tokenizer=tokenizer, device=-1, **kwargs)
-    return _hf_call(pipe, workload.task)
+    return pipeline_call(pipe, workload.task)
 
 
 def _optimum_native(workload: Workload, threads: int, precision: str):

@@ -13,6 +13,7 @@ entity / top-token agreement, entity F1 for NER, cosine for embeddings.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import statistics
 import time
@@ -22,7 +23,7 @@ from .. import __version__
 from ..errors import BertrtError, InputError, ModelFileNotFoundError
 from . import systems as sysmod
 
-__all__ = ["DEFAULT_BATCH_SIZES", "DEFAULT_REPEATS", "bench"]
+__all__ = ["DEFAULT_BATCH_SIZES", "DEFAULT_REPEATS", "bench", "timed_pass"]
 
 log = logging.getLogger("bertrt")
 
@@ -45,8 +46,9 @@ def _percentiles(seconds: list[float]) -> dict:
     }
 
 
-def _timed_pass(call, texts: list[str], batch_size: int) -> tuple[float, list[float]]:
-    """Seconds for one pass; at batch size 1 also each call's seconds."""
+def timed_pass(call, texts: list[str], batch_size: int) -> tuple[float, list[float]]:
+    """Seconds for one pass of ``call(texts, batch_size)``; at batch size 1 also each call's seconds
+    (the benchmark suite's harness times its in-process systems with it too)."""
     if batch_size == 1:
         latencies = []
         for text in texts:
@@ -73,7 +75,7 @@ def _rounds(built: list, texts: list[str], sizes: list[int], repeats: int) -> tu
         order = built[rep % len(built) :] + built[: rep % len(built)]
         for bs in sizes:
             for system in order:
-                elapsed, latencies = _timed_pass(system.call, texts, bs)
+                elapsed, latencies = timed_pass(system.call, texts, bs)
                 seconds[system.name][bs].append(elapsed)
                 calls[system.name] += latencies
                 time.sleep(PAUSE_S)
@@ -197,6 +199,10 @@ def _reference(reference, probe) -> tuple[Path | None, str]:
         recorded = sysmod.recorded_checkpoint(probe)
         if recorded is None:
             return None, "bundle.json records no local checkpoint folder that exists: no reference row"
+        missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+        if missing:
+            log.warning("bench: no PyTorch reference row (%s not installed)", ", ".join(missing))
+            return None, f"{', '.join(missing)} not installed: no reference row (pip install 'bertrt[bench]')"
         return recorded, "the checkpoint bundle.json records"
     path = Path(reference)
     if not (path / "config.json").is_file():
