@@ -44,21 +44,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="your texts: .txt one a line, or .jsonl objects with 'text' (default: a built-in sample)",
     )
     parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default ./{DEFAULT_OUT})"
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"results folder (default ./{DEFAULT_OUT})",
     )
     parser.add_argument(
         "--batch-sizes",
         nargs="+",
+        metavar="N",
         type=int,
         default=list(DEFAULT_BATCH_SIZES),
         help=f"batch sizes to time (default {' '.join(map(str, DEFAULT_BATCH_SIZES))}; batch 1 is always "
         "timed, for the latency)",
     )
     parser.add_argument(
-        "--repeats", type=int, default=DEFAULT_REPEATS, help=f"interleaved passes (default {DEFAULT_REPEATS})"
+        "--repeats",
+        metavar="N",
+        type=int,
+        default=DEFAULT_REPEATS,
+        help=f"interleaved passes (default {DEFAULT_REPEATS})",
     )
     parser.add_argument(
-        "--threads", type=int, help="intra-op threads of every system (default: physical cores)"
+        "--threads", metavar="N", type=int, help="intra-op threads of every system (default: physical cores)"
     )
 
 

@@ -121,7 +121,10 @@ def bench(
     if threads is not None and (isinstance(threads, bool) or int(threads) <= 0):
         raise InputError(f"threads must be a positive int, got {threads!r}")
     threads = threads or physical_cores()
-    probe = pipeline(None, root, precision="fp32", threads=threads, backend="onnxruntime")
+    try:  # the task, the tokenizer and bundle.json, from whichever graph the bundle has
+        probe = pipeline(None, root, precision="fp32", threads=threads, backend="onnxruntime")
+    except ModelFileNotFoundError:
+        probe = pipeline(None, root, precision="int8", threads=threads, backend="onnxruntime")
     task = probe.task
     texts, source = sysmod.task_texts(task, None if texts is None else list(texts), probe)
     checkpoint, reference_note = _reference(reference, probe)
@@ -135,7 +138,8 @@ def bench(
             try:
                 built.append(sysmod.build_bertrt(cand, task, root, texts, largest, threads))
                 continue
-            except ModelFileNotFoundError as exc:  # the bundle lacks that precision's file
+            except BertrtError as exc:  # e.g. the bundle lacks that precision's file
+                log.warning("bench: %s cannot run: %s", cand.name, exc)
                 row["reason"] = " ".join(str(exc).split())
         else:
             row["reason"] = cand.reason
