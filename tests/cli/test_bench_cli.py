@@ -98,14 +98,17 @@ def test_bench_without_reference_compares_with_onnxruntime_fp32(tiny_bundle):
 
 
 def test_bench_without_the_extra_names_it(tiny_bundle, monkeypatch, capsys):
+    bundle = str(tiny_bundle("bert", "text-classification"))
+    capsys.readouterr()  # what building the bundle printed
     monkeypatch.setitem(sys.modules, "psutil", None)  # import psutil -> ImportError
-    assert main(["bench", str(tiny_bundle("bert", "text-classification"))]) == 1
+    assert main(["bench", bundle]) == 1
     err = capsys.readouterr().err
     assert err.startswith("bertrt bench: error:") and "pip install 'bertrt[bench]'" in err
 
 
 def test_bench_refuses_a_reference_that_is_no_checkpoint(tiny_bundle, tmp_path, capsys):
     bundle = str(tiny_bundle("bert", "text-classification"))
+    capsys.readouterr()
     assert main(["bench", bundle, "--reference", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
     assert "--reference must be a checkpoint folder" in capsys.readouterr().err
 
