@@ -24,15 +24,23 @@ from tests.serve.test_serve_batcher import FakePipe, _started
 
 
 class SlowPipe(FakePipe):
-    """A FakePipe whose calls holding the text "slow" block until :attr:`release` is set."""
+    """A FakePipe whose calls holding the text "slow" set :attr:`entered`, then block until :attr:`release`
+    is set: a test waits for ``entered`` to know the call is running (an event, not a sleep)."""
 
     def __init__(self):
         super().__init__()
+        self.entered = threading.Event()
         self.release = threading.Event()
+
+    async def wait_entered(self) -> None:
+        """Until a call holding "slow" is inside the pipeline."""
+        if not await asyncio.to_thread(self.entered.wait, 60):
+            raise TimeoutError("the slow call never reached the pipeline")
 
     def __call__(self, inputs, batch_size: int = 32, **options):
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
         if "slow" in texts:
+            self.entered.set()
             self.release.wait(30)
         return super().__call__(inputs, batch_size, **options)
 
@@ -305,7 +313,7 @@ def test_a_running_request_past_its_deadline_is_answered_at_once_and_a_queued_on
         worker = await _started(pipe, batching=False, request_timeout_s=0.3)
         started = time.monotonic()
         running = worker.submit("slow", {})
-        await asyncio.sleep(0.05)  # "slow" is in the pipeline now
+        await pipe.wait_entered()
         queued = worker.submit("queued", {})
         outcomes = await asyncio.wait_for(asyncio.gather(running, queued, return_exceptions=True), 10)
         elapsed = time.monotonic() - started

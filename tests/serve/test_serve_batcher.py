@@ -484,8 +484,7 @@ def test_an_abandoned_queued_request_never_runs_and_a_running_one_is_discarded()
         pipe = SlowPipe()
         worker = await _started(pipe, max_wait_ms=0)
         running = worker.submit("slow", {})
-        while worker.jobs[running].state != "running":
-            await asyncio.sleep(0.001)
+        await pipe.wait_entered()  # the call holding "slow" is inside the pipeline
         queued = [worker.submit(f"q{i}", {}) for i in range(3)]
         kept = worker.submit("kept", {})
         stages = [worker.abandon(f) for f in (running, *queued)]
