@@ -9,17 +9,23 @@ Endpoints::
     GET  /openapi.json, /docs     the OpenAPI document and its UI
     POST /ner                     {"inputs", "parameters"?, "model"?}: the token-classification model's
                                   entities (aggregation_strategy "simple" unless given)
-    text-embeddings-inference     POST /embed /embed_all /predict /rerank /tokenize /decode, GET /info
-                                  (:mod:`bertrt.serve.compat_tei`)
+    text-embeddings-inference     POST / /embed /embed_all /similarity /predict /rerank /tokenize /decode,
+                                  GET /info (:mod:`bertrt.serve.compat_tei`)
     OpenAI                        POST /v1/embeddings (:mod:`bertrt.serve.compat_openai`)
+
+The routes live in one module per family, their handlers at module level: :mod:`.native` (bertrt's
+own), :mod:`.compat_tei`, :mod:`.compat_openai`; the request bodies are pydantic models
+(:mod:`.schemas`), and the OpenAPI document is generated from them.
 
 With several models served, a route of one task picks its model by ``model`` (a body field, or ``?model=``
 on the text-embeddings-inference routes): 400 ``model_required`` when several fit, 404
 ``model_not_found`` for an unknown name, 400 ``wrong_task`` for a model of another task; each names the
 served models.
 
-Every error, of any route, is JSON ``{"error": message, "code": ..., ...}``: 400 malformed or
-pathological JSON / request shape / a text that is not valid Unicode (:mod:`bertrt.serve.requests`),
+Every error, of any route but ``/v1/*`` (OpenAI's error object there, :func:`.service.answer`), is JSON
+``{"error": message, "code": ..., ...}``: 400 malformed or
+pathological JSON (:mod:`bertrt.serve.requests`) / request shape (:mod:`bertrt.serve.schemas`) / a text
+that is not valid Unicode,
 400 ``bad_parameters`` for unknown or bad parameters (the pipeline's own validation, run on no texts
 before queueing), 400 ``bad_input`` for any other :class:`~bertrt.errors.BertrtError` the pipeline raises
 on a request (its message is the answer), 404 ``model_not_found`` (unknown model) or ``not_found``
@@ -44,79 +50,43 @@ from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
 
 from ..errors import ServeError
-from . import compat_openai, compat_tei
+from . import compat_openai, compat_tei, native, schemas
 from .batcher import ModelWorker
 from .metrics import Metrics
 from .middleware import RequestGuard
-from .requests import HTTPProblem, parse_request, request_from
-from .service import Service, json_response, problem_for, request_id
+from .requests import HTTPProblem
+from .service import Service, answer, problem_for, request_id, style_of
 from .settings import ServeSettings
 
 __all__ = ["create_app", "problem_for"]  # problem_for: from .service, kept here for callers
 
 log = logging.getLogger("bertrt.serve")
 
-_PREDICT_SCHEMA = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["inputs"],
-                "additionalProperties": False,
-                "properties": {
-                    "inputs": {
-                        "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
-                        "description": "one text (one result) or a list of texts (a list of results)",
-                    },
-                    "parameters": {
-                        "type": "object",
-                        "description": "the task's pipeline options, e.g. "
-                        '{"aggregation_strategy": "simple"} for token-classification, {"top_k": 3} '
-                        'for text-classification / fill-mask, {"pooling": "mean"} for feature-extraction',
-                    },
-                },
-            },
-            "example": {
-                "inputs": "Maria flew to Groningen",
-                "parameters": {"aggregation_strategy": "simple"},
-            },
-        }
-    },
-}
-
-
-def _error_doc(text: str) -> dict:
-    return {
-        "description": text,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
-                }
-            }
-        },
-    }
-
-
-_PREDICT_RESPONSES = {
-    200: {"description": "the pipeline's result, shaped as transformers.pipeline returns it"},
-    400: _error_doc("malformed JSON, wrong request shape, unknown or bad parameters, an unusable input"),
-    404: _error_doc("no model of that name"),
-    413: _error_doc("request body larger than max_body_bytes"),
-    422: _error_doc("more texts than max_texts, or a text longer than max_chars"),
-    500: _error_doc("the server's own fault (its traceback is logged)"),
-    503: _error_doc("the model's queue is full (see Retry-After), or the model failed its warm-up"),
-    504: _error_doc("no answer within request_timeout_s: the request's work was dropped"),
-}
-
 #: the ``code`` of the framework's own HTTP errors (routing); any other status is "http_error"
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+#: the request models of every route, in the OpenAPI document's components
+_MODELS = [
+    schemas.PredictRequest,
+    schemas.NerRequest,
+    schemas.EmbedRequest,
+    schemas.EmbedAllRequest,
+    schemas.SimilarityRequest,
+    schemas.TeiPredictRequest,
+    schemas.RerankRequest,
+    schemas.TokenizeRequest,
+    schemas.DecodeRequest,
+    schemas.EmbeddingsRequest,
+]
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
+    "description": "bertrt's error; on /v1/* OpenAI's {error: {message, type, param, code}}",
+}
 
 
 def create_app(pipelines: dict, settings: ServeSettings | None = None, api_key: str | None = None) -> FastAPI:
@@ -130,7 +100,6 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None, api_key: 
         raise ServeError("; ".join(problems))
     metrics = Metrics(settings.max_batch_size)
     workers = {name: ModelWorker(name, pipe, settings, metrics) for name, pipe in pipelines.items()}
-    service = Service(workers, settings, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -150,7 +119,7 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None, api_key: 
     app.state.workers = workers
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.service = service
+    app.state.service = Service(workers, settings, metrics)
     app.add_middleware(
         RequestGuard,
         metrics=metrics,
@@ -158,108 +127,36 @@ def create_app(pipelines: dict, settings: ServeSettings | None = None, api_key: 
         drain_bytes=min(settings.max_drain_bytes, max(settings.max_body_bytes, 1 << 20)),
         drain_timeout_s=settings.body_timeout_s,
     )
-    _install_error_handlers(app, metrics)
-
-    @app.get("/health", summary="200 once every model is warmed up, 503 before")
-    async def health():
-        states = {
-            n: ("ready" if w.ready else "failed" if w.failed else "warming_up") for n, w in workers.items()
-        }
-        ok = all(state == "ready" for state in states.values())
-        body = {"status": "ok" if ok else "unavailable", "models": states}
-        failures = {n: w.failed for n, w in workers.items() if w.failed}
-        if failures:
-            body["errors"] = failures
-        return JSONResponse(body, status_code=200 if ok else 503)
-
-    @app.get("/models", summary="the served models: task, labels, precision")
-    async def models():
-        return {
-            "models": [w.describe() for w in workers.values()],
-            "batching": {
-                "enabled": settings.batching,
-                "max_batch_size": settings.max_batch_size,
-                "max_batch_tokens": settings.max_batch_tokens,
-                "pipeline_batch_size": settings.pipeline_batch_size,
-                "max_wait_ms": settings.max_wait_ms,
-                "max_queue": settings.max_queue,
-            },
-            "limits": {
-                "max_body_bytes": settings.max_body_bytes,
-                "max_texts": settings.max_texts,
-                "max_chars": settings.max_chars,
-                "request_timeout_s": settings.request_timeout_s,
-                "header_timeout_s": settings.header_timeout_s,
-                "body_timeout_s": settings.body_timeout_s,
-                "max_connections": settings.max_connections,
-            },
-        }
-
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def prometheus_metrics():
-        body, media_type = metrics.exposition()
-        return Response(body, media_type=media_type)
-
-    @app.post(
-        "/models/{name}/predict",
-        summary="run the model's pipeline on one text or a list of texts",
-        openapi_extra={"requestBody": _PREDICT_SCHEMA},
-        responses=_PREDICT_RESPONSES,
-        response_class=Response,
-    )
-    async def predict(name: str, request: Request):
-        async def handler(request, call):
-            worker = workers.get(name)
-            if worker is None:
-                raise HTTPProblem(
-                    404,
-                    "model_not_found",
-                    f"no model named {name!r}; served: {', '.join(workers)}",
-                    models=list(workers),
-                )
-            call.use(worker)
-            if worker.failed:  # a broken bundle: no request runs, and none is blamed for it
-                raise worker.unavailable()
-            parsed = parse_request(await service.body(request), settings)
-            return json_response(await service.run(worker, request, parsed.inputs, parsed.parameters))
-
-        return await service.serve(request, handler)
-
-    @app.post(
-        "/ner",
-        summary="named entities of one text or a list of texts (the token-classification model)",
-        responses=_PREDICT_RESPONSES,
-        response_class=Response,
-    )
-    async def ner(request: Request, model: str | None = None):
-        """``{"inputs", "parameters"?, "model"?}`` (or ``?model=``): ``/models/{name}/predict`` of the
-        served token-classification model, with ``aggregation_strategy`` "simple" unless given."""
-
-        async def handler(request, call):
-            body = await service.json(request)
-            name = body.get("model", model) if isinstance(body, dict) else model
-            worker = service.pick(name, ("token-classification",), "/ner")
-            call.use(worker)
-            if isinstance(body, dict):
-                body = {k: v for k, v in body.items() if k != "model"}
-            parsed = request_from(body, settings)
-            params = {"aggregation_strategy": "simple", **parsed.parameters}
-            return json_response(await service.run(worker, request, parsed.inputs, params))
-
-        return await service.serve(request, handler)
-
-    compat_tei.add_routes(app, service)
-    compat_openai.add_routes(app, service)
+    for handler_of in (HTTPException, RequestValidationError, Exception):
+        app.add_exception_handler(handler_of, _framework_error)
+    for module in (native, compat_tei, compat_openai):
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi(app, workers)
     return app
 
 
-def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
-    """The framework's own errors (unknown route, wrong method, a route's parameter validation, an
-    unhandled exception outside predict) answered in bertrt's ``{"error", "code"}`` shape."""
+def _openapi(app: FastAPI, workers: dict) -> dict:
+    """The OpenAPI document: the routes, and the request models as components, with the parameters of
+    each served model's task (:func:`~bertrt.serve.schemas.parameters_model`)."""
+    if app.openapi_schema is None:
+        doc = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = doc.setdefault("components", {}).setdefault("schemas", {})
+        models = list(_MODELS)
+        models += [w.parameters for w in workers.values() if w.parameters is not None]
+        components.update(schemas.openapi_schemas(models))
+        components["Error"] = _ERROR_SCHEMA
+        app.openapi_schema = doc
+    return app.openapi_schema
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
-        method, path = request.method, request.url.path
+
+async def _framework_error(request: Request, exc: Exception):
+    """The framework's own errors (unknown route, wrong method, a route's parameter validation, an
+    unhandled exception outside a route's handling) answered in the path's error shape."""
+    metrics = request.app.state.metrics
+    method, path = request.method, request.url.path
+    if isinstance(exc, HTTPException):
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         default = exc.detail == HTTPStatus(exc.status_code).phrase
         if exc.status_code == 404 and default:
@@ -269,30 +166,20 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
             message = f"method {method} is not allowed on {path}; allowed: {allowed or 'none'}"
         else:
             message = str(exc.detail)
-        metrics.errors.labels("", code).inc()
-        return JSONResponse(
-            {"error": message, "code": code}, status_code=exc.status_code, headers=exc.headers
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError):
+        problem = HTTPProblem(exc.status_code, code, message, headers=exc.headers)
+    elif isinstance(exc, RequestValidationError):
         problems = []
         for error in exc.errors():
             where = [str(part) for part in error.get("loc", ())]
             name = f"{where[0]} parameter {where[-1]!r}" if len(where) > 1 else ".".join(where) or "request"
             problems.append(f"{name}: {error.get('msg', 'invalid')}")
-        metrics.errors.labels("", "invalid_request").inc()
-        return JSONResponse(
-            {"error": "; ".join(problems) or "invalid request", "code": "invalid_request"}, status_code=422
-        )
-
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception):  # starlette logs the traceback itself
-        metrics.errors.labels("", "internal_error").inc()
+        param = next((str(e["loc"][-1]) for e in exc.errors() if e.get("loc")), None)
+        problem = HTTPProblem(422, "invalid_request", "; ".join(problems) or "invalid request", param=param)
+    else:  # starlette logs the traceback itself
         rid = request_id(request) or "-"
         log.error("request %s failed outside a route's own handling", rid)
-        return JSONResponse(
-            {"error": f"{type(exc).__name__}: {exc}", "code": "internal_error", "request_id": rid},
-            status_code=500,
-            headers={"X-Request-ID": rid},
+        problem = HTTPProblem(
+            500, "internal_error", f"{type(exc).__name__}: {exc}", {"X-Request-ID": rid}, request_id=rid
         )
+    metrics.errors.labels("", problem.code).inc()
+    return answer(problem, style_of(path))

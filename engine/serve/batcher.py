@@ -43,8 +43,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from ..errors import InputError, ServeError
 from ..results import to_jsonable
+from .schemas import parameters_model, validation_message
 from .settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -133,6 +136,9 @@ class ModelWorker:
         self.jobs: dict[asyncio.Future, Job] = {}  # every job not yet answered, by its future
         self.ready = False
         self.failed: str | None = None
+        spec = getattr(pipe, "spec", None)
+        #: the task's request parameters (pydantic), None for a pipe without a task spec
+        self.parameters = parameters_model(spec) if spec is not None and hasattr(spec, "options") else None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"bertrt-{name}")
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -152,7 +158,8 @@ class ModelWorker:
         }
 
     def check_parameters(self, params: dict) -> None:
-        """InputError for unknown or bad options: the pipeline's own checks, on no texts (no model run)."""
+        """InputError for unknown or bad options: their types (the task's :func:`parameters_model`), then
+        the pipeline's own checks, on no texts (no model run)."""
         bad = [name for name in SERVER_OPTIONS if name in params]
         if bad:
             raise InputError(
@@ -160,6 +167,11 @@ class ModelWorker:
             )
         if "inputs" in params:  # the call's own argument: Python would raise TypeError, not an InputError
             raise InputError("'inputs' is not a parameter: the texts go in the request's 'inputs' field")
+        if self.parameters is not None:
+            try:
+                self.parameters.model_validate(params)
+            except ValidationError as exc:
+                raise InputError(validation_message(exc, self.parameters, params, "parameter")[0]) from None
         self.pipe([], **params)
 
     def count_tokens(self, texts: list) -> int:

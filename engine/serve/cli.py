@@ -171,31 +171,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run every request alone (for comparison)",
     )
     limits = parser.add_argument_group("request limits")
-    limits.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=d.max_body_bytes,
-        help=f"413 beyond (default {d.max_body_bytes} bytes)",
-    )
-    limits.add_argument(
-        "--max-texts",
-        type=int,
-        default=d.max_texts,
-        help=f"texts per request, 422 beyond (default {d.max_texts})",
-    )
-    limits.add_argument(
-        "--max-chars",
-        type=int,
-        default=d.max_chars,
-        help=f"characters per text, 422 beyond (default {d.max_chars})",
-    )
-    limits.add_argument(
-        "--max-drain-bytes",
-        type=int,
-        default=d.max_drain_bytes,
-        help=f"a body over --max-body-bytes is read and discarded up to this size before the 413, so every "
-        f"client reads the answer (default {d.max_drain_bytes}); beyond it the connection is closed",
-    )
+    for dest, help_text in (
+        ("max_body_bytes", "413 beyond (default {} bytes)"),
+        ("max_texts", "texts per request, 422 beyond (default {})"),
+        ("max_chars", "characters per text, 422 beyond (default {})"),
+        (
+            "max_drain_bytes",
+            "a body over --max-body-bytes is read and discarded up to this size before the 413, so every "
+            "client reads the answer (default {}); beyond it the connection is closed",
+        ),
+    ):
+        limits.add_argument(
+            "--" + dest.replace("_", "-"),
+            type=int,
+            default=getattr(d, dest),
+            help=help_text.format(getattr(d, dest)),
+        )
     limits.add_argument(
         "--request-timeout",
         dest="request_timeout_s",
@@ -207,32 +198,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"answered at once but its pipeline call cannot be interrupted, so its results are discarded",
     )
     faults = parser.add_argument_group("slow and many clients")
-    faults.add_argument(
-        "--header-timeout",
-        dest="header_timeout_s",
-        type=float,
-        default=d.header_timeout_s,
-        metavar="SECONDS",
-        help=f"a connection's request headers must arrive within this (default {d.header_timeout_s:g}); "
-        f"else 408 and closed",
-    )
-    faults.add_argument(
-        "--body-timeout",
-        dest="body_timeout_s",
-        type=float,
-        default=d.body_timeout_s,
-        metavar="SECONDS",
-        help=f"a request's body must arrive within this after its headers (default {d.body_timeout_s:g}); "
-        f"else 408",
-    )
-    faults.add_argument(
-        "--keep-alive",
-        dest="keep_alive_s",
-        type=float,
-        default=d.keep_alive_s,
-        metavar="SECONDS",
-        help=f"close an idle keep-alive connection after this (default {d.keep_alive_s:g})",
-    )
+    for dest, help_text in (
+        (
+            "header_timeout_s",
+            "a connection's request headers must arrive within this (default {:g}); else 408 and closed",
+        ),
+        (
+            "body_timeout_s",
+            "a request's body must arrive within this after its headers (default {:g}); else 408",
+        ),
+        ("keep_alive_s", "close an idle keep-alive connection after this (default {:g})"),
+    ):
+        faults.add_argument(
+            "--" + dest[:-2].replace("_", "-"),
+            dest=dest,
+            type=float,
+            default=getattr(d, dest),
+            metavar="SECONDS",
+            help=help_text.format(getattr(d, dest)),
+        )
     faults.add_argument(
         "--max-connections",
         type=int,

@@ -5,7 +5,8 @@ user?}`` -> ``{object: "list", data: [{object: "embedding", index, embedding}], 
 {prompt_tokens, total_tokens}}``.
 
 - ``model`` names a served feature-extraction model; it may be left out when only one is served
-  (OpenAI requires it; bertrt picks the only one). The answer's ``model`` is the served name.
+  (OpenAI requires it; bertrt picks the only one), and with one model served it is informational (any
+  name is that model, as in TEI). The answer's ``model`` is the served name.
 - The vectors are pooled as ``/embed`` pools them and normalized to unit length (as OpenAI's are).
 - ``encoding_format`` "base64": each embedding is the base64 of its little-endian float32 bytes (what
   the ``openai`` SDK decodes with ``numpy.frombuffer(base64.b64decode(s), dtype="<f4")``).
@@ -15,7 +16,9 @@ user?}`` -> ``{object: "list", data: [{object: "embedding", index, embedding}], 
   length is a 400 ``bad_input`` (OpenAI refuses inputs over the context length too).
 - ``usage``: the tokens of the inputs, special tokens included, counted with the model's tokenizer.
 
-Errors keep bertrt's ``{"error": message, "code": ...}`` shape.
+Errors, on every ``/v1/`` path, are OpenAI's object ``{"error": {"message", "type", "param", "code"}}``
+(``code``: bertrt's code), the shape the ``openai`` SDK shows the reason of; unknown fields are refused,
+as OpenAI refuses them.
 """
 
 from __future__ import annotations
@@ -23,16 +26,17 @@ from __future__ import annotations
 import base64
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from .compat_tei import embedding_pooling
+from .native import embedding_params, model_route, service_of
 from .requests import HTTPProblem, check_texts
-from .service import Service, json_response
+from .schemas import EmbeddingsRequest, parse
+from .service import json_response
 
-__all__ = ["add_routes", "b64_float32"]
+__all__ = ["b64_float32", "router"]
 
-_FIELDS = ("input", "model", "encoding_format", "dimensions", "user")
+router = APIRouter(tags=["OpenAI"])
 
 
 def b64_float32(vector) -> str:
@@ -46,77 +50,43 @@ def _width(pipe) -> int | None:
     return width if isinstance(width, int) and not isinstance(width, bool) else None
 
 
-def add_routes(app: FastAPI, service: Service) -> None:
-    """Register ``POST /v1/embeddings`` on ``app``."""
-    settings = service.settings
+async def _embeddings(request: Request, call) -> Response:
+    service = service_of(request)
+    req = parse(EmbeddingsRequest, await service.json(request), "/v1/embeddings")
+    worker = service.pick(req.model, ("feature-extraction",), "/v1/embeddings", informational=True)
+    call.use(worker)
+    texts = [req.input] if isinstance(req.input, str) else req.input
+    if any(not isinstance(t, str) for t in texts):
+        raise HTTPProblem(
+            400, "bad_request", "'input' as token ids is not supported: send the text", param="input"
+        )
+    check_texts(texts, service.settings, field="input")
+    if not texts:
+        raise HTTPProblem(400, "bad_request", "'input' must not be an empty list", param="input")
+    width = _width(worker.pipe)
+    if req.dimensions is not None and req.dimensions != width:
+        raise HTTPProblem(
+            400,
+            "unsupported",
+            f"dimensions={req.dimensions!r}: model {worker.name!r} gives {width}-dimensional vectors and "
+            f"cannot shorten them; leave dimensions out or send {width}",
+            param="dimensions",
+        )
+    tokens = worker.count_tokens(texts)
+    name, base64_out = worker.name, req.encoding_format == "base64"
 
-    @app.post(
-        "/v1/embeddings",
-        summary="OpenAI: embeddings of one text or a list",
-        response_class=Response,
-        tags=["OpenAI"],
-    )
-    async def embeddings(request: Request):
-        async def handler(request, call):
-            body = await service.json(request)
-            if not isinstance(body, dict):
-                raise HTTPProblem(
-                    400, "bad_request", f"the body must be a JSON object, got {type(body).__name__}"
-                )
-            unknown = sorted(set(body) - set(_FIELDS))
-            if unknown:
-                raise HTTPProblem(
-                    400,
-                    "bad_request",
-                    f"unknown field(s) {', '.join(unknown)}; accepted: {', '.join(_FIELDS)}",
-                )
-            worker = service.pick(body.get("model"), ("feature-extraction",), "/v1/embeddings")
-            call.use(worker)
-            if "input" not in body:
-                raise HTTPProblem(400, "bad_request", "missing field 'input' (a string or a list of strings)")
-            value = body["input"]
-            texts = [value] if isinstance(value, str) else value
-            if isinstance(texts, list) and any(
-                isinstance(t, (int, list)) and not isinstance(t, bool) for t in texts
-            ):
-                raise HTTPProblem(400, "bad_request", "'input' as token ids is not supported: send the text")
-            check_texts(texts, settings, field="input")
-            if not texts:
-                raise HTTPProblem(400, "bad_request", "'input' must not be an empty list")
-            encoding = body.get("encoding_format", "float")
-            if encoding not in ("float", "base64"):
-                raise HTTPProblem(
-                    400, "bad_request", f"encoding_format must be 'float' or 'base64', got {encoding!r}"
-                )
-            width = _width(worker.pipe)
-            dimensions = body.get("dimensions")
-            if dimensions is not None and dimensions != width:
-                raise HTTPProblem(
-                    400,
-                    "unsupported",
-                    f"dimensions={dimensions!r}: model {worker.name!r} gives {width}-dimensional vectors and "
-                    f"cannot shorten them; leave dimensions out or send {width}",
-                )
-            tokens = worker.count_tokens(texts)
-            name = worker.name
+    def transform(vectors):
+        data = [
+            {"object": "embedding", "index": i, "embedding": b64_float32(v) if base64_out else v}
+            for i, v in enumerate(vectors)
+        ]
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return {"object": "list", "data": data, "model": name, "usage": usage}
 
-            def transform(vectors):
-                data = [
-                    {
-                        "object": "embedding",
-                        "index": i,
-                        "embedding": b64_float32(v) if encoding == "base64" else v,
-                    }
-                    for i, v in enumerate(vectors)
-                ]
-                return {
-                    "object": "list",
-                    "data": data,
-                    "model": name,
-                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-                }
+    params = {**embedding_params(worker.pipe), "truncation": False}
+    return json_response(await service.run(worker, request, texts, params, transform, tokens))
 
-            params = {"pooling": embedding_pooling(worker.pipe), "normalize": True, "truncation": False}
-            return json_response(await service.run(worker, request, texts, params, transform, tokens))
 
-        return await service.serve(request, handler)
+@model_route(router, "/v1/embeddings", EmbeddingsRequest, "OpenAI: embeddings of one text or a list")
+async def embeddings(request: Request):
+    return await service_of(request).serve(request, _embeddings, style="openai")

@@ -1,19 +1,26 @@
 """text-embeddings-inference's routes, so that its clients can call ``bertrt serve`` unchanged.
 
 ========================  ====================================================================================
+``POST /``                 routed by the model's type, as TEI does: an embedding model's ``/embed`` (or
+                          ``/similarity`` for ``{"inputs": {"source_sentence", "sentences"}}``), a
+                          classifier's ``/predict``, a reranker's (one label) ``/rerank`` when the body
+                          has ``query``, any other task's ``/models/{name}/predict``
 ``POST /embed``           ``{inputs: str | [str], normalize=true, truncate=false, truncation_direction="Right",
                           prompt_name=null}`` -> ``[[float]]``: one pooled vector per input (the bundle's
                           sentence-transformers pooling, ``1_Pooling/config.json``, else mean)
+``POST /similarity``      ``{inputs: {source_sentence, sentences}}`` -> ``[float]``: cosine similarities
 ``POST /embed_all``       same fields but ``normalize`` -> ``[[[float]]]``: the token vectors of each input
 ``POST /predict``         ``{inputs, raw_scores=false, truncate=false}`` -> every label with its score, best
                           first: ``[{label, score}]`` for one input, ``[[...]]`` for a list. As in TEI, an
                           input is a str or a pair ``[str, str]``, and a list of exactly two strings is
-                          *one* pair; any other list is a batch of inputs
+                          *one* pair; any other list is a batch of inputs, each a str, a ``[str]`` or a
+                          ``[str, str]`` pair (TEI's batch form ``[["a"], ["b", "c"]]``)
 ``POST /rerank``          ``{query, texts, raw_scores=false, return_text=false, truncate=false}`` ->
                           ``[{index, score, text?}]``, best first; needs a cross-encoder (a
                           text-classification model with one label), else 400 ``not_a_reranker``
 ``POST /tokenize``        ``{inputs, add_special_tokens=true}`` -> ``[[{id, text, special, start, stop}]]``
-                          (character offsets; special tokens have ``start``/``stop`` null)
+                          (``start``/``stop``: UTF-8 *byte* offsets into the input, as TEI gives them;
+                          null for special tokens. bertrt's own tokenize keeps character offsets)
 ``POST /decode``          ``{ids: [int] | [[int]], skip_special_tokens=true}`` -> ``[str]``
 ``GET /info``             the model: ``model_id``, ``model_type``, ``max_input_length``, batching limits...
 ========================  ====================================================================================
@@ -22,7 +29,8 @@ The model is picked by ``?model=NAME`` (or a ``model`` field in the body) among 
 route's task (any task for ``/tokenize``, ``/decode``, ``/info``); see :meth:`Service.pick`. The model
 routes run on the same batcher as ``/models/{name}/predict``. ``truncate=false`` (TEI's default) makes an
 input over the model's max length a 413 ``input_too_long``, as TEI answers. Errors are bertrt's
-``{"error", "code"}`` with TEI's ``error_type`` added. Unknown fields are a 400 naming the accepted ones.
+``{"error", "code"}`` with TEI's ``error_type`` added. Unknown fields are ignored, as TEI ignores them
+(``huggingface_hub`` always sends ``parameters``). With one model served, ``model`` is informational.
 ``/tokenize`` and ``/decode`` need no model run: they use the tokenizer directly (in a thread for
 large inputs).
 """
@@ -30,109 +38,96 @@ large inputs).
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
+import weakref
 
-from fastapi import FastAPI, Request
+import numpy as np
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from .native import (
+    embedding_params,
+    embedding_pooling,
+    model_route,
+    run_predict,
+    service_of,
+    similarity,
+)
 from .requests import HTTPProblem, check_texts
+from .schemas import (
+    DecodeRequest,
+    EmbedAllRequest,
+    EmbedRequest,
+    PredictRequest,
+    RerankRequest,
+    SimilarityInputs,
+    SimilarityRequest,
+    TeiPredictRequest,
+    TokenizeRequest,
+    parse,
+    parse_request,
+)
 from .service import Service, json_response
 
-__all__ = ["add_routes", "embedding_pooling"]
+__all__ = ["byte_offsets", "embedding_pooling", "router"]
 
-_POOLING_MODES = (
-    ("pooling_mode_cls_token", "cls"),
-    ("pooling_mode_mean_tokens", "mean"),
-    ("pooling_mode_max_tokens", "max"),
-)
+router = APIRouter(tags=["text-embeddings-inference"])
+
 _INLINE_CHARS = 8192  # inputs up to this many characters are tokenized on the event loop, larger in a thread
+_plain_tokenizers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_plain_lock = threading.Lock()
 
 
-def embedding_pooling(pipe) -> str:
-    """The pooling of a feature-extraction bundle: its sentence-transformers ``1_Pooling/config.json``
-    (cls / mean / max), else "mean"."""
-    path = pipe.bundle.root / "1_Pooling" / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "mean"
-    for key, mode in _POOLING_MODES:
-        if config.get(key) is True:
-            return mode
-    return "mean"
+def _route(path: str, model, summary: str):
+    return model_route(router, path, model, summary)
 
 
-def _fields(body, route: str, fields: dict) -> dict:
-    """The body's fields with their defaults; 400 for a non-object, an unknown field or a wrong type.
+def _plain_tokenizer(pipe):
+    """A private copy of the model's tokenizer without truncation (the shared one's truncation is
+    per-call state of the pipeline's)."""
+    with _plain_lock:
+        if pipe not in _plain_tokenizers:
+            from tokenizers import Tokenizer
 
-    ``fields``: {name: (default, accepted types, required)}.
-    """
-    if not isinstance(body, dict):
-        raise HTTPProblem(
-            400, "bad_request", f"{route}: the body must be a JSON object, got {type(body).__name__}"
-        )
-    unknown = sorted(set(body) - set(fields) - {"model"})
-    if unknown:
-        raise HTTPProblem(
-            400,
-            "bad_request",
-            f"{route}: unknown field(s) {', '.join(unknown)}; accepted: {', '.join([*fields, 'model'])}",
-        )
-    out = {}
-    for name, (default, types, required) in fields.items():
-        if name not in body:
-            if required:
-                raise HTTPProblem(400, "bad_request", f"{route}: missing field {name!r}")
-            out[name] = default
-            continue
-        value = body[name]
-        if types is not None and not (
-            isinstance(value, types) and (bool in types or not isinstance(value, bool))
-        ):
-            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
-            raise HTTPProblem(
-                400, "bad_request", f"{route}: {name!r} must be {names}, got {json.dumps(value)[:60]}"
-            )
-        out[name] = value
-    return out
+            tok = Tokenizer.from_str(pipe.tokenizer.raw.to_str())
+            tok.no_truncation()
+            tok.no_padding()
+            _plain_tokenizers[pipe] = tok
+        return _plain_tokenizers[pipe]
 
 
-def _check_truncation(fields: dict, route: str) -> None:
-    direction = fields.get("truncation_direction", "Right")
-    if not isinstance(direction, str) or direction.lower() not in ("right", "left"):
-        raise HTTPProblem(400, "bad_request", f"{route}: truncation_direction must be 'Right' or 'Left'")
-    if direction.lower() == "left":
+def _check_truncation(req, route: str) -> None:
+    if getattr(req, "truncation_direction", "Right").lower() == "left":
         raise HTTPProblem(
             400,
             "unsupported",
             f"{route}: truncation_direction 'Left' is not supported; bertrt cuts on the right",
         )
-    if fields.get("prompt_name") is not None:
+    if getattr(req, "prompt_name", None) is not None:
         raise HTTPProblem(
             400, "unsupported", f"{route}: prompt_name is not supported: bertrt serves no prompts"
         )
 
 
-def _items(value, route: str, pairs: bool) -> tuple[bool, list]:
-    """(single, items) of TEI's ``inputs``: a str, a [str, str] pair (``pairs`` only), or a list of them."""
+def _pair_items(value) -> tuple[bool, list]:
+    """(single, items) of TEI's ``/predict`` inputs: a str, a [str, str] pair, or a list of str, [str]
+    and [str, str] (TEI's batch form)."""
     if isinstance(value, str):
         return True, [value]
-    if not isinstance(value, list):
-        raise HTTPProblem(
-            400, "bad_request", f"{route}: 'inputs' must be a string or a list, got {type(value).__name__}"
-        )
-    if pairs and len(value) == 2 and all(isinstance(v, str) for v in value):
+    if len(value) == 2 and all(isinstance(v, str) for v in value):
         return True, [{"text": value[0], "text_pair": value[1]}]  # TEI: two strings are one pair
     items = []
     for i, item in enumerate(value):
         if isinstance(item, str):
             items.append(item)
-        elif pairs and isinstance(item, list) and len(item) == 2 and all(isinstance(v, str) for v in item):
+        elif len(item) == 1:
+            items.append(item[0])
+        elif len(item) == 2:
             items.append({"text": item[0], "text_pair": item[1]})
         else:
-            wanted = "a string or a [string, string] pair" if pairs else "a string"
-            raise HTTPProblem(400, "bad_request", f"{route}: 'inputs' at index {i} must be {wanted}")
+            raise HTTPProblem(
+                400, "bad_request", f"/predict: 'inputs' at index {i} must be a string, [string] or a pair"
+            )
     return False, items
 
 
@@ -176,274 +171,282 @@ async def _tokens(worker, items: list, truncate: bool, route: str) -> int:
     return sum(min(n, limit) for n in found)
 
 
-def add_routes(app: FastAPI, service: Service) -> None:
-    """Register the text-embeddings-inference routes on ``app``."""
+def _pick(service: Service, call, req, model: str | None, tasks: tuple, route: str):
+    worker = service.pick(req.model if req.model is not None else model, tasks, route, informational=True)
+    call.use(worker)
+    return worker
+
+
+async def _tei(request: Request, model: str | None, work) -> Response:
+    """Serve a TEI route: ``await work(service, request, call, body, model)`` on the body's JSON."""
+    service = service_of(request)
+
+    async def handler(request, call):
+        return await work(service, request, call, await service.json(request), model)
+
+    return await service.serve(request, handler, style="tei")
+
+
+# -- the model routes ----------------------------------------------------------------------------------------
+async def _embed(service, request, call, body, model, pooled: bool = True):
+    route = "/embed" if pooled else "/embed_all"
+    req = parse(EmbedRequest if pooled else EmbedAllRequest, body, route)
+    worker = _pick(service, call, req, model, ("feature-extraction",), route)
+    _check_truncation(req, route)
+    items = [req.inputs] if isinstance(req.inputs, str) else req.inputs
+    check_texts(items, service.settings)
+    tokens = await _tokens(worker, items, bool(req.truncate), route)
+    if pooled:
+        params, transform = embedding_params(worker.pipe, req.normalize is not False), None
+    else:
+        params = {}
+
+        def transform(results):  # (1, tokens, dim) per input -> (tokens, dim)
+            return [r[0] for r in results]
+
+    return json_response(await service.run(worker, request, items, params, transform, tokens))
+
+
+async def _embed_all(service, request, call, body, model):
+    return await _embed(service, request, call, body, model, pooled=False)
+
+
+async def _similarity(service, request, call, body, model):
+    req = parse(SimilarityRequest, body, "/similarity")
+    worker = _pick(service, call, req, model, ("feature-extraction",), "/similarity")
+    inputs: SimilarityInputs = req.inputs
+    items = [inputs.source_sentence, *inputs.sentences]
+    tokens = await _tokens(worker, check_texts(items, service.settings), True, "/similarity")
+    return json_response(await similarity(service, worker, request, inputs, tokens))
+
+
+async def _predict(service, request, call, body, model):
+    req = parse(TeiPredictRequest, body, "/predict")
+    worker = _pick(service, call, req, model, ("text-classification",), "/predict")
+    _check_truncation(req, "/predict")
+    single, items = _pair_items(req.inputs)
+    check_texts(_strings(items), service.settings, count=len(items))
+    tokens = await _tokens(worker, items, bool(req.truncate), "/predict")
+    params = {"top_k": None}
+    if req.raw_scores:
+        params["function_to_apply"] = "none"
+    transform = (lambda results: results[0]) if single else None
+    return json_response(await service.run(worker, request, items, params, transform, tokens))
+
+
+async def _rerank(service, request, call, body, model):
+    req = parse(RerankRequest, body, "/rerank")
+    worker = _pick(service, call, req, model, ("text-classification",), "/rerank")
+    if worker.pipe.num_labels != 1:
+        raise HTTPProblem(
+            400,
+            "not_a_reranker",
+            f"/rerank needs a cross-encoder (a text-classification model with one output); model "
+            f"{worker.name!r} has {worker.pipe.num_labels} labels: use /predict for it",
+        )
+    _check_truncation(req, "/rerank")
+    texts = check_texts(req.texts, service.settings, field="texts")
+    check_texts([req.query], service.settings, field="query")
+    items = [{"text": req.query, "text_pair": text} for text in texts]
+    tokens = await _tokens(worker, items, bool(req.truncate), "/rerank")
+    return_text = req.return_text
+
+    def transform(results):
+        ranked = []
+        for index, scores in enumerate(results):
+            entry = {"index": index, "score": scores[0]["score"]}
+            if return_text:
+                entry["text"] = texts[index]
+            ranked.append(entry)
+        return sorted(ranked, key=lambda e: -e["score"])
+
+    params = {"top_k": None, "function_to_apply": "none" if req.raw_scores else "sigmoid"}
+    return json_response(await service.run(worker, request, items, params, transform, tokens))
+
+
+async def _by_model_type(service, request, call, body, model):
+    """``POST /``: the route of the model's type, as TEI routes it."""
+    name = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else model
+    worker = service.pick(name, (), "/", informational=True)
+    task = worker.pipe.task
+    if task == "feature-extraction":
+        similar = isinstance(body, dict) and isinstance(body.get("inputs"), dict)
+        return await (_similarity if similar else _embed)(service, request, call, body, worker.name)
+    if task == "text-classification":
+        rerank = worker.pipe.num_labels == 1 and isinstance(body, dict) and "query" in body
+        return await (_rerank if rerank else _predict)(service, request, call, body, worker.name)
+    call.use(worker)
+    if worker.failed:
+        raise worker.unavailable()
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k in PredictRequest.model_fields}
+    req = parse_request(body, service.settings, route="/")
+    return json_response(await run_predict(service, worker, request, req))
+
+
+@_route(
+    "/",
+    PredictRequest,
+    "TEI: the route of the model's type (embed, predict, rerank; else the model's predict)",
+)
+async def root(request: Request, model: str | None = None):
+    return await _tei(request, model, _by_model_type)
+
+
+@_route("/embed", EmbedRequest, "TEI: one pooled embedding per input")
+async def embed(request: Request, model: str | None = None):
+    return await _tei(request, model, _embed)
+
+
+@_route("/embed_all", EmbedAllRequest, "TEI: the token embeddings of each input")
+async def embed_all(request: Request, model: str | None = None):
+    return await _tei(request, model, _embed_all)
+
+
+@_route("/similarity", SimilarityRequest, "TEI: cosine similarity of a sentence to each of others")
+async def similarity_route(request: Request, model: str | None = None):
+    return await _tei(request, model, _similarity)
+
+
+@_route("/predict", TeiPredictRequest, "TEI: every label's score for each input (or text pair)")
+async def predict(request: Request, model: str | None = None):
+    return await _tei(request, model, _predict)
+
+
+@_route("/rerank", RerankRequest, "TEI: the texts ranked by a cross-encoder's score against the query")
+async def rerank(request: Request, model: str | None = None):
+    return await _tei(request, model, _rerank)
+
+
+# -- the tokenizer routes ------------------------------------------------------------------------------------
+def byte_offsets(text: str) -> np.ndarray:
+    """``out[i]``: the UTF-8 byte offset of character ``i`` of ``text`` (``out[len(text)]``: its size)."""
+    sizes = np.fromiter(
+        (len(c.encode("utf-8", "surrogatepass")) for c in text), dtype=np.int64, count=len(text)
+    )
+    return np.concatenate(([0], np.cumsum(sizes)))
+
+
+async def _tokenize(service, request, call, body, model):
+    req = parse(TokenizeRequest, body, "/tokenize")
+    worker = _pick(service, call, req, model, (), "/tokenize")
+    _check_truncation(req, "/tokenize")
+    texts = check_texts([req.inputs] if isinstance(req.inputs, str) else req.inputs, service.settings)
+    tok = _plain_tokenizer(worker.pipe)
+    add_special = req.add_special_tokens is not False
+
+    def run():
+        out = []
+        for text, enc in zip(texts, tok.encode_batch(texts, add_special_tokens=add_special)):
+            at = byte_offsets(text)
+            tokens = []
+            for token_id, token, (start, stop), special in zip(
+                enc.ids, enc.tokens, enc.offsets, enc.special_tokens_mask
+            ):
+                if special:
+                    tokens.append(
+                        {"id": token_id, "text": token, "special": True, "start": None, "stop": None}
+                    )
+                else:
+                    tokens.append(
+                        {
+                            "id": token_id,
+                            "text": text[start:stop],
+                            "special": False,
+                            "start": int(at[start]),
+                            "stop": int(at[stop]),
+                        }
+                    )
+            out.append(tokens)
+        return out
+
+    return JSONResponse(await _off_loop(sum(map(len, texts)), run))
+
+
+async def _decode(service, request, call, body, model):
+    req = parse(DecodeRequest, body, "/decode")
+    worker = _pick(service, call, req, model, (), "/decode")
+    ids = req.ids
+    batch = [ids] if not ids or not isinstance(ids[0], list) else ids
     settings = service.settings
-    private_tokenizers: dict[str, object] = {}
-    tokenizer_lock = threading.Lock()
+    if len(batch) > settings.max_texts:
+        raise HTTPProblem(
+            422,
+            "too_many_texts",
+            f"{len(batch)} id lists in one request exceed max_texts={settings.max_texts}",
+            limit="max_texts",
+            max=settings.max_texts,
+        )
+    vocab = worker.pipe.tokenizer.vocab_size
+    for row, seq in enumerate(batch):
+        if not isinstance(seq, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < vocab for i in seq
+        ):
+            raise HTTPProblem(
+                422,
+                "bad_ids",
+                f"/decode: 'ids' row {row} must be a list of token ids in 0..{vocab - 1} "
+                f"(model {worker.name!r} has {vocab} tokens)",
+            )
+    tokenizer = worker.pipe.tokenizer
+    skip = req.skip_special_tokens is not False
 
-    def plain_tokenizer(worker):
-        """A private copy of the model's tokenizer without truncation (the shared one's truncation is
-        per-call state of the pipeline's)."""
-        with tokenizer_lock:
-            if worker.name not in private_tokenizers:
-                from tokenizers import Tokenizer
+    def run():
+        return [tokenizer.decode(seq, skip_special_tokens=skip) for seq in batch]
 
-                tok = Tokenizer.from_str(worker.pipe.tokenizer.raw.to_str())
-                tok.no_truncation()
-                tok.no_padding()
-                private_tokenizers[worker.name] = tok
-            return private_tokenizers[worker.name]
+    return JSONResponse(await _off_loop(sum(map(len, batch)), run))
 
-    async def body_and_model(request: Request, model: str | None):
-        body = await service.json(request)
-        if isinstance(body, dict) and "model" in body:
-            model = body["model"]
-        return body, model
 
-    def route(path: str, summary: str):
-        return app.post(path, summary=summary, response_class=Response, tags=["text-embeddings-inference"])
+@_route("/tokenize", TokenizeRequest, "TEI: the tokens of each input, with their UTF-8 byte offsets")
+async def tokenize(request: Request, model: str | None = None):
+    return await _tei(request, model, _tokenize)
 
-    async def embed_common(request: Request, call, model: str | None, route: str, pooled: bool):
-        body, model = await body_and_model(request, model)
-        spec = {
-            "inputs": (None, None, True),
-            "truncate": (False, (bool,), False),
-            "truncation_direction": ("Right", (str,), False),
-            "prompt_name": (None, (str, type(None)), False),
+
+@_route("/decode", DecodeRequest, "TEI: the text of token ids")
+async def decode(request: Request, model: str | None = None):
+    return await _tei(request, model, _decode)
+
+
+@router.get("/info", summary="TEI: the model and the server's limits")
+async def info(request: Request, model: str | None = None):
+    service = service_of(request)
+
+    async def handler(request, call):
+        worker = service.pick(model, (), "/info", informational=True)
+        pipe = worker.pipe
+        settings = service.settings
+        labels = {int(i): name for i, name in sorted(pipe.id2label.items())} if pipe.id2label else {}
+        mapping = {
+            "id2label": {str(i): n for i, n in labels.items()},
+            "label2id": {n: i for i, n in labels.items()},
         }
-        if pooled:
-            spec["normalize"] = (True, (bool,), False)
-        fields = _fields(body, route, spec)
-        worker = service.pick(model, ("feature-extraction",), route)
-        call.use(worker)
-        _check_truncation(fields, route)
-        _, items = _items(fields["inputs"], route, pairs=False)
-        check_texts(items, settings)
-        tokens = await _tokens(worker, items, fields["truncate"], route)
-        if pooled:
-            params = {"pooling": embedding_pooling(worker.pipe), "normalize": fields["normalize"]}
-            transform = None
+        if pipe.task == "feature-extraction":
+            model_type = {"embedding": {"pooling": embedding_pooling(pipe)}}
+        elif pipe.task == "text-classification":
+            model_type = {"reranker" if pipe.num_labels == 1 else "classifier": mapping}
         else:
-            params = {}
+            model_type = {pipe.task.replace("-", "_"): mapping}
+        from .. import __version__
 
-            def transform(results):  # (1, tokens, dim) per input -> (tokens, dim)
-                return [r[0] for r in results]
-
-        return json_response(await service.run(worker, request, items, params, transform, tokens))
-
-    @route("/embed", "TEI: one pooled embedding per input")
-    async def embed(request: Request, model: str | None = None):
-        return await service.serve(request, lambda r, c: embed_common(r, c, model, "/embed", True), tei=True)
-
-    @route("/embed_all", "TEI: the token embeddings of each input")
-    async def embed_all(request: Request, model: str | None = None):
-        return await service.serve(
-            request, lambda r, c: embed_common(r, c, model, "/embed_all", False), tei=True
+        return JSONResponse(
+            {
+                "model_id": worker.name,
+                "model_sha": None,
+                "model_dtype": "float32" if pipe.precision == "fp32" else pipe.precision,
+                "model_type": model_type,
+                "max_concurrent_requests": settings.max_connections,
+                "max_input_length": pipe.max_length,
+                "max_batch_tokens": settings.max_batch_tokens,
+                "max_batch_requests": settings.max_batch_size,
+                "max_client_batch_size": settings.max_texts,
+                "auto_truncate": False,
+                "tokenization_workers": 1,
+                "version": __version__,
+                "sha": None,
+                "docker_label": None,
+                "task": pipe.task,
+                "served_models": list(service.workers),
+            }
         )
 
-    @route("/predict", "TEI: every label's score for each input (or text pair)")
-    async def predict(request: Request, model: str | None = None):
-        async def handler(request, call):
-            body, name = await body_and_model(request, model)
-            fields = _fields(
-                body,
-                "/predict",
-                {
-                    "inputs": (None, None, True),
-                    "raw_scores": (False, (bool,), False),
-                    "truncate": (False, (bool,), False),
-                    "truncation_direction": ("Right", (str,), False),
-                },
-            )
-            worker = service.pick(name, ("text-classification",), "/predict")
-            call.use(worker)
-            _check_truncation(fields, "/predict")
-            single, items = _items(fields["inputs"], "/predict", pairs=True)
-            check_texts(_strings(items), settings, count=len(items))
-            tokens = await _tokens(worker, items, fields["truncate"], "/predict")
-            params = {"top_k": None}
-            if fields["raw_scores"]:
-                params["function_to_apply"] = "none"
-            transform = (lambda results: results[0]) if single else None
-            return json_response(await service.run(worker, request, items, params, transform, tokens))
-
-        return await service.serve(request, handler, tei=True)
-
-    @route("/rerank", "TEI: the texts ranked by a cross-encoder's score against the query")
-    async def rerank(request: Request, model: str | None = None):
-        async def handler(request, call):
-            body, name = await body_and_model(request, model)
-            fields = _fields(
-                body,
-                "/rerank",
-                {
-                    "query": (None, (str,), True),
-                    "texts": (None, (list,), True),
-                    "raw_scores": (False, (bool,), False),
-                    "return_text": (False, (bool,), False),
-                    "truncate": (False, (bool,), False),
-                    "truncation_direction": ("Right", (str,), False),
-                },
-            )
-            worker = service.pick(name, ("text-classification",), "/rerank")
-            call.use(worker)
-            if worker.pipe.num_labels != 1:
-                raise HTTPProblem(
-                    400,
-                    "not_a_reranker",
-                    f"/rerank needs a cross-encoder (a text-classification model with one output); model "
-                    f"{worker.name!r} has {worker.pipe.num_labels} labels: use /predict for it",
-                )
-            _check_truncation(fields, "/rerank")
-            texts = check_texts(fields["texts"], settings, field="texts")
-            check_texts([fields["query"]], settings, field="query")
-            items = [{"text": fields["query"], "text_pair": text} for text in texts]
-            tokens = await _tokens(worker, items, fields["truncate"], "/rerank")
-            function = "none" if fields["raw_scores"] else "sigmoid"
-            return_text = fields["return_text"]
-
-            def transform(results):
-                ranked = []
-                for index, scores in enumerate(results):
-                    entry = {"index": index, "score": scores[0]["score"]}
-                    if return_text:
-                        entry["text"] = texts[index]
-                    ranked.append(entry)
-                return sorted(ranked, key=lambda e: -e["score"])
-
-            params = {"top_k": None, "function_to_apply": function}
-            return json_response(await service.run(worker, request, items, params, transform, tokens))
-
-        return await service.serve(request, handler, tei=True)
-
-    @route("/tokenize", "TEI: the tokens of each input, with their character offsets")
-    async def tokenize(request: Request, model: str | None = None):
-        async def handler(request, call):
-            body, name = await body_and_model(request, model)
-            fields = _fields(
-                body,
-                "/tokenize",
-                {
-                    "inputs": (None, None, True),
-                    "add_special_tokens": (True, (bool,), False),
-                    "prompt_name": (None, (str, type(None)), False),
-                },
-            )
-            worker = service.pick(name, (), "/tokenize")
-            call.use(worker)
-            _check_truncation(fields, "/tokenize")
-            _, texts = _items(fields["inputs"], "/tokenize", pairs=False)
-            check_texts(texts, settings)
-            tok = plain_tokenizer(worker)
-
-            def run():
-                out = []
-                for text, enc in zip(
-                    texts, tok.encode_batch(texts, add_special_tokens=fields["add_special_tokens"])
-                ):
-                    tokens = []
-                    for token_id, token, (start, stop), special in zip(
-                        enc.ids, enc.tokens, enc.offsets, enc.special_tokens_mask
-                    ):
-                        if special:
-                            tokens.append(
-                                {"id": token_id, "text": token, "special": True, "start": None, "stop": None}
-                            )
-                        else:
-                            tokens.append(
-                                {
-                                    "id": token_id,
-                                    "text": text[start:stop],
-                                    "special": False,
-                                    "start": start,
-                                    "stop": stop,
-                                }
-                            )
-                    out.append(tokens)
-                return out
-
-            return JSONResponse(await _off_loop(sum(map(len, texts)), run))
-
-        return await service.serve(request, handler, tei=True)
-
-    @route("/decode", "TEI: the text of token ids")
-    async def decode(request: Request, model: str | None = None):
-        async def handler(request, call):
-            body, name = await body_and_model(request, model)
-            fields = _fields(
-                body, "/decode", {"ids": (None, (list,), True), "skip_special_tokens": (True, (bool,), False)}
-            )
-            worker = service.pick(name, (), "/decode")
-            call.use(worker)
-            ids = fields["ids"]
-            batch = [ids] if not ids or not isinstance(ids[0], list) else ids
-            if len(batch) > settings.max_texts:
-                raise HTTPProblem(
-                    422,
-                    "too_many_texts",
-                    f"{len(batch)} id lists in one request exceed max_texts={settings.max_texts}",
-                    limit="max_texts",
-                    max=settings.max_texts,
-                )
-            vocab = worker.pipe.tokenizer.vocab_size
-            for row, seq in enumerate(batch):
-                if not isinstance(seq, list) or not all(
-                    isinstance(i, int) and not isinstance(i, bool) and 0 <= i < vocab for i in seq
-                ):
-                    raise HTTPProblem(
-                        422,
-                        "bad_ids",
-                        f"/decode: 'ids' row {row} must be a list of token ids in 0..{vocab - 1} "
-                        f"(model {worker.name!r} has {vocab} tokens)",
-                    )
-            tokenizer = worker.pipe.tokenizer
-            skip = fields["skip_special_tokens"]
-
-            def run():
-                return [tokenizer.decode(seq, skip_special_tokens=skip) for seq in batch]
-
-            return JSONResponse(await _off_loop(sum(map(len, batch)), run))
-
-        return await service.serve(request, handler, tei=True)
-
-    @app.get("/info", summary="TEI: the model and the server's limits", tags=["text-embeddings-inference"])
-    async def info(request: Request, model: str | None = None):
-        async def handler(request, call):
-            worker = service.pick(model, (), "/info")
-            pipe = worker.pipe
-            labels = {int(i): name for i, name in sorted(pipe.id2label.items())} if pipe.id2label else {}
-            mapping = {
-                "id2label": {str(i): n for i, n in labels.items()},
-                "label2id": {n: i for i, n in labels.items()},
-            }
-            if pipe.task == "feature-extraction":
-                model_type = {"embedding": {"pooling": embedding_pooling(pipe)}}
-            elif pipe.task == "text-classification":
-                model_type = {"reranker" if pipe.num_labels == 1 else "classifier": mapping}
-            else:
-                model_type = {pipe.task.replace("-", "_"): mapping}
-            from .. import __version__
-
-            return JSONResponse(
-                {
-                    "model_id": worker.name,
-                    "model_sha": None,
-                    "model_dtype": "float32" if pipe.precision == "fp32" else pipe.precision,
-                    "model_type": model_type,
-                    "max_concurrent_requests": settings.max_connections,
-                    "max_input_length": pipe.max_length,
-                    "max_batch_tokens": settings.max_batch_tokens,
-                    "max_batch_requests": settings.max_batch_size,
-                    "max_client_batch_size": settings.max_texts,
-                    "auto_truncate": False,
-                    "tokenization_workers": 1,
-                    "version": __version__,
-                    "sha": None,
-                    "docker_label": None,
-                    "task": pipe.task,
-                    "served_models": list(service.workers),
-                }
-            )
-
-        return await service.serve(request, handler, tei=True)
+    return await service.serve(request, handler, style="tei")

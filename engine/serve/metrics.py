@@ -60,32 +60,23 @@ class Metrics:
             "bertrt_requests_in_flight", "Accepted predict requests not yet answered", ["model"], registry=r
         )
         buckets = sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, max_batch_size})
-        self.batch_texts = prom.Histogram(
-            "bertrt_batch_texts", "Texts per pipeline call", ["model"], buckets=buckets, registry=r
-        )
-        self.batch_requests = prom.Histogram(
-            "bertrt_batch_requests", "Requests per pipeline call", ["model"], buckets=buckets, registry=r
-        )
-        self.batch_tokens = prom.Histogram(
+        token_buckets = (16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
+
+        def per_model(name: str, doc: str, bounds) -> prom.Histogram:
+            return prom.Histogram(name, doc, ["model"], buckets=bounds, registry=r)
+
+        self.batch_texts = per_model("bertrt_batch_texts", "Texts per pipeline call", buckets)
+        self.batch_requests = per_model("bertrt_batch_requests", "Requests per pipeline call", buckets)
+        self.batch_tokens = per_model(
             "bertrt_batch_tokens",
             "Tokens per pipeline call (as counted for --max-batch-tokens)",
-            ["model"],
-            buckets=(16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536),
-            registry=r,
+            token_buckets,
         )
-        self.latency = prom.Histogram(
-            "bertrt_request_latency_seconds",
-            "Predict latency in the server, by model",
-            ["model"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.latency = per_model(
+            "bertrt_request_latency_seconds", "Predict latency in the server, by model", _LATENCY_BUCKETS
         )
-        self.inference = prom.Histogram(
-            "bertrt_inference_seconds",
-            "Duration of one pipeline call",
-            ["model"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.inference = per_model(
+            "bertrt_inference_seconds", "Duration of one pipeline call", _LATENCY_BUCKETS
         )
 
     def exposition(self) -> tuple[bytes, str]:

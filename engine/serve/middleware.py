@@ -20,8 +20,10 @@ import re
 import uuid
 
 from .metrics import Metrics
+from .requests import HTTPProblem
+from .service import error_payload, style_of
 
-__all__ = ["OPEN_PATHS", "RequestGuard"]
+__all__ = ["OPEN_PATHS", "RequestGuard", "discard_body", "send_json"]
 
 #: paths served without the API key
 OPEN_PATHS = frozenset({"/health"})
@@ -29,7 +31,7 @@ OPEN_PATHS = frozenset({"/health"})
 _ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 
 
-async def _discard_body(receive, limit: int, timeout: float) -> None:
+async def discard_body(receive, limit: int, timeout: float) -> None:
     """Read and drop the request body, at most ``limit`` bytes and ``timeout`` seconds."""
 
     async def drain():
@@ -45,6 +47,14 @@ async def _discard_body(receive, limit: int, timeout: float) -> None:
         await asyncio.wait_for(drain(), timeout)
     except asyncio.TimeoutError:
         pass
+
+
+async def send_json(send, status: int, payload: dict, headers: list | tuple = ()) -> None:
+    """Answer an ASGI request with ``payload`` as JSON (for answers given outside the app)."""
+    body = json.dumps(payload).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
 
 
 class RequestGuard:
@@ -87,25 +97,11 @@ class RequestGuard:
 
         if self.key is not None and scope.get("path") not in OPEN_PATHS and not self._authorized(headers):
             self.metrics.errors.labels("", "unauthorized").inc()
-            await _discard_body(receive, self.drain_bytes, self.drain_timeout_s)
+            await discard_body(receive, self.drain_bytes, self.drain_timeout_s)
             why = "missing" if b"authorization" not in headers and b"x-api-key" not in headers else "wrong"
-            body = json.dumps(
-                {
-                    "error": f"API key {why}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                    "code": "unauthorized",
-                }
-            ).encode()
-            await send_with_id(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"www-authenticate", b"Bearer"),
-                    ],
-                }
-            )
-            await send_with_id({"type": "http.response.body", "body": body})
+            message = f"API key {why}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            problem = HTTPProblem(401, "unauthorized", message)
+            payload = error_payload(problem, style_of(scope.get("path", "")))
+            await send_json(send_with_id, 401, payload, [(b"www-authenticate", b"Bearer")])
             return None
         return await self.app(scope, receive, send_with_id)

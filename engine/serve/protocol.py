@@ -16,13 +16,13 @@ reaches its model's queue only once its body is complete.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .metrics import Metrics
+from .middleware import discard_body, send_json
 from .settings import ServeSettings
 
 __all__ = ["guarded_protocol", "uvicorn_config"]
@@ -49,33 +49,9 @@ def guarded_protocol(settings: ServeSettings, metrics: Metrics) -> type[H11Proto
     }
 
     async def refuse(scope, receive, send):  # the ASGI app of a connection beyond the cap
-        async def drain():
-            size, more = 0, True
-            while more and size <= settings.max_body_bytes:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return
-                size += len(message.get("body", b""))
-                more = message.get("more_body", False)
-
-        try:
-            await asyncio.wait_for(drain(), 2.0)
-        except asyncio.TimeoutError:
-            pass
-        body = json.dumps(refusal).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(settings.retry_after_s).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await discard_body(receive, settings.max_body_bytes, 2.0)
+        extra = [(b"retry-after", str(settings.retry_after_s).encode()), (b"connection", b"close")]
+        await send_json(send, 503, refusal, extra)
 
     class GuardedH11Protocol(H11Protocol):
         def connection_made(self, transport) -> None:

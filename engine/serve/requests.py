@@ -1,4 +1,4 @@
-"""A predict request: the body read within its size limit and parsed into a :class:`PredictRequest`.
+"""A request body: read within its size limit and time, parsed as strict JSON, its texts checked.
 
 Every problem is an :class:`HTTPProblem`: a status, a stable ``code`` and a message naming the problem,
 answered as JSON ``{"error": message, "code": code, ...extra}`` (the extra fields name a broken limit).
@@ -14,7 +14,6 @@ anything is queued, so it never fails a batch; one in the parameters is a 400 ``
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 from ..errors import InputError
 from ..lines import lone_surrogate, parse_json
@@ -23,15 +22,11 @@ from .settings import ServeSettings
 __all__ = [
     "MAX_JSON_DEPTH",
     "HTTPProblem",
-    "PredictRequest",
     "check_texts",
+    "check_unicode",
     "load_json",
-    "parse_request",
     "read_body",
-    "request_from",
 ]
-
-_REQUEST_KEYS = ("inputs", "parameters")
 
 #: the deepest nesting of arrays and objects a request body may have (the body object is level 1)
 MAX_JSON_DEPTH = 32
@@ -40,24 +35,21 @@ MAX_JSON_DEPTH = 32
 class HTTPProblem(Exception):
     """An error answered with ``status`` and the JSON body :meth:`payload`."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None, **extra):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict | None = None,
+        param: str | None = None,
+        **extra,
+    ):
         super().__init__(message)
         self.status, self.code, self.message, self.headers, self.extra = status, code, message, headers, extra
+        self.param = param  # the request field at fault, when one is (OpenAI's error object names it)
 
     def payload(self) -> dict:
         return {"error": self.message, "code": self.code, **self.extra}
-
-
-@dataclass(frozen=True)
-class PredictRequest:
-    """A parsed ``POST /models/{name}/predict`` body."""
-
-    inputs: str | list[str]  # one text (one result) or a list of texts (a list of results)
-    parameters: dict  # the task's pipeline options
-
-    @property
-    def texts(self) -> list[str]:
-        return [self.inputs] if isinstance(self.inputs, str) else self.inputs
 
 
 async def read_body(request, limit: int, drain: int = 0, timeout: float | None = None) -> bytes:
@@ -126,7 +118,7 @@ def _surrogate(text: str) -> str | None:
     return None if found is None else f"lone surrogate U+{found[1]:04X} at character {found[0]}"
 
 
-def _check_unicode(texts: list[str], params: dict) -> None:
+def check_unicode(texts: list[str], params: dict) -> None:
     """400 naming the first text (by index) or parameter that UTF-8 cannot encode."""
     bad = [(i, why) for i, why in ((i, _surrogate(text)) for i, text in enumerate(texts)) if why]
     if bad:
@@ -196,43 +188,10 @@ def check_texts(texts, settings: ServeSettings, field: str = "inputs", count: in
             max=settings.max_chars,
             indexes=long[:20],
         )
-    _check_unicode(texts, {})
+    check_unicode(texts, {})
     return texts
 
 
 def load_json(raw: bytes):
     """The body's strict JSON; HTTPProblem 400 ``malformed_json`` for anything else."""
     return _loads(raw)
-
-
-def parse_request(raw: bytes, settings: ServeSettings, extra_keys: tuple[str, ...] = ()) -> PredictRequest:
-    """The request in ``raw``; HTTPProblem 400 (JSON, shape, text) or 422 (a limit) naming the problem.
-
-    ``extra_keys``: further top-level fields a route accepts (read by the route from the JSON itself).
-    """
-    return request_from(_loads(raw), settings, extra_keys)
-
-
-def request_from(body, settings: ServeSettings, extra_keys: tuple[str, ...] = ()) -> PredictRequest:
-    """:func:`parse_request` on an already parsed JSON value."""
-    if not isinstance(body, dict):
-        raise HTTPProblem(
-            400, "bad_request", f"request body must be a JSON object with 'inputs', got {type(body).__name__}"
-        )
-    accepted = _REQUEST_KEYS + tuple(extra_keys)
-    unknown = sorted(set(body) - set(accepted))
-    if unknown:
-        raise HTTPProblem(
-            400, "bad_request", f"unknown field(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}"
-        )
-    if "inputs" not in body:
-        raise HTTPProblem(400, "bad_request", "missing field 'inputs' (a string or a list of strings)")
-    inputs, params = body["inputs"], body.get("parameters")
-    params = {} if params is None else params
-    if not isinstance(params, dict):
-        raise HTTPProblem(
-            400, "bad_parameters", f"'parameters' must be a JSON object, got {type(params).__name__}"
-        )
-    check_texts([inputs] if isinstance(inputs, str) else inputs, settings)
-    _check_unicode([], params)
-    return PredictRequest(inputs, params)

@@ -29,7 +29,17 @@ from .metrics import Metrics
 from .requests import HTTPProblem, load_json, read_body
 from .settings import ServeSettings
 
-__all__ = ["Call", "ClientGone", "Service", "answer", "problem_for", "request_id"]
+__all__ = [
+    "STYLES",
+    "Call",
+    "ClientGone",
+    "Service",
+    "answer",
+    "error_payload",
+    "problem_for",
+    "request_id",
+    "style_of",
+]
 
 log = logging.getLogger("bertrt.serve")
 
@@ -38,6 +48,9 @@ CLIENT_CLOSED = 499
 
 #: text-embeddings-inference's ``error_type`` by status, added to the answers of its routes
 _TEI_ERROR_TYPES = {408: "Validation", 413: "Validation", 422: "Validation", 503: "Overloaded"}
+
+#: the error shapes: bertrt's ``{"error", "code", ...}``, the same with TEI's ``error_type``, OpenAI's object
+STYLES = ("bertrt", "tei", "openai")
 
 
 class ClientGone(Exception):
@@ -70,17 +83,37 @@ def problem_for(exc: Exception, model: str, rid: str | None = None) -> HTTPProbl
     return HTTPProblem(500, "internal_error", f"{type(exc).__name__}: {exc}", **extra)
 
 
-def answer(problem: HTTPProblem, tei: bool = False) -> JSONResponse:
-    """The JSON answer ``{"error", "code", ...}``; ``tei`` adds text-embeddings-inference's ``error_type``."""
+def style_of(path: str) -> str:
+    """The error shape of a path that no route claimed: OpenAI's under ``/v1/``, else bertrt's."""
+    return "openai" if path == "/v1" or path.startswith("/v1/") else "bertrt"
+
+
+def answer(problem: HTTPProblem, style: str = "bertrt") -> JSONResponse:
+    """The JSON answer to ``problem`` in the route family's ``style`` (:func:`error_payload`)."""
+    return JSONResponse(error_payload(problem, style), status_code=problem.status, headers=problem.headers)
+
+
+def error_payload(problem: HTTPProblem, style: str = "bertrt") -> dict:
+    """The body answering ``problem`` in ``style`` (:data:`STYLES`): bertrt's ``{"error", "code", ...}``;
+    ``tei`` adds text-embeddings-inference's ``error_type``; ``openai`` is ``{"error": {"message",
+    "type", "param", "code"}}``, the object OpenAI's SDK shows the reason of."""
     payload = problem.payload()
-    if tei:
-        status = problem.status
+    status = problem.status
+    if style == "tei":
         payload["error_type"] = (
             "Unhealthy"
             if problem.code == "model_unavailable"
             else _TEI_ERROR_TYPES.get(status, "Validation" if status < 500 else "Backend")
         )
-    return JSONResponse(payload, status_code=problem.status, headers=problem.headers)
+    elif style == "openai":
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        kind = {401: "authentication_error", 404: "not_found_error", 503: "overloaded_error"}.get(
+            status, kind
+        )
+        payload = {
+            "error": {"message": problem.message, "type": kind, "param": problem.param, "code": problem.code}
+        }
+    return payload
 
 
 class Call:
@@ -109,28 +142,40 @@ class Service:
     def served(self) -> str:
         return ", ".join(f"{name} ({w.pipe.task})" for name, w in self.workers.items()) or "none"
 
-    def pick(self, name: str | None, tasks: tuple[str, ...], route: str) -> ModelWorker:
+    def worker(self, name: str) -> ModelWorker:
+        """The model named ``name``; 404 ``model_not_found`` naming the served models otherwise."""
+        worker = self.workers.get(name)
+        if worker is None:
+            raise HTTPProblem(
+                404,
+                "model_not_found",
+                f"no model named {name!r}; served: {self.served()}",
+                param="model",
+                models=list(self.workers),
+            )
+        return worker
+
+    def pick(
+        self, name: str | None, tasks: tuple[str, ...], route: str, informational: bool = False
+    ) -> ModelWorker:
         """The model ``route`` runs: ``name`` if given (404 unknown, 400 of another task), else the only
         served model of ``tasks`` (any task when empty); 400 ``model_required`` when several fit, 404
-        when none does. Each message names the served models."""
+        when none does. Each message names the served models. ``informational``: with one model served,
+        ``name`` is ignored (TEI's and OpenAI's clients always send one)."""
         needs = " or ".join(tasks)
+        if informational and len(self.workers) == 1 and isinstance(name, str):
+            name = None
         if name is not None:
             if not isinstance(name, str):
                 raise HTTPProblem(400, "bad_request", f"'model' must be a string, got {type(name).__name__}")
-            worker = self.workers.get(name)
-            if worker is None:
-                raise HTTPProblem(
-                    404,
-                    "model_not_found",
-                    f"no model named {name!r}; served: {self.served()}",
-                    models=list(self.workers),
-                )
+            worker = self.worker(name)
             if tasks and worker.pipe.task not in tasks:
                 raise HTTPProblem(
                     400,
                     "wrong_task",
                     f"model {name!r} is a {worker.pipe.task} model; {route} needs {needs}; "
                     f"served: {self.served()}",
+                    param="model",
                     models=list(self.workers),
                 )
             return worker
@@ -150,6 +195,7 @@ class Service:
             f"{len(fits)} served models fit {route} ({', '.join(w.name for w in fits)}): name one with "
             f"'model' (the request field, or ?model= on the text-embeddings-inference routes); "
             f"served: {self.served()}",
+            param="model",
             models=[w.name for w in fits],
         )
 
@@ -213,7 +259,7 @@ class Service:
         finally:
             watcher.cancel()
 
-    async def serve(self, request, handler, tei: bool = False) -> Response:
+    async def serve(self, request, handler, style: str = "bertrt") -> Response:
         """``await handler(request, call)``, every failure turned into its answer, counted and timed."""
         started = time.perf_counter()
         call = Call(self.metrics)
@@ -224,7 +270,7 @@ class Service:
         except Exception as exc:  # every failure becomes an answer; the server keeps serving
             problem = problem_for(exc, call.model, request_id(request))
             self.metrics.errors.labels(call.model, problem.code).inc()
-            response = answer(problem, tei)
+            response = answer(problem, style)
         finally:
             if call.tracked:
                 self.metrics.in_flight.labels(call.model).dec()

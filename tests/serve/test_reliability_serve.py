@@ -19,7 +19,8 @@ from bertrt.errors import InputError, ServeError
 from bertrt.serve import ModelWorker, ServeSettings, create_app
 from bertrt.serve.batcher import DeadlineExceeded, Job, ModelUnavailable, parameters_key
 from bertrt.serve.metrics import Metrics
-from bertrt.serve.requests import MAX_JSON_DEPTH, HTTPProblem, parse_request
+from bertrt.serve.requests import MAX_JSON_DEPTH, HTTPProblem
+from bertrt.serve.schemas import parse_request
 from tests.serve.test_serve_batcher import FakePipe, _started
 
 

@@ -113,6 +113,14 @@ def _post_all(url: str, requests: list[tuple[str, dict]], timeout: float = 120) 
     return asyncio.run(main())
 
 
+def _served(model: str, inputs, result):
+    """What /models/{name}/predict answers for a pipeline's ``result``: the Inference API's
+    ``[[{label, score}, ...]]`` for one text of the classifier, else the pipeline's own shape."""
+    if model == "cls" and isinstance(inputs, str):
+        return [result if isinstance(result, list) else [result]]
+    return result
+
+
 def _assert_same(got, expected, where="result"):
     if isinstance(expected, dict):
         assert isinstance(got, dict) and set(got) == set(expected), f"{where}: {got} != {expected}"
@@ -187,7 +195,11 @@ def test_health_models_openapi_docs(server, pipes):
 
     spec = httpx.get(f"{server.url}/openapi.json").json()
     predict = spec["paths"]["/models/{name}/predict"]["post"]
-    assert "inputs" in predict["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    ref = predict["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schemas = spec["components"]["schemas"]
+    assert "inputs" in schemas[ref.rsplit("/", 1)[-1]]["properties"]  # generated from the request model
+    parameters = schemas["TokenClassificationParameters"]["properties"]  # from the task's options
+    assert "simple" in parameters["aggregation_strategy"]["enum"]
     assert {"400", "404", "413", "422", "503"} <= set(predict["responses"])
     assert {"/health", "/models", "/metrics"} <= set(spec["paths"])
     assert httpx.get(f"{server.url}/docs").status_code == 200
@@ -198,7 +210,7 @@ def test_predict_single_and_list_equal_the_pipeline(server, pipes):
         ("ner", SENTENCES[1], {}),
         ("ner", SENTENCES[:4], {"aggregation_strategy": "simple"}),
         ("ner", SENTENCES[3], {"aggregation_strategy": "first", "ignore_labels": []}),
-        ("cls", SENTENCES[0], {}),  # transformers' legacy shape: a one-element list
+        ("cls", SENTENCES[0], {}),  # one text: the Inference API's [[{label, score}]]
         ("cls", SENTENCES[:3], {}),
         ("cls", SENTENCES[2], {"top_k": 2}),
         ("cls", SENTENCES[:2], {"top_k": None, "function_to_apply": "sigmoid"}),
@@ -212,7 +224,8 @@ def test_predict_single_and_list_equal_the_pipeline(server, pipes):
         )
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "application/json"
-        _assert_same(response.json(), pipes[model](inputs, **params), f"{model}({inputs!r}, {params})")
+        expected = _served(model, inputs, pipes[model](inputs, **params))
+        _assert_same(response.json(), expected, f"{model}({inputs!r}, {params})")
 
 
 def test_200_concurrent_requests_equal_direct_calls(server, pipes):
@@ -232,7 +245,7 @@ def test_200_concurrent_requests_equal_direct_calls(server, pipes):
         r.text for r in responses if r.status_code != 200
     ][:3]
     for (model, body), response in zip(requests, responses):
-        expected = pipes[model](body["inputs"], **body["parameters"])
+        expected = _served(model, body["inputs"], pipes[model](body["inputs"], **body["parameters"]))
         _assert_same(response.json(), expected, f"{model}({body})")
 
     after = server.metrics()

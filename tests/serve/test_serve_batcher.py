@@ -21,7 +21,7 @@ from bertrt.serve import ModelWorker, ServeSettings, add_arguments, create_app
 from bertrt.serve.app import problem_for
 from bertrt.serve.cli import settings_from_args
 from bertrt.serve.metrics import Metrics
-from bertrt.serve.requests import PredictRequest, parse_request
+from bertrt.serve.schemas import PredictRequest, parse_request
 
 _OPTIONS = ("upper", "type_error")
 
@@ -398,7 +398,7 @@ def test_problem_for_maps_the_error_tree():
 
 def test_parse_request_gives_a_typed_request():
     settings = ServeSettings()
-    assert parse_request(b'{"inputs": "a"}', settings) == PredictRequest("a", {})
+    assert parse_request(b'{"inputs": "a"}', settings) == PredictRequest(inputs="a")
     parsed = parse_request(b'{"inputs": ["a", "b"], "parameters": {"top_k": 2}}', settings)
     assert parsed.texts == ["a", "b"] and parsed.parameters == {"top_k": 2}
 

@@ -240,9 +240,17 @@ def test_openai_errors(server):
     with httpx.Client() as client:
         for body, status, code in cases:
             response = client.post(url, json=body)
-            assert (response.status_code, response.json()["code"]) == (status, code), (body, response.text)
-    served = httpx.post(url, json={"input": "x"}).json()
-    assert served["models"] == ["emb", "emb2"] and "emb2 (feature-extraction)" in served["error"]
+            error = response.json()["error"]  # OpenAI's error object on /v1/*
+            assert (response.status_code, error["code"]) == (status, code), (body, response.text)
+            assert set(error) == {"message", "type", "param", "code"} and error["message"]
+            assert error["type"] == ("not_found_error" if status == 404 else "invalid_request_error")
+    served = httpx.post(url, json={"input": "x"}).json()["error"]
+    assert served["param"] == "model" and "emb2 (feature-extraction)" in served["message"]
+    unknown = httpx.post(url, json={"input": "x", "model": "emb", "temperature": 1}).json()["error"]
+    assert unknown["param"] == "temperature" and "temperature" in unknown["message"]
+    no_route = httpx.post(f"{server.url}/v1/chat/completions", json={}).json()
+    assert no_route["error"]["code"] == "not_found"  # the framework's own 404 in OpenAI's shape too
+    assert httpx.post(f"{server.url}/nope", json={}).json()["code"] == "not_found"  # bertrt's elsewhere
 
 
 # -- model selection and /ner -----------------------------------------------------------------------------
@@ -258,8 +266,8 @@ def test_a_route_picks_its_model_or_names_the_served_ones(server):
     assert in_body.status_code == 200
     assert _post(server, "/tokenize", {"inputs": "x"}).json()["code"] == "model_required"
     assert requests.get(f"{server.url}/info").status_code == 400
-    unknown_field = _post(server, "/embed", {"inputs": "x", "pooling": "cls"}, model="emb")
-    assert unknown_field.status_code == 400 and "pooling" in unknown_field.json()["error"]
+    ignored = _post(server, "/embed", {"inputs": "x", "pooling": "cls", "parameters": {}}, model="emb")
+    assert ignored.status_code == 200  # TEI ignores unknown fields (huggingface_hub sends parameters)
 
 
 def test_ner_route_gives_entity_groups(server, pipes):
@@ -341,3 +349,114 @@ def serve():
     yield start
     for srv in started:
         srv.stop()
+
+
+# -- the real clients: openai and huggingface_hub -----------------------------------------------------------
+def test_the_openai_sdk_gets_vectors_and_shows_the_reason_of_an_error(server, pipes):
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    got = client.embeddings.create(model="emb", input=TEXTS)  # the SDK asks for base64 by default
+    close([d.embedding for d in got.data], pipes["emb"](TEXTS, pooling="mean", normalize=True))
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.embeddings.create(model="gpt", input="x")
+    assert "no model named 'gpt'" in str(caught.value) and caught.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model="emb", input="x", dimensions=7)
+    assert "cannot shorten" in str(caught.value) and caught.value.param == "dimensions"
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """huggingface_hub's InferenceClient class, allowed to reach the loopback servers (the suite runs
+    offline: HF_HUB_OFFLINE=1 makes its HTTP session refuse every address)."""
+    from huggingface_hub import InferenceClient, constants
+    from huggingface_hub.utils import reset_sessions
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    reset_sessions()
+    yield InferenceClient
+    monkeypatch.undo()
+    reset_sessions()
+
+
+@pytest.fixture(scope="module")
+def one_model(pipes):
+    """A server of one embedding model (its name is informational, and POST / is its /embed)."""
+    from bertrt.serve import ServeSettings
+
+    srv = ThreadServer({"emb": pipes["emb"]}, ServeSettings(max_wait_ms=1))
+    yield srv
+    srv.stop()
+
+
+def test_with_one_model_served_the_model_name_is_informational(one_model, pipes):
+    import openai
+
+    client = openai.OpenAI(base_url=f"{one_model.url}/v1", api_key="unused", max_retries=0)
+    got = client.embeddings.create(model="text-embedding-3-small", input="x", encoding_format="float")
+    assert got.model == "emb"
+    close(got.data[0].embedding, pipes["emb"]("x", pooling="mean", normalize=True))
+    assert _post(one_model, "/embed", {"inputs": "x", "model": "anything"}).status_code == 200
+
+
+def test_inference_client_on_the_root_route_embeds_and_compares_sentences(one_model, pipes, hub):
+    client = hub(model=one_model.url)  # posts to /, always with "parameters"
+    vector = client.feature_extraction(TEXTS[0])
+    close(np.asarray(vector).reshape(-1), pipes["emb"](TEXTS[0], pooling="mean", normalize=True))
+    scores = client.sentence_similarity(TEXTS[0], other_sentences=TEXTS[1:])
+    unit = np.asarray(pipes["emb"](TEXTS, pooling="mean", normalize=True))
+    close(scores, unit[1:] @ unit[0])
+
+
+def test_inference_client_on_the_model_route(server, pipes, hub):
+    cls = hub(model=f"{server.url}/models/cls/predict")
+    top3 = cls.text_classification(TEXTS[0], top_k=3)  # parses [[{label, score}, ...]], takes element 0
+    want = pipes["cls"](TEXTS[0], top_k=3)
+    assert [e.label for e in top3] == [w["label"] for w in want]
+    close([e.score for e in top3], [w["score"] for w in want])
+    (best,) = cls.text_classification(TEXTS[0])
+    assert best.label == want[0]["label"]
+    ner = hub(model=f"{server.url}/models/ner/predict")
+    entities = ner.token_classification(TEXTS[1], aggregation_strategy="simple")
+    want = pipes["ner"](TEXTS[1], aggregation_strategy="simple")
+    assert [(e.entity_group, e.start, e.end) for e in entities] == [
+        (w["entity_group"], w["start"], w["end"]) for w in want
+    ]
+    similar = hub(model=f"{server.url}/models/emb/predict")
+    unit = np.asarray(pipes["emb"](TEXTS, pooling="mean", normalize=True))
+    close(similar.sentence_similarity(TEXTS[0], other_sentences=TEXTS[1:]), unit[1:] @ unit[0])
+
+
+def test_the_model_route_takes_a_text_pair_as_the_inference_api_does(server, pipes):
+    pair = {"text": TEXTS[0], "text_pair": TEXTS[1]}
+    got = _post(server, "/models/cls/predict", {"inputs": pair, "parameters": {"top_k": None}})
+    assert got.status_code == 200, got.text
+    want = pipes["cls"](pair, top_k=None)
+    assert [g["label"] for g in got.json()[0]] == [w["label"] for w in want]
+    close([g["score"] for g in got.json()[0]], [w["score"] for w in want])
+
+
+def test_tei_predict_takes_the_batch_form_and_ignores_parameters(server, pipes):
+    body = {"inputs": [[TEXTS[0]], [TEXTS[1], TEXTS[2]]], "parameters": {"top_k": 1}}
+    got = _post(server, "/predict", body, model="cls")
+    assert got.status_code == 200, got.text
+    want = pipes["cls"]([TEXTS[0], {"text": TEXTS[1], "text_pair": TEXTS[2]}], top_k=None)
+    assert len(got.json()) == 2
+    for g, w in zip(got.json(), want):
+        assert [x["label"] for x in g] == [x["label"] for x in w]
+        close([x["score"] for x in g], [x["score"] for x in w])
+
+
+def test_tei_tokenize_gives_utf8_byte_offsets(server, pipes):
+    text = "Zoë flew to Zürich ✈ today"
+    (tokens,) = _post(server, "/tokenize", {"inputs": text}, model="ner").json()
+    view = pipes["ner"].tokenize(text)  # bertrt's own view: character offsets
+    assert [t["id"] for t in tokens] == view["ids"]
+    for token, (start, stop) in zip(tokens, view["offsets"]):
+        if token["special"]:
+            assert token["start"] is None and token["stop"] is None
+        else:
+            assert token["start"] == len(text[:start].encode()) and token["stop"] == len(text[:stop].encode())
+            assert text.encode()[token["start"] : token["stop"]].decode() == token["text"]
+    assert any(t["stop"] is not None and t["stop"] > 20 for t in tokens)  # past the multi-byte characters
