@@ -8,6 +8,9 @@ where each task's options are documented) in order::
     inputs -> task.check_options -> task.encode -> batches (session.run, task.batch_output, task.collect)
            -> task.finish -> task.shape
 
+A call is :meth:`Pipeline.prepare` (check and encode) then :meth:`Pipeline.run_prepared` (run and finish)
+then the shape; the server prepares each request once and runs many prepared requests as one batch.
+
 Common call options: ``batch_size`` and ``max_tokens_per_batch`` (padded tokens per batch). A call that
 gives no ``batch_size`` uses :attr:`Pipeline.batch_size`: the bundle's tuned one (``bertrt tune``) when
 ``backend="auto"`` follows tuning.json on this CPU, else 32 (:meth:`bertrt.backends.Plan.default_batch_size`).
@@ -17,15 +20,18 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
+from typing import Any
 
 from . import backends, tasks
 from .batching import run_batched, validate_batching
 from .bundle import Bundle, check_graph, load_bundle
 from .errors import BundleError, InputError, InputTypeError, TaskError
 from .session import OnnxSession
+from .tasks.base import Encoding
 from .tokenize import TextTokenizer, check_text
 
-__all__ = ["Pipeline", "pipeline"]
+__all__ = ["Pipeline", "Prepared", "pipeline"]
 
 log = logging.getLogger("bertrt")
 
@@ -69,6 +75,23 @@ def _as_items(inputs, allow_pairs: bool) -> tuple[bool, list]:
 def _is_single(inputs, allow_pairs: bool) -> bool:
     """Whether ``inputs`` is one input (a str, or a pair dict when the task takes pairs), not a list."""
     return isinstance(inputs, str) or (allow_pairs and isinstance(inputs, dict))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A call checked and encoded, not yet run (:meth:`Pipeline.prepare`)."""
+
+    inputs: Any  # as given: a str, a pair dict or a list
+    single: bool  # one input (one result), not a list
+    items: list  # str, or (text, text_pair) tuples
+    options: dict  # the task options as given
+    opts: Any  # the task's checked options
+    encoded: Encoding  # the sequences to run
+
+    @property
+    def tokens(self) -> int:
+        """Tokens of every sequence to run (special tokens included, each cut at the max length)."""
+        return sum(len(seq) for seq in self.encoded.sequences)
 
 
 class Pipeline:
@@ -185,6 +208,15 @@ class Pipeline:
     ):
         """Run the task: a str gives one result, a list a list of results (transformers' structure).
         ``batch_size=None``: :attr:`batch_size` (tuned on this CPU, else 32)."""
+        self._batching(batch_size, max_tokens_per_batch)
+        prepared = self.prepare(inputs, **task_options)
+        if not prepared.items:
+            return []
+        (results,) = self.run_prepared([prepared], batch_size, max_tokens_per_batch)
+        return self.spec.shape(results, prepared.single, inputs, task_options)
+
+    def _batching(self, batch_size: int | None, max_tokens_per_batch: int | None) -> int:
+        """The call's batch size (None: :attr:`batch_size`); InputError for unusable batching options."""
         if batch_size is None:
             batch_size = self.batch_size
         validate_batching(batch_size, max_tokens_per_batch)
@@ -194,21 +226,47 @@ class Pipeline:
                 f"max_tokens_per_batch={max_tokens_per_batch} is too small: a single sequence can "
                 f"hold {self.max_length} tokens (the model's max length); use at least that"
             )
+        return int(batch_size)
+
+    def prepare(self, inputs, **task_options) -> Prepared:
+        """A call's first half: ``inputs`` and options checked, the texts encoded (nothing run). The
+        server prepares each request once, counts its tokens from the encodings and runs many prepared
+        requests as one batch (:meth:`run_prepared`)."""
         spec = self.spec
         single, items = _as_items(inputs, allow_pairs=spec.pairs)
         opts = spec.check_options(self, task_options)  # every option checked before any work
-        if not items:
-            return []
-        encoded = spec.encode(self, items, opts)
-        collected = run_batched(
-            encoded.sequences,
-            lambda batch: spec.batch_output(self.session.run(batch)),
-            lambda out, row, seq: spec.collect(out, row, seq, opts),
-            self.tokenizer.pad_token_id,
-            int(batch_size),
-            max_tokens_per_batch,
+        encoded = spec.encode(self, items, opts) if items else Encoding([])
+        return Prepared(inputs, single, items, dict(task_options), opts, encoded)
+
+    def run_prepared(
+        self, prepared: list[Prepared], batch_size: int | None = None, max_tokens_per_batch: int | None = None
+    ) -> list[list]:
+        """A call's second half for several prepared calls with equal options, batched together: each
+        one's results (one per item, unshaped: :meth:`shape` makes them a call's return value)."""
+        batch_size = self._batching(batch_size, max_tokens_per_batch)
+        spec = self.spec
+        opts = prepared[0].opts if prepared else None
+        sequences = [seq for p in prepared for seq in p.encoded.sequences]
+        collected = (
+            run_batched(
+                sequences,
+                lambda batch: spec.batch_output(self.session.run(batch)),
+                lambda out, row, seq: spec.collect(out, row, seq, opts),
+                self.tokenizer.pad_token_id,
+                batch_size,
+                max_tokens_per_batch,
+            )
+            if sequences
+            else []
         )
-        return spec.shape(spec.finish(self, items, encoded, collected, opts), single, inputs, task_options)
+        out, start = [], 0
+        for p in prepared:
+            stop = start + len(p.encoded.sequences)
+            out.append(
+                spec.finish(self, p.items, p.encoded, collected[start:stop], p.opts) if p.items else []
+            )
+            start = stop
+        return out
 
     def check_inputs(self, inputs) -> None:
         """The checks a call makes on ``inputs`` before any work (types, valid Unicode), without running

@@ -41,7 +41,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -67,6 +67,7 @@ log = logging.getLogger("bertrt.serve")
 
 #: call options the server owns; a client may not set them
 SERVER_OPTIONS = ("batch_size", "max_tokens_per_batch")
+_INLINE_CHARS = 8192  # requests up to this many characters are prepared on the event loop, larger in a thread
 
 
 class DeadlineExceeded(ServeError):
@@ -117,6 +118,7 @@ class Job:
     arrived: float  # loop time
     tokens: int = 0  # tokens of its texts, as counted for max_batch_tokens
     transform: Callable | None = None  # applied to the shaped result (worker thread), before JSON
+    prepared: Any = None  # pipe.prepare(inputs, **params): the encoded texts the batch runs
     state: str = "queued"  # "queued", then "running" once taken into a batch
     expired: bool = False  # its deadline passed: the worker thread skips it (set on the loop, read there)
 
@@ -174,33 +176,38 @@ class ModelWorker:
                 raise InputError(validation_message(exc, self.parameters, params, "parameter")[0]) from None
         self.pipe([], **params)
 
-    def count_tokens(self, texts: list) -> int:
-        """Tokens of ``texts`` (str, or text-pair dicts) as ``max_batch_tokens`` counts them: the model's
-        tokenizer, special tokens included, each sequence cut at the model's max length (a NER text
-        longer than that counts as its first window). Without a tokenizer: 2 + characters / 4."""
-        tokenizer = getattr(self.pipe, "tokenizer", None)
-        items = [
-            ((t["text"], t["text_pair"]) if t.get("text_pair") else t["text"]) if isinstance(t, dict) else t
-            for t in texts
-        ]
-        if tokenizer is None:
-            return sum(2 + len(t if isinstance(t, str) else "".join(t)) // 4 for t in items)
-        return sum(len(enc) for enc in tokenizer.encode_batch(items, truncate=True)) if items else 0
+    async def prepare(self, inputs, params: dict):
+        """``pipe.prepare(inputs, **params)``: the request checked and its texts encoded, once (the token
+        budget counts these encodings and the batch runs them). On the event loop for small inputs, in
+        a thread for large ones; raises what the pipeline's checks raise (InputError: the caller's)."""
+        texts = [inputs] if isinstance(inputs, (str, dict)) else inputs
+        size = sum(len(t) if isinstance(t, str) else sum(map(len, t.values())) for t in texts)
+        if size <= _INLINE_CHARS:
+            return self.pipe.prepare(inputs, **params)
+        return await asyncio.to_thread(self.pipe.prepare, inputs, **params)
 
     def submit(
-        self, inputs: str | list, params: dict, tokens: int | None = None, transform: Callable | None = None
+        self,
+        inputs: str | list,
+        params: dict,
+        tokens: int | None = None,
+        transform: Callable | None = None,
+        prepared: Any = None,
     ) -> asyncio.Future | None:
         """Queue a request (a str or a list of str); its future, or None when the queue has no room.
 
-        ``tokens``: its tokens as :meth:`count_tokens` counts them (counted here when None). The future
-        fails with DeadlineExceeded once ``request_timeout_s`` passes without an answer. ``transform``
-        re-shapes the result (in the worker thread) before it is encoded: the compatible routes use it.
+        ``prepared``: :meth:`prepare`'s result for it (prepared here, on the loop, when None). ``tokens``:
+        its tokens for ``max_batch_tokens`` (default: those of its encodings, ``prepared.tokens``). The
+        future fails with DeadlineExceeded once ``request_timeout_s`` passes without an answer.
+        ``transform`` re-shapes the result (in the worker thread) before it is encoded.
         """
         texts = [inputs] if isinstance(inputs, (str, dict)) else list(inputs)
         if self.queued_texts + len(texts) > self.settings.max_queue:
             return None
+        if prepared is None:
+            prepared = self.pipe.prepare(inputs, **params)
         if tokens is None:
-            tokens = self.count_tokens(texts) if self.settings.max_batch_tokens else 0
+            tokens = prepared.tokens
         loop = asyncio.get_running_loop()
         job = Job(
             inputs,
@@ -211,6 +218,7 @@ class ModelWorker:
             loop.time(),
             tokens,
             transform,
+            prepared,
         )
         self.pending.append(job)
         self.jobs[job.future] = job
@@ -403,7 +411,7 @@ class ModelWorker:
 
     # worker thread ---------------------------------------------------------------------------------------
     def _infer(self, batch: list[Job]) -> list:
-        """One pipeline call for the batch; JSON bytes (or the exception) per job, in order.
+        """One pipeline run of the batch's prepared requests; JSON bytes (or the exception) per job.
 
         Jobs whose deadline passed before the call started are left out (their outcome is None: the
         caller has had its answer).
@@ -412,13 +420,10 @@ class ModelWorker:
         if len(live) < len(batch):
             ran = dict(zip(map(id, live), self._infer(live) if live else []))
             return [ran.get(id(job)) for job in batch]
-        texts = [text for job in batch for text in job.texts]
         started = time.perf_counter()
         try:
-            results = (
-                self.pipe(texts, batch_size=self.settings.pipeline_batch_size, **batch[0].params)
-                if texts
-                else []
+            results = self.pipe.run_prepared(
+                [job.prepared for job in batch], batch_size=self.settings.pipeline_batch_size
             )
         except Exception as exc:  # handed to the caller(s) as their error
             if len(batch) == 1:
@@ -427,13 +432,8 @@ class ModelWorker:
             return [self._infer([job])[0] for job in batch]
         finally:
             self.metrics.inference.labels(self.name).observe(time.perf_counter() - started)
-        outcomes, cursor = [], 0
-        for job in batch:  # an expired job's results are discarded unshaped
-            outcomes.append(
-                None if job.expired else self._finish(job, results[cursor : cursor + len(job.texts)])
-            )
-            cursor += len(job.texts)
-        return outcomes
+        # an expired job's results are discarded unshaped
+        return [None if job.expired else self._finish(job, r) for job, r in zip(batch, results)]
 
     def _finish(self, job: Job, results: list):
         """The job's results shaped as its own call would return them, as JSON bytes; or the exception."""

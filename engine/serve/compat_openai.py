@@ -72,7 +72,9 @@ async def _embeddings(request: Request, call) -> Response:
             f"cannot shorten them; leave dimensions out or send {width}",
             param="dimensions",
         )
-    tokens = worker.count_tokens(texts)
+    params = {**embedding_params(worker.pipe), "truncation": False}
+    prepared = await service.prepare(worker, texts, params)
+    tokens = prepared.tokens  # the encodings that run: special tokens included
     name, base64_out = worker.name, req.encoding_format == "base64"
 
     def transform(vectors):
@@ -83,8 +85,7 @@ async def _embeddings(request: Request, call) -> Response:
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return {"object": "list", "data": data, "model": name, "usage": usage}
 
-    params = {**embedding_params(worker.pipe), "truncation": False}
-    return json_response(await service.run(worker, request, texts, params, transform, tokens))
+    return json_response(await service.run(worker, request, texts, params, transform, prepared))
 
 
 @model_route(router, "/v1/embeddings", EmbeddingsRequest, "OpenAI: embeddings of one text or a list")

@@ -60,7 +60,6 @@ from .schemas import (
     EmbedRequest,
     PredictRequest,
     RerankRequest,
-    SimilarityInputs,
     SimilarityRequest,
     TeiPredictRequest,
     TokenizeRequest,
@@ -144,31 +143,42 @@ async def _off_loop(size: int, fn, *args):
     return fn(*args) if size <= _INLINE_CHARS else await asyncio.to_thread(fn, *args)
 
 
-async def _tokens(worker, items: list, truncate: bool, route: str) -> int:
-    """The items' tokens as the batcher counts them; with ``truncate`` false, 413 ``input_too_long`` for
-    an input over the model's max length (TEI's answer)."""
-    pipe = worker.pipe
-    pieces = [(i["text"], i["text_pair"]) if isinstance(i, dict) else i for i in items]
+def _check_length(worker, items: list, prepared, truncate: bool, route: str) -> None:
+    """With ``truncate`` false, 413 ``input_too_long`` (TEI's answer) for an input over the model's max
+    length. The prepared encodings are cut at that length, so only an input whose encoding reaches it
+    is tokenized again, uncut, to tell."""
+    if truncate:
+        return
+    pipe, limit = worker.pipe, worker.pipe.max_length
+    sequences = prepared.encoded.sequences
+    one_each = len(sequences) == len(items)
+    suspects = [i for i in range(len(items)) if not one_each or len(sequences[i]) >= limit]
+    if not suspects:
+        return
+    pieces = [
+        (items[i]["text"], items[i]["text_pair"]) if isinstance(items[i], dict) else items[i]
+        for i in suspects
+    ]
+    found = dict(zip(suspects, (len(e) for e in pipe.tokenizer.encode_batch(pieces, truncate=False))))
+    long = [i for i in suspects if found[i] > limit]
+    if long:
+        raise HTTPProblem(
+            413,
+            "input_too_long",
+            f"{route}: input(s) at index {', '.join(map(str, long[:20]))} have "
+            f"{found[long[0]]} tokens; model {worker.name!r} takes at most {limit} "
+            f'(send "truncate": true to cut them)',
+            limit="max_input_length",
+            max=limit,
+            indexes=long[:20],
+        )
 
-    def lengths():
-        return [len(e) for e in pipe.tokenizer.encode_batch(pieces, truncate=False)]
 
-    found = await _off_loop(sum(map(len, _strings(items))), lengths)
-    limit = pipe.max_length
-    if not truncate:
-        long = [i for i, n in enumerate(found) if n > limit]
-        if long:
-            raise HTTPProblem(
-                413,
-                "input_too_long",
-                f"{route}: input(s) at index {', '.join(map(str, long[:20]))} have "
-                f"{found[long[0]]} tokens; model {worker.name!r} takes at most {limit} "
-                f'(send "truncate": true to cut them)',
-                limit="max_input_length",
-                max=limit,
-                indexes=long[:20],
-            )
-    return sum(min(n, limit) for n in found)
+async def _run(service, worker, request, items, params, transform, truncate, route) -> Response:
+    """``items`` prepared once (their length checked unless ``truncate``), then run through the batcher."""
+    prepared = await service.prepare(worker, items, params)
+    _check_length(worker, items, prepared, truncate, route)
+    return json_response(await service.run(worker, request, items, params, transform, prepared))
 
 
 def _pick(service: Service, call, req, model: str | None, tasks: tuple, route: str):
@@ -195,7 +205,6 @@ async def _embed(service, request, call, body, model, pooled: bool = True):
     _check_truncation(req, route)
     items = [req.inputs] if isinstance(req.inputs, str) else req.inputs
     check_texts(items, service.settings)
-    tokens = await _tokens(worker, items, bool(req.truncate), route)
     if pooled:
         params, transform = embedding_params(worker.pipe, req.normalize is not False), None
     else:
@@ -204,7 +213,7 @@ async def _embed(service, request, call, body, model, pooled: bool = True):
         def transform(results):  # (1, tokens, dim) per input -> (tokens, dim)
             return [r[0] for r in results]
 
-    return json_response(await service.run(worker, request, items, params, transform, tokens))
+    return await _run(service, worker, request, items, params, transform, bool(req.truncate), route)
 
 
 async def _embed_all(service, request, call, body, model):
@@ -214,10 +223,7 @@ async def _embed_all(service, request, call, body, model):
 async def _similarity(service, request, call, body, model):
     req = parse(SimilarityRequest, body, "/similarity")
     worker = _pick(service, call, req, model, ("feature-extraction",), "/similarity")
-    inputs: SimilarityInputs = req.inputs
-    items = [inputs.source_sentence, *inputs.sentences]
-    tokens = await _tokens(worker, check_texts(items, service.settings), True, "/similarity")
-    return json_response(await similarity(service, worker, request, inputs, tokens))
+    return json_response(await similarity(service, worker, request, req.inputs))
 
 
 async def _predict(service, request, call, body, model):
@@ -226,12 +232,11 @@ async def _predict(service, request, call, body, model):
     _check_truncation(req, "/predict")
     single, items = _pair_items(req.inputs)
     check_texts(_strings(items), service.settings, count=len(items))
-    tokens = await _tokens(worker, items, bool(req.truncate), "/predict")
     params = {"top_k": None}
     if req.raw_scores:
         params["function_to_apply"] = "none"
     transform = (lambda results: results[0]) if single else None
-    return json_response(await service.run(worker, request, items, params, transform, tokens))
+    return await _run(service, worker, request, items, params, transform, bool(req.truncate), "/predict")
 
 
 async def _rerank(service, request, call, body, model):
@@ -248,7 +253,6 @@ async def _rerank(service, request, call, body, model):
     texts = check_texts(req.texts, service.settings, field="texts")
     check_texts([req.query], service.settings, field="query")
     items = [{"text": req.query, "text_pair": text} for text in texts]
-    tokens = await _tokens(worker, items, bool(req.truncate), "/rerank")
     return_text = req.return_text
 
     def transform(results):
@@ -261,7 +265,7 @@ async def _rerank(service, request, call, body, model):
         return sorted(ranked, key=lambda e: -e["score"])
 
     params = {"top_k": None, "function_to_apply": "none" if req.raw_scores else "sigmoid"}
-    return json_response(await service.run(worker, request, items, params, transform, tokens))
+    return await _run(service, worker, request, items, params, transform, bool(req.truncate), "/rerank")
 
 
 async def _by_model_type(service, request, call, body, model):

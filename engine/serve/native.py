@@ -140,7 +140,7 @@ def embedding_params(pipe, normalize: bool = True) -> dict:
     return {"pooling": embedding_pooling(pipe), "normalize": normalize}
 
 
-async def similarity(service: Service, worker, request, inputs: SimilarityInputs, tokens=None) -> bytes:
+async def similarity(service: Service, worker, request, inputs: SimilarityInputs) -> bytes:
     """The cosine of ``inputs.source_sentence`` to each of ``inputs.sentences`` (a feature-extraction
     model, its own pooling): the Inference API's sentence-similarity answer, a list of floats."""
     texts = check_texts([inputs.source_sentence, *inputs.sentences], service.settings)
@@ -149,7 +149,7 @@ async def similarity(service: Service, worker, request, inputs: SimilarityInputs
         unit = np.asarray(vectors, dtype=np.float64)
         return [float(x) for x in unit[1:] @ unit[0]]
 
-    return await service.run(worker, request, texts, embedding_params(worker.pipe), transform, tokens)
+    return await service.run(worker, request, texts, embedding_params(worker.pipe), transform)
 
 
 def _label_list(shaped) -> list:

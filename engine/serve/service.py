@@ -214,6 +214,20 @@ class Service:
         """The request body's strict JSON (400 ``malformed_json`` otherwise)."""
         return load_json(await self.body(request))
 
+    async def prepare(self, worker: ModelWorker, inputs, params: dict):
+        """The request checked and its texts encoded, once (:meth:`ModelWorker.prepare`): 503 for a model
+        that failed its warm-up, 400 ``bad_parameters`` for unknown or bad parameters; an unusable input
+        raises the pipeline's InputError (400 ``bad_input``)."""
+        if worker.failed:  # a broken bundle: no request runs, and none is blamed for it
+            raise worker.unavailable()
+        try:
+            worker.check_parameters(params)
+        except BertrtError as exc:  # an unknown or bad option (anything else is the server's bug: 500)
+            raise HTTPProblem(
+                400, "bad_parameters", f"invalid parameters for {worker.pipe.task}: {exc}"
+            ) from None
+        return await worker.prepare(inputs, params)
+
     async def run(
         self,
         worker: ModelWorker,
@@ -221,23 +235,16 @@ class Service:
         inputs,
         params: dict,
         transform: Callable | None = None,
-        tokens: int | None = None,
-        check: bool = True,
+        prepared=None,
     ) -> bytes:
         """``inputs`` through ``worker``'s batcher with ``params``: the JSON bytes of the result (shaped as
-        a call on ``inputs``, then ``transform``-ed, in the worker thread). Raises ClientGone when the
+        a call on ``inputs``, then ``transform``-ed, in the worker thread). ``prepared``: the request's
+        :meth:`prepare` (done here when None; its encodings are what runs). Raises ClientGone when the
         client disconnects meanwhile (its request dropped or discarded), HTTPProblem 400 for bad
         parameters, 503 for a full queue; what the call raised otherwise."""
-        if worker.failed:  # a broken bundle: no request runs, and none is blamed for it
-            raise worker.unavailable()
-        if check:
-            try:
-                worker.check_parameters(params)
-            except BertrtError as exc:  # an unknown or bad option (anything else is the server's bug: 500)
-                raise HTTPProblem(
-                    400, "bad_parameters", f"invalid parameters for {worker.pipe.task}: {exc}"
-                ) from None
-        future = worker.submit(inputs, params, tokens=tokens, transform=transform)
+        if prepared is None:
+            prepared = await self.prepare(worker, inputs, params)
+        future = worker.submit(inputs, params, transform=transform, prepared=prepared)
         if future is None:
             s = self.settings
             raise HTTPProblem(

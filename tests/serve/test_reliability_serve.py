@@ -363,7 +363,10 @@ def test_a_job_expired_before_its_call_starts_is_left_out_of_the_call():
         pipe = FakePipe()
         worker = ModelWorker("m", pipe, ServeSettings(), Metrics(32))
         loop = asyncio.get_running_loop()
-        jobs = [Job(t, [t], {}, "{}", loop.create_future(), loop.time()) for t in ("gone", "kept")]
+        jobs = [
+            Job(t, [t], {}, "{}", loop.create_future(), loop.time(), prepared=pipe.prepare(t))
+            for t in ("gone", "kept")
+        ]
         jobs[0].expired = True
         outcomes = await loop.run_in_executor(worker.executor, worker._infer, jobs)
         worker.executor.shutdown()

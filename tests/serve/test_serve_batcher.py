@@ -42,6 +42,7 @@ class FakePipe:
 
     def __init__(self, fail_warm_up: bool = False, shape_error: Exception | None = None):
         self.calls: list[tuple[list[str], int, dict]] = []
+        self.prepared: list[list] = []  # the texts of every prepare call (a request's are prepared once)
         self.shaped: list[tuple[list, object, dict]] = []
         self.fail_warm_up = fail_warm_up
         self.shape_error = shape_error
@@ -64,6 +65,35 @@ class FakePipe:
             raise RuntimeError("the pipeline crashed")
         results = [{"text": text.upper() if options.get("upper") else text} for text in texts]
         return results[0] if isinstance(inputs, str) else results
+
+    def prepare(self, inputs, **options):
+        """The pipeline's first half: options checked, the texts "encoded" (tokens: the tokenizer's, when
+        a test gives the pipe one, else 2 + characters / 4 per text)."""
+        self([], **options)
+        texts = [inputs] if isinstance(inputs, (str, dict)) else list(inputs)
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is not None:
+            pieces = [(t["text"], t["text_pair"]) if isinstance(t, dict) else t for t in texts]
+            sequences = tokenizer.encode_batch(pieces, truncate=True) if pieces else []
+        else:
+            sequences = [
+                [0] * (2 + len(t if isinstance(t, str) else "".join(t.values())) // 4) for t in texts
+            ]
+        self.prepared.append(texts)
+        encoded = SimpleNamespace(sequences=sequences)
+        return SimpleNamespace(
+            inputs=inputs, texts=texts, options=options, encoded=encoded, tokens=sum(map(len, sequences))
+        )
+
+    def run_prepared(self, prepared: list, batch_size: int = 32):
+        """The pipeline's second half: one call on every prepared request's texts, split per request."""
+        texts = [t for p in prepared for t in p.texts]
+        results = self(texts, batch_size, **prepared[0].options) if texts else []
+        out, start = [], 0
+        for p in prepared:
+            out.append(results[start : start + len(p.texts)])
+            start += len(p.texts)
+        return out
 
     def shape(self, results: list, inputs, **options):
         self.shaped.append((results, inputs, options))
@@ -464,17 +494,25 @@ def test_no_token_budget_batches_by_count_only():
     assert _texts_per_call(asyncio.run(main())) == [["t0", "t1", "t2"], ["t3"]]
 
 
-def test_tokens_are_counted_with_the_tokenizer_or_estimated():
+def test_a_requests_tokens_are_those_of_its_encodings():
     class Tokenizer:
         def encode_batch(self, items, truncate=True):
             assert truncate  # the budget counts what the model sees: texts cut at its max length
             return [[0] * min(16, 2 + len(i if isinstance(i, str) else i[0] + i[1])) for i in items]
 
-    worker = ModelWorker("m", FakePipe(), ServeSettings(), Metrics(32))
-    assert worker.count_tokens(["abcdefgh", ""]) == (2 + 2) + 2  # no tokenizer: 2 + chars / 4
-    worker.pipe.tokenizer = Tokenizer()
-    assert worker.count_tokens(["abc", "x" * 40, {"text": "ab", "text_pair": "cd"}]) == 5 + 16 + 6
-    assert worker.count_tokens([]) == 0
+    async def main():
+        pipe = FakePipe()
+        worker = await _started(pipe)
+        estimated = worker.submit(["abcdefgh", ""], {})  # no tokenizer: 2 + chars / 4
+        first = worker.jobs[estimated].tokens
+        pipe.tokenizer = Tokenizer()
+        counted = worker.submit(["abc", "x" * 40, {"text": "ab", "text_pair": "cd"}], {})
+        second = worker.jobs[counted].tokens
+        await _results([estimated, counted])
+        await worker.stop()
+        return first, second
+
+    assert asyncio.run(main()) == ((2 + 2) + 2, 5 + 16 + 6)
 
 
 def test_an_abandoned_queued_request_never_runs_and_a_running_one_is_discarded():

@@ -460,3 +460,28 @@ def test_tei_tokenize_gives_utf8_byte_offsets(server, pipes):
             assert token["start"] == len(text[:start].encode()) and token["stop"] == len(text[:stop].encode())
             assert text.encode()[token["start"] : token["stop"]].decode() == token["text"]
     assert any(t["stop"] is not None and t["stop"] > 20 for t in tokens)  # past the multi-byte characters
+
+
+def test_a_request_is_tokenized_once(server, pipes, monkeypatch):
+    """The token budget counts the encodings the batch then runs: one tokenizer call per request."""
+    calls = []
+    for name in ("cls", "emb"):
+        tokenizer = pipes[name].tokenizer
+        for method in ("encode_batch", "encode_windows"):
+            original = getattr(tokenizer, method)
+
+            def counted(*args, _original=original, _name=name, **kwargs):
+                calls.append(_name)
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(tokenizer, method, counted)
+    for route, body, model in (
+        ("/models/cls/predict", {"inputs": TEXTS}, None),
+        ("/predict", {"inputs": TEXTS}, "cls"),
+        ("/embed", {"inputs": TEXTS}, "emb"),
+        ("/v1/embeddings", {"input": TEXTS, "model": "emb"}, None),
+    ):
+        calls.clear()
+        response = _post(server, route, body, model=model)
+        assert response.status_code == 200, response.text
+        assert len(calls) == 1, (route, calls)
