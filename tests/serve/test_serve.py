@@ -446,7 +446,7 @@ def test_model_specs_settings_and_cli_errors(folders, capsys):
     assert main(["serve", "--port", "0", f"bad={folders['ner'].parent / 'missing'}"]) == 1
     err = capsys.readouterr().err
     assert "bertrt serve: error: model 'bad'" in err
-    # a setting out of range is a usage error (exit 2; issue 14)
+    # a setting out of range is a usage error (exit 2)
     assert main(["serve", "--port", "0", "--max-batch-size", "0", str(folders["ner"])]) == 2
     assert "--max-batch-size must be > 0" in capsys.readouterr().err
 

@@ -1,6 +1,7 @@
-"""Issue 13, the compatible routes over real HTTP (requests, urllib, httpx): text-embeddings-inference's
-``/embed /embed_all /predict /rerank /tokenize /decode /info`` and OpenAI's ``/v1/embeddings``, plus
-``/ner``.
+"""The compatible routes over real HTTP (requests, urllib, httpx, and the real ``openai`` and
+``huggingface_hub`` clients): text-embeddings-inference's ``/ /embed /embed_all /similarity /predict
+/rerank /tokenize /decode /info``, OpenAI's ``/v1/embeddings``, the Inference API's shape of
+``/models/{name}/predict``, and ``/ner``.
 
 Each route's answer must have the shape of the recorded example of the original API
 (``fixtures/compat_examples.json``: the same keys, nesting and JSON types), and its numbers must equal
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.serve.test_serve_batcher import FakePipe
+from tests.serve.fakes import FakePipe
 from tests.serve.test_serve_faults import ThreadServer
 
 TOL = 1e-4

@@ -1,4 +1,4 @@
-"""Issue 13, faults over real HTTP: a real uvicorn (the protocol and config ``bertrt serve`` runs) in a
+"""Faults over real HTTP: a real uvicorn (the protocol and config ``bertrt serve`` runs) in a
 thread of this process, on fake pipelines, driven by real clients (urllib, requests, httpx, raw sockets).
 
 Oversized bodies answered 413 to every client; 100 clients that disconnect mid-flight (their work dropped
@@ -25,8 +25,7 @@ from bertrt.errors import UsageError
 from bertrt.serve import ServeSettings, add_arguments, create_app
 from bertrt.serve.cli import api_key_from
 from bertrt.serve.protocol import uvicorn_config
-from tests.serve.test_reliability_serve import SlowPipe
-from tests.serve.test_serve_batcher import FakePipe
+from tests.serve.fakes import FakePipe, SlowPipe
 
 
 class ThreadServer:
