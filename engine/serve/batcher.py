@@ -119,6 +119,7 @@ class Job:
     tokens: int = 0  # tokens of its texts, as counted for max_batch_tokens
     transform: Callable | None = None  # applied to the shaped result (worker thread), before JSON
     prepared: Any = None  # pipe.prepare(inputs, **params): the encoded texts the batch runs
+    deadline: asyncio.TimerHandle | None = None  # fails it past request_timeout_s (None: no deadline)
     state: str = "queued"  # "queued", then "running" once taken into a batch
     expired: bool = False  # its deadline passed: the worker thread skips it (set on the loop, read there)
 
@@ -229,8 +230,8 @@ class ModelWorker:
         self.metrics.queue_depth.labels(self.name).set(self.queued_texts)
         timeout = self.settings.request_timeout_s
         if timeout > 0:
-            timer = loop.call_later(timeout, self._expire, job, timeout)
-            job.future.add_done_callback(lambda _: timer.cancel())
+            job.deadline = loop.call_later(timeout, self.expire, job, timeout)
+            job.future.add_done_callback(lambda _: job.deadline.cancel())
         if self._wakeup is not None:
             self._wakeup.set()
         return job.future
@@ -267,8 +268,9 @@ class ModelWorker:
         future.cancel()
         return stage
 
-    def _expire(self, job: Job, timeout: float) -> None:
-        """The job's deadline passed: drop it from the queue, or abandon its running call; answer 504."""
+    def expire(self, job: Job, timeout: float) -> None:
+        """The job's deadline passed (its timer calls this): drop it from the queue, or abandon its running
+        call; answer 504."""
         if job.future.done():
             return
         job.expired = True
