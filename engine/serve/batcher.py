@@ -1,13 +1,13 @@
 """One model's queue, micro-batcher and worker thread: plain asyncio, no HTTP.
 
-An accepted request joins a bounded queue (``max_queue`` texts). One batcher task takes the oldest
-request and every later request with the *same parameters* (canonical JSON key, so options never mix)
-until ``max_batch_size`` texts or ``max_batch_tokens`` tokens are collected (text-embeddings-inference's
-token budget; a request's tokens are counted once, on arrival, with the model's own tokenizer, each text
-cut at the model's max length: the padded length it will have) or the oldest request has waited
-``max_wait_ms``; inside the batch the pipeline sorts the texts by token length into sub-batches of
-``pipeline_batch_size`` (so little padding is run, and the caller's order is restored), runs one
-pipeline call in the model's worker thread (onnxruntime releases the GIL, so the event loop keeps
+A request is prepared once, on arrival (``pipe.prepare``: its options checked, its texts encoded) and
+joins a bounded queue (``max_queue`` texts). One batcher task takes the oldest request and every later
+request with the *same parameters* (canonical JSON key, so options never mix) until ``max_batch_size``
+texts or ``max_batch_tokens`` tokens are collected (text-embeddings-inference's token budget; a
+request's tokens are those of its encodings, each text cut at the model's max length: the padded length
+it will have) or the oldest request has waited ``max_wait_ms``; the batch's encodings then run as one
+``pipe.run_prepared`` (sorted by token length into sub-batches of ``pipeline_batch_size``, so little
+padding is run, and the caller's order is restored) in the model's worker thread (onnxruntime releases the GIL, so the event loop keeps
 accepting meanwhile), and hands each request its own slice of the results, re-shaped by
 ``pipe.shape`` as a call with that request's inputs would have returned them and encoded as JSON bytes
 (in the worker thread too, so a large result never blocks the loop). Calls for one model run one at a
@@ -15,7 +15,8 @@ time, so batches never compete for the cores. A batch that fails as a whole is r
 so one bad input only fails its own request.
 
 The batcher knows nothing of tasks: warm-up runs ``pipe.warm_up_text``, shaping is ``pipe.shape``, and
-parameters are checked by the pipeline's own validation on no texts.
+parameters are checked for their types (the task's options as a pydantic model,
+:func:`bertrt.serve.schemas.parameters_model`), then by the pipeline's own validation on no texts.
 
 A model whose warm-up fails is never served: it answers every request :class:`ModelUnavailable` (503),
 never running it (``bertrt serve`` warms every model up before it opens its port, and refuses to start).

@@ -3,8 +3,9 @@
 :class:`Service` holds the app's workers, settings and metrics. A route hands :meth:`Service.serve` a
 handler ``handler(request, call)``; the handler picks its model (:meth:`Service.pick`, which names the
 served models when the choice is ambiguous or unknown), says so with ``call.use(worker)`` (from then on
-the request is counted for that model), and runs its texts with :meth:`Service.run`. ``serve`` turns any
-exception into the JSON error answer (:func:`problem_for`), counts the response and its latency.
+the request is counted for that model), prepares its texts once (:meth:`Service.prepare`) and runs them
+with :meth:`Service.run`. ``serve`` turns any exception into the error answer (:func:`problem_for`) in the
+route family's shape (:func:`answer`: bertrt's, TEI's, OpenAI's), counts the response and its latency.
 
 :meth:`Service.run` watches the connection while the request waits: a client that disconnects has its
 request dropped from the queue (or its results discarded, if it is already running), counted in
