@@ -4,10 +4,9 @@
 what the Hugging Face Inference API answers, so ``huggingface_hub.InferenceClient`` parses it: the task's
 result shaped as ``transformers.pipeline`` returns it, except
 
-- a task that gives one list of labels per text (its head is one row of labels per sequence: text
-  classification) answers one input with ``[[{label, score}, ...]]`` (the labels, best first, in a
-  list), as the Inference API does: ``InferenceClient.text_classification`` takes element 0. A list
-  of inputs is answered as transformers answers it;
+- one input whose result is a classification (``{label, score}`` entries: text classification) is
+  answered ``[[{label, score}, ...]]``, as the Inference API does (``InferenceClient.text_classification``
+  takes element 0); a list of inputs is answered as transformers answers it;
 - ``{"source_sentence", "sentences"}`` on a feature-extraction model is the sentence-similarity task:
   the cosine of the source sentence to each sentence (the model's pooling, unit vectors).
 
@@ -152,16 +151,18 @@ async def similarity(service: Service, worker, request, inputs: SimilarityInputs
     return await service.run(worker, request, texts, embedding_params(worker.pipe), transform)
 
 
-def _label_list(shaped) -> list:
-    """The Inference API's answer to one text of a classification task: ``[[{label, score}, ...]]``."""
-    return [shaped if isinstance(shaped, list) else [shaped]]
+def _is_label(entry) -> bool:
+    return isinstance(entry, dict) and set(entry) == {"label", "score"}
 
 
-def _per_text_labels(pipe) -> bool:
-    """Whether the task gives one list of labels per text (its head: one row of labels per sequence)."""
-    spec = getattr(pipe, "spec", None)
-    head = getattr(spec, "head", None)
-    return bool(getattr(spec, "labels", False)) and getattr(head, "dims", None) == ("batch", "labels")
+def _inference_api_shape(shaped):
+    """One input's answer as the Inference API gives it: a classification (one ``{label, score}`` or a
+    list of them) as ``[[{label, score}, ...]]``; any other result as it is."""
+    if _is_label(shaped):
+        return [[shaped]]
+    if isinstance(shaped, list) and shaped and all(map(_is_label, shaped)):
+        return [shaped]
+    return shaped
 
 
 async def run_predict(service: Service, worker, request, body: PredictRequest, defaults: dict | None = None):
@@ -179,7 +180,7 @@ async def run_predict(service: Service, worker, request, body: PredictRequest, d
     items = body.items
     many = isinstance(items, list)
     params = {**(defaults or {}), **(body.parameters or {})}
-    transform = _label_list if not many and _per_text_labels(worker.pipe) else None
+    transform = None if many else _inference_api_shape
     return await service.run(worker, request, items, params, transform)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from .requests import HTTPProblem, check_texts, check_unicode, load_json
 from .settings import ServeSettings
@@ -175,6 +175,16 @@ class EmbeddingsRequest(_Strict):
 
 
 # -- task parameters ---------------------------------------------------------------------------------------
+def _optional(kind) -> Any:
+    """``kind | None`` as a pydantic field type; Any for a type pydantic cannot check (the pipeline's own
+    checks still run)."""
+    try:
+        TypeAdapter(kind | None)
+    except Exception:  # any type an Option may carry: the pipeline checks it instead
+        return Any
+    return kind | None
+
+
 def parameters_model(task) -> type[BaseModel]:
     """The request parameters of ``task`` (a :class:`~bertrt.tasks.base.Task`): one optional field per
     option, of the option's type (choices and defaults are documented; the pipeline checks the values)."""
@@ -182,7 +192,7 @@ def parameters_model(task) -> type[BaseModel]:
     for option in task.options:
         extra = {"enum": list(option.choices)} if option.choices else None
         fields[option.name] = (
-            option.type | None,
+            _optional(option.type),
             Field(None, description=option.help or None, json_schema_extra=extra),
         )
     name = "".join(part.title() for part in task.name.replace("_", "-").split("-")) + "Parameters"

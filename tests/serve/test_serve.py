@@ -482,3 +482,40 @@ def test_runtime_imports_without_the_server_stack():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_new_task_is_served_with_its_own_parameters(folders):
+    """The registry's toy task (tests/toy_task.py): served, typed and documented with no serve code."""
+    import bertrt
+    from bertrt import tasks
+    from bertrt.serve import ServeSettings
+    from tests.serve.fakes import over_http
+
+    tasks.register_task("cls-logit", "tests.toy_task", aliases=("logits",), heads=("ForClsLogit",))
+    try:
+        pipe = bertrt.pipeline("cls-logit", folders["cls"], precision="fp32", threads=1)
+
+        async def calls(client, app):
+            good = await client.post(
+                "/models/m/predict", json={"inputs": SENTENCES[:2], "parameters": {"scale": 2}}
+            )
+            one = await client.post("/models/m/predict", json={"inputs": SENTENCES[0]})
+            typed = await client.post(
+                "/models/m/predict", json={"inputs": "x", "parameters": {"scale": "big"}}
+            )
+            unknown = await client.post("/models/m/predict", json={"inputs": "x", "parameters": {"top_k": 1}})
+            return good, one, typed, unknown, (await client.get("/openapi.json")).json()
+
+        good, one, typed, unknown, spec = over_http(pipe, calls, ServeSettings(max_wait_ms=0))
+        _assert_same(good.json(), pipe(SENTENCES[:2], scale=2))
+        _assert_same(one.json(), pipe(SENTENCES[0]))  # not a classification: the pipeline's own shape
+    finally:
+        tasks.unregister_task("cls-logit")
+    assert typed.status_code == 400 and typed.json()["code"] == "bad_parameters"
+    assert "'scale'" in typed.json()["error"]
+    assert (
+        unknown.status_code == 400
+        and "top_k" in unknown.json()["error"]
+        and "scale" in unknown.json()["error"]
+    )
+    assert "scale" in spec["components"]["schemas"]["ClsLogitParameters"]["properties"]
