@@ -55,35 +55,25 @@ class _Given(argparse.Action):
         setattr(namespace, _GIVEN, {*getattr(namespace, _GIVEN, ()), self.dest})
 
 
-def _port(text: str) -> int:
-    """argparse type of ``--port``: an integer in 0..65535 (the OS would take 70000 as 70000 mod 65536)."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = None
-    if port is None or not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be an integer in 0..65535, got {text}")
-    return port
+def _number(convert, ok, what: str):
+    """An argparse ``type=``: ``convert(text)`` when ``ok(value)``, else the usage error "must be WHAT"."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
+#: ``--port``: range-checked here, as the OS would take 70000 as 70000 mod 65536
+_port = _number(int, lambda port: 0 <= port <= 65535, "an integer in 0..65535")
+_positive_int = _number(int, lambda value: value >= 1, "an integer >= 1")
+_seconds = _number(float, lambda value: math.isfinite(value) and value >= 0, "a finite number >= 0")
 
 
 def parse_model_specs(specs: list[str]) -> dict[str, Path]:
