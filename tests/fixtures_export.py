@@ -1,13 +1,14 @@
 """Fixtures for export tests (owned by the export area).
 
 ``tiny_bundle(arch, task, quantize="int8") -> Path``: a bundle exported with :func:`bertrt.export.export_model`
-from the ``tiny_checkpoint`` fixture, built once per session and key. Other areas (runtime parity
-tests) use it too; treat the folder as read-only.
+from the ``tiny_checkpoint`` fixture, cached on disk (tests/cache.py). Other areas (runtime parity
+tests) use it too; the folder is read-only: copy it into ``tmp_path`` to change it.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -23,19 +24,16 @@ def minilm_folder() -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tiny_checkpoint, tmp_path_factory):
+def tiny_bundle(tiny_checkpoint, model_cache):
     """``tiny_bundle(arch, task, quantize="int8") -> Path``: an exported bundle, cached per key."""
     from bertrt.export import export_model
 
-    cache: dict[tuple[str, str, str], Path] = {}
-
     def get(arch: str, task: str, quantize: str = "int8") -> Path:
-        key = (arch, task, quantize)
-        if key not in cache:
-            out = tmp_path_factory.mktemp(f"bundle-{arch}-{task}-{quantize}") / "bundle"
-            export_model(tiny_checkpoint(arch, task), out, task=task, quantize=quantize)
-            cache[key] = out
-        return cache[key]
+        checkpoint = tiny_checkpoint(arch, task)
+        return model_cache.get(
+            f"bundle-{arch}-{task}-{quantize}",
+            lambda out: export_model(checkpoint, out, task=task, quantize=quantize),
+        )
 
     return get
 
@@ -49,10 +47,12 @@ def minilm_checkpoint() -> Path:
 
 
 @pytest.fixture(scope="session")
-def minilm_bundle(minilm_checkpoint, tmp_path_factory):
-    """(bundle folder, manifest) of all-MiniLM-L6-v2 exported as feature-extraction, once per session."""
+def minilm_bundle(minilm_checkpoint, model_cache):
+    """(bundle folder, manifest) of all-MiniLM-L6-v2 exported as feature-extraction, cached on disk."""
+    from bertrt.bundle import MANIFEST
     from bertrt.export import export_model
 
-    out = tmp_path_factory.mktemp("bundle-minilm") / "bundle"
-    manifest = export_model(minilm_checkpoint, out, task="feature-extraction")
-    return out, manifest
+    out = model_cache.get(
+        "bundle-minilm", lambda out: export_model(minilm_checkpoint, out, task="feature-extraction")
+    )
+    return out, json.loads((out / MANIFEST).read_text(encoding="utf-8"))

@@ -2,7 +2,7 @@
 
 ``optimum_folder(arch, task) -> Path``: the ``tiny_checkpoint`` exported with Optimum's
 ``main_export`` (fp32 ``model.onnx`` + ``config.json`` + ``tokenizer.json``), i.e. the foreign
-"Optimum export folder" layout the runtime loads as it is. Built once per session and key.
+"Optimum export folder" layout the runtime loads as it is. Cached on disk (tests/cache.py); read-only.
 
 ``runtime_bundle(arch, task) -> Path``: the folder the parity tests run: the bertrt bundle from the
 export area's ``tiny_bundle`` when the exporter is present, else the Optimum folder.
@@ -35,16 +35,14 @@ def _export_with_optimum(checkpoint: Path, out: Path, task: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def optimum_folder(tiny_checkpoint, tmp_path_factory):
+def optimum_folder(tiny_checkpoint, model_cache):
     """``optimum_folder(arch, task) -> Path``: an Optimum ONNX export of the tiny checkpoint."""
-    cache: dict[tuple[str, str], Path] = {}
 
     def get(arch: str, task: str) -> Path:
-        key = (arch, task)
-        if key not in cache:
-            out = tmp_path_factory.mktemp(f"optimum-{arch}-{task}")
-            cache[key] = _export_with_optimum(tiny_checkpoint(arch, task), out, task)
-        return cache[key]
+        checkpoint = tiny_checkpoint(arch, task)
+        return model_cache.get(
+            f"optimum-{arch}-{task}", lambda out: _export_with_optimum(checkpoint, out, task)
+        )
 
     return get
 

@@ -1,6 +1,6 @@
 """The tiny test tokenizers are the same in every process, so the tiny models and every figure
 measured on them (int8 agreement, parity) are too. The Rust trainers break ties in HashMap order;
-tests/conftest.py trains deterministically instead, and this checks it across processes."""
+tests/builders.py trains deterministically instead, and this checks it across processes."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ pytest.importorskip("tokenizers")
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# One line "arch sha256(tokenizer.json)" per table row, from the family builder conftest uses.
+# One line "arch sha256(tokenizer.json)" per table row, from the family builder tests/builders.py uses.
 _HASH_SCRIPT = """
 import hashlib
 from bertrt.architectures import ARCHITECTURES
-from tests.conftest import _TOKENIZER_FAMILIES
+from tests.builders import TOKENIZER_FAMILIES
 for arch, row in ARCHITECTURES.items():
-    tok, _ = _TOKENIZER_FAMILIES[row.tokenizer_family](arch)
+    tok, _ = TOKENIZER_FAMILIES[row.tokenizer_family](arch)
     print(arch, tok.get_vocab_size(), hashlib.sha256(tok.to_str().encode()).hexdigest())
 """
 

@@ -13,7 +13,7 @@ import pytest
 from bertrt import evaluate as bev
 from bertrt.errors import BertrtError, InputError
 from bertrt.evaluate import readers
-from tests.conftest import CLS_LABELS, NER_LABELS
+from tests.builders import CLS_LABELS, NER_LABELS
 
 ROOT = Path(__file__).resolve().parents[2]
 

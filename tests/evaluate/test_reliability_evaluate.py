@@ -21,7 +21,7 @@ import pytest
 from bertrt import evaluate as bev
 from bertrt.errors import BertrtError, BundleError, InputError
 from bertrt.evaluate import readers
-from tests.conftest import CLS_LABELS
+from tests.builders import CLS_LABELS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,10 +14,10 @@ from tokenizers import Tokenizer
 from bertrt.architectures import ARCHITECTURES, takes_token_type_ids
 from bertrt.bundle import FP32_FILE, INT8_FILE, MANIFEST, SCHEMA_VERSION
 from bertrt.export import quantize as quantize_stage
-from tests.conftest import ARCHS, CLS_LABELS, HEAD_TASKS, MAX_POS, NER_LABELS
+from tests.builders import ARCHS, CLS_LABELS, HEAD_TASKS, MAX_POS, NER_LABELS
 
 ALL = [(arch, task) for arch in ARCHS for task in HEAD_TASKS]
-N_LAYERS = 2  # tests/conftest.py builds 2-layer models
+N_LAYERS = 2  # tests/builders.py builds 2-layer models
 
 
 def _manifest(folder):

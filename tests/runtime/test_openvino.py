@@ -18,7 +18,7 @@ import pytest
 import bertrt
 from bertrt import backends
 from bertrt.errors import BackendError, BundleError, InputError
-from tests.conftest import ARCHS, HEAD_TASKS
+from tests.builders import ARCHS, HEAD_TASKS
 from tests.corpus import TRAIN_TEXT
 
 # openvino is a test dependency (make setup installs the extra): a missing one fails here, never skips.

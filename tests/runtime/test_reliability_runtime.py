@@ -16,7 +16,7 @@ import pytest
 import bertrt
 from bertrt.errors import BertrtError, InputError
 from bertrt.tokenize import check_text
-from tests.conftest import ARCHS
+from tests.builders import ARCHS
 from tests.runtime.test_runtime_parity import assert_same
 
 TASKS = ("feature-extraction", "fill-mask", "text-classification", "token-classification")

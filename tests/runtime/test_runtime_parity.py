@@ -1,6 +1,6 @@
 """Parity: the engine on an fp32 ONNX model against transformers.pipeline (PyTorch) on the same checkpoint.
 
-Every architecture-table row (WordPiece, byte-level BPE and Unigram/Metaspace tokenizers; tests/conftest.py)
+Every architecture-table row (WordPiece, byte-level BPE and Unigram/Metaspace tokenizers; tests/builders.py)
 and every task, on tests/corpus.py PARITY_TEXTS and BLANK_TEXTS. Structure, keys, labels, tokens and words
 must be equal; scores and vectors within 1e-4. Run on the bertrt bundle (when the exporter is present) and
 on an Optimum folder.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import ARCHS
+from tests.builders import ARCHS
 from tests.corpus import BLANK_TEXTS, PARITY_TEXTS
 
 TOL = 1e-4

@@ -9,7 +9,7 @@ from bertrt import classification, embeddings, fill_mask
 from bertrt.architectures import ARCHITECTURES
 from bertrt.errors import InputError
 from bertrt.tokenize import TextTokenizer, clean_up_tokenization
-from tests.conftest import ARCHS, MAX_POS
+from tests.builders import ARCHS, MAX_POS
 from tests.corpus import PARITY_TEXTS
 
 
@@ -77,9 +77,9 @@ def test_clean_up_tokenization():
 
 
 def test_stride_must_leave_room(tmp_path):
-    from tests.conftest import _wordpiece_tokenizer
+    from tests.builders import wordpiece_tokenizer
 
-    _wordpiece_tokenizer(lowercase=False).save(str(tmp_path / "tokenizer.json"))
+    wordpiece_tokenizer(lowercase=False).save(str(tmp_path / "tokenizer.json"))
     ours = TextTokenizer(tmp_path / "tokenizer.json", 16, {}, {"pad_token": "[PAD]"})
     with pytest.raises(InputError, match="stride"):
         ours.encode_windows(["a b c"], stride=14)  # 16 - 2 special tokens leaves 14

@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 
 from bertrt.architectures import ARCHITECTURES
 from bertrt.ner import AGGREGATION_STRATEGIES, entities_for_text, tokenizer_hooks
-from tests.conftest import ARCHS
+from tests.builders import ARCHS
 from tests.corpus import PARITY_TEXTS
 
 torch = pytest.importorskip("torch")
