@@ -54,6 +54,7 @@ def pytest_sessionfinish(session, exitstatus):
             f"{', '.join(altered)}"
         )
         if reporter is not None:
+            reporter.ensure_newline()
             reporter.write_line(f"ERROR: {message}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
