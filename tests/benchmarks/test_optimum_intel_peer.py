@@ -139,6 +139,7 @@ FAKE_WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a worker process: the slow run; the pure parts stay in the default run
 def test_peer_system_speaks_the_protocol(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(FAKE_WORKER)
@@ -158,6 +159,7 @@ def test_peer_system_speaks_the_protocol(tmp_path):
     assert peer.proc.returncode == 0
 
 
+@pytest.mark.slow  # a worker process: the slow run; the pure parts stay in the default run
 def test_peer_system_reports_a_worker_that_dies(tmp_path):
     script = tmp_path / "dies.py"
     script.write_text("import sys\nprint('no module named optimum', file=sys.stderr)\nsys.exit(3)\n")
@@ -314,6 +316,7 @@ def test_report_shows_the_peers_agreement():
     assert "bf16" in line and "openvino 2026.4.1" in line
 
 
+@pytest.mark.slow  # a worker process: the slow run; the pure parts stay in the default run
 def test_peer_system_times_out_on_a_silent_worker(tmp_path):
     script = tmp_path / "silent.py"
     script.write_text(
