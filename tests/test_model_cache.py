@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -80,3 +81,14 @@ def test_two_processes_building_at_once_agree(tmp_path):
         assert worker.exitcode == 0
     assert results[0] == results[1]  # the first rename won; the other process read that entry
     assert [p.name for p in TestCache(tmp_path).root.iterdir()] == ["entry"]  # no staging left
+
+
+def test_leftovers_of_killed_processes_are_removed(tmp_path):
+    root = TestCache(tmp_path).root
+    old, fresh = root / ".build-entry-x", root / ".trash-entry-y"
+    for folder in (old, fresh):
+        folder.mkdir()
+        (folder / "half.txt").write_text("x")
+    os.utime(old, (time.time() - 2 * 24 * 3600,) * 2)
+    TestCache(tmp_path)
+    assert not old.exists() and fresh.exists()  # a build under way in another process is left alone
