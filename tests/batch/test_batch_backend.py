@@ -114,6 +114,7 @@ def test_shard_runner_and_ray_actor_compile_openvino_at_the_given_threads(tiny_b
     assert job.file_precision != "int8" and other.file_precision == "int8"
 
 
+@pytest.mark.slow  # starts Ray: the slow run (test_batch_ray.py keeps one Ray run in the default run)
 def test_ray_actors_run_openvino_from_the_object_store(tiny_bundle, tmp_path, texts):
     import ray
 

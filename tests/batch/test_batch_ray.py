@@ -42,7 +42,9 @@ def job(tiny_bundle, tmp_path_factory):
     return bundle, source, texts, local
 
 
-@pytest.mark.parametrize("ship", [False, True], ids=["shared-path", "object-store"])
+@pytest.mark.parametrize(  # shipping the bundle through the object store: the slow run
+    "ship", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["shared-path", "object-store"]
+)
 def test_ray_run_writes_the_files_of_the_local_run(local_ray, job, tmp_path, ship):
     bundle, source, _, local = job
     out = tmp_path / "ray"
@@ -83,6 +85,7 @@ def test_ray_run_stops_on_a_bad_row(local_ray, job, tmp_path):
         bertrt.batch.run(bundle, source, tmp_path / "out", shard_size=20, ray=True, workers=2, progress=False)
 
 
+@pytest.mark.slow  # a Ray Data pipeline with an actor pool: the slow run
 def test_predictor_in_a_users_read_map_write_pipeline(local_ray, job, tmp_path):
     bundle, _, texts, _ = job
     source = write_rows([{"id": i, "text": t} for i, t in enumerate(texts[:120])], tmp_path / "in.parquet")

@@ -41,6 +41,7 @@ def test_texts_fit_one_window_and_end_on_a_word():
         assert tok(text, add_special_tokens=False)["input_ids"] == full[: n - 2]
 
 
+@pytest.mark.slow  # exports and times a model: the slow run
 def test_report_files_and_profile(tiny_run):
     out, result = tiny_run
     saved = json.loads((out / "architectures.json").read_text(encoding="utf-8"))
