@@ -11,9 +11,10 @@ TORCH   := torch==2.13.0
 
 .PHONY: setup test test-slow test-all demo bench bench-serve eval lint format clean
 
+# setuptools as pyproject's build-system needs it: the wheel test and .ci/lean-install build without isolation.
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q --upgrade pip 'setuptools>=77' wheel
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(PIP) install -q $(TORCH)
