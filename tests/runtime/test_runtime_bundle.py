@@ -1,10 +1,16 @@
 """Bundle resolution: precision / model_file selection in bertrt, Optimum and onnx/-subfolder layouts,
-and the typed errors for broken bundles."""
+and the typed errors for broken bundles: a BundleError naming the path and the problem; loading runs no
+code from the bundle; every metadata problem is found at load, all in one error, and the server refuses
+such a bundle."""
 
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -215,3 +221,321 @@ def test_feature_extraction_options_and_tokenize(optimum_folder):
     np.testing.assert_allclose(first, tokens[pieces[0]], atol=1e-6)
     with pytest.raises(InputError, match="pooling"):
         pipe(text, pooling="median")
+
+
+# ---- a broken bundle is a BundleError naming the path and the problem; loading runs no bundle code -------
+
+
+@pytest.fixture()
+def ner_copy(runtime_bundle, tmp_path):
+    folder = tmp_path / "bundle"
+    shutil.copytree(runtime_bundle("bert", "token-classification"), folder)
+    return folder
+
+
+def _edit_json(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_corrupt_onnx_names_the_file(ner_copy):
+    model = ner_copy / "model.int8.onnx"
+    model.write_bytes(b"\x08\x07garbage, not a protobuf" * 100)
+    with pytest.raises(BundleError, match="sha256|bytes") as info:  # the manifest catches it first
+        bertrt.pipeline(None, ner_copy)
+    assert "model.int8.onnx" in str(info.value) and info.value.path == str(ner_copy)
+    with pytest.raises(BundleError, match="onnxruntime cannot load") as info:  # and onnxruntime without it
+        bertrt.pipeline(None, ner_copy, verify=False)
+    assert info.value.path == str(model)
+
+
+def test_missing_model_and_tokenizer_files(ner_copy):
+    (ner_copy / "model.int8.onnx").unlink()
+    with pytest.raises(ModelFileNotFoundError, match="ONNX files present: model.onnx") as info:
+        bertrt.pipeline(None, ner_copy)
+    assert info.value.path == str(ner_copy)
+    (ner_copy / "tokenizer.json").unlink()
+    with pytest.raises(BundleError, match="required file is missing") as info:
+        bertrt.pipeline(None, ner_copy, precision="fp32")
+    assert info.value.path == str(ner_copy / "tokenizer.json")
+
+
+def test_tokenizer_sha256_mismatch(ner_copy):
+    _edit_json(ner_copy / "tokenizer.json", lambda t: t.update(truncation=None))  # same content, new bytes
+    with pytest.raises(BundleError, match=r"tokenizer\.json: .*(sha256 mismatch|bytes)"):
+        bertrt.pipeline(None, ner_copy, precision="fp32")
+
+
+def test_tokenizer_larger_than_the_embedding(ner_copy):
+    config = json.loads((ner_copy / "config.json").read_text())
+    rows = config["vocab_size"]
+    _edit_json(ner_copy / "config.json", lambda c: c.update(vocab_size=rows - 10))
+    with pytest.raises(BundleError, match=rf"can emit id {rows - 1}.*vocab_size is {rows - 10}") as info:
+        bertrt.pipeline(None, ner_copy, precision="fp32", verify=False)
+    assert info.value.path == str(ner_copy / "tokenizer.json")
+    # an added token past the last row, with config unchanged
+    _edit_json(ner_copy / "config.json", lambda c: c.update(vocab_size=rows))
+    _edit_json(
+        ner_copy / "tokenizer.json",
+        lambda t: t["added_tokens"].append(
+            {
+                "id": rows,
+                "content": "<extra>",
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
+        ),
+    )
+    with pytest.raises(BundleError, match=f"can emit id {rows}"):
+        bertrt.pipeline(None, ner_copy, precision="fp32", verify=False)
+
+
+def test_ner_label_count_must_match_the_logits(optimum_folder, tmp_path):
+    folder = tmp_path / "labels"
+    shutil.copytree(optimum_folder("bert", "token-classification"), folder)
+    _edit_json(folder / "config.json", lambda c: c.update(id2label={"0": "O", "1": "B-PER"}))
+    with pytest.raises(BundleError, match="outputs 9 labels but config.json id2label has 2") as info:
+        bertrt.pipeline(None, folder, precision="fp32")
+    assert info.value.path == str(folder / "model.onnx")
+
+
+def test_unknown_format_in_manifest(ner_copy):
+    _edit_json(ner_copy / MANIFEST, lambda m: m.update(format="other-tool"))
+    with pytest.raises(BundleError, match="format is 'other-tool'") as info:
+        bertrt.pipeline(None, ner_copy)
+    assert info.value.path == str(ner_copy / MANIFEST)
+
+
+class _Trap:
+    """Unpickling this creates a marker file: proof that a pickle from the bundle was loaded."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_loading_runs_no_code_from_the_bundle(ner_copy, tmp_path):
+    markers = [tmp_path / f"ran-{i}" for i in range(4)]
+    (ner_copy / "pytorch_model.bin").write_bytes(pickle.dumps(_Trap(markers[0])))
+    (ner_copy / "training_args.bin").write_bytes(pickle.dumps(_Trap(markers[1])))
+    (ner_copy / "modeling_evil.py").write_text(f"open({str(markers[2])!r}, 'w')\n")
+    (ner_copy / "tokenizer.py").write_text(f"open({str(markers[3])!r}, 'w')\n")
+    (ner_copy / "__init__.py").write_text(f"open({str(markers[3])!r}, 'w')\n")
+    _edit_json(
+        ner_copy / "config.json",
+        lambda c: c.update(
+            auto_map={"AutoModelForTokenClassification": "modeling_evil.Model"}, trust_remote_code=True
+        ),
+    )
+    opened = []
+
+    def audit(event, args):
+        if event == "open" and isinstance(args[0], str) and args[0].startswith(str(ner_copy)):
+            opened.append(args[0])
+        elif event in ("pickle.find_class", "import") and opened is not None:
+            name = args[0] if event == "import" else f"{args[0]}.{args[1]}"
+            if "evil" in str(name) or str(ner_copy) in str(args):
+                opened.append(f"{event}:{name}")
+
+    sys.addaudithook(audit)  # hooks cannot be removed; this one only records paths under this tmp folder
+    pipe = bertrt.pipeline(None, ner_copy, precision="fp32", verify=False)
+    result = pipe("Maria loves Groningen.", aggregation_strategy="first", ignore_labels=[])
+    assert result and not any(m.exists() for m in markers)
+    names = {p.rsplit("/", 1)[-1] for p in opened}
+    assert names <= {"bundle.json", "config.json", "tokenizer_config.json", "special_tokens_map.json"}, names
+    assert str(ner_copy) not in sys.path and "modeling_evil" not in sys.modules
+
+
+# ---- everything checkable about a bundle is checked at load, in one BundleError --------------------------
+
+
+def _holed(labels: dict) -> dict:
+    """id2label with id 3 missing and id 12 present (same number of labels)."""
+    holed = {k: v for k, v in labels.items() if k != "3"}
+    holed["12"] = labels["3"]
+    return holed
+
+
+def test_id2label_with_a_hole_fails_at_load(ner_copy):
+    # Before: the bundle loaded, then every NER call raised an *input* error.
+    _edit_json(ner_copy / MANIFEST, lambda m: m.update(id2label=_holed(m["id2label"])))
+    with pytest.raises(BundleError) as info:
+        load_bundle(ner_copy)
+    assert info.value.path == str(ner_copy)
+    assert (
+        "bundle.json id2label must have the ids 0..8 (9 labels), found ids 0..12: missing 3, out of range 12"
+    ) in str(info.value)
+    with pytest.raises(BundleError, match="missing 3, out of range 12"):
+        bertrt.pipeline("ner", ner_copy)
+
+
+def test_id2label_hole_in_config_json_without_a_manifest(optimum_folder, tmp_path):
+    # Before: text-classification silently labelled the class LABEL_3.
+    folder = tmp_path / "cls"
+    shutil.copytree(optimum_folder("bert", "text-classification"), folder)
+    config = json.loads((folder / "config.json").read_text())
+    labels = config["id2label"]
+    config["id2label"] = {"0": labels["0"], "1": labels["1"], "3": labels["2"]}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        BundleError,
+        match=r"config\.json id2label must have the ids 0\.\.2 \(3 labels\), found ids 0\.\.3: missing 2, "
+        r"out of range 3",
+    ):
+        bertrt.pipeline(None, folder, precision="fp32")
+
+
+@pytest.mark.parametrize(
+    "id2label,needle",
+    [
+        ({"0": "O", "1": 7}, "bundle.json id2label labels must be strings: id 1: 7"),
+        ({"0": "O", "x": "B-PER"}, "bundle.json id2label has ids that are not integers: 'x'"),
+        ({"0": "O", "00": "B-PER"}, "bundle.json id2label lists id 0 more than once"),
+        (["O", "B-PER"], "bundle.json id2label must be an object {id: label}, found list"),
+        ({"1": "O", "2": "B-PER"}, "found ids 1..2: missing 0, out of range 2"),
+        ({"-1": "O", "0": "B-PER"}, "found ids -1..0: missing 1, out of range -1"),
+    ],
+)
+def test_malformed_id2label(ner_copy, id2label, needle):
+    _edit_json(ner_copy / MANIFEST, lambda m: m.update(id2label=id2label))
+    with pytest.raises(BundleError) as info:
+        load_bundle(ner_copy)
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "arch,max_length,needle",
+    [
+        (
+            "bert",
+            65,
+            "bundle.json max_length 65 exceeds the 64 positions of the model "
+            "(config.json max_position_embeddings 64)",
+        ),
+        (
+            "roberta",
+            63,
+            "bundle.json max_length 63 exceeds the 62 positions of the model "
+            "(config.json max_position_embeddings 64 - position offset 2 for RoBERTa)",
+        ),
+        ("bert", 2, "bundle.json max_length must be an int >= 3 (the special tokens and one token), found 2"),
+        (
+            "bert",
+            "64",
+            "bundle.json max_length must be an int >= 3 (the special tokens and one token), found '64'",
+        ),
+    ],
+)
+def test_manifest_max_length_is_checked_at_load(tiny_bundle, tmp_path, arch, max_length, needle):
+    # Before: max_length 600 loaded, then a long text raised onnxruntime's raw InvalidArgument.
+    folder = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle(arch, "token-classification"), folder)  # the exporter's bundle.json
+    _edit_json(folder / MANIFEST, lambda m: m.update(max_length=max_length))
+    with pytest.raises(BundleError) as info:
+        bertrt.pipeline(None, folder)
+    assert needle in str(info.value)
+
+
+def test_every_problem_is_reported_at_once(ner_copy):
+    def breakit(m):
+        m.update(id2label=_holed(m["id2label"]), max_length=600, problem_type="ranking")
+        m["id2label"]["0"] = None
+
+    _edit_json(ner_copy / MANIFEST, breakit)
+    with pytest.raises(BundleError) as info:
+        load_bundle(ner_copy)
+    message = str(info.value)
+    assert "bundle metadata is invalid (4 problems): " in message
+    for needle in (
+        "labels must be strings: id 0: None",
+        "missing 3, out of range 12",
+        "max_length 600 exceeds the 64 positions",
+        "bundle.json problem_type must be one of single_label_classification, multi_label_classification, "
+        "regression or null, found 'ranking'",
+    ):
+        assert needle in message
+
+
+@pytest.mark.parametrize(
+    "model_max_length,needle",
+    [
+        (
+            2,
+            "tokenizer_config.json model_max_length must be an int >= 3 (the special tokens and one token), "
+            "found 2",
+        ),
+        (-5, "found -5"),
+        ("512", "found '512'"),
+        (12.5, "found 12.5"),
+    ],
+)
+def test_tokenizer_model_max_length_without_a_manifest(optimum_folder, tmp_path, model_max_length, needle):
+    folder = tmp_path / "ner"
+    shutil.copytree(optimum_folder("bert", "token-classification"), folder)
+    _edit_json(folder / "tokenizer_config.json", lambda t: t.update(model_max_length=model_max_length))
+    with pytest.raises(BundleError) as info:
+        load_bundle(folder, precision="fp32")
+    assert needle in str(info.value)
+    _edit_json(folder / "tokenizer_config.json", lambda t: t.update(model_max_length=int(1e30)))  # no limit
+    assert load_bundle(folder, precision="fp32").max_length == 64
+    _edit_json(folder / "tokenizer_config.json", lambda t: t.update(model_max_length=1000.0))  # capped
+    assert load_bundle(folder, precision="fp32").max_length == 64
+
+
+def test_positions_must_hold_a_sequence(optimum_folder, tmp_path):
+    folder = tmp_path / "ner"
+    shutil.copytree(optimum_folder("roberta", "token-classification"), folder)
+    _edit_json(folder / "config.json", lambda c: c.update(max_position_embeddings=4))
+    with pytest.raises(
+        BundleError,
+        match=r"config\.json max_position_embeddings must be an int >= 5 \(position offset 2 for RoBERTa\), "
+        r"found 4",
+    ):
+        load_bundle(folder, precision="fp32")
+
+
+def test_manifest_input_and_output_names(ner_copy):
+    _edit_json(ner_copy / MANIFEST, lambda m: m.update(input_names=["input_ids", "position_ids"]))
+    with pytest.raises(BundleError, match=r"input_names lists 'position_ids', which the runtime cannot feed"):
+        load_bundle(ner_copy)
+    _edit_json(ner_copy / MANIFEST, lambda m: m.update(input_names=["attention_mask"], output_names=[]))
+    with pytest.raises(BundleError) as info:
+        load_bundle(ner_copy)
+    assert "input_names has no 'input_ids'" in str(info.value)
+    assert "output_names must be a non-empty list of names, found []" in str(info.value)
+    # Names the runtime could feed, but not the graph's: caught once the session exists.
+    _edit_json(ner_copy / MANIFEST, lambda m: m.update(input_names=["input_ids"], output_names=["logits"]))
+    with pytest.raises(
+        BundleError,
+        match=r"does not match the manifest: bundle\.json input_names \['input_ids'\] "
+        r"but the graph has \[.*'attention_mask'",
+    ) as info:
+        bertrt.pipeline(None, ner_copy)
+    assert info.value.path.endswith(".onnx")
+    # A model_file of the user's own is not the manifest's graph: not compared.
+    shutil.copy(ner_copy / "model.onnx", ner_copy / "mine.onnx")
+    assert bertrt.pipeline(None, ner_copy, model_file="mine.onnx").task == "token-classification"
+
+
+def test_serve_refuses_to_start_on_a_broken_bundle(ner_copy):
+    # Before: bertrt serve opened its port and answered every request 400, blaming the client.
+    pytest.importorskip("fastapi")
+    _edit_json(ner_copy / MANIFEST, lambda m: m.update(id2label=_holed(m["id2label"])))
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bertrt.cli", "serve", f"ner={ner_copy}", "--port", "0", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "missing 3, out of range 12" in proc.stderr
+    assert "listening on" not in proc.stderr

@@ -1,4 +1,4 @@
-"""Reliability of the task protocol (issue 14, item 1): a task runs only on a graph that has its head.
+"""The task protocol's ``Task.head``: a task runs only on a graph that has its head.
 
 Each task states the graph output it reads and that output's shape (``Task.head``: name and dimensions,
 the last being hidden size, labels or vocabulary). A bundle whose graph lacks it is refused when the

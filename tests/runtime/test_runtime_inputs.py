@@ -1,8 +1,10 @@
-"""Reliability of the runtime on whatever users feed it (issue 5, inputs).
+"""The runtime on whatever users feed it.
 
 Non-str items, empty and blank texts inside batches, 100,000-character texts under a token budget,
-hostile unicode (emoji, CJK, combining marks, RTL, zero-width, control characters), and bad options that
-must fail before the model runs. All on the tiny fp32 bundles (ms per call).
+hostile unicode (emoji, CJK, combining marks, RTL, zero-width, control characters), bad options that
+must fail before the model runs, a text the tokenizer cannot take (a lone surrogate, an undecodable byte
+kept by ``surrogateescape``: an InputError naming the item, before any work) and an empty ``text_pair``
+(no pair, as transformers). All on the tiny fp32 bundles (ms per call).
 
 Offset semantics asserted here (the "surface" of an entity is ``text[start:end]``):
 
@@ -37,6 +39,9 @@ from hypothesis import strategies as st
 
 import bertrt
 from bertrt.errors import BertrtError, InputError, InputTypeError, TaskError
+from bertrt.tokenize import check_text
+from tests.builders import ARCHS
+from tests.runtime.test_runtime_parity import assert_same
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 NORMAL = ["Maria loves Groningen.", "John Smith works at Acme Corp. in New York City!", "東京 🍕 Zürich"]
@@ -77,7 +82,7 @@ def pipes(runtime_bundle):
     return get
 
 
-# -- non-str items ---------------------------------------------------------------------------------
+# -- non-str items ------------------------------------------------------------------------------------------
 BAD_ITEMS = [
     (None, "NoneType"),
     (b"bytes", "bytes"),
@@ -111,7 +116,7 @@ def test_non_sequence_inputs_raise_type_error(pipes):
             pipe(bad)
 
 
-# -- empty and blank texts ---------------------------------------------------------------------------
+# -- empty and blank texts ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["bert", "roberta"])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_blank_texts_give_empty_ner_results_without_disturbing_the_batch(pipes, arch, strategy):
@@ -159,7 +164,7 @@ def _same_entities(a: list[dict], b: list[dict]):
                 assert x[key] == y[key], (key, x, y)
 
 
-# -- 100,000-character texts -------------------------------------------------------------------------
+# -- 100,000-character texts --------------------------------------------------------------------------------
 LONG_UNIT = "Angela Merkel met Emmanuel Macron in Paris on Monday. 東京 🍕 é\u200bשלום\x07 Zürich ☕\n"
 
 
@@ -183,7 +188,7 @@ def _uncovered_tokens(text: str, entities: list[dict], offsets) -> tuple[list, i
     ],
 )
 def test_100k_character_text_is_complete_and_bounded_by_the_token_budget(pipes, arch, grouping, stride):
-    """Nothing silently lost over ~1000 windows (issue 5).
+    """Nothing silently lost over ~1000 windows.
 
     The default grouping follows transformers, whose merge of overlapping windows keeps the longer of two
     overlapping entities and so can drop the head of the other: with stride > 0 for a word cut at a window
@@ -246,7 +251,7 @@ def test_long_text_default_grouping_documents_transformers_merge_loss(pipes):
     assert _uncovered_tokens(text, fixed, view["offsets"])[0] == []
 
 
-# -- hostile unicode ---------------------------------------------------------------------------------
+# -- hostile unicode ----------------------------------------------------------------------------------------
 UNICODE_TEXTS = [
     "I ❤️ pizza 🍕 👩‍👩‍👧 and 🇳🇱 flags",
     "東京は日本の首都です。北京も大きい。",
@@ -342,7 +347,7 @@ def test_offset_invariants_on_random_unicode(pipes, text, case, strategy):
     _check_invariants(text, entities, strategy, pipe, grouping=grouping)
 
 
-# -- bad options fail before any work ------------------------------------------------------------------
+# -- bad options fail before any work -----------------------------------------------------------------------
 NER_BAD = [
     ({"aggregation_strategy": "median"}, "aggregation_strategy"),
     ({"aggregation_strategy": "first", "stride": 64}, "stride"),
@@ -426,3 +431,102 @@ def test_bad_pipeline_arguments(runtime_bundle):
         bertrt.pipeline("summarization", folder, precision="fp32")
     with pytest.raises(bertrt.ModelFileNotFoundError, match="precision"):
         bertrt.pipeline("ner", folder, precision="fp16")
+
+
+# -- text the tokenizer cannot take -------------------------------------------------------------------------
+
+TASKS = ("feature-extraction", "fill-mask", "text-classification", "token-classification")
+
+
+class _NoRun:
+    """Makes the pipeline's session fail if the model runs (the checks come before any work)."""
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+
+    def __enter__(self):
+        def boom(batch):
+            raise AssertionError("the model ran although the call should have failed before any work")
+
+        self.pipe.session.run = boom
+
+    def __exit__(self, *exc):
+        del self.pipe.session.run
+
+
+# -- invalid Unicode: an InputError naming the item, for every task -----------------------------------------
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("bad, code, at", [("ab\ud800c", "D800", 2), ("x\udcff", "DCFF", 1)])
+def test_invalid_unicode_names_the_item_for_every_task(pipes, task, bad, code, at):
+    pipe = pipes("bert", task)
+    good = "Paris [MASK] nice." if task == "fill-mask" else "Paris is nice."
+    if task == "fill-mask":
+        bad = bad + " [MASK]"
+    with _NoRun(pipe):
+        with pytest.raises(InputError) as info:
+            pipe([good, good, good, bad])
+        assert (
+            str(info.value)
+            == f"input at index 3 is not valid Unicode: lone surrogate U+{code} at character {at}"
+        )
+        assert isinstance(info.value, BertrtError) and not isinstance(info.value, TypeError)
+        with pytest.raises(InputError, match=rf"^input is not valid Unicode: lone surrogate U\+{code}"):
+            pipe(bad)
+    assert len(pipe([good, good])) == 2  # the pipeline still works
+
+
+@pytest.mark.parametrize(
+    "pair, field",
+    [({"text": "ok", "text_pair": "b\ud800"}, "text_pair"), ({"text": "\udc80", "text_pair": "ok"}, "text")],
+)
+def test_invalid_unicode_in_a_text_pair_names_text_or_text_pair(pipes, pair, field):
+    pipe = pipes("bert", "text-classification")
+    with _NoRun(pipe):
+        with pytest.raises(InputError, match=rf"^input at index 1 \({field}\) is not valid Unicode: lone"):
+            pipe([{"text": "fine", "text_pair": "too"}, pair])
+        with pytest.raises(InputError, match=rf"^input \({field}\) is not valid Unicode"):
+            pipe(pair)
+
+
+def test_invalid_unicode_in_tokenize_targets_and_check_inputs(pipes):
+    ner = pipes("bert", "token-classification")
+    with pytest.raises(
+        InputError, match="^text is not valid Unicode: lone surrogate U\\+D800 at character 0"
+    ):
+        ner.tokenize("\ud800")
+    with _NoRun(ner):  # the checks of a call, without the call (the server validates a request with it)
+        assert ner.check_inputs(["fine", "also fine"]) is None
+        with pytest.raises(InputError, match="^input at index 1 is not valid Unicode"):
+            ner.check_inputs(["fine", "\ud800"])
+    fill = pipes("bert", "fill-mask")
+    with pytest.raises(InputError, match="^target at index 1 is not valid Unicode"):
+        fill("Paris [MASK] nice.", targets=["the", "\ud800"])
+
+
+def test_check_text():
+    check_text("plain, émoji 🙂, CJK 中文, RTL \u202e, zero-width \u200b")  # valid Unicode passes
+    with pytest.raises(
+        InputError, match=r"^line 7 is not valid Unicode: lone surrogate U\+DE00 at character 3$"
+    ):
+        check_text("abc\ude00", "line 7")
+
+
+# -- an empty text_pair is no pair --------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ARCHS)
+def test_empty_text_pair_matches_transformers(runtime_bundle, tiny_checkpoint, arch):
+    transformers = pytest.importorskip("transformers")
+    ref = transformers.pipeline(
+        "text-classification", model=str(tiny_checkpoint(arch, "text-classification"))
+    )
+    pipe = bertrt.pipeline(None, runtime_bundle(arch, "text-classification"), precision="fp32", threads=1)
+    text = "Maria loves Groningen."
+    empty = {"text": text, "text_pair": ""}
+    assert_same(ref(empty), pipe(empty))
+    assert_same(ref([empty, empty], top_k=None), pipe([empty, empty], top_k=None))
+    assert_same(ref(empty, top_k=2), pipe(empty, top_k=2))
+    # the same scores as the text alone (transformers' tokenizer drops the empty pair)
+    assert pipe(empty) == pipe(text)[0]
+    # a None text_pair is no pair too; an empty text with a pair is still a pair
+    assert pipe({"text": text, "text_pair": None}) == pipe(text)[0]
+    pair_only = {"text": "", "text_pair": text}
+    assert_same(ref(pair_only), pipe(pair_only))
