@@ -192,7 +192,7 @@ def _pytorch(checkpoint: Path, threads: int):
     import torch
     import transformers
 
-    from benchmarks.systems import _hf_call
+    from benchmarks.optimum_intel_worker import pipeline_call
 
     torch.set_num_threads(threads)
     try:
@@ -207,7 +207,7 @@ def _pytorch(checkpoint: Path, threads: int):
     pipe = transformers.pipeline(
         TASK, model=model.eval(), tokenizer=tok, device=-1, aggregation_strategy="first"
     )
-    return _hf_call(pipe, TASK), model.config._attn_implementation
+    return pipeline_call(pipe, TASK), model.config._attn_implementation
 
 
 def _bertrt(bundle: Path, threads: int, precision: str):
