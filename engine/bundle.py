@@ -14,12 +14,17 @@ A bertrt bundle is a folder::
 bundle.json keys (schema version 1): schema_version, format ("bertrt-bundle"), task, model_type,
 architecture, input_names, output_names, max_length, id2label, problem_type, special_tokens,
 files {name: {sha256, bytes}}, fusion, quantization, validation, versions, created, source; openvino_ir
-when the export wrote IR files.
+when the export wrote IR files; sentence_transformers for a sentence-transformers checkpoint.
 
-The OpenVINO backend loads with the file precisions ``openvino-fp32`` (fp32, bf16) and ``openvino-int8``
-(:attr:`bertrt.backends.Plan.file_precision`): the IR of that precision when bundle.json records it (its
-``.xml`` and ``.bin`` verified like every file), else ``model.onnx`` as for ``fp32``. An IR file the
-manifest does not record (stale, or copied in) is not used.
+Which model file a precision reads is the backend's choice (``model_file`` of its module in
+:mod:`bertrt.backends`): onnxruntime reads ``model.int8.onnx`` / ``model.onnx``; OpenVINO the IR of that
+precision when bundle.json records it (its ``.xml`` and ``.bin`` verified like every file), else
+``model.onnx``. An IR file the manifest does not record (stale, or copied in) is not used.
+
+``sentence_transformers`` (written by the exporter from the checkpoint's modules.json, 1_Pooling/,
+sentence_bert_config.json, config_sentence_transformers.json and the Dense modules' config.json) is read
+into :class:`SentenceTransformers`; ``tuning.json`` (``bertrt tune``) by :func:`read_tuning`. This module
+is the only reader of a bundle's files; :func:`read_metadata` reads just its JSON (no tokenizer, no hashes).
 
 Besides its own bundles the runtime reads two foreign layouts a user may already have, each with
 ``config.json`` and ``tokenizer.json``:
@@ -55,24 +60,31 @@ from .errors import BundleError, ModelFileNotFoundError, TaskError
 from .tasks import infer_task, normalize_task
 
 __all__ = [
+    "BUNDLE_FILES",
     "FP32_CANDIDATES",
     "FP32_FILE",
     "INT8_CANDIDATES",
     "INT8_FILE",
     "MANIFEST",
+    "METADATA_FILES",
     "MIN_MAX_LENGTH",
     "OPENVINO_FILE",
-    "OPENVINO_FILE_PRECISIONS",
     "OPENVINO_INT8_FILE",
     "PROBLEM_TYPES",
-    "PRECISIONS",
     "SCHEMA_VERSION",
+    "TOKENIZER_FILES",
+    "TUNING_FILE",
     "Bundle",
+    "DenseLayer",
+    "Metadata",
+    "SentenceTransformers",
     "check_graph",
     "check_id2label",
     "file_sha256",
     "ir_weights_file",
     "load_bundle",
+    "read_metadata",
+    "read_tuning",
     "select_model_file",
 ]
 
@@ -85,11 +97,13 @@ INT8_FILE = "model.int8.onnx"
 #: OpenVINO IR of model.onnx (fp32 weights) and of its nncf int8 weights; each with a .bin beside it
 OPENVINO_FILE = "model.openvino.xml"
 OPENVINO_INT8_FILE = "model.openvino-int8.xml"
-#: load_bundle precisions of the OpenVINO backend -> the IR file it reads when the manifest records it
-OPENVINO_FILE_PRECISIONS = {"openvino-fp32": OPENVINO_FILE, "openvino-int8": OPENVINO_INT8_FILE}
+#: the JSON and tokenizer files beside the model files (each read when present; config.json and
+#: tokenizer.json are required)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+METADATA_FILES = (MANIFEST, "config.json", *TOKENIZER_FILES)
+#: the file ``bertrt tune`` writes into the bundle and ``backend="auto"`` reads
+TUNING_FILE = "tuning.json"
 FORMAT = "bertrt-bundle"
-
-PRECISIONS = ("int8", "fp32")
 
 # Candidate files per precision, in order of preference, as paths relative to the folder. The first one
 # present wins. bertrt's own name first, then Optimum's, then the transformers.js onnx/ subfolder.
@@ -137,22 +151,125 @@ def ir_weights_file(xml_name: str) -> str:
     return str(Path(xml_name).with_suffix(".bin").as_posix())
 
 
-def _recorded_ir(root: Path, manifest: dict, precision: str) -> Path | None:
-    """The IR file of an OpenVINO file precision when bundle.json records it and it is there, else None."""
-    name = OPENVINO_FILE_PRECISIONS[precision]
+def _model_companions(root: Path, model: Path) -> list[str]:
+    """Files read with ``model`` (relative names): its external data (``model.onnx_data``, ``.data``) and an
+    OpenVINO IR's ``.bin`` weights."""
+    extra = sorted(model.parent.glob(model.name + "*"))
+    if model.suffix.lower() == ".xml":
+        extra.append(model.with_suffix(".bin"))
+    return [str(p.relative_to(root).as_posix()) for p in extra if p != model and p.is_file()]
+
+
+#: every file an export may write: what ``bertrt export`` writes and replaces, and what the runtime reads
+BUNDLE_FILES = (
+    FP32_FILE,
+    INT8_FILE,
+    OPENVINO_FILE,
+    ir_weights_file(OPENVINO_FILE),
+    OPENVINO_INT8_FILE,
+    ir_weights_file(OPENVINO_INT8_FILE),
+    *METADATA_FILES,
+)
+
+
+def recorded_file(root: Path, manifest: dict, name: str, fallback: str) -> Path | None:
+    """``root / name`` when bundle.json records it and it is there, else None (logging why it is not read,
+    and that ``fallback`` is read instead): for optional files such as an OpenVINO IR."""
     recorded = name in (manifest.get("files") or {})
     if recorded and (root / name).is_file():
         return root / name
     if (root / name).is_file():
-        log.warning("%s: %s is not recorded in %s (stale?): reading %s", root, name, MANIFEST, FP32_FILE)
+        log.warning("%s: %s is not recorded in %s (stale?): reading %s", root, name, MANIFEST, fallback)
     elif recorded:
-        log.warning("%s: %s is recorded in %s but missing: reading %s", root, name, MANIFEST, FP32_FILE)
+        log.warning("%s: %s is recorded in %s but missing: reading %s", root, name, MANIFEST, fallback)
     return None
 
 
 @dataclass(frozen=True)
+class DenseLayer:
+    """One sentence-transformers Dense module after the pooling (its config; the weights stay in the
+    checkpoint): ``out = activation(x @ W.T + b)``."""
+
+    in_features: int
+    out_features: int
+    bias: bool = True
+    #: the activation's class path as sentence-transformers names it (``torch.nn.modules.activation.Tanh``)
+    activation: str = "torch.nn.modules.linear.Identity"
+
+
+@dataclass(frozen=True)
+class SentenceTransformers:
+    """What a sentence-transformers checkpoint says about its embeddings (bundle.json
+    ``sentence_transformers``, recorded by the exporter).
+
+    ``pooling``: the pooling modes, sentence-transformers' ``pooling_mode_*`` names without prefix and
+    suffix (``("cls",)``, ``("mean",)``, ``("max",)``, ``("mean_sqrt_len",)``, ...; several are
+    concatenated); ``normalize``: a Normalize module follows; ``max_seq_length``: the length the model
+    was trained to embed (None: not set); ``dense``: Dense modules after the pooling; ``prompts`` and
+    ``default_prompt_name`` from config_sentence_transformers.json; ``modules``: the module class names.
+    """
+
+    pooling: tuple[str, ...] = ()
+    normalize: bool = False
+    max_seq_length: int | None = None
+    dense: tuple[DenseLayer, ...] = ()
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    modules: tuple[str, ...] = ()
+
+    @classmethod
+    def from_manifest(cls, record, where) -> SentenceTransformers:
+        """Parse bundle.json's ``sentence_transformers`` object; BundleError naming what is malformed."""
+
+        def bad(what: str) -> BundleError:
+            return BundleError(where, f"sentence_transformers {what}")
+
+        if not isinstance(record, dict):
+            raise bad(f"must be an object, found {type(record).__name__}")
+        pooling = record.get("pooling") or ()
+        pooling = (pooling,) if isinstance(pooling, str) else pooling
+        if not isinstance(pooling, (list, tuple)) or not all(isinstance(p, str) for p in pooling):
+            raise bad(f"pooling must be a name or a list of names, found {record.get('pooling')!r}")
+        length = record.get("max_seq_length")
+        if length is not None and (not _is_int(length) or length < MIN_MAX_LENGTH):
+            raise bad(f"max_seq_length must be an int >= {MIN_MAX_LENGTH} or null, found {length!r}")
+        dense = []
+        for layer in record.get("dense") or ():
+            try:
+                dense.append(
+                    DenseLayer(
+                        int(layer["in_features"]),
+                        int(layer["out_features"]),
+                        bool(layer.get("bias", True)),
+                        str(layer.get("activation_function") or DenseLayer.activation),
+                    )
+                )
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise bad(f"dense layer {layer!r} needs in_features and out_features") from None
+        prompts = record.get("prompts") or {}
+        if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+            raise bad(f"prompts must be an object {{name: prompt}}, found {prompts!r}")
+        default = record.get("default_prompt_name")
+        if default is not None and default not in prompts:
+            raise bad(f"default_prompt_name {default!r} is not one of its prompts ({', '.join(prompts)})")
+        return cls(
+            pooling=tuple(pooling),
+            normalize=bool(record.get("normalize", False)),
+            max_seq_length=length,
+            dense=tuple(dense),
+            prompts={str(k): v for k, v in prompts.items()},
+            default_prompt_name=default,
+            modules=tuple(str(m) for m in record.get("modules") or ()),
+        )
+
+
+@dataclass(frozen=True)
 class Bundle:
-    """A resolved model folder: which files to load and the metadata the runtime needs."""
+    """A resolved model folder: which files to load and everything the runtime reads from it.
+
+    The sha256 of each file is computed once (when verified at load, or on first use) and kept:
+    :meth:`file_sha256`, :attr:`content_hash`.
+    """
 
     root: Path
     layout: str  # "bertrt", "optimum" or "onnx-subfolder"
@@ -165,10 +282,51 @@ class Bundle:
     task: str | None  # from bundle.json or inferred from config.json; None when it cannot be inferred
     id2label: dict[int, str] = field(default_factory=dict)
     problem_type: str | None = None
+    #: the checkpoint's sentence-transformers settings (None: not a sentence-transformers checkpoint)
+    sentence_transformers: SentenceTransformers | None = None
+    _digests: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def model_type(self) -> str | None:
         return self.manifest.get("model_type") or self.config.get("model_type")
+
+    @property
+    def model_file(self) -> str:
+        """The model file's name relative to the folder (what ``model_file=`` selects again)."""
+        model = self.model_path
+        return model.relative_to(self.root).as_posix() if model.is_relative_to(self.root) else model.name
+
+    @property
+    def runtime_files(self) -> list[str]:
+        """The files the runtime reads (relative names): the JSON and tokenizer files present, the model
+        file and what is read with it (external data, an OpenVINO IR's ``.bin``). What a worker needs."""
+        names = [n for n in METADATA_FILES if (self.root / n).is_file()]
+        names.append(self.model_file)
+        if self.model_path.is_relative_to(self.root):
+            names += _model_companions(self.root, self.model_path)
+        return names
+
+    def file_sha256(self, name: str) -> str:
+        """Hex sha256 of the bundle file ``name`` (relative), computed once."""
+        digest = self._digests.get(name)
+        if digest is None:
+            digest = self._digests[name] = file_sha256(self.root / name)
+        return digest
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 over the :attr:`runtime_files` and their sha256, bundle.json left out (its creation time
+        and paths are not the model): equal for the same model, tokenizer and settings."""
+        digest = hashlib.sha256()
+        for name in self.runtime_files:
+            if name != MANIFEST:
+                digest.update(f"{name}\0{self.file_sha256(name)}\n".encode())
+        return digest.hexdigest()
+
+    @property
+    def tuning(self) -> dict | None:
+        """The folder's tuning.json (``bertrt tune``), None when there is none."""
+        return read_tuning(self.root)
 
     @property
     def max_length(self) -> int:
@@ -246,7 +404,7 @@ def select_model_file(
         return path
     if precision not in _CANDIDATES:
         raise ModelFileNotFoundError(
-            root, f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}"
+            root, f"unknown precision {precision!r}; expected one of {', '.join(_CANDIDATES)}"
         )
     for candidate in _CANDIDATES[precision]:
         if (root / candidate).is_file():
@@ -272,9 +430,9 @@ def _check_manifest(root: Path, manifest: dict) -> None:
         raise BundleError(path, "'files' must be an object {name: {sha256, bytes}}")
 
 
-def _verify_files(root: Path, manifest: dict, names: list[str]) -> None:
-    """Check size and sha256 of the listed files that the manifest records."""
-    problems = []
+def _verify_files(root: Path, manifest: dict, names: list[str]) -> dict[str, str]:
+    """Check size and sha256 of the listed files that the manifest records; {name: sha256} of those."""
+    problems, digests = [], {}
     for name in names:
         entry = manifest.get("files", {}).get(name)
         if not isinstance(entry, dict):
@@ -287,10 +445,13 @@ def _verify_files(root: Path, manifest: dict, names: list[str]) -> None:
         if isinstance(entry.get("bytes"), int) and entry["bytes"] != size:
             problems.append(f"{name}: {size} bytes, manifest says {entry['bytes']} (truncated or replaced?)")
             continue
-        if entry.get("sha256") and file_sha256(path) != entry["sha256"]:
-            problems.append(f"{name}: sha256 mismatch with {MANIFEST}")
+        if entry.get("sha256"):
+            digests[name] = file_sha256(path)
+            if digests[name] != entry["sha256"]:
+                problems.append(f"{name}: sha256 mismatch with {MANIFEST}")
     if problems:
         raise BundleError(root, "; ".join(problems))
+    return digests
 
 
 def _is_int(value) -> bool:
@@ -455,14 +616,83 @@ def check_graph(bundle: Bundle, input_names, output_names) -> None:
         )
 
 
-def _download(repo_id: str, revision: str | None, spec: str) -> Path:
+def _download(repo_id: str, revision: str | None, spec: str, patterns=_HUB_PATTERNS) -> Path:
     """Fetch a hub repository's JSON, tokenizer and ONNX files (needs huggingface_hub and a network)."""
     return hub.download(
         repo_id,
-        _HUB_PATTERNS,
+        patterns,
         lambda reason: BundleError(spec, f"fetching it from the Hugging Face Hub failed ({reason})"),
         revision=revision,
     )
+
+
+def _resolve_root(bundle, patterns=_HUB_PATTERNS) -> Path:
+    """The local folder of ``bundle`` (a path, or ``hf://`` fetched with ``patterns``); BundleError when
+    it is missing or not a folder."""
+    source = hub.resolve_source(bundle, BundleError)
+    if source.kind == "hub":
+        root = _download(source.repo_id, source.revision, source.spec, patterns)
+    else:
+        root = source.path
+        if not root.exists():
+            raise BundleError(root, hub.missing_folder_problem(source))
+    if not root.is_dir():
+        raise BundleError(root, "not a folder (pass the bundle folder, not a file inside it)")
+    return root
+
+
+def _task_of(root: Path, manifest: dict, config: dict) -> str | None:
+    """bundle.json's task (BundleError when it is unknown), else the one config.json's head implies, else
+    None."""
+    task = manifest.get("task")
+    if task is not None:
+        try:
+            return normalize_task(task)
+        except TaskError as exc:
+            raise BundleError(root / MANIFEST, str(exc)) from exc
+    try:
+        return infer_task(config)
+    except TaskError:
+        return None
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """A bundle's JSON only (:func:`read_metadata`): for callers that need its task or labels, not a model."""
+
+    root: Path
+    manifest: dict
+    config: dict
+    task: str | None
+
+    @property
+    def id2label(self) -> dict[str, str]:
+        """The labels as written (bundle.json's, else config.json's), ids as strings; unchecked."""
+        raw = self.manifest.get("id2label") or self.config.get("id2label") or {}
+        return {str(k): v for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+
+def read_metadata(bundle: str | os.PathLike) -> Metadata:
+    """bundle.json and config.json of ``bundle`` (a folder or ``hf://``, whose JSON files alone are
+    fetched): no tokenizer, no model file, no hashing. BundleError for a missing folder or bad JSON."""
+    root = _resolve_root(bundle, ("*.json",))
+    manifest = _read_json(root / MANIFEST, required=False)
+    config = _read_json(root / "config.json", required=False)
+    return Metadata(root, manifest, config, _task_of(root, manifest, config))
+
+
+def read_tuning(root) -> dict | None:
+    """The bundle folder's tuning.json, None when there is none; BundleError when it is unreadable."""
+    path = Path(root) / TUNING_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(path, f"not valid JSON ({exc}); run bertrt tune again or delete it") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("machines"), dict):
+        raise BundleError(path, "expected an object with 'machines' {cpu key: result}")
+    return data
 
 
 def load_bundle(
@@ -470,25 +700,20 @@ def load_bundle(
     precision: str = "int8",
     model_file: str | os.PathLike | None = None,
     verify: bool = True,
+    backend: str = "onnxruntime",
 ) -> Bundle:
     """Resolve a bundle folder (bertrt, Optimum or transformers.js ``onnx/`` layout), or ``hf://owner/name``.
 
     :func:`bertrt.hub.resolve_source` decides: only an ``hf://`` string is fetched from the Hugging Face
-    Hub; anything else is a folder, and a missing one is "no such folder". BundleError names the path and
-    the problem (missing file, bad JSON, unknown schema version, sha256 mismatch, and every metadata
-    problem at once: labels, max length, positions; see the module docstring); ModelFileNotFoundError lists
-    the ONNX files present when none fits.
+    Hub; anything else is a folder, and a missing one is "no such folder". The model file is
+    ``model_file``, else the one ``backend`` reads at ``precision`` (its module in :mod:`bertrt.backends`).
+    BundleError names the path and the problem (missing file, bad JSON, unknown schema version, sha256
+    mismatch, and every metadata problem at once: labels, max length, positions; see the module
+    docstring); ModelFileNotFoundError lists the ONNX files present when none fits.
     """
-    source = hub.resolve_source(bundle, BundleError)
-    if source.kind == "hub":
-        root = _download(source.repo_id, source.revision, source.spec)
-    else:
-        root = source.path
-        if not root.exists():
-            raise BundleError(root, hub.missing_folder_problem(source))
-    if not root.is_dir():
-        raise BundleError(root, "not a folder (pass the bundle folder, not a file inside it)")
+    from .backends import get_backend
 
+    root = _resolve_root(bundle)
     manifest = _read_json(root / MANIFEST, required=False)
     if manifest:
         _check_manifest(root, manifest)
@@ -498,11 +723,10 @@ def load_bundle(
             "onnx-subfolder" if (root / "onnx").is_dir() and not (root / FP32_FILE).exists() else "optimum"
         )
 
-    ir = None
-    if precision in OPENVINO_FILE_PRECISIONS:
-        ir = _recorded_ir(root, manifest, precision) if model_file is None else None
-        precision = "fp32"  # without a recorded IR: the fp32 graph, converted by OpenVINO at load
-    model_path = ir or select_model_file(root, precision, model_file)
+    if model_file is not None:
+        model_path = select_model_file(root, precision, model_file)
+    else:
+        model_path = get_backend(backend).model_file(root, manifest, precision)
     config = _read_json(root / "config.json", required=True)
     tokenizer_path = root / "tokenizer.json"
     if not tokenizer_path.is_file():
@@ -512,31 +736,18 @@ def load_bundle(
     tokenizer_config = _read_json(root / "tokenizer_config.json", required=False)
     special_tokens_map = _read_json(root / "special_tokens_map.json", required=False)
 
+    digests = {}
     if manifest and verify:
-        try:
-            relative = str(model_path.relative_to(root))
-        except ValueError:
-            relative = None
-        names = ["tokenizer.json", "config.json", "tokenizer_config.json", "special_tokens_map.json"]
-        if relative:
-            names.append(relative)
-            if model_path.suffix.lower() == ".xml":  # an OpenVINO IR: its weights are a file of their own
-                names.append(ir_weights_file(relative))
-        _verify_files(root, manifest, names)
+        names = [n for n in METADATA_FILES if n != MANIFEST]
+        if model_path.is_relative_to(root):
+            relative = model_path.relative_to(root).as_posix()
+            names += [relative, *_model_companions(root, model_path)]
+        digests = _verify_files(root, manifest, names)
 
     id2label = _check_metadata(root, manifest, config, tokenizer_config)
-
-    task = manifest.get("task")
-    if task is not None:
-        try:
-            task = normalize_task(task)
-        except TaskError as exc:
-            raise BundleError(root / MANIFEST, str(exc)) from exc
-    else:
-        try:
-            task = infer_task(config)
-        except TaskError:
-            task = None
+    task = _task_of(root, manifest, config)
+    st = manifest.get("sentence_transformers")
+    st = None if st is None else SentenceTransformers.from_manifest(st, root / MANIFEST)
 
     log.info("bundle %s (%s layout): model file %s", root, layout, model_path.name)
     return Bundle(
@@ -551,4 +762,6 @@ def load_bundle(
         task=task,
         id2label=id2label,
         problem_type=manifest.get("problem_type") or config.get("problem_type"),
+        sentence_transformers=st,
+        _digests=digests,
     )

@@ -36,7 +36,7 @@ import sys
 from dataclasses import dataclass, field
 
 from . import tasks
-from .backends import add_backend_arguments
+from .backends import add_backend_arguments, plan_from_args
 from .errors import BundleError, InputError, TaskError, UsageError
 from .lines import MAX_JSON_DEPTH, check_text, decode_utf8, dumps_line, parse_json_line, split_lines
 from .results import to_jsonable as _jsonable
@@ -282,14 +282,7 @@ def run(args, stdin=None, stdout=None) -> int:
     items, extras = _read_inputs(args, stdin)  # all input checked before the model loads
     if args.task is not None:
         task_options(args.task, args)  # flags that do not fit the task given: before the model loads
-    pipe = pipeline(
-        args.task,
-        args.bundle,
-        precision=args.precision,
-        threads=args.threads,
-        model_file=args.model_file,
-        backend=args.backend,
-    )
+    pipe = pipeline(args.task, args.bundle, model_file=args.model_file, plan=plan_from_args(args))
     options = task_options(pipe.task, args)
     results = pipe(
         items, batch_size=args.batch_size, max_tokens_per_batch=args.max_tokens_per_batch, **options

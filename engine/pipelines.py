@@ -25,9 +25,8 @@ from typing import Any
 
 from . import backends, tasks
 from .batching import run_batched, validate_batching
-from .bundle import Bundle, check_graph, load_bundle
+from .bundle import Bundle, check_graph
 from .errors import BundleError, InputError, InputTypeError, TaskError
-from .session import OnnxSession
 from .tasks.base import Encoding
 from .tokenize import TextTokenizer, check_text
 
@@ -95,31 +94,25 @@ class Prepared:
 
 
 class Pipeline:
-    """A task on one bundle: tokenizer, one onnxruntime session and the task's post-processing.
+    """A task on one bundle: tokenizer, one session of the plan's backend and the task's post-processing.
 
-    Built completely here; calls are thread-safe (onnxruntime's ``run`` is, the tokenizer locks).
+    ``plan``: what runs (:class:`bertrt.backends.Plan`, from :func:`bertrt.backends.plan`; :func:`pipeline`
+    builds it from its arguments). Built completely here; calls are thread-safe (every backend's ``run``
+    is, the tokenizer locks).
     """
 
     def __init__(
         self,
         task: str | None,
         bundle: str | os.PathLike | Bundle,
-        precision: str | None = None,
-        threads: int | None = None,
-        providers=None,
+        plan: backends.Plan,
         model_file: str | os.PathLike | None = None,
         verify: bool = True,
-        backend: str = "auto",
     ):
         #: backend, precision and threads this pipeline runs (bertrt.backends: tuning.json or the rule)
-        self.plan = backends.plan(bundle, backend, precision, threads, providers)
-        precision, threads = self.plan.precision, self.plan.threads
-        self.backend = self.plan.backend
-        self.bundle = (
-            bundle
-            if isinstance(bundle, Bundle)
-            else load_bundle(bundle, self.plan.file_precision, model_file, verify)
-        )
+        self.plan = plan
+        self.backend = plan.backend
+        self.bundle = bundle if isinstance(bundle, Bundle) else plan.load_bundle(bundle, model_file, verify)
         if task is None:
             if self.bundle.task is None:
                 raise TaskError(
@@ -130,7 +123,7 @@ class Pipeline:
         self.task = tasks.normalize_task(task)
         #: the task's module object (bertrt.tasks.base.Task): options, head check, steps, shaping
         self.spec = tasks.get_task(self.task)
-        self.precision = precision
+        self.precision = plan.precision
         self.max_length = self.bundle.max_length
         special = {
             name: self.bundle.special_token(name)
@@ -144,10 +137,8 @@ class Pipeline:
             pad_id_fallback=self.bundle.config.get("pad_token_id"),
         )
         self._check_vocabulary()
-        if self.backend == "onnxruntime":
-            self.session = OnnxSession(self.bundle.model_path, threads, providers)
-        else:
-            self.session = backends.create_session(self.plan, self.bundle.model_path)
+        #: the plan's backend's session (bertrt.backends.Session)
+        self.session = plan.open_session(self.bundle.model_path)
         check_graph(self.bundle, self.session.inputs, self.session.output_names)
         self.id2label = dict(self.bundle.id2label)
         # The graph must have the task's head (TaskError naming what the bundle is), read by its name.
@@ -302,6 +293,7 @@ def pipeline(
     model_file: str | os.PathLike | None = None,
     verify: bool = True,
     backend: str = "auto",
+    plan: backends.Plan | None = None,
 ) -> Pipeline:
     """Build a :class:`Pipeline` for ``task`` (None: read from bundle.json or config.json) on ``bundle``.
 
@@ -310,19 +302,14 @@ def pipeline(
     cores). ``providers``: onnxruntime providers (default CPU; "cuda" needs onnxruntime-gpu).
     ``verify``: check bundle.json's sha256 of the files loaded.
     ``backend``: "onnxruntime", "openvino" (``pip install 'bertrt[openvino]'``; precisions fp32, bf16 on a
-    CPU with bf16, int8) or "auto": the bundle's ``tuning.json`` (``bertrt tune``) on a matching CPU, else
-    onnxruntime (bf16: openvino). ``precision=None``: the tuned winner's, else "int8"; a call without
-    ``batch_size``: the tuned candidate's, else 32 (:attr:`Pipeline.batch_size`). See bertrt.backends.
+    CPU with bf16, int8), another registered one, or "auto": the bundle's ``tuning.json`` (``bertrt tune``)
+    on a matching CPU, else onnxruntime (bf16: openvino). ``precision=None``: the tuned winner's, else
+    "int8"; a call without ``batch_size``: the tuned candidate's, else 32 (:attr:`Pipeline.batch_size`).
+    ``plan``: a :class:`bertrt.backends.Plan` already computed (then backend, precision, threads and
+    providers are its own). See bertrt.backends.
     """
     if bundle is None:
         raise TaskError("pipeline() needs a bundle folder (or hf://owner/name)")
-    return Pipeline(
-        task,
-        bundle,
-        precision=precision,
-        threads=threads,
-        providers=providers,
-        model_file=model_file,
-        verify=verify,
-        backend=backend,
-    )
+    if plan is None:
+        plan = backends.plan(bundle, backend, precision, threads, providers)
+    return Pipeline(task, bundle, plan, model_file, verify)

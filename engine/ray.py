@@ -63,17 +63,20 @@ class BundleRef:
 
 
 def ship_bundle(
-    bundle: str | os.PathLike, precision: str = "int8", model_file: str | None = None
+    bundle: str | os.PathLike,
+    precision: str = "int8",
+    model_file: str | None = None,
+    backend: str = "onnxruntime",
 ) -> BundleRef:
-    """Put the files of ``bundle`` a worker needs into Ray's object store (call on the driver)."""
+    """Put the files of ``bundle`` a worker needs (the model file ``backend`` reads at ``precision``) into
+    Ray's object store (call on the driver)."""
     import ray
 
-    from .batch import _bundle_hash, _model_file, bundle_files
     from .bundle import load_bundle
 
-    loaded = load_bundle(bundle, precision, model_file)
-    files = {name: ray.put((Path(loaded.root) / name).read_bytes()) for name in bundle_files(loaded)}
-    return BundleRef(_bundle_hash(loaded), files, _model_file(loaded))
+    loaded = load_bundle(bundle, precision, model_file, backend=backend)
+    files = {name: ray.put((loaded.root / name).read_bytes()) for name in loaded.runtime_files}
+    return BundleRef(loaded.content_hash, files, loaded.model_file)
 
 
 _ship = ship_bundle  # run_shards' keyword of the same name hides it there
@@ -191,7 +194,10 @@ def run_shards(
         ray_data_log.setLevel(logging.WARNING)
         bundle_ref = None
         if ship_bundle:
-            bundle_ref = _ship(job.bundle, job.file_precision, job.model_file)
+            from .backends import plan
+
+            the_plan = job.plan or plan(job.bundle)
+            bundle_ref = _ship(job.bundle, the_plan.precision, job.model_file, the_plan.backend)
         items = [{"shard": json.dumps(dataclasses.asdict(s))} for s in shards]
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 100_000))
         ds = ds.map_batches(

@@ -6,13 +6,14 @@ onnxruntime is imported here, when a session is created, never at ``import bertr
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
+from .cpu import physical_cores
 from .errors import BundleError, InputError
 
+# physical_cores: re-exported from bertrt.cpu (its home), where benchmarks have always imported it
 __all__ = ["GraphIO", "OnnxSession", "physical_cores", "resolve_providers", "session_options"]
 
 log = logging.getLogger("bertrt")
@@ -26,30 +27,6 @@ _PROVIDER_ALIASES = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
-
-
-def physical_cores() -> int:
-    """Physical cores this process may use (hyper-threads not counted); at least 1."""
-    try:
-        allowed = os.sched_getaffinity(0)
-    except AttributeError:  # not Linux
-        allowed = set(range(os.cpu_count() or 1))
-    cores = set()
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            cpu = phys = None
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "processor":
-                    cpu, phys = int(value), None
-                elif key == "physical id":
-                    phys = value.strip()
-                elif key == "core id" and cpu in allowed:
-                    cores.add((phys, value.strip()))
-    except (OSError, ValueError):
-        cores = set()
-    return max(1, len(cores) if cores else len(allowed))
 
 
 #: onnxruntime graph transformers never run at load time. SkipLayerNormFusion: the exporter splits
@@ -105,10 +82,19 @@ def resolve_providers(providers) -> list[str]:
 
 
 class GraphIO:
-    """What every backend's session shares: the graph's declared inputs (``input_dtypes``) and outputs
+    """What every backend's session shares (:class:`bertrt.backends.Session`): the graph's declared inputs (``input_dtypes``) and outputs
     (``outputs``: name -> shape), the output ``run`` returns, and the feed built from a padded batch.
     A backend sets ``model_path``, its inputs (:meth:`declare_inputs`), ``outputs`` and ``output_name`` in
     ``__init__``."""
+
+    @staticmethod
+    def resolve_threads(threads) -> int:
+        """Intra-op threads: ``threads``, or the physical cores when None; InputError for anything else."""
+        if threads is None:
+            return physical_cores()
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0:
+            raise InputError(f"threads must be a positive int or None, got {threads!r}")
+        return threads
 
     def declare_inputs(self, inputs: dict[str, str]) -> list[str]:
         """Record the graph's declared inputs (``inputs``: name -> ONNX type string) and the numpy dtype of
@@ -158,12 +144,8 @@ class OnnxSession(GraphIO):
         import onnxruntime as ort
 
         self.model_path = Path(model_path)
-        if threads is not None and (
-            isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0
-        ):
-            raise InputError(f"threads must be a positive int or None, got {threads!r}")
         self.providers = resolve_providers(providers)
-        self.threads = int(threads) if threads else physical_cores()
+        self.threads = self.resolve_threads(threads)
         try:
             self._session = ort.InferenceSession(
                 str(self.model_path),

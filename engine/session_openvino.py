@@ -15,7 +15,7 @@ OpenVINO reads the bundle's ONNX graph directly (``Core().read_model``), onnxrun
 
 A bundle exported with ``--openvino-ir`` also holds OpenVINO IR files (``model.openvino.xml``/``.bin``:
 fp32; ``model.openvino-int8.xml``/``.bin``: the same nncf int8 weights, made at export). The loader
-(:func:`bertrt.bundle.load_bundle`, file precisions ``openvino-fp32`` / ``openvino-int8``) picks the one
+(:func:`bertrt.bundle.load_bundle` with ``backend="openvino"``: :mod:`bertrt.backends.openvino`) picks the one
 the manifest records, verified by sha256, and the session reads it instead of converting ``model.onnx``;
 an IR whose weights nncf already compressed (its ``nncf/weight_compression`` rt_info) is not compressed
 again. ``source`` says which kind of file was read: ``"onnx"``, ``"ir"`` (fp32 weights) or ``"ir-int8"``.
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BackendError, BundleError, InputError
-from .session import GraphIO, physical_cores
+from .session import GraphIO
 
 __all__ = [
     "DYNAMIC_QUANTIZATION_GROUP_SIZE",
@@ -127,17 +127,13 @@ class OpenVinoSession(GraphIO):
     ):
         ov = import_openvino()
         self.model_path = Path(model_path)
-        if threads is not None and (
-            isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0
-        ):
-            raise InputError(f"threads must be a positive int or None, got {threads!r}")
         if precision not in OPENVINO_PRECISIONS:
             raise InputError(
                 f"precision {precision!r} is not one OpenVINO runs; expected one of "
                 f"{', '.join(OPENVINO_PRECISIONS)}"
             )
         self.precision = precision
-        self.threads = int(threads) if threads else physical_cores()
+        self.threads = self.resolve_threads(threads)
         self.providers = ["OpenVINO CPU"]
         core = ov.Core()
         try:

@@ -247,10 +247,11 @@ def _speed(pipe, texts, batch_size: int, repeats: int) -> dict:
 
 
 def _versions() -> dict:
+    """bertrt's version and those of every registered backend's distributions (None: not installed)."""
     from importlib import metadata
 
     out = {"bertrt": __version__}
-    for dist in ("onnxruntime", "openvino", "nncf"):
+    for dist in dict.fromkeys(d for b in backends.BACKENDS.values() for d in b.distributions):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -307,13 +308,14 @@ def tune(
         if name not in task_gates:
             raise InputError(f"unknown gate {name!r} for {task}; gates: {', '.join(task_gates)}")
         task_gates[name] = float(minimum)
-    from .session import physical_cores
+    from .cpu import physical_cores
 
     thread_counts = sorted({int(t) for t in (threads or [physical_cores()])})
     names = list(backend_names or [b for b in backends.BACKENDS if backends.available(b)])
     candidates = []
     for backend in names:
-        for precision in precisions or backends.BACKEND_PRECISIONS.get(backend, ()):
+        declared = backends.BACKENDS[backend].precisions if backend in backends.BACKENDS else ()
+        for precision in precisions or declared:
             for n_threads in thread_counts:
                 cand = {"backend": backend, "precision": precision, "threads": n_threads}
                 try:
@@ -496,17 +498,15 @@ def run(args) -> int:
         except OSError as exc:
             raise InputError(f"{args.texts}: cannot read ({exc.strerror or exc})") from exc
         texts = [t for t in split_lines(decode_utf8(data, args.texts)) if t.strip()]
+    settings = {name: getattr(args, name) for name in ("precisions", "threads", "batch_sizes", "repeats")}
     entry = tune(
         args.bundle,
         texts=texts,
         backend_names=args.backends,
-        precisions=args.precisions,
-        threads=args.threads,
-        batch_sizes=args.batch_sizes,
-        repeats=args.repeats,
         gates=gates,
         write=not args.no_write,
         labelled=args.labelled,
+        **settings,
     )
     if args.report:
         print(format_report(entry))

@@ -8,7 +8,6 @@ export never leaves a half-written bundle behind.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from bertrt.architectures import get_architecture, takes_token_type_ids
 from bertrt.bundle import (
+    BUNDLE_FILES,
     FP32_FILE,
     INT8_FILE,
     MANIFEST,
@@ -28,7 +28,7 @@ from bertrt.bundle import (
 from bertrt.errors import BundleError, ExportError
 from bertrt.tasks import normalize_task
 
-from . import convert, manifest, optimize, tokenizer, validate
+from . import convert, manifest, optimize, sentence_transformers, tokenizer, validate
 from . import openvino_ir as openvino_ir_stage  # export_model's parameter is named openvino_ir
 from . import quantize as quantize_stage  # export_model's parameter is named quantize
 
@@ -37,14 +37,7 @@ __all__ = ["BUNDLE_FILES", "STEPS", "export_model"]
 log = logging.getLogger("bertrt.export")
 
 STEPS = ("load checkpoint", "export ONNX", "optimize fp32", "quantize int8", "validate", "write bundle")
-BUNDLE_FILES = (
-    FP32_FILE,
-    INT8_FILE,
-    *(name for files in openvino_ir_stage.IR_FILES.values() for name in files),
-    *tokenizer.TOKENIZER_FILES,
-    "config.json",
-    MANIFEST,
-)
+# BUNDLE_FILES (bertrt.bundle): every file an export writes, which _install replaces; the runtime's list
 
 
 def _check_out_dir(out_dir: Path, force: bool) -> None:
@@ -85,34 +78,6 @@ def _check_max_length(max_length, positions: int | None = None, where: str = "")
         )
     if positions is not None and max_length > positions:
         raise ExportError(f"max_length {max_length} exceeds the model's {positions} positions{where}")
-
-
-def _sentence_transformers_info(folder: Path) -> dict | None:
-    """Pooling and normalization of a sentence-transformers folder (modules.json), for the runtime."""
-    modules_path = folder / "modules.json"
-    if not modules_path.is_file():
-        return None
-    try:
-        modules = json.loads(modules_path.read_text(encoding="utf-8"))
-        info: dict = {"modules": [m.get("type", "").rsplit(".", 1)[-1] for m in modules]}
-        for m in modules:
-            kind = m.get("type", "")
-            if kind.endswith("Pooling"):
-                pooling = json.loads((folder / m["path"] / "config.json").read_text(encoding="utf-8"))
-                modes = [
-                    k.removeprefix("pooling_mode_").removesuffix("_tokens").removesuffix("_token")
-                    for k, v in pooling.items()
-                    if k.startswith("pooling_mode_") and v
-                ]
-                info["pooling"] = modes[0] if len(modes) == 1 else modes
-        info["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
-        st_config = folder / "sentence_bert_config.json"
-        if st_config.is_file():
-            info["max_seq_length"] = json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length")
-        return info
-    except (OSError, json.JSONDecodeError, KeyError, AttributeError) as exc:
-        log.warning("ignoring unreadable sentence-transformers files in %s: %s", folder, exc)
-        return None
 
 
 def _graph_io(path: Path) -> tuple[list[str], list[str], int]:
@@ -244,7 +209,7 @@ def export_model(
         )
         files = [FP32_FILE, *([INT8_FILE] if recipe else []), *ir_names, *names, "config.json"]
         extra = {"openvino_ir": ir_record} if ir_record else {}
-        st_info = _sentence_transformers_info(folder)
+        st_info = sentence_transformers.read_settings(folder)
         if st_info:
             extra["sentence_transformers"] = st_info
         result = manifest.build_manifest(
@@ -268,7 +233,7 @@ def export_model(
         try:  # the bundle must pass every check the runtime makes at load, before it is installed
             load_bundle(stage, precision="int8" if recipe else "fp32")
             for ir_precision in openvino_ir_stage.precisions(openvino_ir):  # the IR, hashes checked
-                loaded = load_bundle(stage, precision=f"openvino-{ir_precision}")
+                loaded = load_bundle(stage, ir_precision, backend="openvino")
                 if loaded.model_path.name != openvino_ir_stage.IR_FILES[ir_precision][0]:
                     raise BundleError(loaded.model_path, f"the {ir_precision} OpenVINO IR was not selected")
         except BundleError as exc:

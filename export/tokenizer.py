@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bertrt.bundle import MIN_MAX_LENGTH
+from bertrt.bundle import MIN_MAX_LENGTH, TOKENIZER_FILES
 from bertrt.errors import ExportError
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "special_tokens",
 ]
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 SPECIAL_TOKEN_NAMES = (
     "cls_token",
     "sep_token",

@@ -19,7 +19,7 @@ Needs ``pip install 'bertrt[batch]'`` (pyarrow; tqdm for the progress bar) and `
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import importlib
 import logging
 import os
@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__, backends
-from ..bundle import file_sha256
+from ..cpu import physical_cores
 from ..errors import BertrtError, InputError
 from ..results import to_jsonable
 from . import sink, sources
@@ -120,44 +120,8 @@ def default_split(cores: int, workers: int | None, threads: int | None, shards: 
 
 
 def bundle_files(bundle) -> list[str]:
-    """Files of a loaded bundle a worker needs (relative names): the model file (and its external data, or
-    an OpenVINO IR's ``.bin`` weights), tokenizer and config files, and bundle.json."""
-    root = Path(bundle.root)
-    names = [
-        n
-        for n in (
-            "bundle.json",
-            "config.json",
-            "tokenizer.json",
-            "tokenizer_config.json",
-            "special_tokens_map.json",
-        )
-        if (root / n).is_file()
-    ]
-    model = Path(bundle.model_path)
-    names.append(_model_file(bundle))
-    extra = sorted(model.parent.glob(model.name + "*"))  # external data: model.onnx_data, .data
-    if model.suffix == ".xml":
-        extra.append(model.with_suffix(".bin"))  # an OpenVINO IR's weights
-    for data in extra:
-        if data != model and data.is_file():
-            names.append(str(data.relative_to(root)))
-    return names
-
-
-def _model_file(bundle) -> str:
-    """The model file's name relative to the bundle folder (what ``model_file=`` selects again)."""
-    model, root = Path(bundle.model_path), Path(bundle.root)
-    return str(model.relative_to(root)) if model.is_relative_to(root) else model.name
-
-
-def _bundle_hash(bundle) -> str:
-    h = hashlib.sha256()
-    for name in bundle_files(bundle):
-        if name == "bundle.json":
-            continue  # its created time and paths are not the model
-        h.update(f"{name}\0{file_sha256(Path(bundle.root) / name)}\n".encode())
-    return h.hexdigest()
+    """Files of a loaded bundle a worker needs (relative names): :attr:`bertrt.bundle.Bundle.runtime_files`."""
+    return bundle.runtime_files
 
 
 def _now() -> str:
@@ -214,6 +178,7 @@ def run(
     overwrite: bool = False,
     progress: bool = True,
     backend: str = "auto",
+    plan: backends.Plan | None = None,
 ) -> Summary:
     """Run (or resume) the batch job ``bundle`` x ``input`` -> ``output``; see the module docstring.
 
@@ -224,13 +189,13 @@ def run(
     them read ``bundle`` from a path they share.
     ``backend`` / ``precision``: as :func:`bertrt.pipeline`'s, resolved once here (a backend or precision
     that cannot run is its BackendError / InputError before OUTPUT is touched) and run by every worker.
+    ``plan``: a :class:`bertrt.backends.Plan` already computed (``bertrt batch`` computes it once), in place
+    of ``backend`` and ``precision``.
     ``batch_size`` None: the tuned one (``bertrt tune``, auto backend on this CPU), else 32.
     """
-    from ..session import physical_cores
-
     _check_args(batch_size, shard_size, workers, threads, output_format, on_error)
     # What runs (backend, precision) and at which batch size, before anything is written.
-    the_plan = backends.plan(bundle, backend, precision)
+    the_plan = plan or backends.plan(bundle, backend, precision)
     if batch_size is None:
         batch_size, batch_source = the_plan.default_batch_size()
     else:
@@ -256,8 +221,44 @@ def run(
     out = Path(output).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: OUTPUT exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     cores = physical_cores()
+    # The model first: a bad bundle or option fails before OUTPUT is touched or any input is scanned.
+    local_threads = None
+    if not use_ray and (workers or 1) == 1:
+        local_threads = threads or cores
+    job = Job(
+        bundle=str(bundle),
+        task=task,
+        task_options=task_options,
+        output=str(out),
+        inputs=[],
+        text_field=text_field,
+        text_pair_field=text_pair_field,
+        id_field=id_field,
+        plan=the_plan,
+        model_file=model_file,
+        output_format=output_format,
+        on_error=on_error,
+        batch_size=batch_size,
+        chunk_rows=batch_size * CHUNK_BATCHES,
+    )
+    predictor = job.predictor(local_threads or 1)
+    loaded = predictor.pipe.bundle
+    job_key = {
+        "bundle_hash": loaded.content_hash,
+        "backend": the_plan.backend,
+        "precision": the_plan.precision,
+        "model_file": loaded.model_file,
+        "task": predictor.pipe.task,
+        "task_options": to_jsonable(task_options),
+        "result_type": str(predictor.result_type),
+        "text_field": text_field,
+        "text_pair_field": text_pair_field,
+        "id_field": id_field,
+        "shard_size": shard_size,
+        "output_format": output_format,
+    }
+    out.mkdir(parents=True, exist_ok=True)
     with sink.lock_output(out):
         sink.clean_temporaries(out)
         existing = sink.read_manifest(out)
@@ -265,39 +266,6 @@ def run(
             if not overwrite:
                 raise InputError(f"{out}: holds part files but no {sink.MANIFEST}; pass --overwrite")
         paths = sources.resolve_inputs(input, exclude=out)
-
-        # The model first: a bad bundle or option fails before any input is scanned.
-        local_threads = None
-        if not use_ray and (workers or 1) == 1:
-            local_threads = threads or cores
-        predictor = Predictor(
-            bundle,
-            task_options,
-            task=task,
-            text_field=text_field,
-            text_pair_field=text_pair_field,
-            precision=the_plan.precision,
-            model_file=model_file,
-            threads=local_threads or 1,
-            batch_size=batch_size,
-            on_error="skip",
-            backend=the_plan.backend,
-        )
-        loaded = predictor.pipe.bundle
-        job_key = {
-            "bundle_hash": _bundle_hash(loaded),
-            "backend": the_plan.backend,
-            "precision": the_plan.precision,
-            "model_file": _model_file(loaded),
-            "task": predictor.pipe.task,
-            "task_options": to_jsonable(task_options),
-            "result_type": str(predictor.result_type),
-            "text_field": text_field,
-            "text_pair_field": text_pair_field,
-            "id_field": id_field,
-            "shard_size": shard_size,
-            "output_format": output_format,
-        }
 
         if overwrite:  # only now: the new job's model and inputs are fine
             sink.remove_ours(out)
@@ -427,22 +395,13 @@ def run(
                 on_done(meta)
                 bar.update(meta["rows"])
 
-        job = Job(
+        # What every worker runs: the loaded bundle's folder and file, the task it has
+        job = dataclasses.replace(
+            job,
             bundle=str(loaded.root),
             task=predictor.pipe.task,
-            task_options=task_options,
-            output=str(out),
             inputs=[i.light() for i in infos],
-            text_field=text_field,
-            text_pair_field=text_pair_field,
-            id_field=id_field,
-            precision=the_plan.precision,
             model_file=job_key["model_file"],
-            output_format=output_format,
-            on_error=on_error,
-            batch_size=batch_size,
-            chunk_rows=batch_size * CHUNK_BATCHES,
-            backend=the_plan.backend,
         )
         status = "failed"
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from .. import cli_predict
-from ..backends import add_backend_arguments
+from ..backends import add_backend_arguments, plan_from_args
 from ..tasks.base import positive_int
 from . import DEFAULT_SHARD_SIZE, OUTPUT_FORMATS, print_summary
 from . import run as run_batch
@@ -75,23 +75,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _task_of(args) -> str:
-    """The bundle's task (reads its JSON files only), to parse the task flags for it. The backend and
-    precision are checked first: one that cannot run here is its BackendError before anything else."""
-    from ..backends import plan
-    from ..bundle import load_bundle
+    """The bundle's task (reads its JSON files only: :func:`bertrt.bundle.read_metadata`), to parse the
+    task flags for it."""
+    from ..bundle import read_metadata
     from ..errors import TaskError
     from ..tasks import normalize_task
 
-    the_plan = plan(args.bundle, args.backend, args.precision, args.threads)
     if args.task is not None:
         return normalize_task(args.task)
-    task = load_bundle(args.bundle, the_plan.file_precision, args.model_file).task
+    task = read_metadata(args.bundle).task
     if task is None:
         raise TaskError(f"{args.bundle}: cannot infer the task from bundle.json or config.json; pass --task")
     return task
 
 
+#: flags passed to :func:`bertrt.batch.run` under their own name
+_RUN_FLAGS = ("task", "text_field", "text_pair_field", "id_field", "model_file", "batch_size", "shard_size")
+_RUN_FLAGS += ("workers", "threads", "ship_bundle", "output_format", "on_error", "overwrite")
+
+
 def run(args) -> int:
+    # The plan first, once: a backend or precision that cannot run here is its error before anything else.
+    the_plan = plan_from_args(args)
     options = cli_predict.task_options(_task_of(args), args)
     ray = None
     if args.ray is not None:
@@ -100,24 +105,11 @@ def run(args) -> int:
         args.bundle,
         args.input,
         args.output,
-        task=args.task,
         task_options=options,
-        text_field=args.text_field,
-        text_pair_field=args.text_pair_field,
-        id_field=args.id_field,
-        backend=args.backend,
-        precision=args.precision,
-        model_file=args.model_file,
-        batch_size=args.batch_size,
-        shard_size=args.shard_size,
-        workers=args.workers,
-        threads=args.threads,
+        plan=the_plan,
         ray=ray,
-        ship_bundle=args.ship_bundle,
-        output_format=args.output_format,
-        on_error=args.on_error,
-        overwrite=args.overwrite,
         progress=not args.no_progress,
+        **{name: getattr(args, name) for name in _RUN_FLAGS},
     )
     print_summary(summary)
     return 0

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pyarrow as pa
 
+from .. import backends
 from ..backends import DEFAULT_BATCH_SIZE
 from ..errors import InputError
 from . import results as _results
@@ -38,7 +39,8 @@ class Predictor:
     naming the row (``on_error="fail"``), or get a null result and the reason in an ``error`` column
     (``on_error="skip"``). ``threads``: the session's intra-op threads (None: physical cores; with
     ``backend="auto"`` and a tuning.json entry for this CPU, the tuned count). ``backend`` / ``precision``:
-    as :func:`bertrt.pipeline`'s. ``batch_size`` None: the pipeline's default (tuned on this CPU, else 32).
+    as :func:`bertrt.pipeline`'s, or ``plan``, a :class:`bertrt.backends.Plan` already computed. ``batch_size``
+    None: the pipeline's default (tuned on this CPU, else 32).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class Predictor:
         on_error: str = "fail",
         pipe=None,
         backend: str = "auto",
+        plan=None,
     ):
         from ..pipelines import pipeline
 
@@ -69,7 +72,10 @@ class Predictor:
             pipe
             if pipe is not None
             else pipeline(
-                task, bundle, precision=precision, threads=threads, model_file=model_file, backend=backend
+                task,
+                bundle,
+                model_file=model_file,
+                plan=plan or backends.plan(bundle, backend, precision, threads),
             )
         )
         #: sequences per session run, and why: "explicit" (given), "tuned" (tuning.json) or "static"

@@ -2,7 +2,8 @@
 
 :class:`Job` is everything a worker needs, small and picklable (the plan's shard offsets travel with each
 :class:`~bertrt.batch.sources.Shard`); its backend, precision and batch size are the ones the driver
-resolved (:func:`bertrt.backends.plan`), so every worker runs what the driver checked.
+resolved (its :class:`~bertrt.backends.Plan`, at the worker's own thread count), so every worker runs what
+the driver checked.
 :meth:`ShardRunner.run` reads the shard in chunks, checks the texts, runs the pipeline on the good rows,
 streams them with their ``result`` to a temporary file, writes the bad rows' file (``--on-error skip``)
 and then renames the shard's file into place. With ``--on-error fail`` the
@@ -11,6 +12,7 @@ first bad row stops the shard before anything of it is written, and the returned
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from ..backends import Plan
 from . import sink, sources
 from .predictor import Predictor
 
@@ -26,6 +29,9 @@ __all__ = ["Job", "ShardRunner"]
 
 @dataclass(frozen=True)
 class Job:
+    """Everything a worker needs to run shards; ``plan``: what the driver resolved (None: ``backend="auto"``
+    resolved by each worker)."""
+
     bundle: str
     task: str | None
     task_options: dict
@@ -34,23 +40,29 @@ class Job:
     text_field: str = "text"
     text_pair_field: str | None = None
     id_field: str | None = None
-    precision: str | None = None
+    plan: Plan | None = None
     model_file: str | None = None
     output_format: str = "parquet"
     on_error: str = "fail"
     batch_size: int = 32
     chunk_rows: int = 512
     extra: dict = field(default_factory=dict)
-    backend: str = "auto"
 
-    @property
-    def file_precision(self) -> str:
-        """The precision of the bundle file the job's backend reads (openvino int8 compresses model.onnx)."""
-        from ..backends import Plan
-
-        if self.backend == "auto":
-            return self.precision or "int8"
-        return Plan(self.backend, self.precision or "int8", None, "explicit").file_precision
+    def predictor(self, threads: int | None = None) -> Predictor:
+        """The job's :class:`Predictor` at ``threads`` intra-op threads (rows' errors returned, not raised)."""
+        the_plan = None if self.plan is None else dataclasses.replace(self.plan, threads=threads)
+        return Predictor(
+            self.bundle,
+            self.task_options,
+            task=self.task,
+            text_field=self.text_field,
+            text_pair_field=self.text_pair_field,
+            model_file=self.model_file,
+            threads=threads,
+            batch_size=self.batch_size,
+            on_error="skip",
+            plan=the_plan,
+        )
 
 
 def _row_position(info, chunk: sources.Chunk, i: int) -> dict:
@@ -73,19 +85,7 @@ class ShardRunner:
 
     def __init__(self, job: Job, threads: int | None = None, predictor: Predictor | None = None):
         self.job = job
-        self.predictor = predictor or Predictor(
-            job.bundle,
-            job.task_options,
-            task=job.task,
-            text_field=job.text_field,
-            text_pair_field=job.text_pair_field,
-            precision=job.precision,
-            model_file=job.model_file,
-            threads=threads,
-            batch_size=job.batch_size,
-            on_error="skip",
-            backend=job.backend,
-        )
+        self.predictor = predictor or job.predictor(threads)
         self.worker = f"{os.uname().nodename}:{os.getpid()}" if hasattr(os, "uname") else str(os.getpid())
 
     def run(

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from ..bundle import _read_json
+from ..bundle import read_metadata
 from ..errors import BertrtError, BundleError, InputError, TaskError
 from ..ordering import sorted_call
 from .align import entities_to_iob, token_spans
@@ -276,18 +276,12 @@ def bertrt_pipeline(
 
 
 def bundle_task(bundle: Path) -> tuple[str, dict]:
-    """The bundle's task (bundle.json, else config.json's architectures) and its id2label."""
-    from ..tasks import infer_task, normalize_task
-
-    if not bundle.is_dir():
-        raise BundleError(bundle, "not a folder" if bundle.exists() else "no such folder")
-    config = _read_json(bundle / "config.json", required=False)
-    manifest = _read_json(bundle / "bundle.json", required=False)
-    task = manifest.get("task") or (infer_task(config) if config else None)
-    if task is None:
-        raise BundleError(bundle, "neither bundle.json nor config.json names the task")
-    id2label = manifest.get("id2label") or config.get("id2label") or {}
-    return normalize_task(task), {str(k): v for k, v in id2label.items()}
+    """The bundle's task (bundle.json, else config.json's architectures) and its id2label (ids as strings),
+    from its JSON alone (:func:`bertrt.bundle.read_metadata`)."""
+    metadata = read_metadata(bundle)
+    if metadata.task is None:
+        raise BundleError(metadata.root, "neither bundle.json nor config.json names the task")
+    return metadata.task, metadata.id2label
 
 
 def _load_items(data, task: str, fmt: str | None, name: str | None) -> tuple[list, str]:

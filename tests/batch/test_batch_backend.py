@@ -13,10 +13,11 @@ import pytest
 
 import bertrt
 import bertrt.batch
-from bertrt import backends
+from bertrt import backends, cpu
 from bertrt.batch import cli as batch_cli
 from bertrt.batch import sink
 from bertrt.batch.runner import Job, ShardRunner
+from bertrt.bundle import load_bundle
 from bertrt.cli import main
 from bertrt.cli_predict import add_arguments as predict_arguments
 from bertrt.errors import BackendError, InputError
@@ -102,16 +103,20 @@ def test_shard_runner_and_ray_actor_compile_openvino_at_the_given_threads(tiny_b
 
     bundle = tiny_bundle("bert", NER)
     job = Job(bundle=str(bundle), task=None, task_options={}, output=str(tmp_path), inputs=[],
-              backend="openvino", precision="fp32", model_file="model.onnx")  # fmt: skip
+              plan=backends.plan(bundle, "openvino", "fp32"), model_file="model.onnx")  # fmt: skip
     for runner in (ShardRunner(job, threads=1), bertrt.ray._ShardPredictor(job, threads=1).runner):
         pipe = runner.predictor.pipe
         assert (pipe.backend, pipe.precision, pipe.session.threads) == ("openvino", "fp32", 1)
         assert int(pipe.session._compiled.get_property("INFERENCE_NUM_THREADS")) == 1
-    # the file precision ship_bundle loads is the one the backend reads (openvino int8: not model.int8.onnx)
-    for backend, precision in (("openvino", "fp32"), ("openvino", "int8"), ("onnxruntime", "int8")):
-        other = Job(**{**job.__dict__, "backend": backend, "precision": precision})
-        assert other.file_precision == backends.plan(bundle, backend, precision).file_precision
-    assert job.file_precision != "int8" and other.file_precision == "int8"
+    # the file ship_bundle loads is the one the job's backend reads (openvino int8: not model.int8.onnx)
+    for backend, precision, name in (
+        ("openvino", "fp32", "model.onnx"),
+        ("openvino", "int8", "model.onnx"),
+        ("onnxruntime", "int8", "model.int8.onnx"),
+    ):
+        the_plan = backends.plan(bundle, backend, precision)
+        assert the_plan.load_bundle(bundle).model_file == name
+        assert load_bundle(bundle, precision, backend=backend).model_file == name
 
 
 @pytest.mark.slow  # starts Ray: the slow run (test_batch_ray.py keeps one Ray run in the default run)
@@ -155,7 +160,7 @@ def test_a_backend_that_cannot_run_fails_before_any_output(
     if "openvino package" in match:
         monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed: import fails
     if "instructions" in match:
-        monkeypatch.setattr(backends, "_cpuinfo", lambda: ("Test CPU", {"avx2", "avx512f", "avx512_vnni"}))
+        monkeypatch.setattr(cpu, "_cpuinfo", lambda: ("Test CPU", {"avx2", "avx512f", "avx512_vnni"}))
     source = _source(tmp_path, texts)
     out = tmp_path / "out"
     with pytest.raises(error, match=match):

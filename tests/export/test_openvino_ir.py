@@ -196,7 +196,7 @@ def test_ir_not_recorded_is_not_used(ir_bundle, tmp_path, caplog):
         pipe = bertrt.pipeline(TASK, folder, precision="int8", backend="openvino")
     assert (pipe.session.source, pipe.session.compressed_at_load) == ("onnx", True)
     assert f"{OPENVINO_INT8_FILE} is not recorded in {MANIFEST}" in caplog.text
-    assert load_bundle(folder, "openvino-fp32").model_path.name == OPENVINO_FILE  # still recorded
+    assert load_bundle(folder, "fp32", backend="openvino").model_path.name == OPENVINO_FILE  # still recorded
 
 
 def test_flag_without_openvino_is_an_export_error(tiny_checkpoint, tmp_path, monkeypatch):

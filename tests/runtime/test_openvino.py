@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import bertrt
-from bertrt import backends
+from bertrt import backends, cpu
 from bertrt.errors import BackendError, BundleError, InputError
 from tests.builders import ARCHS, HEAD_TASKS
 from tests.corpus import TRAIN_TEXT
@@ -184,7 +184,7 @@ def test_missing_nncf_is_a_typed_error(runtime_bundle, monkeypatch):
 
 def test_cpu_without_bf16_is_a_typed_error(runtime_bundle, monkeypatch):
     folder = runtime_bundle("bert", "token-classification")
-    monkeypatch.setattr(backends, "_cpuinfo", lambda: ("Some CPU", {"avx2", "avx512f", "avx512_vnni"}))
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: ("Some CPU", {"avx2", "avx512f", "avx512_vnni"}))
     with pytest.raises(BackendError, match="avx512_bf16 or amx_bf16"):
         bertrt.pipeline("ner", folder, precision="bf16", backend="openvino")
     assert not backends.has_bf16()

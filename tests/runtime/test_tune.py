@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 import bertrt
-from bertrt import backends, tune
+from bertrt import backends, cpu, tune
 from bertrt.cli import main
 from bertrt.errors import BundleError
 from tests.corpus import TRAIN_TEXT
@@ -114,7 +114,7 @@ def test_auto_uses_tuning_only_on_a_matching_cpu(ner_folder, monkeypatch):
     explicit = bertrt.pipeline("ner", ner_folder, backend="onnxruntime")
     assert (explicit.backend, explicit.precision, explicit.plan.source) == ("onnxruntime", "int8", "explicit")
     # another CPU key (another model, flags or core count): the static rule
-    monkeypatch.setattr(backends, "cpu_key", lambda info=None: "Other CPU | avx2 | 2 cores")
+    monkeypatch.setattr(cpu, "cpu_key", lambda info=None: "Other CPU | avx2 | 2 cores")
     static = bertrt.pipeline("ner", ner_folder)
     assert (static.backend, static.precision, static.plan.source) == ("onnxruntime", "int8", "static")
     assert static.bundle.model_path.name == "model.int8.onnx"

@@ -14,7 +14,7 @@ import pytest
 
 import bertrt
 import bertrt.batch
-from bertrt import backends
+from bertrt import backends, cpu
 from bertrt import pipelines as pipelines_module
 from bertrt.batching import run_batched
 from bertrt.cli import main
@@ -80,7 +80,7 @@ def test_pipeline_default_follows_the_tuning_entry(tuned_folder, session_batches
     assert bertrt.pipeline("ner", tuned_folder).batch_size_source == "static"
     # another CPU key: the static default
     _write_tuning(tuned_folder, backends.cpu_key(), _choice(TUNED))
-    monkeypatch.setattr(backends, "cpu_key", lambda info=None: OTHER_CPU)
+    monkeypatch.setattr(cpu, "cpu_key", lambda info=None: OTHER_CPU)
     static = bertrt.pipeline("ner", tuned_folder)
     assert (static.plan.source, static.batch_size, static.batch_size_source) == ("static", STATIC, "static")
     session_batches.clear()
@@ -103,7 +103,7 @@ def test_predict_default_batch_size(tuned_folder, session_batches, monkeypatch, 
     _predict([str(tuned_folder), *TEXTS, "--batch-size", "16"], monkeypatch, capsys)
     assert max(session_batches) == 16
     session_batches.clear()
-    monkeypatch.setattr(backends, "cpu_key", lambda info=None: OTHER_CPU)
+    monkeypatch.setattr(cpu, "cpu_key", lambda info=None: OTHER_CPU)
     _predict([str(tuned_folder), *TEXTS], monkeypatch, capsys)
     assert max(session_batches) == STATIC
 
@@ -125,7 +125,7 @@ def test_batch_default_batch_size(tuned_folder, session_batches, tmp_path, monke
     session_batches.clear()
     assert run("explicit", batch_size=16).batch_size_source == "explicit" and max(session_batches) == 16
     session_batches.clear()
-    monkeypatch.setattr(backends, "cpu_key", lambda info=None: OTHER_CPU)
+    monkeypatch.setattr(cpu, "cpu_key", lambda info=None: OTHER_CPU)
     static = run("static")
     assert (static.batch_size, static.batch_size_source) == (STATIC, "static")
     assert max(session_batches) == STATIC
@@ -156,7 +156,7 @@ def test_serve_settings_default_batch_size(tuned_folder, tmp_path, monkeypatch):
     mixed = {**models, "plain": bertrt.pipeline(None, plain, precision="int8")}
     assert serve_cli.settings_from_args(_serve_args(), mixed) == defaults
     # another CPU key: the defaults
-    monkeypatch.setattr(backends, "cpu_key", lambda info=None: OTHER_CPU)
+    monkeypatch.setattr(cpu, "cpu_key", lambda info=None: OTHER_CPU)
     models = {"ner": bertrt.pipeline(None, tuned_folder, precision="int8")}
     assert serve_cli.settings_from_args(_serve_args(), models) == defaults
 
