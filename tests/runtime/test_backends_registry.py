@@ -105,3 +105,25 @@ def test_a_tuned_toy_winner_is_what_auto_runs(toy, runtime_bundle, tmp_path):
     pipe = bertrt.pipeline(None, folder)
     assert (pipe.backend, pipe.precision, pipe.plan.source, pipe.batch_size) == ("toy", "fp32", "tuned", 4)
     assert np.isfinite(pipe(TEXTS[0])[0]["score"])
+
+
+def test_toy_backend_through_bertrt_batch(toy, runtime_bundle, tmp_path):
+    pytest.importorskip("pyarrow")
+    folder = runtime_bundle("bert", "text-classification")
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS), encoding="utf-8")
+    before = ToySession.runs
+    argv = [
+        "batch",
+        str(folder),
+        str(source),
+        str(tmp_path / "out"),
+        "--backend",
+        "toy",
+        "--precision",
+        "fp32",
+    ]
+    assert main([*argv, "--workers", "1", "--output-format", "jsonl", "--no-progress"]) == 0
+    manifest = json.loads((tmp_path / "out" / "_bertrt_manifest.json").read_text())
+    assert (manifest["job"]["backend"], manifest["job"]["model_file"]) == ("toy", "model.onnx")
+    assert manifest["rows"]["written"] == len(TEXTS) and ToySession.runs > before

@@ -539,3 +539,74 @@ def test_serve_refuses_to_start_on_a_broken_bundle(ner_copy):
     assert proc.returncode != 0
     assert "missing 3, out of range 12" in proc.stderr
     assert "listening on" not in proc.stderr
+
+
+def test_each_file_is_hashed_once_and_the_content_hash_follows_the_model(
+    optimum_folder, tmp_path, monkeypatch
+):
+    from bertrt import bundle as bundle_module
+
+    folder = tmp_path / "bundle"
+    _manifest_bundle(optimum_folder("bert", "feature-extraction"), folder)
+    hashed = []
+    real = bundle_module.file_sha256
+    monkeypatch.setattr(bundle_module, "file_sha256", lambda path: hashed.append(path.name) or real(path))
+    loaded = load_bundle(folder, precision="fp32")
+    assert sorted(hashed) == sorted(n for n in loaded.runtime_files if n != MANIFEST)  # verified at load
+    digest = loaded.content_hash
+    assert loaded.content_hash == digest and len(hashed) == len(set(hashed))  # the verify's digests reused
+    assert loaded.model_file == "model.onnx" and loaded.file_sha256("model.onnx") == real(
+        folder / "model.onnx"
+    )
+    unverified = load_bundle(folder, precision="fp32", verify=False)
+    assert unverified.content_hash == digest
+    manifest = json.loads((folder / MANIFEST).read_text())
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "created": "another time"}))
+    assert load_bundle(folder, precision="fp32").content_hash == digest  # bundle.json is not the model
+
+
+def test_read_metadata_reads_json_only(optimum_folder, tmp_path):
+    from bertrt.bundle import read_metadata
+
+    folder = tmp_path / "bundle"
+    _manifest_bundle(optimum_folder("bert", "token-classification"), folder)
+    (folder / "tokenizer.json").write_text("not a tokenizer")  # never read
+    (folder / "model.onnx").write_bytes(b"not a model")  # never read nor hashed
+    meta = read_metadata(folder)
+    assert meta.task == "feature-extraction" and meta.root == folder
+    assert meta.id2label == {
+        str(k): v for k, v in json.loads((folder / "config.json").read_text())["id2label"].items()
+    }
+    with pytest.raises(BundleError, match="no such folder"):
+        read_metadata(tmp_path / "missing")
+
+
+def test_sentence_transformers_settings(optimum_folder, tmp_path):
+    folder = tmp_path / "bundle"
+    manifest = _manifest_bundle(optimum_folder("bert", "feature-extraction"), folder)
+    record = {
+        "modules": ["Transformer", "Pooling", "Dense", "Normalize"],
+        "pooling": "cls",
+        "normalize": True,
+        "max_seq_length": 128,
+        "dense": [{"in_features": 32, "out_features": 16, "bias": False, "activation_function": "x.Tanh"}],
+        "prompts": {"query": "query: ", "passage": ""},
+        "default_prompt_name": "query",
+    }
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "sentence_transformers": record}))
+    st = load_bundle(folder, precision="fp32").sentence_transformers
+    assert (st.pooling, st.normalize, st.max_seq_length) == (("cls",), True, 128)
+    assert (st.dense[0].in_features, st.dense[0].out_features, st.dense[0].bias) == (32, 16, False)
+    assert st.prompts["query"] == "query: " and st.default_prompt_name == "query"
+    assert load_bundle(folder, precision="fp32", verify=False).sentence_transformers == st
+    for bad, match in (
+        ({"pooling": 3}, "pooling must be"),
+        ({"max_seq_length": 1}, "max_seq_length must be"),
+        ({"dense": [{"out_features": 3}]}, "needs in_features"),
+        ({"default_prompt_name": "nope"}, "default_prompt_name 'nope'"),
+    ):
+        (folder / MANIFEST).write_text(json.dumps({**manifest, "sentence_transformers": {**record, **bad}}))
+        with pytest.raises(BundleError, match=match):
+            load_bundle(folder, precision="fp32")
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    assert load_bundle(folder, precision="fp32").sentence_transformers is None
