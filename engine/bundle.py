@@ -252,15 +252,12 @@ class SentenceTransformers:
         default = record.get("default_prompt_name")
         if default is not None and default not in prompts:
             raise bad(f"default_prompt_name {default!r} is not one of its prompts ({', '.join(prompts)})")
-        return cls(
-            pooling=tuple(pooling),
-            normalize=bool(record.get("normalize", False)),
-            max_seq_length=length,
-            dense=tuple(dense),
-            prompts={str(k): v for k, v in prompts.items()},
-            default_prompt_name=default,
-            modules=tuple(str(m) for m in record.get("modules") or ()),
+        normalize, modules = (
+            bool(record.get("normalize", False)),
+            tuple(map(str, record.get("modules") or ())),
         )
+        prompts = {str(k): v for k, v in prompts.items()}
+        return cls(tuple(pooling), normalize, length, tuple(dense), prompts, default, modules)
 
 
 @dataclass(frozen=True)
@@ -750,18 +747,8 @@ def load_bundle(
     st = None if st is None else SentenceTransformers.from_manifest(st, root / MANIFEST)
 
     log.info("bundle %s (%s layout): model file %s", root, layout, model_path.name)
-    return Bundle(
-        root=root,
-        layout=layout,
-        model_path=model_path,
-        tokenizer_path=tokenizer_path,
-        config=config,
-        tokenizer_config=tokenizer_config,
-        special_tokens_map=special_tokens_map,
-        manifest=manifest,
-        task=task,
-        id2label=id2label,
-        problem_type=manifest.get("problem_type") or config.get("problem_type"),
-        sentence_transformers=st,
-        _digests=digests,
-    )
+    problem_type = manifest.get("problem_type") or config.get("problem_type")
+    # fields in Bundle's order: where it is, what it loads, what it says
+    files = (root, layout, model_path, tokenizer_path)
+    says = (config, tokenizer_config, special_tokens_map, manifest, task, id2label, problem_type, st)
+    return Bundle(*files, *says, _digests=digests)

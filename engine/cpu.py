@@ -1,4 +1,5 @@
-"""This machine's CPU as the runtime sees it: model name, instruction-set flags, physical cores, tuning key.
+"""This machine as the runtime sees it: CPU model name, instruction-set flags, physical cores, the tuning
+key, and the versions of the packages installed.
 
 ``/proc/cpuinfo`` is parsed once per process (:func:`read_cpuinfo`); the cores a process may use follow
 its CPU affinity at each call. Where there is no ``/proc/cpuinfo`` (not Linux) the model name comes from
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "CPU_FLAGS",
+    "installed_versions",
     "CpuInfo",
     "cpu_flags",
     "cpu_info",
@@ -116,3 +118,16 @@ def cpu_key(info: dict | None = None) -> str:
     """``"<model> | <flags,...> | <cores> cores"``: a tuning result is used only on a matching key."""
     info = cpu_info() if info is None else info
     return f"{info['model']} | {','.join(info['flags'])} | {info['cores']} cores"
+
+
+def installed_versions(distributions) -> dict[str, str | None]:
+    """{distribution: its installed version, None when it is not installed}."""
+    from importlib import metadata
+
+    versions = {}
+    for name in distributions:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions

@@ -248,15 +248,10 @@ def _speed(pipe, texts, batch_size: int, repeats: int) -> dict:
 
 def _versions() -> dict:
     """bertrt's version and those of every registered backend's distributions (None: not installed)."""
-    from importlib import metadata
+    from .cpu import installed_versions
 
-    out = {"bertrt": __version__}
-    for dist in dict.fromkeys(d for b in backends.BACKENDS.values() for d in b.distributions):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
+    distributions = dict.fromkeys(d for b in backends.BACKENDS.values() for d in b.distributions)
+    return {"bertrt": __version__, **installed_versions(distributions)}
 
 
 def tune(

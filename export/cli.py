@@ -203,6 +203,11 @@ def summary_table(manifest: dict, out_dir: str) -> str:
     return "\n".join(lines)
 
 
+#: flags passed to export_model under their own name
+_EXPORT_FLAGS = ("task", "quantize", "per_channel", "int8_recipe", "openvino_ir", "skip_layernorm", "opset")
+_EXPORT_FLAGS += ("max_length", "force")
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -216,21 +221,9 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(1)
             bar.set_postfix_str(name)
 
-        manifest = export_model(
-            args.model,
-            args.out_dir,
-            task=args.task,
-            quantize=args.quantize,
-            per_channel=args.per_channel,
-            int8_recipe=args.int8_recipe,
-            openvino_ir=args.openvino_ir,
-            skip_layernorm=args.skip_layernorm,
-            opset=args.opset,
-            max_length=args.max_length,
-            force=args.force,
-            progress=progress,
-            int8_gates=resolve_int8_gates(dict(args.int8_gate), enabled=not args.no_int8_gate),
-        )
+        gates = resolve_int8_gates(dict(args.int8_gate), enabled=not args.no_int8_gate)
+        same = {name: getattr(args, name) for name in _EXPORT_FLAGS}
+        manifest = export_model(args.model, args.out_dir, progress=progress, int8_gates=gates, **same)
         bar.update(bar.total - bar.n)
     print(summary_table(manifest, args.out_dir))
     return 0

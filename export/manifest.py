@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from importlib import metadata
 from pathlib import Path
 
 from bertrt.bundle import MANIFEST, SCHEMA_VERSION, file_sha256
+from bertrt.cpu import installed_versions
 
 __all__ = [
     "FORMAT",
@@ -45,13 +45,7 @@ def file_records(folder: Path, names) -> dict:
 
 
 def package_versions() -> dict:
-    versions = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return installed_versions(VERSIONED_PACKAGES)
 
 
 def build_manifest(

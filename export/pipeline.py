@@ -212,22 +212,18 @@ def export_model(
         st_info = sentence_transformers.read_settings(folder)
         if st_info:
             extra["sentence_transformers"] = st_info
+        model = {"model_type": model_type, "architecture": architecture or type(torch_model).__name__}
+        graph = {"input_names": inputs, "output_names": outputs, "opset": graph_opset, "max_length": length}
+        stages = {"fusion": fusion, "quantization": recipe, "validation": figures, "source": source}
         result = manifest.build_manifest(
             task=task,
-            model_type=model_type,
-            architecture=architecture or type(torch_model).__name__,
-            input_names=inputs,
-            output_names=outputs,
-            max_length=length,
             config=torch_model.config,
             special_tokens=tokenizer.special_tokens(tok),
             files=manifest.file_records(stage, files),
-            fusion=fusion,
-            quantization=recipe,
-            validation=figures,
-            source=source,
-            opset=graph_opset,
             extra=extra,
+            **model,
+            **graph,
+            **stages,
         )
         manifest.write_manifest(stage, result)
         try:  # the bundle must pass every check the runtime makes at load, before it is installed

@@ -226,21 +226,19 @@ def run(
     local_threads = None
     if not use_ray and (workers or 1) == 1:
         local_threads = threads or cores
+    columns = {"text_field": text_field, "text_pair_field": text_pair_field, "id_field": id_field}
+    writing = {"output_format": output_format, "on_error": on_error, "chunk_rows": batch_size * CHUNK_BATCHES}
     job = Job(
-        bundle=str(bundle),
-        task=task,
-        task_options=task_options,
-        output=str(out),
-        inputs=[],
-        text_field=text_field,
-        text_pair_field=text_pair_field,
-        id_field=id_field,
+        str(bundle),
+        task,
+        task_options,
+        str(out),
+        [],  # the inputs, once scanned (and the bundle's folder and model file once loaded)
         plan=the_plan,
         model_file=model_file,
-        output_format=output_format,
-        on_error=on_error,
         batch_size=batch_size,
-        chunk_rows=batch_size * CHUNK_BATCHES,
+        **columns,
+        **writing,
     )
     predictor = job.predictor(local_threads or 1)
     loaded = predictor.pipe.bundle

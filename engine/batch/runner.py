@@ -27,6 +27,10 @@ from .predictor import Predictor
 __all__ = ["Job", "ShardRunner"]
 
 
+#: Job fields a Predictor takes under the same name
+_PREDICTOR_FIELDS = ("task", "text_field", "text_pair_field", "model_file", "batch_size")
+
+
 @dataclass(frozen=True)
 class Job:
     """Everything a worker needs to run shards; ``plan``: what the driver resolved (None: ``backend="auto"``
@@ -51,17 +55,9 @@ class Job:
     def predictor(self, threads: int | None = None) -> Predictor:
         """The job's :class:`Predictor` at ``threads`` intra-op threads (rows' errors returned, not raised)."""
         the_plan = None if self.plan is None else dataclasses.replace(self.plan, threads=threads)
+        same = {name: getattr(self, name) for name in _PREDICTOR_FIELDS}
         return Predictor(
-            self.bundle,
-            self.task_options,
-            task=self.task,
-            text_field=self.text_field,
-            text_pair_field=self.text_pair_field,
-            model_file=self.model_file,
-            threads=threads,
-            batch_size=self.batch_size,
-            on_error="skip",
-            plan=the_plan,
+            self.bundle, self.task_options, threads=threads, on_error="skip", plan=the_plan, **same
         )
 
 
