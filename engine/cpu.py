@@ -20,6 +20,7 @@ __all__ = [
     "cpu_flags",
     "cpu_info",
     "cpu_key",
+    "cpu_model",
     "has_bf16",
     "physical_cores",
     "read_cpuinfo",
@@ -80,6 +81,11 @@ def _cpuinfo() -> tuple[str, set[str]]:
     """(model name, flags) of the first processor (tests replace it to play another CPU)."""
     info = read_cpuinfo()
     return info.model, set(info.flags)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``platform``'s processor or machine where /proc/cpuinfo has none)."""
+    return _cpuinfo()[0]
 
 
 def cpu_flags() -> set[str]:

@@ -73,10 +73,9 @@ def check_available(backend: str, precision: str) -> None:
         )
     spec.check(precision)
     if precision == "bf16" and not cpu.has_bf16():
-        model, _ = cpu._cpuinfo()
         raise BackendError(
             f"precision 'bf16' needs a CPU with bf16 instructions (avx512_bf16 or amx_bf16); this CPU "
-            f"({model}) has neither: use precision 'fp32' or 'int8'"
+            f"({cpu.cpu_model()}) has neither: use precision 'fp32' or 'int8'"
         )
 
 
