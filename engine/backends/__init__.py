@@ -28,7 +28,7 @@ bf16 on a CPU without it, onnxruntime at bf16, providers on openvino) is a
 
 Layout: :mod:`.base` (the :class:`Session` protocol, the :class:`Backend` declaration, :data:`PRECISIONS`),
 one module per backend (:mod:`.onnxruntime`, :mod:`.openvino`), :mod:`.registry` (:data:`BACKENDS`,
-:func:`register_backend`), :mod:`.plan` (:class:`Plan`, :func:`plan`). A new backend is one module
+:func:`register_backend`), :mod:`.planning` (:class:`Plan`, :func:`plan`). A new backend is one module
 defining ``BACKEND`` plus one :func:`register_backend` call (or one line of the registry's built-ins);
 every command's ``--backend`` choices, the static rule and ``bertrt tune`` follow the registry.
 """
@@ -38,7 +38,7 @@ from __future__ import annotations
 from ..bundle import TUNING_FILE, read_tuning
 from ..cpu import CPU_FLAGS, cpu_flags, cpu_info, cpu_key, has_bf16
 from .base import DEFAULT_PRECISION, PRECISIONS, Backend, Session
-from .plan import DEFAULT_BATCH_SIZE, Plan, check_available, plan
+from .planning import DEFAULT_BATCH_SIZE, Plan, check_available, plan
 from .registry import BACKENDS, get_backend, register_backend, unregister_backend
 
 __all__ = [

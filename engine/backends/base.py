@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from ..errors import BackendError
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from .planning import Plan
 
 __all__ = ["DEFAULT_PRECISION", "PRECISIONS", "Backend", "Session"]
 
