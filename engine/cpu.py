@@ -22,6 +22,7 @@ __all__ = [
     "cpu_key",
     "cpu_model",
     "has_bf16",
+    "parse_cpuinfo",
     "physical_cores",
     "read_cpuinfo",
 ]
@@ -52,29 +53,35 @@ class CpuInfo:
     cores: tuple[tuple[int, str | None, str], ...]
 
 
+def parse_cpuinfo(text: str) -> CpuInfo:
+    """``/proc/cpuinfo`` text as a :class:`CpuInfo` (flags: x86 ``flags`` or Arm ``Features``)."""
+    model, flags, cores = "", frozenset(), []
+    cpu = phys = None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "processor":
+            cpu, phys = (int(value) if value.strip().isdigit() else None), None
+        elif key == "physical id":
+            phys = value.strip()
+        elif key == "core id" and cpu is not None:
+            cores.append((cpu, phys, value.strip()))
+        elif key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = frozenset(value.split())
+    return CpuInfo(model, flags, tuple(cores))
+
+
 @functools.cache
 def read_cpuinfo() -> CpuInfo:
-    """/proc/cpuinfo, parsed once per process."""
-    model, flags, cores = "", frozenset(), []
+    """/proc/cpuinfo, read and parsed once per process (model name from ``platform`` where it has none)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            cpu = phys = None
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "processor":
-                    cpu, phys = int(value), None
-                elif key == "physical id":
-                    phys = value.strip()
-                elif key == "core id" and cpu is not None:
-                    cores.append((cpu, phys, value.strip()))
-                elif key == "model name" and not model:
-                    model = value.strip()
-                elif key == "flags" and not flags:
-                    flags = frozenset(value.split())
-    except (OSError, ValueError):
-        pass
-    return CpuInfo(model or platform.processor() or platform.machine(), flags, tuple(cores))
+            info = parse_cpuinfo(fh.read())
+    except OSError:
+        info = CpuInfo("", frozenset(), ())
+    return CpuInfo(info.model or platform.processor() or platform.machine(), info.flags, info.cores)
 
 
 def _cpuinfo() -> tuple[str, set[str]]:

@@ -30,6 +30,7 @@ import platform
 import tempfile
 from pathlib import Path
 
+from bertrt import cpu
 from bertrt.errors import ExportError
 
 __all__ = [
@@ -54,17 +55,11 @@ _VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
 
 
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """CPU flags from ``/proc/cpuinfo`` text (read when None); empty when unknown."""
+    """CPU flags from ``/proc/cpuinfo`` text (this machine's when None: :mod:`bertrt.cpu`); empty when
+    unknown."""
     if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return set()
+        return set(cpu.read_cpuinfo().flags)
+    return set(cpu.parse_cpuinfo(cpuinfo).flags)
 
 
 def has_vnni(flags: set[str]) -> bool:
