@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import bertrt
+import bertrt.session
 from bertrt import lines
 from bertrt.cli import main
 from bertrt.errors import InputError
@@ -497,7 +498,7 @@ def test_unexpected_errors_exit_1_with_one_line(runtime_bundle, monkeypatch, cap
     def boom(self, batch):
         raise RuntimeError("onnxruntime failed\nwith a second line")
 
-    monkeypatch.setattr(bertrt.pipelines.OnnxSession, "run", boom)
+    monkeypatch.setattr(bertrt.session.OnnxSession, "run", boom)
     code, out, err = _cli(["predict", folder, "--precision", "fp32", "a", "b"], monkeypatch, capsys)
     assert code == 1 and out == "" and "Traceback" not in err
     assert err.strip() == "bertrt predict: error: RuntimeError: onnxruntime failed with a second line"
