@@ -109,8 +109,8 @@ def bench(
     ``reference`` (a checkpoint folder; ``"auto"``: the one bundle.json records, when it is a local
     folder that exists; None: none), the checkpoint's PyTorch pipeline. ``texts``: a list (default: the built-in
     sample). Returns the result dict :func:`bertrt.bench.report.write` renders."""
+    from ..cpu import physical_cores
     from ..pipelines import pipeline
-    from ..session import physical_cores
 
     root = Path(bundle)
     if not root.is_dir():

@@ -78,8 +78,8 @@ def candidates() -> list[Candidate]:
     from .. import backends
 
     out = []
-    for backend in backends.BACKENDS:
-        for precision in backends.BACKEND_PRECISIONS[backend]:
+    for backend, declared in backends.BACKENDS.items():
+        for precision in declared.precisions:
             reason = None
             if not backends.available(backend):
                 reason = f"{backend} is not installed"
