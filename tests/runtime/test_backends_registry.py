@@ -63,6 +63,7 @@ def test_toy_backend_runs_the_pipeline(toy, runtime_bundle):
     assert isinstance(pipe.session, ToySession) and isinstance(pipe.session, backends.Session)
     assert (pipe.backend, pipe.precision, pipe.bundle.model_file) == ("toy", "fp32", "model.onnx")
     reference = bertrt.pipeline("ner", folder, backend="onnxruntime", precision="fp32")
+    assert isinstance(reference.session, backends.Session)  # the built-in sessions declare the same interface
     before = ToySession.runs
     assert pipe(TEXTS) == reference(TEXTS)
     assert ToySession.runs > before
