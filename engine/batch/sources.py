@@ -14,9 +14,10 @@ format     how it is read
            other fields, unified over every line; a shard is read from its offset.
 ``.csv``   :mod:`pyarrow.csv`, streaming; column types are inferred once by the scan and fixed for every
            shard read. An empty unquoted text cell is a missing text (``""`` is the empty string). The
-           scan also finds where each shard starts (record boundaries by quote parity, checked against
-           pyarrow's row count); a shard is read from there. Should the two counts differ (a quote
-           inside an unquoted field), shards are read by skipping the rows before them instead.
+           scan also finds where each shard starts (record boundaries by the quoting rule, checked
+           against pyarrow's row count); a shard is read from there. Should the two counts differ,
+           shards are read by skipping the rows before them instead. A quoted field that never closes
+           is a file error naming its line (pyarrow would read the rest of the file as its text).
 ``.parquet`` :mod:`pyarrow.dataset` / :mod:`pyarrow.parquet`: rows from the footer, a shard from the row groups
            it overlaps.
 ========== ==================================================================================================
@@ -32,6 +33,7 @@ from __future__ import annotations
 import base64
 import glob
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -344,15 +346,43 @@ def _scan_csv(info: InputFile, text_field: str, pair_field: str | None, shard_si
         rows = sum(batch.num_rows for batch in reader)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InputError(f"{info.path}: cannot read this CSV file ({' '.join(str(exc).split())})") from exc
+    counted, offsets = _csv_record_starts(info.path, shard_size)
     info.rows = rows
     info.schema = reader.schema
-    counted, offsets = _csv_record_starts(info.path, shard_size)
     info.shard_offsets = offsets if counted == rows else []  # [] : read shards by skipping rows
 
 
+_QUOTE_OR_COMMA = re.compile(rb'[",]')
+
+
+def _csv_line_quotes(raw: bytes, quoted: bool) -> bool:
+    """Whether a quoted field is still open at the end of ``raw`` (``quoted``: one was open at its start).
+    A quote opens a field only as the field's first byte (pyarrow's and RFC 4180's rule: ``a 5" screen`` is
+    text); inside one, ``""`` is a quote and ``"`` closes it."""
+    if not quoted and b'"' not in raw:
+        return False
+    field_start, skip = (None if quoted else 0), -1
+    for match in _QUOTE_OR_COMMA.finditer(raw):
+        at = match.start()
+        if at <= skip:
+            continue
+        if quoted:
+            if raw[at] == 0x22:  # '"'
+                if raw[at + 1 : at + 2] == b'"':
+                    skip = at + 1
+                else:
+                    quoted, field_start = False, None
+        elif raw[at] == 0x2C:  # ','
+            field_start = at + 1
+        elif at == field_start:
+            quoted = True
+    return quoted
+
+
 def _csv_record_starts(path: str, shard_size: int) -> tuple[int, list[tuple[int, int]]]:
-    """(data rows, (byte offset, line) of each shard's first row), records told apart by quote parity
-    (RFC 4180: a doubled quote inside a quoted field keeps the parity); blank lines are no rows."""
+    """(data rows, (byte offset, line) of each shard's first row); blank lines are no rows. A quoted field
+    that never closes is an InputError naming its line: pyarrow (like any lenient reader) would make the
+    rest of the file that one row's text, silently."""
     offsets: list[tuple[int, int]] = []
     rows, position, quoted, header, start = 0, 0, False, True, (0, 1)
     with open(path, "rb") as fh:
@@ -363,8 +393,7 @@ def _csv_record_starts(path: str, shard_size: int) -> tuple[int, list[tuple[int,
                 if not raw.strip(b"\r\n"):
                     continue
                 start = (begin, line)
-            if raw.count(b'"') % 2:
-                quoted = not quoted
+            quoted = _csv_line_quotes(raw, quoted)
             if quoted:
                 continue
             if header:
@@ -373,6 +402,12 @@ def _csv_record_starts(path: str, shard_size: int) -> tuple[int, list[tuple[int,
                 if rows % shard_size == 0:
                     offsets.append(start)
                 rows += 1
+    if quoted:
+        what = "the header" if header else f"row {rows + 1}"
+        raise InputError(
+            f"{path}: line {start[1]} ({what}): a quoted field opens there and is never closed, so "
+            'every later line would become its text; close the quote (a quote inside one is written "")'
+        )
     return rows, offsets
 
 

@@ -136,15 +136,34 @@ def test_resolve_inputs_file_folder_glob_and_output_excluded(tmp_path):
         sources.resolve_inputs(str(tmp_path / "*.xyz"))
 
 
-def test_csv_with_a_stray_quote_falls_back_to_skipping_rows(tmp_path):
+def test_csv_with_a_stray_quote_keeps_every_row(tmp_path):
     path = tmp_path / "in.csv"
     body = ['1,"quoted, with\nnewline"', '2,a 5" screen', "3,plain", "", "4,last"]
     path.write_text("id,text\n" + "\n".join(body) + "\n")
     info = _scan(path, shard_size=2)
-    assert info.rows == 4 and info.shard_offsets == []  # parity disagrees with pyarrow: no offsets
+    assert info.rows == 4 and len(info.shard_offsets) == 2  # a quote inside a field opens nothing
     rows, _ = _all_rows(info, 2, 1)
     assert [r["id"] for r in rows] == [1, 2, 3, 4] and rows[1]["text"] == 'a 5" screen'
     clean = write_rows([{"id": i, "text": f'say ""{i}""\nok'} for i in range(5)], tmp_path / "clean.csv")
     info = _scan(clean, shard_size=2)
     assert len(info.shard_offsets) == 3
     assert [r["id"] for r in _all_rows(info, 2, 1)[0]] == list(range(5))
+
+
+@pytest.mark.parametrize("shard_size", [4, 1000])
+def test_csv_unclosed_quote_is_a_file_error_naming_its_line_not_a_merged_row(tmp_path, shard_size):
+    path = tmp_path / "in.csv"
+    rows = [f"{i},row {i}" for i in range(30)]
+    rows[9] = '9,"opens here and never closes'
+    path.write_text("id,text\n" + "\n".join(rows) + "\n")
+    with pytest.raises(
+        InputError, match=r"in\.csv: line 11 \(row 10\): a quoted field opens there and is never"
+    ):
+        _scan(path, shard_size=shard_size)
+    # a quote that does not open a field is text, and "" inside a quoted field is a quote: no error
+    path.write_text('id,text\n1,"a ""b"",\nc"\n2,5" screen\n3,"x"\n')
+    assert [r["text"] for r in _all_rows(_scan(path, shard_size=1), 1, 1)[0]] == [
+        'a "b",\nc',
+        '5" screen',
+        "x",
+    ]
