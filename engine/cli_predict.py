@@ -38,7 +38,15 @@ from dataclasses import dataclass, field
 from . import tasks
 from .backends import add_backend_arguments
 from .errors import BundleError, InputError, TaskError, UsageError
-from .lines import MAX_JSON_DEPTH, check_text, decode_utf8, dumps_line, parse_json_line, split_lines
+from .lines import (
+    MAX_JSON_DEPTH,
+    check_text,
+    decode_utf8,
+    drop_bom,
+    dumps_line,
+    parse_json_line,
+    split_lines,
+)
 from .results import to_jsonable as _jsonable
 from .tasks.base import Option, positive_int
 
@@ -216,11 +224,11 @@ def task_options(task: str, args) -> dict:
 
 def _read_stdin(stream) -> str:
     """All of stdin as text: its bytes decoded as UTF-8 strictly (a text stream without a byte buffer, as
-    in tests, is checked the same way)."""
+    in tests, is checked the same way), a leading byte-order mark dropped."""
     buffer = getattr(stream, "buffer", None)
     if buffer is not None:
-        return decode_utf8(buffer.read(), "stdin")
-    return check_text(stream.read(), "stdin")
+        return decode_utf8(drop_bom(buffer.read()), "stdin")
+    return drop_bom(check_text(stream.read(), "stdin"))
 
 
 def _read_inputs(args, stream) -> tuple[list, list[dict]]:

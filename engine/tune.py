@@ -478,7 +478,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from .lines import decode_utf8, split_lines
+    from .lines import decode_utf8, drop_bom, split_lines
 
     gates = {}
     for item in args.gate:
@@ -495,7 +495,7 @@ def run(args) -> int:
             data = Path(args.texts).read_bytes()
         except OSError as exc:
             raise InputError(f"{args.texts}: cannot read ({exc.strerror or exc})") from exc
-        texts = [t for t in split_lines(decode_utf8(data, args.texts)) if t.strip()]
+        texts = [t for t in split_lines(decode_utf8(drop_bom(data), args.texts)) if t.strip()]
     entry = tune(
         args.bundle,
         texts=texts,

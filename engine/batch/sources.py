@@ -45,7 +45,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from ..errors import InputError
-from ..lines import decode_utf8, parse_json_line
+from ..lines import UTF8_BOM, decode_utf8, drop_bom, parse_json_line
 
 __all__ = [
     "FORMATS",
@@ -200,6 +200,8 @@ def scan_file(
         _scan_csv(info, text_field, pair_field, shard_size)
     else:
         _scan_parquet(info, text_field, pair_field)
+    if info.rows == 0 and not info.schema.names:  # an empty file: 0 rows, no fields to check
+        info.schema = pa.schema([pa.field(n, pa.string()) for n in (text_field, pair_field, id_field) if n])
     names = info.schema.names
     needed = [("text field", text_field)] + [
         (what, name) for what, name in (("text pair field", pair_field), ("id field", id_field)) if name
@@ -229,6 +231,9 @@ def _jsonl_lines(path: str, offset: int = 0, line: int = 1) -> Iterator[tuple[in
         for raw in fh:
             start = position
             position += len(raw)
+            if start == 0:
+                raw = drop_bom(raw)
+                start = position - len(raw)
             if raw.strip():
                 yield start, line, raw
             line += 1
@@ -338,7 +343,21 @@ def _csv_convert(text_field: str, pair_field: str | None, schema: pa.Schema | No
 _CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
 
 
+def _blank_file(path: str) -> bool:
+    """Whether ``path`` holds nothing but a byte-order mark and whitespace (an empty CSV: 0 rows)."""
+    with open(path, "rb") as fh:
+        head = drop_bom(fh.read(len(UTF8_BOM)))
+        while head is not None:
+            if head.strip():
+                return False
+            head = fh.read(1 << 16) or None
+    return True
+
+
 def _scan_csv(info: InputFile, text_field: str, pair_field: str | None, shard_size: int) -> None:
+    if _blank_file(info.path):
+        info.rows, info.schema = 0, pa.schema([])
+        return
     try:
         reader = pacsv.open_csv(
             info.path, parse_options=_CSV_PARSE, convert_options=_csv_convert(text_field, pair_field)
@@ -389,6 +408,8 @@ def _csv_record_starts(path: str, shard_size: int) -> tuple[int, list[tuple[int,
         for line, raw in enumerate(fh, start=1):
             begin = position
             position += len(raw)
+            if line == 1:
+                raw = drop_bom(raw)
             if not quoted:
                 if not raw.strip(b"\r\n"):
                     continue

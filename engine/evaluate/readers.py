@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..lines import lone_surrogate, parse_json_line, strip_line_end
+from ..lines import UTF8_BOM, lone_surrogate, parse_json_line, strip_line_end
 
 __all__ = [
     "Example",
@@ -38,7 +38,6 @@ __all__ = [
 ]
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
-_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ def iter_lines(path: Path, errors: str = "strict") -> Iterator[tuple[int, str]]:
     with fh:
         for lineno, raw in enumerate(fh, 1):  # binary files iterate on b"\n" only
             start, offset, newline = offset, offset + len(raw), raw.endswith(b"\n")
-            skip = len(_UTF8_BOM) if lineno == 1 and raw.startswith(_UTF8_BOM) else 0
+            skip = len(UTF8_BOM) if lineno == 1 and raw.startswith(UTF8_BOM) else 0
             try:
                 text = raw[skip:].decode("utf-8", errors)
             except UnicodeDecodeError as exc:

@@ -167,3 +167,31 @@ def test_csv_unclosed_quote_is_a_file_error_naming_its_line_not_a_merged_row(tmp
         '5" screen',
         "x",
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("empty.jsonl", b""),
+        ("blank.jsonl", b"\n \n"),
+        ("bom.jsonl", b"\xef\xbb\xbf\n"),
+        ("empty.csv", b""),
+        ("bom.csv", b"\xef\xbb\xbf\r\n"),
+    ],
+)
+def test_an_empty_file_has_zero_rows(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    info = _scan(path, pair="pair", id_field="key")
+    assert info.rows == 0 and sources.plan_shards([info], 4) == []
+    assert {"text", "pair", "key"} <= set(info.schema.names)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_leading_byte_order_mark_is_dropped(tmp_path, suffix):
+    path = write_rows([{"text": f"t{i}"} for i in range(5)], tmp_path / f"in{suffix}")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    info = _scan(path, shard_size=2)
+    assert info.rows == 5 and info.schema.names == ["text"]
+    rows, reasons = _all_rows(info, 2, 2)
+    assert [r["text"] for r in rows] == [f"t{i}" for i in range(5)] and reasons == {}

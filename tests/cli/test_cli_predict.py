@@ -501,3 +501,23 @@ def test_unexpected_errors_exit_1_with_one_line(runtime_bundle, monkeypatch, cap
     code, out, err = _cli(["predict", folder, "--precision", "fp32", "a", "b"], monkeypatch, capsys)
     assert code == 1 and out == "" and "Traceback" not in err
     assert err.strip() == "bertrt predict: error: RuntimeError: onnxruntime failed with a second line"
+
+
+@pytest.mark.parametrize("jsonl", [False, True])
+def test_a_leading_byte_order_mark_on_stdin_is_no_text(runtime_bundle, jsonl, monkeypatch, capsys):
+    folder = runtime_bundle("bert", "token-classification")
+    lines = (
+        ['{"text": "Maria loves Groningen."}', '{"text": "x"}'] if jsonl else ["Maria loves Groningen.", "x"]
+    )
+    argv = ["predict", str(folder), "--precision", "fp32"] + (["--jsonl"] if jsonl else [])
+    code, out, err = _run(argv, "\ufeff" + "\n".join(lines) + "\n", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0, err
+    first = json.loads(out.splitlines()[0])
+    if not jsonl:
+        assert first["text"] == "Maria loves Groningen."
+    _, plain, _ = _run(
+        ["predict", str(folder), "--precision", "fp32", "Maria loves Groningen."],
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
+    assert first["result"] == json.loads(plain)["result"]  # same entity offsets as without the mark
