@@ -16,6 +16,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ..bundle import _read_json
@@ -216,7 +217,7 @@ def evaluate_classifier(
     to_name = _gold_mapper(id2label)
     gold = [to_name(e.label) for e in examples]
     start = time.perf_counter()
-    results = _run_batched(pipe_fn, [e.text for e in examples], chunk, desc)
+    results = _run_batched(pipe_fn, [e.input for e in examples], chunk, desc)
     wall = time.perf_counter() - start
     pred = [str(_top_label(r)) for r in results]
     metrics = classifier_metrics(gold, pred)
@@ -363,7 +364,7 @@ def evaluate_bundle(
         _warn_unknown(task, unknown, id2label, name)
     if task == CLS:  # gold ids -> label names, once
         to_name = _gold_mapper(id2label)
-        items = [Example(e.text, to_name(e.label)) for e in items]
+        items = [replace(e, label=to_name(e.label)) for e in items]
 
     systems: dict[str, tuple[str, Callable]] = {}
     if checkpoint is not None:
