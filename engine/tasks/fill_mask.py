@@ -107,9 +107,12 @@ class FillMask(Task):
         masks = [mask_positions(enc.ids, opts.mask_id) for enc in encodings]
         missing = [i for i, m in enumerate(masks) if m.size == 0]
         if missing:
+            problem = f"no mask token ({tok.mask_token}) (after truncation to {tok.max_length} tokens)"
             raise InputError(
                 f"no mask token ({tok.mask_token}) in the input at index(es) "
-                f"{', '.join(map(str, missing[:20]))} (after truncation to {tok.max_length} tokens)"
+                f"{', '.join(map(str, missing[:20]))} (after truncation to {tok.max_length} tokens)",
+                items=missing,
+                problem=problem,
             )
         return _Masked(encodings, masks)
 
