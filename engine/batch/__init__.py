@@ -251,6 +251,9 @@ def run(
             importlib.import_module("ray.data")  # (``import ray`` here would rebind the argument)
         except ImportError as exc:
             raise BertrtError(f"--ray needs Ray Data ({exc}): pip install 'bertrt[ray]'") from exc
+        from .. import ray as bertrt_ray
+
+        bertrt_ray.check_reachable(ray if isinstance(ray, str) else None)  # before anything is written
     started = time.perf_counter()
     task_options = dict(task_options or {})
     out = Path(output).expanduser().resolve()
@@ -449,8 +452,6 @@ def run(
             if not pending:
                 pass
             elif use_ray:
-                from .. import ray as bertrt_ray
-
                 del predictor  # the driver holds no model while the actors run
                 n_workers, n_threads = bertrt_ray.run_shards(
                     job,
