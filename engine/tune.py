@@ -345,6 +345,7 @@ def tune(
                 )
                 candidates.append(cand)
                 log.info("tune: %s", cand)
+    _require_one_ran(candidates)
     passed = [c for c in candidates if c["passed"]]
     winner = max(passed, key=lambda c: c["texts_per_s"], default=None)
 
@@ -373,6 +374,19 @@ def tune(
     if write:
         _write(root, entry)
     return entry
+
+
+def _require_one_ran(candidates: list[dict]) -> None:
+    """BackendError (nothing written) when no candidate could run: "none passed the gates" would be a
+    false answer, and a tuning entry measuring nothing is no tuning."""
+    if any(c["available"] for c in candidates):
+        return
+    reasons = "; ".join(f"{c['backend']} {c['precision']}: {c['reasons'][0]}" for c in candidates)
+    raise BackendError(
+        "bertrt tune: no candidate could run on this machine"
+        + (f" ({reasons})" if reasons else " (no backend/precision pair to try)")
+        + "; nothing was measured or written"
+    )
 
 
 def _write(root: Path, entry: dict) -> Path:

@@ -915,3 +915,28 @@ def test_eval_scores_text_pairs_not_the_first_text_alone(tiny_bundle, tmp_path):
         lambda items: seen.extend(items) or [{"label": "positive", "score": 1.0}] * len(items), examples
     )
     assert seen == [{"text": a, "text_pair": b} for a, b in pairs]  # what the system is given
+
+
+def test_eval_refuses_a_pytorch_reference_of_another_task_or_labels(
+    tiny_bundle, tiny_checkpoint, tmp_path, capsys
+):
+    import shutil
+
+    from bertrt.cli import main
+
+    ner = tiny_bundle("bert", "token-classification")
+    cls_checkpoint = tiny_checkpoint("bert", "text-classification")
+    data = _tiny_iob(tmp_path / "tiny.iob")
+    out = tmp_path / "out"
+    argv = ["eval", str(ner), str(data), "--precision", "fp32", "--out", str(out), "--pytorch"]
+    assert main([*argv, str(cls_checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert "a text-classification checkpoint" in err and "no reference for this token-classification" in err
+    assert not (out / "eval.json").exists()
+    relabelled = shutil.copytree(tiny_checkpoint("bert", "token-classification"), tmp_path / "relabelled")
+    config = json.loads((relabelled / "config.json").read_text())
+    config["id2label"] = {k: f"X-{v}" for k, v in config["id2label"].items()}
+    config["label2id"] = {v: int(k) for k, v in config["id2label"].items()}
+    (relabelled / "config.json").write_text(json.dumps(config))
+    assert main([*argv, str(relabelled)]) == 1
+    assert "are not the bundle's" in capsys.readouterr().err
