@@ -142,6 +142,7 @@ class Pipeline:
             self.bundle.tokenizer_config,
             special,
             pad_id_fallback=self.bundle.config.get("pad_token_id"),
+            embedding_rows=self._embedding_rows(),
         )
         self._check_vocabulary()
         if self.backend == "onnxruntime":
@@ -171,24 +172,33 @@ class Pipeline:
             self.batch_size_source,
         )
 
-    def _check_vocabulary(self) -> None:
-        """BundleError when the tokenizer can emit an id past the model's word-embedding rows.
+    def _embedding_rows(self) -> int | None:
+        """The model's word-embedding rows: config.json's ``vocab_size`` (None: a foreign config without).
 
-        The rows are config.json's ``vocab_size``: the checkpoint's embedding matrix is built with exactly
-        that many rows and the exporter writes it unchanged, so it is the graph's row count without parsing
-        the ONNX protobuf (the runtime does not depend on ``onnx``) or running the model. The largest id
-        the tokenizer can produce (added tokens included) must be below it; otherwise such a token makes
-        onnxruntime fail mid-batch on CPU, or read out of bounds on GPU.
-        """
+        The checkpoint's embedding matrix is built with exactly that many rows and the exporter writes it
+        unchanged, so it is the graph's row count without parsing the ONNX protobuf (the runtime does not
+        depend on ``onnx``) or running the model."""
         rows = self.bundle.config.get("vocab_size")
         if isinstance(rows, bool) or not isinstance(rows, int) or rows <= 0:
+            return None
+        return rows
+
+    def _check_vocabulary(self) -> None:
+        """BundleError when the tokenizer's own vocabulary, its padding or the special tokens it adds to
+        every text reach past the model's word-embedding rows (an id past them makes onnxruntime fail
+        mid-batch on CPU, or read out of bounds on GPU). Added tokens past them (CamemBERT's
+        ``<s>NOTUSED``) are no reason to refuse the bundle: the tokenizer refuses a text that produces one.
+        """
+        rows = self.tokenizer.embedding_rows
+        if rows is None:
             return  # a foreign config without vocab_size: nothing to compare against
-        top = self.tokenizer.max_token_id
+        always = [*self.tokenizer.encode_plain_specials(), self.tokenizer.pad_token_id]
+        top = max(self.tokenizer.max_model_token_id, *always)
         if top >= rows:
             raise BundleError(
                 self.bundle.tokenizer_path,
                 f"tokenizer vocabulary is larger than the model's embedding: it can emit id {top} "
-                f"({self.tokenizer.vocab_size} tokens), but config.json vocab_size is {rows} "
+                f"({self.tokenizer.tokenizer_size} tokens), but config.json vocab_size is {rows} "
                 f"(ids 0..{rows - 1})",
             )
 

@@ -96,6 +96,11 @@ class FillMask(Task):
                 log.warning(
                     "target %r is not in the vocabulary; using %r", target, pipe.tokenizer.id_to_token(index)
                 )
+            rows = pipe.tokenizer.embedding_rows
+            if rows is not None and index >= rows:
+                raise InputError(
+                    f"target {target!r} (id {index}) has no row in the model's embedding (ids 0..{rows - 1})"
+                )
             ids.append(index)
         if not ids:
             raise InputError("at least one target must be provided when targets= is passed")
