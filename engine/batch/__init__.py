@@ -337,7 +337,7 @@ def run(
         infos = [
             sources.InputFile.from_json(known[str(p)])
             if str(p) in known
-            else sources.scan_file(p, text_field, text_pair_field, id_field, shard_size)
+            else sources.scan_file(p, text_field, text_pair_field, id_field, shard_size, on_error)
             for p in paths
         ]
         shards = sources.plan_shards(infos, shard_size)

@@ -17,7 +17,8 @@ format     how it is read
            scan also finds where each shard starts (record boundaries by the quoting rule, checked
            against pyarrow's row count); a shard is read from there. Should the two counts differ,
            shards are read by skipping the rows before them instead. A quoted field that never closes
-           is a file error naming its line (pyarrow would read the rest of the file as its text).
+           is a file error naming its line (pyarrow would read the rest of the file as its text); with
+           ``on_error="skip"`` its line alone is a bad row and the next line a record again.
 ``.parquet`` :mod:`pyarrow.dataset` / :mod:`pyarrow.parquet`: rows from the footer, a shard from the row groups
            it overlaps.
 ========== ==================================================================================================
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import glob
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -77,6 +79,9 @@ class InputFile:
     schema: pa.Schema | None = None
     #: JSONL: (byte offset, 1-based line) of each shard's first row
     shard_offsets: list[tuple[int, int]] = field(default_factory=list)
+    #: CSV read with on_error="skip": (start, end byte, line, row) of each record whose quote never
+    #: closes; it is that one line, read as a bad row (see :class:`_CsvView`)
+    bad_records: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     def fingerprint(self) -> dict:
         return {"path": self.path, "format": self.format, "bytes": self.bytes, "mtime_ns": self.mtime_ns}
@@ -87,6 +92,7 @@ class InputFile:
             "rows": self.rows,
             "schema": base64.b64encode(self.schema.serialize().to_pybytes()).decode("ascii"),
             "shard_offsets": [list(o) for o in self.shard_offsets],
+            "bad_records": [list(b) for b in self.bad_records],
         }
 
     @classmethod
@@ -100,11 +106,14 @@ class InputFile:
             d["rows"],
             schema,
             [tuple(o) for o in d.get("shard_offsets", [])],
+            [tuple(b) for b in d.get("bad_records", [])],
         )
 
     def light(self) -> InputFile:
         """This file without its shard offsets (what a worker needs: each shard carries its own)."""
-        return InputFile(self.path, self.format, self.bytes, self.mtime_ns, self.rows, self.schema)
+        return InputFile(
+            self.path, self.format, self.bytes, self.mtime_ns, self.rows, self.schema, [], self.bad_records
+        )
 
 
 @dataclass(frozen=True)
@@ -189,15 +198,21 @@ def resolve_inputs(spec: str | os.PathLike, exclude: str | os.PathLike | None = 
 
 # -- scanning: rows, schema, shard offsets ------------------------------------------------------------------
 def scan_file(
-    path: Path, text_field: str, pair_field: str | None, id_field: str | None, shard_size: int
+    path: Path,
+    text_field: str,
+    pair_field: str | None,
+    id_field: str | None,
+    shard_size: int,
+    on_error: str = "fail",
 ) -> InputFile:
-    """Count the rows of one file, fix its Arrow schema and (JSONL) where each shard starts."""
+    """Count the rows of one file, fix its Arrow schema and (JSONL) where each shard starts.
+    ``on_error="skip"``: a CSV record whose quote never closes is a bad row, not a file error."""
     stat = path.stat()
     info = InputFile(str(path), _format_of(path), stat.st_size, stat.st_mtime_ns)
     if info.format == "jsonl":
         _scan_jsonl(info, text_field, pair_field, shard_size)
     elif info.format == "csv":
-        _scan_csv(info, text_field, pair_field, shard_size)
+        _scan_csv(info, text_field, pair_field, shard_size, lenient=on_error == "skip")
     else:
         _scan_parquet(info, text_field, pair_field)
     if info.rows == 0 and not info.schema.names:  # an empty file: 0 rows, no fields to check
@@ -354,18 +369,24 @@ def _blank_file(path: str) -> bool:
     return True
 
 
-def _scan_csv(info: InputFile, text_field: str, pair_field: str | None, shard_size: int) -> None:
+def _scan_csv(
+    info: InputFile, text_field: str, pair_field: str | None, shard_size: int, lenient: bool = False
+) -> None:
     if _blank_file(info.path):
         info.rows, info.schema = 0, pa.schema([])
         return
+    counted, offsets, info.bad_records = _csv_record_starts(info.path, shard_size, lenient)
+    source = _csv_source(info, 0) if info.bad_records else info.path
     try:
         reader = pacsv.open_csv(
-            info.path, parse_options=_CSV_PARSE, convert_options=_csv_convert(text_field, pair_field)
+            source, parse_options=_CSV_PARSE, convert_options=_csv_convert(text_field, pair_field)
         )
         rows = sum(batch.num_rows for batch in reader)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InputError(f"{info.path}: cannot read this CSV file ({' '.join(str(exc).split())})") from exc
-    counted, offsets = _csv_record_starts(info.path, shard_size)
+    finally:
+        if source is not info.path:
+            source.close()
     info.rows = rows
     info.schema = reader.schema
     info.shard_offsets = offsets if counted == rows else []  # [] : read shards by skipping rows
@@ -398,38 +419,108 @@ def _csv_line_quotes(raw: bytes, quoted: bool) -> bool:
     return quoted
 
 
-def _csv_record_starts(path: str, shard_size: int) -> tuple[int, list[tuple[int, int]]]:
-    """(data rows, (byte offset, line) of each shard's first row); blank lines are no rows. A quoted field
-    that never closes is an InputError naming its line: pyarrow (like any lenient reader) would make the
-    rest of the file that one row's text, silently."""
+def _unclosed(path: str, line: int, what: str) -> str:
+    return (
+        f"{path}: line {line} ({what}): a quoted field opens there and is never closed, so every later "
+        'line would become its text; close the quote (a quote inside one is written "")'
+    )
+
+
+def _csv_record_starts(
+    path: str, shard_size: int, lenient: bool = False
+) -> tuple[int, list[tuple[int, int]], list[tuple[int, int, int, int]]]:
+    """(data rows, (byte offset, line) of each shard's first row, bad records); blank lines are no rows.
+    A quoted field that never closes is an InputError naming its line (pyarrow, like any lenient reader,
+    would make the rest of the file that one row's text, silently); ``lenient``: its first line is a bad
+    record ``(start, end byte, line, row)`` and the next line starts a record again."""
     offsets: list[tuple[int, int]] = []
-    rows, position, quoted, header, start = 0, 0, False, True, (0, 1)
-    with open(path, "rb") as fh:
-        for line, raw in enumerate(fh, start=1):
-            begin = position
-            position += len(raw)
-            if line == 1:
-                raw = drop_bom(raw)
-            if not quoted:
-                if not raw.strip(b"\r\n"):
+    bad: list[tuple[int, int, int, int]] = []
+    rows, header, resume = 0, True, (0, 1)
+    while resume is not None:
+        quoted, start, first_end = False, resume, resume[0]
+        position, first = resume
+        with open(path, "rb") as fh:
+            fh.seek(position)
+            for line, raw in enumerate(fh, start=first):
+                begin = position
+                position += len(raw)
+                if begin == 0:
+                    raw = drop_bom(raw)
+                if not quoted:
+                    if not raw.strip(b"\r\n"):
+                        continue
+                    start, first_end = (begin, line), position
+                quoted = _csv_line_quotes(raw, quoted)
+                if quoted:
                     continue
-                start = (begin, line)
-            quoted = _csv_line_quotes(raw, quoted)
-            if quoted:
-                continue
-            if header:
-                header = False
+                if header:
+                    header = False
+                else:
+                    if rows % shard_size == 0:
+                        offsets.append(start)
+                    rows += 1
+        resume = None
+        if quoted:
+            if header or not lenient:
+                raise InputError(_unclosed(path, start[1], "the header" if header else f"row {rows + 1}"))
+            bad.append((start[0], first_end, start[1], rows))  # its first line alone: one bad row
+            if rows % shard_size == 0:
+                offsets.append(start)
+            rows += 1
+            resume = (first_end, start[1] + 1)
+    return rows, offsets, bad
+
+
+class _CsvView(io.RawIOBase):
+    """A CSV file from byte ``start`` as pyarrow should read it: each bad record (a line whose quote never
+    closes) replaced by a row of empty cells, so it stays one row (a bad one) and absorbs nothing."""
+
+    def __init__(self, path: str, start: int, bad: list[tuple[int, int, int, int]], columns: int):
+        self._fh = open(path, "rb")  # closed in close()
+        self._fh.seek(start)
+        self._position = start
+        self._bad = [(b, e) for b, e, _, _ in bad if b >= start]
+        self._row = b"," * (columns - 1) + b"\n"
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self._pending:
+            if self._bad and self._position == self._bad[0][0]:
+                begin, end = self._bad.pop(0)
+                self._fh.seek(end)
+                self._position, self._pending = end, self._row
             else:
-                if rows % shard_size == 0:
-                    offsets.append(start)
-                rows += 1
-    if quoted:
-        what = "the header" if header else f"row {rows + 1}"
-        raise InputError(
-            f"{path}: line {start[1]} ({what}): a quoted field opens there and is never closed, so "
-            'every later line would become its text; close the quote (a quote inside one is written "")'
-        )
-    return rows, offsets
+                limit = self._bad[0][0] - self._position if self._bad else 1 << 20
+                self._pending = self._fh.read(min(limit, 1 << 20))
+                self._position += len(self._pending)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _csv_columns(path: str) -> int:
+    """Columns of the CSV header (its first record)."""
+    import csv
+
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        return len(next(csv.reader(fh), [])) or 1
+
+
+def _csv_source(info: InputFile, start: int):
+    """What pyarrow reads for ``info`` from byte ``start``: the file, or its :class:`_CsvView`."""
+    if not info.bad_records:
+        fh = open(info.path, "rb")  # closed by the caller (with)
+        fh.seek(start)
+        return fh
+    return io.BufferedReader(_CsvView(info.path, start, info.bad_records, _csv_columns(info.path)))
 
 
 def _scan_parquet(info: InputFile, text_field: str, pair_field: str | None) -> None:
@@ -463,8 +554,14 @@ def iter_shard(
         chunks = _rechunk(_csv_batches(info, shard, text_field, pair_field), shard, chunk_rows, skip=skip)
     else:
         chunks = _parquet_chunks(info, shard, chunk_rows)
+    unclosed = {row: line for _, _, line, row in info.bad_records}
     for chunk in chunks:
         _check_texts(chunk, text_field, pair_field)
+        for i in range(chunk.table.num_rows) if unclosed else ():
+            if chunk.first_row + i in unclosed:
+                chunk.reasons[i] = (
+                    f"line {unclosed[chunk.first_row + i]}: a quoted field opens there and is never closed"
+                )
         yield chunk
 
 
@@ -521,9 +618,8 @@ def _csv_batches(info: InputFile, shard: Shard, text_field: str, pair_field: str
     """Record batches from the shard's first row (its byte offset; else from the top, see _rechunk)."""
     convert = _csv_convert(text_field, pair_field, info.schema)
     try:
-        with open(info.path, "rb") as fh:
+        with _csv_source(info, shard.offset or 0) as fh:
             if shard.offset is not None:
-                fh.seek(shard.offset)
                 read = pacsv.ReadOptions(column_names=info.schema.names)
             else:
                 read = pacsv.ReadOptions()

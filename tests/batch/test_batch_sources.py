@@ -13,8 +13,8 @@ from bertrt.errors import InputError
 from .data import write_rows
 
 
-def _scan(path, shard_size=4, text="text", pair=None, id_field=None):
-    return sources.scan_file(path, text, pair, id_field, shard_size)
+def _scan(path, shard_size=4, text="text", pair=None, id_field=None, on_error="fail"):
+    return sources.scan_file(path, text, pair, id_field, shard_size, on_error)
 
 
 def _all_rows(info, shard_size, chunk_rows, text="text"):
@@ -195,3 +195,20 @@ def test_a_leading_byte_order_mark_is_dropped(tmp_path, suffix):
     assert info.rows == 5 and info.schema.names == ["text"]
     rows, reasons = _all_rows(info, 2, 2)
     assert [r["text"] for r in rows] == [f"t{i}" for i in range(5)] and reasons == {}
+
+
+@pytest.mark.parametrize(("shard_size", "chunk_rows"), [(4, 3), (1000, 7)])
+def test_csv_unclosed_quote_with_skip_is_one_bad_row_and_absorbs_nothing(tmp_path, shard_size, chunk_rows):
+    path = tmp_path / "in.csv"
+    rows = [f"{i},row {i}" for i in range(30)]
+    rows[9] = '9,"opens here and never closes'
+    path.write_text("id,text\n" + "\n".join(rows) + "\n")
+    info = _scan(path, shard_size=shard_size, on_error="skip")
+    assert info.rows == 30 and [b[2:] for b in info.bad_records] == [(11, 9)]
+    assert len(info.shard_offsets) == len(sources.plan_shards([info], shard_size))  # read from offsets
+    for kept in (info, info.light()):  # (without offsets: by skipping rows) kept in the manifest
+        kept = sources.InputFile.from_json(kept.to_json())
+        got, reasons = _all_rows(kept, shard_size, chunk_rows)
+        assert [r["id"] for r in got] == [None if i == 9 else i for i in range(30)]
+        assert [r["text"] for r in got][10] == "row 10"  # the next line is a row of its own again
+        assert reasons == {9: "line 11: a quoted field opens there and is never closed"}
