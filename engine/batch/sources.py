@@ -33,21 +33,19 @@ from __future__ import annotations
 
 import base64
 import glob
-import io
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from ..errors import InputError
-from ..lines import UTF8_BOM, decode_utf8, drop_bom, parse_json_line
+from ..lines import decode_utf8, drop_bom, parse_json_line
+from .csvfile import csv_batches, scan_csv
 
 __all__ = [
     "FORMATS",
@@ -80,7 +78,7 @@ class InputFile:
     #: JSONL: (byte offset, 1-based line) of each shard's first row
     shard_offsets: list[tuple[int, int]] = field(default_factory=list)
     #: CSV read with on_error="skip": (start, end byte, line, row) of each record whose quote never
-    #: closes; it is that one line, read as a bad row (see :class:`_CsvView`)
+    #: closes; it is that one line, read as a bad row (see :class:`CsvView`)
     bad_records: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     def fingerprint(self) -> dict:
@@ -212,7 +210,7 @@ def scan_file(
     if info.format == "jsonl":
         _scan_jsonl(info, text_field, pair_field, shard_size)
     elif info.format == "csv":
-        _scan_csv(info, text_field, pair_field, shard_size, lenient=on_error == "skip")
+        scan_csv(info, text_field, pair_field, shard_size, lenient=on_error == "skip")
     else:
         _scan_parquet(info, text_field, pair_field)
     if info.rows == 0 and not info.schema.names:  # an empty file: 0 rows, no fields to check
@@ -345,184 +343,6 @@ def _scan_jsonl(info: InputFile, text_field: str, pair_field: str | None, shard_
     info.schema = pa.schema(fields)
 
 
-def _csv_convert(text_field: str, pair_field: str | None, schema: pa.Schema | None = None):
-    types = {name: pa.string() for name in (text_field, pair_field) if name}
-    if schema is not None:
-        types = {f.name: f.type for f in schema}
-    # An empty unquoted cell is missing (null); a quoted "" is the empty string.
-    return pacsv.ConvertOptions(
-        column_types=types, strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=False
-    )
-
-
-_CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
-
-
-def _blank_file(path: str) -> bool:
-    """Whether ``path`` holds nothing but a byte-order mark and whitespace (an empty CSV: 0 rows)."""
-    with open(path, "rb") as fh:
-        head = drop_bom(fh.read(len(UTF8_BOM)))
-        while head is not None:
-            if head.strip():
-                return False
-            head = fh.read(1 << 16) or None
-    return True
-
-
-def _scan_csv(
-    info: InputFile, text_field: str, pair_field: str | None, shard_size: int, lenient: bool = False
-) -> None:
-    if _blank_file(info.path):
-        info.rows, info.schema = 0, pa.schema([])
-        return
-    counted, offsets, info.bad_records = _csv_record_starts(info.path, shard_size, lenient)
-    source = _csv_source(info, 0) if info.bad_records else info.path
-    try:
-        reader = pacsv.open_csv(
-            source, parse_options=_CSV_PARSE, convert_options=_csv_convert(text_field, pair_field)
-        )
-        rows = sum(batch.num_rows for batch in reader)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise InputError(f"{info.path}: cannot read this CSV file ({' '.join(str(exc).split())})") from exc
-    finally:
-        if source is not info.path:
-            source.close()
-    info.rows = rows
-    info.schema = reader.schema
-    info.shard_offsets = offsets if counted == rows else []  # [] : read shards by skipping rows
-
-
-_QUOTE_OR_COMMA = re.compile(rb'[",]')
-
-
-def _csv_line_quotes(raw: bytes, quoted: bool) -> bool:
-    """Whether a quoted field is still open at the end of ``raw`` (``quoted``: one was open at its start).
-    A quote opens a field only as the field's first byte (pyarrow's and RFC 4180's rule: ``a 5" screen`` is
-    text); inside one, ``""`` is a quote and ``"`` closes it."""
-    if not quoted and b'"' not in raw:
-        return False
-    field_start, skip = (None if quoted else 0), -1
-    for match in _QUOTE_OR_COMMA.finditer(raw):
-        at = match.start()
-        if at <= skip:
-            continue
-        if quoted:
-            if raw[at] == 0x22:  # '"'
-                if raw[at + 1 : at + 2] == b'"':
-                    skip = at + 1
-                else:
-                    quoted, field_start = False, None
-        elif raw[at] == 0x2C:  # ','
-            field_start = at + 1
-        elif at == field_start:
-            quoted = True
-    return quoted
-
-
-def _unclosed(path: str, line: int, what: str) -> str:
-    return (
-        f"{path}: line {line} ({what}): a quoted field opens there and is never closed, so every later "
-        'line would become its text; close the quote (a quote inside one is written "")'
-    )
-
-
-def _csv_record_starts(
-    path: str, shard_size: int, lenient: bool = False
-) -> tuple[int, list[tuple[int, int]], list[tuple[int, int, int, int]]]:
-    """(data rows, (byte offset, line) of each shard's first row, bad records); blank lines are no rows.
-    A quoted field that never closes is an InputError naming its line (pyarrow, like any lenient reader,
-    would make the rest of the file that one row's text, silently); ``lenient``: its first line is a bad
-    record ``(start, end byte, line, row)`` and the next line starts a record again."""
-    offsets: list[tuple[int, int]] = []
-    bad: list[tuple[int, int, int, int]] = []
-    rows, header, resume = 0, True, (0, 1)
-    while resume is not None:
-        quoted, start, first_end = False, resume, resume[0]
-        position, first = resume
-        with open(path, "rb") as fh:
-            fh.seek(position)
-            for line, raw in enumerate(fh, start=first):
-                begin = position
-                position += len(raw)
-                if begin == 0:
-                    raw = drop_bom(raw)
-                if not quoted:
-                    if not raw.strip(b"\r\n"):
-                        continue
-                    start, first_end = (begin, line), position
-                quoted = _csv_line_quotes(raw, quoted)
-                if quoted:
-                    continue
-                if header:
-                    header = False
-                else:
-                    if rows % shard_size == 0:
-                        offsets.append(start)
-                    rows += 1
-        resume = None
-        if quoted:
-            if header or not lenient:
-                raise InputError(_unclosed(path, start[1], "the header" if header else f"row {rows + 1}"))
-            bad.append((start[0], first_end, start[1], rows))  # its first line alone: one bad row
-            if rows % shard_size == 0:
-                offsets.append(start)
-            rows += 1
-            resume = (first_end, start[1] + 1)
-    return rows, offsets, bad
-
-
-class _CsvView(io.RawIOBase):
-    """A CSV file from byte ``start`` as pyarrow should read it: each bad record (a line whose quote never
-    closes) replaced by a row of empty cells, so it stays one row (a bad one) and absorbs nothing."""
-
-    def __init__(self, path: str, start: int, bad: list[tuple[int, int, int, int]], columns: int):
-        self._fh = open(path, "rb")  # closed in close()
-        self._fh.seek(start)
-        self._position = start
-        self._bad = [(b, e) for b, e, _, _ in bad if b >= start]
-        self._row = b"," * (columns - 1) + b"\n"
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        if not self._pending:
-            if self._bad and self._position == self._bad[0][0]:
-                begin, end = self._bad.pop(0)
-                self._fh.seek(end)
-                self._position, self._pending = end, self._row
-            else:
-                limit = self._bad[0][0] - self._position if self._bad else 1 << 20
-                self._pending = self._fh.read(min(limit, 1 << 20))
-                self._position += len(self._pending)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
-
-    def close(self) -> None:
-        self._fh.close()
-        super().close()
-
-
-def _csv_columns(path: str) -> int:
-    """Columns of the CSV header (its first record)."""
-    import csv
-
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        return len(next(csv.reader(fh), [])) or 1
-
-
-def _csv_source(info: InputFile, start: int):
-    """What pyarrow reads for ``info`` from byte ``start``: the file, or its :class:`_CsvView`."""
-    if not info.bad_records:
-        fh = open(info.path, "rb")  # closed by the caller (with)
-        fh.seek(start)
-        return fh
-    return io.BufferedReader(_CsvView(info.path, start, info.bad_records, _csv_columns(info.path)))
-
-
 def _scan_parquet(info: InputFile, text_field: str, pair_field: str | None) -> None:
     try:
         dataset = pads.dataset(info.path, format="parquet")
@@ -551,7 +371,7 @@ def iter_shard(
         chunks = _jsonl_chunks(info, shard, chunk_rows, text_field, pair_field)
     elif info.format == "csv":
         skip = 0 if shard.offset is not None else shard.start
-        chunks = _rechunk(_csv_batches(info, shard, text_field, pair_field), shard, chunk_rows, skip=skip)
+        chunks = _rechunk(csv_batches(info, shard, text_field, pair_field), shard, chunk_rows, skip=skip)
     else:
         chunks = _parquet_chunks(info, shard, chunk_rows)
     unclosed = {row: line for _, _, line, row in info.bad_records}
@@ -612,22 +432,6 @@ def _jsonl_chunks(
         raise InputError(f"{info.path}: ended at row {row}, the scan found {info.rows}: has it changed?")
     if records:
         yield flush()
-
-
-def _csv_batches(info: InputFile, shard: Shard, text_field: str, pair_field: str | None):
-    """Record batches from the shard's first row (its byte offset; else from the top, see _rechunk)."""
-    convert = _csv_convert(text_field, pair_field, info.schema)
-    try:
-        with _csv_source(info, shard.offset or 0) as fh:
-            if shard.offset is not None:
-                read = pacsv.ReadOptions(column_names=info.schema.names)
-            else:
-                read = pacsv.ReadOptions()
-            yield from pacsv.open_csv(
-                fh, read_options=read, parse_options=_CSV_PARSE, convert_options=convert
-            )
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise InputError(f"{info.path}: cannot read this CSV file ({' '.join(str(exc).split())})") from exc
 
 
 def _parquet_chunks(info: InputFile, shard: Shard, chunk_rows: int) -> Iterator[Chunk]:
