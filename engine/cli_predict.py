@@ -22,7 +22,11 @@ Every input line is read and checked before the model loads, so a malformed line
 the first five are listed) leaves stdout empty and exits 1. The output is strict JSON, one value per
 line (:func:`bertrt.lines.dumps_line`).
 
-Task flags are generated from the task modules; only those of the bundle's task may be given. Another
+Task flags are generated from the task modules; a list-valued one (``--ignore-labels``, ``--targets``)
+takes one value per flag and is repeated for more, so a TEXT after it is never taken for a value and
+stdin is read only when no TEXT is given. A text the task refuses (fill-mask without a mask) is named by
+its stdin line or TEXT argument (:attr:`bertrt.errors.InputError.items`). Only the flags of the bundle's
+task may be given. Another
 task's flag, or a value the bundle's task does not take, is a usage error (exit 2) naming the flag and the
 task. fill-mask's ``--top-k`` takes a number, not ``all``: transformers' fill-mask ``top_k`` is an int, and
 "every vocabulary entry per mask" (tens of thousands of rows) is never a useful answer; with ``--targets``
@@ -38,7 +42,15 @@ from dataclasses import dataclass, field
 from . import tasks
 from .backends import add_backend_arguments, plan_from_args
 from .errors import BundleError, InputError, TaskError, UsageError
-from .lines import MAX_JSON_DEPTH, check_text, decode_utf8, dumps_line, parse_json_line, split_lines
+from .lines import (
+    MAX_JSON_DEPTH,
+    check_text,
+    decode_utf8,
+    drop_bom,
+    dumps_line,
+    parse_json_line,
+    split_lines,
+)
 from .results import to_jsonable as _jsonable
 from .tasks.base import Option, positive_int
 
@@ -126,13 +138,21 @@ def _parse_any(parsers: tuple, value: str):
 
 class _TaskValue(argparse.Action):
     """A task flag's action: stores the value as the first of its tasks' parsers accepting it reads it
-    (so a value no task takes is a usage error at once), and the strings as given in ``_GIVEN``."""
+    (so a value no task takes is a usage error at once), and the strings as given in ``_GIVEN``.
 
-    def __init__(self, option_strings, dest, parsers: tuple = (), **kwargs):
+    A list-valued option (``--ignore-labels``, ``--targets``; ``repeat``) takes **one value per flag**, and
+    the flag is repeated for more (``--targets A --targets B``), so a TEXT after it is never read as one of
+    its values; where the list may be empty (``--ignore-labels``) the bare flag gives the empty list."""
+
+    def __init__(self, option_strings, dest, parsers: tuple = (), repeat: bool = False, **kwargs):
         super().__init__(option_strings, dest, **kwargs)
-        self.parsers = parsers
+        self.parsers, self.repeat = parsers, repeat
 
     def __call__(self, parser, namespace, values, option_string=None):
+        if self.repeat:  # one value (None: the bare flag) added to the values of the earlier flags
+            values = list(getattr(namespace, _GIVEN, {}).get(self.dest, [])) + (
+                [] if values is None else [values]
+            )
         try:
             if isinstance(values, list):
                 parsed = [_parse_any(self.parsers, v) for v in values]
@@ -158,7 +178,13 @@ _EPILOG = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = _EPILOG
     parser.add_argument("bundle", help="bundle folder (bertrt, Optimum or transformers.js onnx/ layout)")
-    parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to run; none: read stdin")
+    parser.add_argument(
+        "texts",
+        nargs="*",
+        metavar="TEXT",
+        help="texts to run; none: read stdin. List flags (--ignore-labels, --targets) take one value each "
+        "and repeat (--targets a --targets b), so a TEXT after them stays a text",
+    )
     parser.add_argument("--task", default=None, help="task (default: from bundle.json / config.json)")
     add_backend_arguments(parser)
     parser.add_argument("--model-file", default=None, help="ONNX file inside the bundle to load explicitly")
@@ -181,10 +207,19 @@ def add_task_flags(parser: argparse.ArgumentParser) -> None:
     options = parser.add_argument_group("task options (only those of the bundle's task may be given)")
     for flag in _task_flags().values():
         kwargs = flag.option.argparse_kwargs()
+        helps = "; ".join(flag.helps)
         if not flag.option.cli.flag:
             kwargs.pop("type", None)
             kwargs.update(action=_TaskValue, parsers=flag.parsers)
-        options.add_argument(flag.option.flag, help="; ".join(flag.helps), **kwargs)
+        if kwargs.get("nargs") in ("*", "+"):  # a list: one value per flag, repeated (see _TaskValue)
+            empty = kwargs.pop("nargs") == "*"
+            kwargs.update(repeat=True, metavar=flag.option.name.upper().removesuffix("S"))
+            if empty:
+                kwargs.update(nargs="?", const=None)
+            helps += "; one value per flag, repeat the flag for more" + (
+                " (the bare flag: none)" if empty else ""
+            )
+        options.add_argument(flag.option.flag, help=helps, **kwargs)
 
 
 def task_options(task: str, args) -> dict:
@@ -216,11 +251,11 @@ def task_options(task: str, args) -> dict:
 
 def _read_stdin(stream) -> str:
     """All of stdin as text: its bytes decoded as UTF-8 strictly (a text stream without a byte buffer, as
-    in tests, is checked the same way)."""
+    in tests, is checked the same way), a leading byte-order mark dropped."""
     buffer = getattr(stream, "buffer", None)
     if buffer is not None:
-        return decode_utf8(buffer.read(), "stdin")
-    return check_text(stream.read(), "stdin")
+        return decode_utf8(drop_bom(buffer.read()), "stdin")
+    return drop_bom(check_text(stream.read(), "stdin"))
 
 
 def _read_inputs(args, stream) -> tuple[list, list[dict]]:
@@ -274,6 +309,13 @@ def _jsonl_record(line: str, number: int) -> tuple[str | None, object, dict]:
     return None, item, {k: v for k, v in record.items() if k not in _INPUT_FIELDS}
 
 
+def _where(args, indexes) -> str:
+    """The input items ``indexes`` named as the user gave them: TEXT arguments or stdin lines."""
+    what = "TEXT argument" if args.texts else "line"
+    shown = ", ".join(str(i + 1) for i in indexes[:20]) + (" ..." if len(indexes) > 20 else "")
+    return f"{what}{'s' if len(indexes) > 1 else ''} {shown}"
+
+
 def run(args, stdin=None, stdout=None) -> int:
     from .pipelines import pipeline
 
@@ -284,9 +326,14 @@ def run(args, stdin=None, stdout=None) -> int:
         task_options(args.task, args)  # flags that do not fit the task given: before the model loads
     pipe = pipeline(args.task, args.bundle, model_file=args.model_file, plan=plan_from_args(args))
     options = task_options(pipe.task, args)
-    results = pipe(
-        items, batch_size=args.batch_size, max_tokens_per_batch=args.max_tokens_per_batch, **options
-    )
+    try:
+        results = pipe(
+            items, batch_size=args.batch_size, max_tokens_per_batch=args.max_tokens_per_batch, **options
+        )
+    except InputError as exc:
+        if not exc.items:
+            raise
+        raise InputError(f"{_where(args, exc.items)}: {exc.problem}") from None
     lines = []
     for number, (item, extra, result) in enumerate(zip(items, extras, results), start=1):
         if args.jsonl:

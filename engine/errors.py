@@ -60,7 +60,24 @@ class TaskError(BertrtError, ValueError):
 
 
 class InputError(BertrtError, ValueError):
-    """An input text or a task option is unusable; raised before any work is done."""
+    """An input text or a task option is unusable; raised before any work is done.
+
+    ``items``: the indexes of the input items it is about, with ``problem`` the message without them, so
+    a caller that knows where each item came from (``bertrt predict``: a line, an argument) can say so."""
+
+    def __init__(self, message: str = "", *, items=(), problem: str | None = None):
+        self.items = tuple(items)
+        self.problem = problem if problem is not None else message
+        super().__init__(message)
+
+    def __reduce__(self):  # keep items and problem across processes (Ray, multiprocessing workers)
+        return _rebuild_input_error, (type(self), str(self), self.items, self.problem)
+
+
+def _rebuild_input_error(cls, message: str, items: tuple, problem: str):
+    error = cls.__new__(cls)
+    InputError.__init__(error, message, items=items, problem=problem)
+    return error
 
 
 class InputTypeError(InputError, TypeError):

@@ -4,6 +4,8 @@
   files). Form feeds (common in text extracted from PDFs), vertical tabs, ``\\x1c``-``\\x1e``, ``\\x85``,
   U+2028 and U+2029 stay inside their line, unlike :meth:`str.splitlines`, so output row *k* answers input
   line *k*. A final ``"\\n"`` ends the last line; it does not start an empty one.
+* **A leading UTF-8 byte-order mark is dropped** (:func:`drop_bom`) from every file and stream bertrt
+  reads text from: it marks the encoding, it is no text (left in, it shifts every entity offset by one).
 * **Text is UTF-8**, decoded strictly: :func:`decode_utf8` names the line and byte column of the first
   invalid sequence, :func:`check_text` does the same for a ``str`` that came through ``surrogateescape``
   (stdin or argv under the C locale) and refuses lone surrogates.
@@ -27,8 +29,10 @@ from .errors import InputError
 
 __all__ = [
     "MAX_JSON_DEPTH",
+    "UTF8_BOM",
     "check_text",
     "decode_utf8",
+    "drop_bom",
     "dumps_line",
     "lone_surrogate",
     "parse_json",
@@ -43,6 +47,15 @@ _LINE_BREAKS_IN_STRINGS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"
 
 #: Deepest nesting of arrays/objects a JSON line may have (serde_json's default limit).
 MAX_JSON_DEPTH = 128
+
+
+#: the UTF-8 byte-order mark, as bytes (U+FEFF encoded)
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def drop_bom(data):
+    """``data`` (the start of a file or stream, bytes or str) without a leading byte-order mark."""
+    return data.removeprefix(UTF8_BOM if isinstance(data, bytes) else "\ufeff")
 
 
 def strip_line_end(raw: str) -> str:

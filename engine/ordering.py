@@ -11,9 +11,15 @@ from __future__ import annotations
 __all__ = ["sorted_call"]
 
 
+def _length(item) -> int:
+    """Characters of an input: a text, or a ``{"text", "text_pair"}`` pair (both texts)."""
+    return len(item) if isinstance(item, str) else sum(len(v or "") for v in item.values())
+
+
 def sorted_call(call, texts: list) -> list:
-    """``call`` on ``texts`` sorted by length (stable); its results restored to the input order."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    """``call`` on ``texts`` (str or text-pair dicts) sorted by length (stable); its results restored to
+    the input order."""
+    order = sorted(range(len(texts)), key=lambda i: _length(texts[i]))
     out = call([texts[i] for i in order])
     restored: list = [None] * len(texts)
     for pos, i in enumerate(order):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,31 @@ def _as_items(inputs, allow_pairs: bool) -> tuple[bool, list]:
     raise InputTypeError(f"inputs must be a str or a list of str, got {type(inputs).__name__}")
 
 
+def _is_stream(inputs) -> bool:
+    """Whether ``inputs`` is a generator: transformers answers one with an iterator of results, and so
+    does bertrt (other iterables, a set or a bare iterator, are refused as transformers refuses them)."""
+    return isinstance(inputs, Generator)
+
+
+#: transformers' ``device=`` values bertrt maps to onnxruntime providers (None: the CPU default)
+_DEVICES = {-1: None, "cpu": None, 0: "cuda", "cuda": "cuda", "cuda:0": "cuda"}
+
+
+def _device_providers(device, providers):
+    """``providers`` for transformers' ``device=`` (-1/"cpu": CPU; 0/"cuda"/"cuda:0": CUDA)."""
+    if device is None:
+        return providers
+    if providers is not None:
+        raise InputError("pass device= or providers=, not both")
+    key = device.lower() if isinstance(device, str) else device
+    if isinstance(key, bool) or key not in _DEVICES:
+        raise InputError(
+            f"device={device!r} is not one bertrt can run on: -1 or 'cpu' (CPU), 0 or 'cuda' (the first "
+            "CUDA GPU, with onnxruntime-gpu)"
+        )
+    return _DEVICES[key]
+
+
 def _is_single(inputs, allow_pairs: bool) -> bool:
     """Whether ``inputs`` is one input (a str, or a pair dict when the task takes pairs), not a list."""
     return isinstance(inputs, str) or (allow_pairs and isinstance(inputs, dict))
@@ -108,6 +134,7 @@ class Pipeline:
         plan: backends.Plan,
         model_file: str | os.PathLike | None = None,
         verify: bool = True,
+        **task_defaults,
     ):
         #: backend, precision and threads this pipeline runs (bertrt.backends: tuning.json or the rule)
         self.plan = plan
@@ -135,6 +162,7 @@ class Pipeline:
             self.bundle.tokenizer_config,
             special,
             pad_id_fallback=self.bundle.config.get("pad_token_id"),
+            embedding_rows=self._embedding_rows(),
         )
         self._check_vocabulary()
         #: the plan's backend's session (bertrt.backends.Session)
@@ -150,6 +178,9 @@ class Pipeline:
         self.task_state = self.spec.setup(self)
         #: a call's batch size when it gives none, and why: "tuned" (tuning.json) or "static" (32)
         self.batch_size, self.batch_size_source = self.plan.default_batch_size()
+        #: task options given at build (``pipeline("ner", B, aggregation_strategy="simple")``), the
+        #: defaults of every call, as transformers' pipeline keeps them; checked here
+        self.task_defaults = self._build_defaults(task_defaults)
         log.info(
             "pipeline %s on %s: %s %s, %d threads (%s); default batch size %d (%s)",
             self.task,
@@ -162,26 +193,44 @@ class Pipeline:
             self.batch_size_source,
         )
 
-    def _check_vocabulary(self) -> None:
-        """BundleError when the tokenizer can emit an id past the model's word-embedding rows.
+    def _embedding_rows(self) -> int | None:
+        """The model's word-embedding rows: config.json's ``vocab_size`` (None: a foreign config without).
 
-        The rows are config.json's ``vocab_size``: the checkpoint's embedding matrix is built with exactly
-        that many rows and the exporter writes it unchanged, so it is the graph's row count without parsing
-        the ONNX protobuf (the runtime does not depend on ``onnx``) or running the model. The largest id
-        the tokenizer can produce (added tokens included) must be below it; otherwise such a token makes
-        onnxruntime fail mid-batch on CPU, or read out of bounds on GPU.
-        """
+        The checkpoint's embedding matrix is built with exactly that many rows and the exporter writes it
+        unchanged, so it is the graph's row count without parsing the ONNX protobuf (the runtime does not
+        depend on ``onnx``) or running the model."""
         rows = self.bundle.config.get("vocab_size")
         if isinstance(rows, bool) or not isinstance(rows, int) or rows <= 0:
+            return None
+        return rows
+
+    def _check_vocabulary(self) -> None:
+        """BundleError when the tokenizer's own vocabulary, its padding or the special tokens it adds to
+        every text reach past the model's word-embedding rows (an id past them makes onnxruntime fail
+        mid-batch on CPU, or read out of bounds on GPU). Added tokens past them (CamemBERT's
+        ``<s>NOTUSED``) are no reason to refuse the bundle: the tokenizer refuses a text that produces one.
+        """
+        rows = self.tokenizer.embedding_rows
+        if rows is None:
             return  # a foreign config without vocab_size: nothing to compare against
-        top = self.tokenizer.max_token_id
+        always = [*self.tokenizer.encode_plain_specials(), self.tokenizer.pad_token_id]
+        top = max(self.tokenizer.max_model_token_id, *always)
         if top >= rows:
             raise BundleError(
                 self.bundle.tokenizer_path,
                 f"tokenizer vocabulary is larger than the model's embedding: it can emit id {top} "
-                f"({self.tokenizer.vocab_size} tokens), but config.json vocab_size is {rows} "
+                f"({self.tokenizer.tokenizer_size} tokens), but config.json vocab_size is {rows} "
                 f"(ids 0..{rows - 1})",
             )
+
+    def _build_defaults(self, given: dict) -> dict:
+        given = dict(given)
+        if "batch_size" in given:  # transformers: pipeline(..., batch_size=8) is every call's
+            size = given.pop("batch_size")
+            validate_batching(size, None)
+            self.batch_size, self.batch_size_source = int(size), "given"
+        self.spec.check_options(self, given)  # an option the task does not take: an error now
+        return given
 
     def __repr__(self) -> str:
         return (
@@ -199,6 +248,9 @@ class Pipeline:
     ):
         """Run the task: a str gives one result, a list a list of results (transformers' structure).
         ``batch_size=None``: :attr:`batch_size` (tuned on this CPU, else 32)."""
+        task_options = {**self.task_defaults, **task_options}
+        if _is_stream(inputs):  # read whole, checked as a list; results given back as an iterator
+            return iter(self(list(inputs), batch_size, max_tokens_per_batch, **task_options))
         self._batching(batch_size, max_tokens_per_batch)
         prepared = self.prepare(inputs, **task_options)
         if not prepared.items:
@@ -223,6 +275,7 @@ class Pipeline:
         """A call's first half: ``inputs`` and options checked, the texts encoded (nothing run). The
         server prepares each request once, counts its tokens from the encodings and runs many prepared
         requests as one batch (:meth:`run_prepared`)."""
+        task_options = {**self.task_defaults, **task_options}  # the defaults given at build
         spec = self.spec
         single, items = _as_items(inputs, allow_pairs=spec.pairs)
         opts = spec.check_options(self, task_options)  # every option checked before any work
@@ -268,6 +321,7 @@ class Pipeline:
         """``results`` of a call on a list, shaped as a call on ``inputs`` (a str, a pair dict or a list)
         with ``options`` would have returned them: e.g. the server runs many requests as one list and
         gives each caller its own part in the shape of its own request."""
+        options = {**self.task_defaults, **options}
         return self.spec.shape(list(results), _is_single(inputs, self.spec.pairs), inputs, options)
 
     def tokenize(self, text: str, truncation: bool = True) -> dict:
@@ -294,6 +348,10 @@ def pipeline(
     verify: bool = True,
     backend: str = "auto",
     plan: backends.Plan | None = None,
+    *,
+    model: str | os.PathLike | None = None,
+    device=None,
+    **task_defaults,
 ) -> Pipeline:
     """Build a :class:`Pipeline` for ``task`` (None: read from bundle.json or config.json) on ``bundle``.
 
@@ -307,9 +365,19 @@ def pipeline(
     "int8"; a call without ``batch_size``: the tuned candidate's, else 32 (:attr:`Pipeline.batch_size`).
     ``plan``: a :class:`bertrt.backends.Plan` already computed (then backend, precision, threads and
     providers are its own). See bertrt.backends.
+
+    As a drop-in for ``transformers.pipeline``: ``model=`` names the bundle, ``device=`` picks the
+    providers (-1/"cpu", 0/"cuda"), and any other keyword is a task option every call uses unless it
+    gives its own (``pipeline("ner", B, aggregation_strategy="simple")``; ``batch_size=`` too), checked
+    here; a generator as input gives an iterator of results.
     """
+    if model is not None:
+        if bundle is not None:
+            raise InputError("pass the bundle once: as bundle or as model=, not both")
+        bundle = model
+    providers = _device_providers(device, providers)
     if bundle is None:
         raise TaskError("pipeline() needs a bundle folder (or hf://owner/name)")
     if plan is None:
         plan = backends.plan(bundle, backend, precision, threads, providers)
-    return Pipeline(task, bundle, plan, model_file, verify)
+    return Pipeline(task, bundle, plan, model_file, verify, **task_defaults)

@@ -37,15 +37,24 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from .batch import predictor as _predictor
-from .errors import InputError
+from .errors import BertrtError, InputError
 
-__all__ = ["BundleRef", "Predictor", "materialize", "run_shards", "ship_bundle"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "BundleRef",
+    "Predictor",
+    "check_reachable",
+    "materialize",
+    "run_shards",
+    "ship_bundle",
+]
 
 log = logging.getLogger("bertrt")
 
@@ -80,6 +89,39 @@ def ship_bundle(
 
 
 _ship = ship_bundle  # run_shards' keyword of the same name hides it there
+
+#: seconds ``bertrt batch --ray ADDRESS`` waits for the cluster to answer before it gives up
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """``(host, port)`` of ``host:port`` / ``ray://host:port`` / ``[v6]:port``; InputError otherwise."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = rest.rstrip("/").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise InputError(f"--ray {address!r}: expected HOST:PORT (or ray://HOST:PORT, auto, local)")
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail within ``timeout_s`` (BertrtError naming the address) when nothing listens at the Ray cluster
+    ``address`` (None: ``RAY_ADDRESS``, if set): ``ray.init`` would retry "Failed to connect to GCS" for
+    minutes. Call it before anything is written. ``auto``, ``local``, no address, or a Ray already
+    started in this process: nothing to check (Ray answers those at once)."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized() or address in (None, "", "auto", "local"):
+        return
+    host, port = _host_port(address)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise BertrtError(
+            f"no Ray cluster answers at {address} ({reason}, waited at most {timeout_s:g} s): start one "
+            "there (ray start --head) or pass the address of a running cluster to --ray"
+        ) from None
 
 
 def materialize(ref: BundleRef, root: str | os.PathLike | None = None) -> Path:

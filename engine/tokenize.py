@@ -78,7 +78,12 @@ def clean_up_tokenization(text: str) -> str:
 
 
 class TextTokenizer:
-    """A fast tokenizer loaded from tokenizer.json, configured like transformers would configure it."""
+    """A fast tokenizer loaded from tokenizer.json, configured like transformers would configure it.
+
+    ``embedding_rows``: the model's word-embedding rows (config.json ``vocab_size``). A tokenizer may hold
+    added tokens past them (CamemBERT's ``<s>NOTUSED``): it loads, and a text that produces such an id is
+    refused (InputError naming the token and the item, :attr:`~bertrt.errors.InputError.items`), as the
+    model has no row for it; every other text runs."""
 
     def __init__(
         self,
@@ -87,6 +92,7 @@ class TextTokenizer:
         tokenizer_config: dict | None = None,
         special_tokens: dict[str, str | None] | None = None,
         pad_id_fallback: int | None = None,
+        embedding_rows: int | None = None,
     ):
         from tokenizers import Tokenizer
 
@@ -103,9 +109,20 @@ class TextTokenizer:
         self._config = dict(tokenizer_config or {})
         self.clean_up_tokenization_spaces = bool(self._config.get("clean_up_tokenization_spaces", False))
         self.special_tokens = dict(special_tokens or {})
-        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+        #: every token, added ones included (see vocab_size)
+        self.tokenizer_size = self._tok.get_vocab_size(with_added_tokens=True)
         vocab = self._tok.get_vocab(with_added_tokens=True)
         self.max_token_id = max(vocab.values()) if vocab else -1
+        model_vocab = self._tok.get_vocab(with_added_tokens=False)
+        #: the largest id of the tokenizer model's own vocabulary (added tokens left out)
+        self.max_model_token_id = max(model_vocab.values()) if model_vocab else -1
+        self.embedding_rows = embedding_rows
+        #: whether some id the tokenizer can emit has no embedding row (then every encoding is checked)
+        self._check_rows = embedding_rows is not None and self.max_token_id >= embedding_rows
+        #: the tokens the model has a row for (added tokens included): what a vocabulary-wide head scores
+        self.vocab_size = (
+            min(self.tokenizer_size, embedding_rows) if self._check_rows else self.tokenizer_size
+        )
         self.mask_token = self.special_tokens.get("mask_token")
         self.mask_token_id = self._tok.token_to_id(self.mask_token) if self.mask_token else None
         pad = self.special_tokens.get("pad_token")
@@ -131,7 +148,25 @@ class TextTokenizer:
         with self._lock:
             self._set_truncation(self.max_length if truncate else None)
             encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)
-        return [_encoded(e) for e in encodings]
+        out = [_encoded(e) for e in encodings]
+        if self._check_rows:
+            self._refuse_rowless([[e] for e in out])
+        return out
+
+    def _refuse_rowless(self, items: list[list[Encoded]]) -> None:
+        """InputError naming the first token without an embedding row and every item that has one."""
+        rows = self.embedding_rows
+        bad = [i for i, encs in enumerate(items) if any(int(e.ids.max(initial=-1)) >= rows for e in encs)]
+        if not bad:
+            return
+        first = next(int(i) for e in items[bad[0]] for i in e.ids if i >= rows)
+        token = self.id_to_token(first)
+        problem = (
+            f"token {token!r} (id {first}) has no row in the model's embedding (ids 0..{rows - 1}, "
+            "config.json vocab_size): the tokenizer has it, the model does not; leave it out of the text"
+        )
+        where = ", ".join(map(str, bad[:20]))
+        raise InputError(f"input at index(es) {where}: {problem}", items=bad, problem=problem)
 
     def encode_windows(self, texts: list[str], stride: int = 0) -> list[list[Encoded]]:
         """Each text as the windows transformers builds with ``truncation=True, max_length=model_max_length,
@@ -145,7 +180,16 @@ class TextTokenizer:
         with self._lock:
             self._set_truncation(self.max_length, stride)
             encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)
-        return [[_encoded(e)] + [_encoded(o) for o in e.overflowing] for e in encodings]
+        out = [[_encoded(e)] + [_encoded(o) for o in e.overflowing] for e in encodings]
+        if self._check_rows:
+            self._refuse_rowless(out)
+        return out
+
+    def encode_plain_specials(self) -> list[int]:
+        """Ids the tokenizer adds to every text (its template's special tokens: ``[CLS]``, ``[SEP]``)."""
+        with self._lock:
+            self._tok.no_truncation()
+            return self._tok.encode("", add_special_tokens=True).ids
 
     def encode_plain(self, text: str) -> list[int]:
         """Ids of ``text`` without special tokens, untruncated."""

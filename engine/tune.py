@@ -342,6 +342,7 @@ def tune(
                 )
                 candidates.append(cand)
                 log.info("tune: %s", cand)
+    _require_one_ran(candidates)
     passed = [c for c in candidates if c["passed"]]
     winner = max(passed, key=lambda c: c["texts_per_s"], default=None)
 
@@ -370,6 +371,19 @@ def tune(
     if write:
         _write(root, entry)
     return entry
+
+
+def _require_one_ran(candidates: list[dict]) -> None:
+    """BackendError (nothing written) when no candidate could run: "none passed the gates" would be a
+    false answer, and a tuning entry measuring nothing is no tuning."""
+    if any(c["available"] for c in candidates):
+        return
+    reasons = "; ".join(f"{c['backend']} {c['precision']}: {c['reasons'][0]}" for c in candidates)
+    raise BackendError(
+        "bertrt tune: no candidate could run on this machine"
+        + (f" ({reasons})" if reasons else " (no backend/precision pair to try)")
+        + "; nothing was measured or written"
+    )
 
 
 def _write(root: Path, entry: dict) -> Path:
@@ -475,7 +489,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from .lines import decode_utf8, split_lines
+    from .lines import decode_utf8, drop_bom, split_lines
 
     gates = {}
     for item in args.gate:
@@ -492,7 +506,7 @@ def run(args) -> int:
             data = Path(args.texts).read_bytes()
         except OSError as exc:
             raise InputError(f"{args.texts}: cannot read ({exc.strerror or exc})") from exc
-        texts = [t for t in split_lines(decode_utf8(data, args.texts)) if t.strip()]
+        texts = [t for t in split_lines(decode_utf8(drop_bom(data), args.texts)) if t.strip()]
     settings = {name: getattr(args, name) for name in ("precisions", "threads", "batch_sizes", "repeats")}
     entry = tune(
         args.bundle,

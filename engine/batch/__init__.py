@@ -216,6 +216,9 @@ def run(
             importlib.import_module("ray.data")  # (``import ray`` here would rebind the argument)
         except ImportError as exc:
             raise BertrtError(f"--ray needs Ray Data ({exc}): pip install 'bertrt[ray]'") from exc
+        from .. import ray as bertrt_ray
+
+        bertrt_ray.check_reachable(ray if isinstance(ray, str) else None)  # before anything is written
     started = time.perf_counter()
     task_options = dict(task_options or {})
     out = Path(output).expanduser().resolve()
@@ -300,7 +303,7 @@ def run(
         infos = [
             sources.InputFile.from_json(known[str(p)])
             if str(p) in known
-            else sources.scan_file(p, text_field, text_pair_field, id_field, shard_size)
+            else sources.scan_file(p, text_field, text_pair_field, id_field, shard_size, on_error)
             for p in paths
         ]
         shards = sources.plan_shards(infos, shard_size)
@@ -406,8 +409,6 @@ def run(
             if not pending:
                 pass
             elif use_ray:
-                from .. import ray as bertrt_ray
-
                 del predictor  # the driver holds no model while the actors run
                 n_workers, n_threads = bertrt_ray.run_shards(
                     job,

@@ -14,9 +14,11 @@ format     how it is read
            other fields, unified over every line; a shard is read from its offset.
 ``.csv``   :mod:`pyarrow.csv`, streaming; column types are inferred once by the scan and fixed for every
            shard read. An empty unquoted text cell is a missing text (``""`` is the empty string). The
-           scan also finds where each shard starts (record boundaries by quote parity, checked against
-           pyarrow's row count); a shard is read from there. Should the two counts differ (a quote
-           inside an unquoted field), shards are read by skipping the rows before them instead.
+           scan also finds where each shard starts (record boundaries by the quoting rule, checked
+           against pyarrow's row count); a shard is read from there. Should the two counts differ,
+           shards are read by skipping the rows before them instead. A quoted field that never closes
+           is a file error naming its line (pyarrow would read the rest of the file as its text); with
+           ``on_error="skip"`` its line alone is a bad row and the next line a record again.
 ``.parquet`` :mod:`pyarrow.dataset` / :mod:`pyarrow.parquet`: rows from the footer, a shard from the row groups
            it overlaps.
 ========== ==================================================================================================
@@ -38,12 +40,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from ..errors import InputError
-from ..lines import decode_utf8, parse_json_line
+from ..lines import decode_utf8, drop_bom, parse_json_line
+from .csvfile import csv_batches, scan_csv
 
 __all__ = [
     "FORMATS",
@@ -75,6 +77,9 @@ class InputFile:
     schema: pa.Schema | None = None
     #: JSONL: (byte offset, 1-based line) of each shard's first row
     shard_offsets: list[tuple[int, int]] = field(default_factory=list)
+    #: CSV read with on_error="skip": (start, end byte, line, row) of each record whose quote never
+    #: closes; it is that one line, read as a bad row (see :class:`CsvView`)
+    bad_records: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     def fingerprint(self) -> dict:
         return {"path": self.path, "format": self.format, "bytes": self.bytes, "mtime_ns": self.mtime_ns}
@@ -85,6 +90,7 @@ class InputFile:
             "rows": self.rows,
             "schema": base64.b64encode(self.schema.serialize().to_pybytes()).decode("ascii"),
             "shard_offsets": [list(o) for o in self.shard_offsets],
+            "bad_records": [list(b) for b in self.bad_records],
         }
 
     @classmethod
@@ -98,11 +104,14 @@ class InputFile:
             d["rows"],
             schema,
             [tuple(o) for o in d.get("shard_offsets", [])],
+            [tuple(b) for b in d.get("bad_records", [])],
         )
 
     def light(self) -> InputFile:
         """This file without its shard offsets (what a worker needs: each shard carries its own)."""
-        return InputFile(self.path, self.format, self.bytes, self.mtime_ns, self.rows, self.schema)
+        return InputFile(
+            self.path, self.format, self.bytes, self.mtime_ns, self.rows, self.schema, [], self.bad_records
+        )
 
 
 @dataclass(frozen=True)
@@ -187,17 +196,25 @@ def resolve_inputs(spec: str | os.PathLike, exclude: str | os.PathLike | None = 
 
 # -- scanning: rows, schema, shard offsets ------------------------------------------------------------------
 def scan_file(
-    path: Path, text_field: str, pair_field: str | None, id_field: str | None, shard_size: int
+    path: Path,
+    text_field: str,
+    pair_field: str | None,
+    id_field: str | None,
+    shard_size: int,
+    on_error: str = "fail",
 ) -> InputFile:
-    """Count the rows of one file, fix its Arrow schema and (JSONL) where each shard starts."""
+    """Count the rows of one file, fix its Arrow schema and (JSONL) where each shard starts.
+    ``on_error="skip"``: a CSV record whose quote never closes is a bad row, not a file error."""
     stat = path.stat()
     info = InputFile(str(path), _format_of(path), stat.st_size, stat.st_mtime_ns)
     if info.format == "jsonl":
         _scan_jsonl(info, text_field, pair_field, shard_size)
     elif info.format == "csv":
-        _scan_csv(info, text_field, pair_field, shard_size)
+        scan_csv(info, text_field, pair_field, shard_size, lenient=on_error == "skip")
     else:
         _scan_parquet(info, text_field, pair_field)
+    if info.rows == 0 and not info.schema.names:  # an empty file: 0 rows, no fields to check
+        info.schema = pa.schema([pa.field(n, pa.string()) for n in (text_field, pair_field, id_field) if n])
     names = info.schema.names
     needed = [("text field", text_field)] + [
         (what, name) for what, name in (("text pair field", pair_field), ("id field", id_field)) if name
@@ -227,6 +244,9 @@ def _jsonl_lines(path: str, offset: int = 0, line: int = 1) -> Iterator[tuple[in
         for raw in fh:
             start = position
             position += len(raw)
+            if start == 0:
+                raw = drop_bom(raw)
+                start = position - len(raw)
             if raw.strip():
                 yield start, line, raw
             line += 1
@@ -323,59 +343,6 @@ def _scan_jsonl(info: InputFile, text_field: str, pair_field: str | None, shard_
     info.schema = pa.schema(fields)
 
 
-def _csv_convert(text_field: str, pair_field: str | None, schema: pa.Schema | None = None):
-    types = {name: pa.string() for name in (text_field, pair_field) if name}
-    if schema is not None:
-        types = {f.name: f.type for f in schema}
-    # An empty unquoted cell is missing (null); a quoted "" is the empty string.
-    return pacsv.ConvertOptions(
-        column_types=types, strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=False
-    )
-
-
-_CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
-
-
-def _scan_csv(info: InputFile, text_field: str, pair_field: str | None, shard_size: int) -> None:
-    try:
-        reader = pacsv.open_csv(
-            info.path, parse_options=_CSV_PARSE, convert_options=_csv_convert(text_field, pair_field)
-        )
-        rows = sum(batch.num_rows for batch in reader)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise InputError(f"{info.path}: cannot read this CSV file ({' '.join(str(exc).split())})") from exc
-    info.rows = rows
-    info.schema = reader.schema
-    counted, offsets = _csv_record_starts(info.path, shard_size)
-    info.shard_offsets = offsets if counted == rows else []  # [] : read shards by skipping rows
-
-
-def _csv_record_starts(path: str, shard_size: int) -> tuple[int, list[tuple[int, int]]]:
-    """(data rows, (byte offset, line) of each shard's first row), records told apart by quote parity
-    (RFC 4180: a doubled quote inside a quoted field keeps the parity); blank lines are no rows."""
-    offsets: list[tuple[int, int]] = []
-    rows, position, quoted, header, start = 0, 0, False, True, (0, 1)
-    with open(path, "rb") as fh:
-        for line, raw in enumerate(fh, start=1):
-            begin = position
-            position += len(raw)
-            if not quoted:
-                if not raw.strip(b"\r\n"):
-                    continue
-                start = (begin, line)
-            if raw.count(b'"') % 2:
-                quoted = not quoted
-            if quoted:
-                continue
-            if header:
-                header = False
-            else:
-                if rows % shard_size == 0:
-                    offsets.append(start)
-                rows += 1
-    return rows, offsets
-
-
 def _scan_parquet(info: InputFile, text_field: str, pair_field: str | None) -> None:
     try:
         dataset = pads.dataset(info.path, format="parquet")
@@ -404,11 +371,17 @@ def iter_shard(
         chunks = _jsonl_chunks(info, shard, chunk_rows, text_field, pair_field)
     elif info.format == "csv":
         skip = 0 if shard.offset is not None else shard.start
-        chunks = _rechunk(_csv_batches(info, shard, text_field, pair_field), shard, chunk_rows, skip=skip)
+        chunks = _rechunk(csv_batches(info, shard, text_field, pair_field), shard, chunk_rows, skip=skip)
     else:
         chunks = _parquet_chunks(info, shard, chunk_rows)
+    unclosed = {row: line for _, _, line, row in info.bad_records}
     for chunk in chunks:
         _check_texts(chunk, text_field, pair_field)
+        for i in range(chunk.table.num_rows) if unclosed else ():
+            if chunk.first_row + i in unclosed:
+                chunk.reasons[i] = (
+                    f"line {unclosed[chunk.first_row + i]}: a quoted field opens there and is never closed"
+                )
         yield chunk
 
 
@@ -459,23 +432,6 @@ def _jsonl_chunks(
         raise InputError(f"{info.path}: ended at row {row}, the scan found {info.rows}: has it changed?")
     if records:
         yield flush()
-
-
-def _csv_batches(info: InputFile, shard: Shard, text_field: str, pair_field: str | None):
-    """Record batches from the shard's first row (its byte offset; else from the top, see _rechunk)."""
-    convert = _csv_convert(text_field, pair_field, info.schema)
-    try:
-        with open(info.path, "rb") as fh:
-            if shard.offset is not None:
-                fh.seek(shard.offset)
-                read = pacsv.ReadOptions(column_names=info.schema.names)
-            else:
-                read = pacsv.ReadOptions()
-            yield from pacsv.open_csv(
-                fh, read_options=read, parse_options=_CSV_PARSE, convert_options=convert
-            )
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise InputError(f"{info.path}: cannot read this CSV file ({' '.join(str(exc).split())})") from exc
 
 
 def _parquet_chunks(info: InputFile, shard: Shard, chunk_rows: int) -> Iterator[Chunk]:

@@ -34,7 +34,11 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", type=Path, help="bertrt bundle folder (token- or text-classification)")
-    parser.add_argument("data", type=Path, help="labelled data: IOB file (NER) or TSV/JSONL (classifier)")
+    parser.add_argument(
+        "data",
+        type=Path,
+        help="labelled data: IOB file (NER) or TSV/JSONL (classifier; a JSONL text_pair field makes a pair)",
+    )
     parser.add_argument(
         "--format",
         choices=["iob", "tsv", "jsonl"],

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..lines import lone_surrogate, parse_json_line, strip_line_end
+from ..lines import UTF8_BOM, lone_surrogate, parse_json_line, strip_line_end
 
 __all__ = [
     "Example",
@@ -38,7 +38,6 @@ __all__ = [
 ]
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
-_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -51,10 +50,17 @@ class Sentence:
 
 @dataclass(frozen=True)
 class Example:
-    """A text with its gold label (a label name, or an id of the model's id2label, as a str)."""
+    """A text (and its second text, for NLI and cross-encoders) with its gold label (a label name, or an
+    id of the model's id2label, as a str)."""
 
     text: str
     label: str
+    text_pair: str | None = None
+
+    @property
+    def input(self) -> str | dict:
+        """What a pipeline takes: the text, or ``{"text", "text_pair"}`` for a pair."""
+        return self.text if self.text_pair is None else {"text": self.text, "text_pair": self.text_pair}
 
 
 def _not_utf8(path: Path, lineno: int, offset: int, column: int, exc: UnicodeDecodeError) -> str:
@@ -88,7 +94,7 @@ def iter_lines(path: Path, errors: str = "strict") -> Iterator[tuple[int, str]]:
     with fh:
         for lineno, raw in enumerate(fh, 1):  # binary files iterate on b"\n" only
             start, offset, newline = offset, offset + len(raw), raw.endswith(b"\n")
-            skip = len(_UTF8_BOM) if lineno == 1 and raw.startswith(_UTF8_BOM) else 0
+            skip = len(UTF8_BOM) if lineno == 1 and raw.startswith(UTF8_BOM) else 0
             try:
                 text = raw[skip:].decode("utf-8", errors)
             except UnicodeDecodeError as exc:
@@ -261,13 +267,17 @@ def _jsonl_example(line: str, lineno: int, problems: list[str], first: bool) -> 
     if not isinstance(label, (str, int)) or isinstance(label, bool):
         problems.append(f"line {lineno}: label must be a str or int, got {type(label).__name__}")
         return None
-    return Example(obj["text"], str(label))
+    pair = obj.get("text_pair")
+    if pair is not None and not isinstance(pair, str):
+        problems.append(f"line {lineno}: text_pair must be a str (or null), got {type(pair).__name__}")
+        return None
+    return Example(obj["text"], str(label), pair)
 
 
 def read_labelled(path: str | Path, fmt: str | None = None) -> list[Example]:
     """Read ``(text, label)`` pairs from a TSV (``text TAB label``; a first non-blank line ``text TAB
     label`` is a header and skipped) or a JSONL file (``{"text": ..., "label": ...}``, label a str or
-    int). ``fmt`` is ``tsv`` or ``jsonl``; by default taken from the suffix (``.jsonl``/``.json``/
+    int; an optional ``text_pair`` str is the second text of a pair, as in ``bertrt batch`` and the API). ``fmt`` is ``tsv`` or ``jsonl``; by default taken from the suffix (``.jsonl``/``.json``/
     ``.ndjson`` -> jsonl). Blank lines are skipped."""
     path = Path(path)
     if not path.is_file():
@@ -302,11 +312,14 @@ def write_labelled(examples: list[Example], path: str | Path) -> Path:
     lines = []
     for i, ex in enumerate(examples):
         problem = None
-        if not (_unicode(ex.text) and _unicode(ex.label)):
+        pair = {} if ex.text_pair is None else {"text_pair": ex.text_pair}
+        if not (_unicode(ex.text) and _unicode(ex.label) and _unicode(ex.text_pair or "")):
             problem = "a lone surrogate in its text or label"
         elif jsonl:
-            lines.append(json.dumps({"text": ex.text, "label": ex.label}, ensure_ascii=False) + "\n")
+            lines.append(json.dumps({"text": ex.text, **pair, "label": ex.label}, ensure_ascii=False) + "\n")
             continue
+        elif pair:
+            problem = "a text pair, which TSV cannot hold (write JSONL)"
         clean = " ".join(ex.text.split())
         if problem is None and (not clean or not ex.label.strip() or any(c in ex.label for c in "\t\n\r")):
             problem = f"text {ex.text!r} or label {ex.label!r} does not fit 'text<TAB>label'"

@@ -16,6 +16,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ..bundle import read_metadata
@@ -216,7 +217,7 @@ def evaluate_classifier(
     to_name = _gold_mapper(id2label)
     gold = [to_name(e.label) for e in examples]
     start = time.perf_counter()
-    results = _run_batched(pipe_fn, [e.text for e in examples], chunk, desc)
+    results = _run_batched(pipe_fn, [e.input for e in examples], chunk, desc)
     wall = time.perf_counter() - start
     pred = [str(_top_label(r)) for r in results]
     metrics = classifier_metrics(gold, pred)
@@ -230,8 +231,38 @@ def evaluate_classifier(
 # ------------------------------------------------------------------------------------- systems
 
 
-def pytorch_pipeline(task: str, checkpoint: str | Path, *, batch_size: int = 32, threads: int | None = None):
+def check_reference(task: str, id2label: dict, config: dict, checkpoint) -> None:
+    """InputError when ``checkpoint`` (its ``config``) is no reference for a ``task`` bundle with labels
+    ``id2label``: another head's task, or other labels, would be scored as if they were the bundle's."""
+    from ..tasks import task_of_architecture
+
+    archs = config.get("architectures") or []
+    theirs = {t for t in (task_of_architecture(a) for a in archs) if t}
+    if theirs and task not in theirs:
+        raise InputError(
+            f"--pytorch {checkpoint}: a {', '.join(sorted(theirs))} checkpoint ({', '.join(archs)}), no "
+            f"reference for this {task} bundle"
+        )
+    labels = sorted({str(v) for v in (config.get("id2label") or {}).values()})
+    ours = sorted({str(v) for v in id2label.values()})
+    if labels and ours and labels != ours:
+        raise InputError(
+            f"--pytorch {checkpoint}: its labels ({', '.join(labels[:12])}) are not the bundle's "
+            f"({', '.join(ours[:12])}); pass the checkpoint the bundle was exported from"
+        )
+
+
+def pytorch_pipeline(
+    task: str,
+    checkpoint: str | Path,
+    *,
+    batch_size: int = 32,
+    threads: int | None = None,
+    id2label: dict | None = None,
+):
     """The reference: ``transformers.pipeline`` on PyTorch (CPU), NER with ``aggregation_strategy="first"``.
+    With ``id2label`` (the bundle's labels), a checkpoint of another task or other labels is refused
+    (:func:`check_reference`).
 
     Needs ``bertrt[export]`` (torch, transformers); without it a :class:`~bertrt.errors.BertrtError` says so.
     """
@@ -245,6 +276,8 @@ def pytorch_pipeline(task: str, checkpoint: str | Path, *, batch_size: int = 32,
             f"the PyTorch reference (--pytorch) needs torch and transformers ({exc}): "
             "pip install 'bertrt[export]'"
         ) from exc
+    if id2label is not None:
+        check_reference(task, id2label, pipe.model.config.to_dict(), checkpoint)
     call_kwargs = {"truncation": True} if task == CLS else {}
     return lambda texts: sorted_call(lambda t: pipe(t, batch_size=batch_size, **call_kwargs), texts)
 
@@ -357,13 +390,13 @@ def evaluate_bundle(
         _warn_unknown(task, unknown, id2label, name)
     if task == CLS:  # gold ids -> label names, once
         to_name = _gold_mapper(id2label)
-        items = [Example(e.text, to_name(e.label)) for e in items]
+        items = [replace(e, label=to_name(e.label)) for e in items]
 
     systems: dict[str, tuple[str, Callable]] = {}
     if checkpoint is not None:
         systems["pytorch"] = (
             "transformers pipeline (PyTorch fp32)",
-            pytorch_pipeline(task, checkpoint, batch_size=batch_size, threads=threads),
+            pytorch_pipeline(task, checkpoint, batch_size=batch_size, threads=threads, id2label=id2label),
         )
     systems.update(ours)
     results: dict[str, dict] = {}

@@ -96,6 +96,11 @@ class FillMask(Task):
                 log.warning(
                     "target %r is not in the vocabulary; using %r", target, pipe.tokenizer.id_to_token(index)
                 )
+            rows = pipe.tokenizer.embedding_rows
+            if rows is not None and index >= rows:
+                raise InputError(
+                    f"target {target!r} (id {index}) has no row in the model's embedding (ids 0..{rows - 1})"
+                )
             ids.append(index)
         if not ids:
             raise InputError("at least one target must be provided when targets= is passed")
@@ -107,9 +112,12 @@ class FillMask(Task):
         masks = [mask_positions(enc.ids, opts.mask_id) for enc in encodings]
         missing = [i for i, m in enumerate(masks) if m.size == 0]
         if missing:
+            problem = f"no mask token ({tok.mask_token}) (after truncation to {tok.max_length} tokens)"
             raise InputError(
                 f"no mask token ({tok.mask_token}) in the input at index(es) "
-                f"{', '.join(map(str, missing[:20]))} (after truncation to {tok.max_length} tokens)"
+                f"{', '.join(map(str, missing[:20]))} (after truncation to {tok.max_length} tokens)",
+                items=missing,
+                problem=problem,
             )
         return _Masked(encodings, masks)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import classification
+from ..errors import InputError
 from .base import UNSET, Cli, Encoding, Option, Task, positive_int_or_all
 
 __all__ = ["TASK", "TextClassification"]
@@ -49,12 +50,20 @@ class TextClassification(Task):
             classification.FUNCTIONS,
             help="scores from logits (default: from the model's problem_type and number of labels)",
         ),
+        # transformers' spellings, accepted for a drop-in swap (not command-line flags)
+        Option("truncation", bool | str, True, help="True (always: to the model's max length)", cli=None),
+        Option(
+            "return_all_scores", bool, None, help="deprecated: True is top_k=None, False top_k=1", cli=None
+        ),
     )
 
     def check_options(self, pipe, options: Mapping) -> _Options:
         self.reject_unknown(options)
+        _check_truncation(options.get("truncation", True))
         legacy = "top_k" not in options
         top_k = 1 if legacy else classification.check_top_k(options["top_k"])
+        if legacy and options.get("return_all_scores"):  # transformers: every label, the legacy shape
+            top_k = None
         function = classification.check_function(options.get("function_to_apply"))
         if function is None:
             function = classification.default_function(pipe.bundle.problem_type, pipe.num_labels)
@@ -69,6 +78,16 @@ class TextClassification(Task):
             # transformers: a str with no top_k gives [dict]; a text-pair dict gives the dict itself.
             return [results[0]] if "top_k" not in options and isinstance(inputs, str) else results[0]
         return results
+
+
+def _check_truncation(value) -> None:
+    """bertrt truncates every text to the model's max length (transformers' ``truncation=True``)."""
+    if value is True or value == "longest_first":
+        return
+    raise InputError(
+        f"truncation={value!r} is not supported: bertrt always truncates to the model's max length "
+        "(truncation=True, the default)"
+    )
 
 
 TASK = TextClassification()

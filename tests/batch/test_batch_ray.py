@@ -42,6 +42,34 @@ def job(tiny_bundle, tmp_path_factory):
     return bundle, source, texts, local
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# (before the tests that start a local Ray: this module's Ray stays up until its end)
+def test_ray_address_with_no_cluster_fails_fast_naming_it_before_writing(job, tmp_path):
+    import time
+
+    from bertrt.errors import BertrtError
+
+    if ray.is_initialized():  # a Ray started in this process is joined whatever the address
+        pytest.skip("a Ray is running in this process")
+    bundle, source, _, _ = job
+    address = f"127.0.0.1:{_closed_port()}"
+    out = tmp_path / "never"
+    start = time.monotonic()
+    with pytest.raises(BertrtError, match=rf"no Ray cluster answers at {address}"):
+        bertrt.batch.run(bundle, source, out, task_options=OPTIONS, ray=address, progress=False)
+    assert time.monotonic() - start < bertrt.ray.CONNECT_TIMEOUT_S + 5
+    assert not out.exists()  # nothing written
+    with pytest.raises(InputError, match="HOST:PORT"):
+        bertrt.ray.check_reachable("no-port-here")
+
+
 @pytest.mark.parametrize(  # shipping the bundle through the object store: the slow run
     "ship", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["shared-path", "object-store"]
 )

@@ -13,8 +13,8 @@ from bertrt.errors import InputError
 from .data import write_rows
 
 
-def _scan(path, shard_size=4, text="text", pair=None, id_field=None):
-    return sources.scan_file(path, text, pair, id_field, shard_size)
+def _scan(path, shard_size=4, text="text", pair=None, id_field=None, on_error="fail"):
+    return sources.scan_file(path, text, pair, id_field, shard_size, on_error)
 
 
 def _all_rows(info, shard_size, chunk_rows, text="text"):
@@ -136,15 +136,79 @@ def test_resolve_inputs_file_folder_glob_and_output_excluded(tmp_path):
         sources.resolve_inputs(str(tmp_path / "*.xyz"))
 
 
-def test_csv_with_a_stray_quote_falls_back_to_skipping_rows(tmp_path):
+def test_csv_with_a_stray_quote_keeps_every_row(tmp_path):
     path = tmp_path / "in.csv"
     body = ['1,"quoted, with\nnewline"', '2,a 5" screen', "3,plain", "", "4,last"]
     path.write_text("id,text\n" + "\n".join(body) + "\n")
     info = _scan(path, shard_size=2)
-    assert info.rows == 4 and info.shard_offsets == []  # parity disagrees with pyarrow: no offsets
+    assert info.rows == 4 and len(info.shard_offsets) == 2  # a quote inside a field opens nothing
     rows, _ = _all_rows(info, 2, 1)
     assert [r["id"] for r in rows] == [1, 2, 3, 4] and rows[1]["text"] == 'a 5" screen'
     clean = write_rows([{"id": i, "text": f'say ""{i}""\nok'} for i in range(5)], tmp_path / "clean.csv")
     info = _scan(clean, shard_size=2)
     assert len(info.shard_offsets) == 3
     assert [r["id"] for r in _all_rows(info, 2, 1)[0]] == list(range(5))
+
+
+@pytest.mark.parametrize("shard_size", [4, 1000])
+def test_csv_unclosed_quote_is_a_file_error_naming_its_line_not_a_merged_row(tmp_path, shard_size):
+    path = tmp_path / "in.csv"
+    rows = [f"{i},row {i}" for i in range(30)]
+    rows[9] = '9,"opens here and never closes'
+    path.write_text("id,text\n" + "\n".join(rows) + "\n")
+    with pytest.raises(
+        InputError, match=r"in\.csv: line 11 \(row 10\): a quoted field opens there and is never"
+    ):
+        _scan(path, shard_size=shard_size)
+    # a quote that does not open a field is text, and "" inside a quoted field is a quote: no error
+    path.write_text('id,text\n1,"a ""b"",\nc"\n2,5" screen\n3,"x"\n')
+    assert [r["text"] for r in _all_rows(_scan(path, shard_size=1), 1, 1)[0]] == [
+        'a "b",\nc',
+        '5" screen',
+        "x",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("empty.jsonl", b""),
+        ("blank.jsonl", b"\n \n"),
+        ("bom.jsonl", b"\xef\xbb\xbf\n"),
+        ("empty.csv", b""),
+        ("bom.csv", b"\xef\xbb\xbf\r\n"),
+    ],
+)
+def test_an_empty_file_has_zero_rows(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    info = _scan(path, pair="pair", id_field="key")
+    assert info.rows == 0 and sources.plan_shards([info], 4) == []
+    assert {"text", "pair", "key"} <= set(info.schema.names)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_leading_byte_order_mark_is_dropped(tmp_path, suffix):
+    path = write_rows([{"text": f"t{i}"} for i in range(5)], tmp_path / f"in{suffix}")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    info = _scan(path, shard_size=2)
+    assert info.rows == 5 and info.schema.names == ["text"]
+    rows, reasons = _all_rows(info, 2, 2)
+    assert [r["text"] for r in rows] == [f"t{i}" for i in range(5)] and reasons == {}
+
+
+@pytest.mark.parametrize(("shard_size", "chunk_rows"), [(4, 3), (1000, 7)])
+def test_csv_unclosed_quote_with_skip_is_one_bad_row_and_absorbs_nothing(tmp_path, shard_size, chunk_rows):
+    path = tmp_path / "in.csv"
+    rows = [f"{i},row {i}" for i in range(30)]
+    rows[9] = '9,"opens here and never closes'
+    path.write_text("id,text\n" + "\n".join(rows) + "\n")
+    info = _scan(path, shard_size=shard_size, on_error="skip")
+    assert info.rows == 30 and [b[2:] for b in info.bad_records] == [(11, 9)]
+    assert len(info.shard_offsets) == len(sources.plan_shards([info], shard_size))  # read from offsets
+    for kept in (info, info.light()):  # (without offsets: by skipping rows) kept in the manifest
+        kept = sources.InputFile.from_json(kept.to_json())
+        got, reasons = _all_rows(kept, shard_size, chunk_rows)
+        assert [r["id"] for r in got] == [None if i == 9 else i for i in range(30)]
+        assert [r["text"] for r in got][10] == "row 10"  # the next line is a row of its own again
+        assert reasons == {9: "line 11: a quoted field opens there and is never closed"}

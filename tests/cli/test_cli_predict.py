@@ -502,3 +502,72 @@ def test_unexpected_errors_exit_1_with_one_line(runtime_bundle, monkeypatch, cap
     code, out, err = _cli(["predict", folder, "--precision", "fp32", "a", "b"], monkeypatch, capsys)
     assert code == 1 and out == "" and "Traceback" not in err
     assert err.strip() == "bertrt predict: error: RuntimeError: onnxruntime failed with a second line"
+
+
+@pytest.mark.parametrize("jsonl", [False, True])
+def test_a_leading_byte_order_mark_on_stdin_is_no_text(runtime_bundle, jsonl, monkeypatch, capsys):
+    folder = runtime_bundle("bert", "token-classification")
+    lines = (
+        ['{"text": "Maria loves Groningen."}', '{"text": "x"}'] if jsonl else ["Maria loves Groningen.", "x"]
+    )
+    argv = ["predict", str(folder), "--precision", "fp32"] + (["--jsonl"] if jsonl else [])
+    code, out, err = _run(argv, "\ufeff" + "\n".join(lines) + "\n", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0, err
+    first = json.loads(out.splitlines()[0])
+    if not jsonl:
+        assert first["text"] == "Maria loves Groningen."
+    _, plain, _ = _run(
+        ["predict", str(folder), "--precision", "fp32", "Maria loves Groningen."],
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
+    assert first["result"] == json.loads(plain)["result"]  # same entity offsets as without the mark
+
+
+def test_list_flags_take_one_value_each_so_texts_after_them_stay_texts(runtime_bundle, monkeypatch, capsys):
+    ner = runtime_bundle("bert", "token-classification")
+    argv = ["predict", str(ner), "--precision", "fp32", "--aggregation-strategy", "first"]
+    code, out, err = _run(
+        argv + ["--ignore-labels", "O", "--ignore-labels", "MISC", "Maria flew to Groningen", "x"],
+        "stdin is never read when texts are given\n",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["text"] for line in lines] == ["Maria flew to Groningen", "x"]
+    assert all(e["entity_group"] not in ("O", "MISC") for line in lines for e in line["result"])
+    mask = runtime_bundle("bert", "fill-mask")
+    code, out, err = _run(
+        [
+            "predict",
+            str(mask),
+            "--precision",
+            "fp32",
+            "--targets",
+            "a",
+            "--targets",
+            "b",
+            "Maria [MASK] here.",
+        ],
+        "stdin is never read\n",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
+    assert code == 0, err
+    assert json.loads(out)["text"] == "Maria [MASK] here." and len(json.loads(out)["result"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("texts", "stdin", "where"),
+    [(["a [MASK]", "no mask"], "", "TEXT argument 2"), ([], "a [MASK]\n\nno mask\n", "lines 2, 3")],
+)
+def test_fill_mask_without_a_mask_names_the_line_or_argument(
+    runtime_bundle, texts, stdin, where, monkeypatch, capsys
+):
+    folder = runtime_bundle("bert", "fill-mask")
+    code, out, err = _run(
+        ["predict", str(folder), "--precision", "fp32", *texts], stdin, monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 1 and out == ""
+    assert f"{where}: no mask token" in err and "index" not in err

@@ -888,3 +888,55 @@ def test_mixed_iob1_and_iob2_gold_is_scored_by_chunks():
     iob2 = [["B-PER", "I-PER", "B-PER", "O", "B-LOC"]]
     assert bev.ner_metrics(iob1, iob2)["micro"]["f1"] == 100.0
     assert bev.ner_metrics(iob1, iob2)["micro"]["support"] == 3
+
+
+def test_eval_scores_text_pairs_not_the_first_text_alone(tiny_bundle, tmp_path):
+    import bertrt
+
+    bundle = tiny_bundle("bert", "text-classification")
+    pairs = [("A man sleeps.", "Nobody is awake."), ("A man sleeps.", "A person rests."), ("Hi", "there")]
+    pipe = bertrt.pipeline(None, bundle, precision="fp32")
+    expected = [r["label"] for r in pipe([{"text": a, "text_pair": b} for a, b in pairs])]
+    data = tmp_path / "nli.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"text": a, "text_pair": b, "label": y}) + "\n" for (a, b), y in zip(pairs, expected)
+        )
+    )
+    examples = readers.read_labelled(data)
+    assert examples[0] == readers.Example("A man sleeps.", expected[0], "Nobody is awake.")
+    assert readers.read_labelled(readers.write_labelled(examples, tmp_path / "back.jsonl")) == examples
+    with pytest.raises(InputError, match="TSV cannot hold"):
+        readers.write_labelled(examples, tmp_path / "back.tsv")
+    ev = bev.evaluate_bundle(bundle, data, precisions=("fp32",), threads=1)
+    assert ev["systems"]["bertrt-fp32"]["accuracy"] == 100.0
+    seen = []
+    bev.evaluate_classifier(
+        lambda items: seen.extend(items) or [{"label": "positive", "score": 1.0}] * len(items), examples
+    )
+    assert seen == [{"text": a, "text_pair": b} for a, b in pairs]  # what the system is given
+
+
+def test_eval_refuses_a_pytorch_reference_of_another_task_or_labels(
+    tiny_bundle, tiny_checkpoint, tmp_path, capsys
+):
+    import shutil
+
+    from bertrt.cli import main
+
+    ner = tiny_bundle("bert", "token-classification")
+    cls_checkpoint = tiny_checkpoint("bert", "text-classification")
+    data = _tiny_iob(tmp_path / "tiny.iob")
+    out = tmp_path / "out"
+    argv = ["eval", str(ner), str(data), "--precision", "fp32", "--out", str(out), "--pytorch"]
+    assert main([*argv, str(cls_checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert "a text-classification checkpoint" in err and "no reference for this token-classification" in err
+    assert not (out / "eval.json").exists()
+    relabelled = shutil.copytree(tiny_checkpoint("bert", "token-classification"), tmp_path / "relabelled")
+    config = json.loads((relabelled / "config.json").read_text())
+    config["id2label"] = {k: f"X-{v}" for k, v in config["id2label"].items()}
+    config["label2id"] = {v: int(k) for k, v in config["id2label"].items()}
+    (relabelled / "config.json").write_text(json.dumps(config))
+    assert main([*argv, str(relabelled)]) == 1
+    assert "are not the bundle's" in capsys.readouterr().err

@@ -290,8 +290,15 @@ def test_tokenizer_larger_than_the_embedding(ner_copy):
             }
         ),
     )
-    with pytest.raises(BundleError, match=f"can emit id {rows}"):
-        bertrt.pipeline(None, ner_copy, precision="fp32", verify=False)
+    # issue 18 item 11: a tokenizer with added tokens past the embedding (CamemBERT's <s>NOTUSED) loads;
+    # a text producing such an id is refused naming the token, every other text runs
+    pipe = bertrt.pipeline(None, ner_copy, precision="fp32", verify=False)
+    assert pipe(["Maria loves Groningen.", "John"]) and pipe.tokenizer.vocab_size == rows
+    with pytest.raises(InputError, match=rf"index\(es\) 1: token '<extra>' \(id {rows}\) has no row") as info:
+        pipe(["fine", "not <extra> here", "fine"])
+    assert info.value.items == (1,)
+    with pytest.raises(InputError, match="'<extra>'"):
+        pipe("<extra>", aggregation_strategy="first", stride=2)  # NER windows are checked the same way
 
 
 def test_ner_label_count_must_match_the_logits(optimum_folder, tmp_path):

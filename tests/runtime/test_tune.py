@@ -187,3 +187,11 @@ def test_labelled_data_gates_on_the_gold_score(ner_folder, tmp_path):
         bertrt.errors.InputError, match="labelled data is scored for .* this one is fill-mask"
     ):
         tune._load_labelled("fill-mask", path)
+
+
+def test_nothing_could_run_is_an_error_not_a_result(ner_folder, capsys):
+    args = ["tune", str(ner_folder), "--backends", "onnxruntime", "--precisions", "bf16", "--repeats", "1"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "no candidate could run" in err and "onnxruntime bf16" in err
+    assert not (ner_folder / backends.TUNING_FILE).exists()

@@ -142,6 +142,7 @@ def test_predict_flags_keep_their_spelling():
             "all",
             "--targets",
             "a",
+            "--targets",  # one value per list flag, repeated (issue 18 item 5)
             "b",
             "--ignore-labels",
             "--normalize",
