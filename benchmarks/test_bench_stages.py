@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bertrt import classification, embeddings, ner
 from bertrt.batching import pad_batch, plan_batches, run_batched
+from bertrt.tasks import feature_extraction as embeddings
+from bertrt.tasks import text_classification as classification
+from bertrt.tasks import token_classification as ner
 
 
 @pytest.fixture(scope="module")

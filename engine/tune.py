@@ -4,24 +4,26 @@ the fastest candidate that passes the accuracy and batch-invariance gates, write
 For each candidate (a pipeline at backend, precision, threads) on the sample texts (``--texts FILE``, one
 text a line, else :data:`SAMPLE_TEXTS`):
 
-1. **accuracy** against the reference, onnxruntime fp32 at batch 32 (:func:`compare`): NER entity F1 with
-   the reference's entities as gold (``entity_f1``) and the share of texts with identical entities
-   (``agreement``); labels / fill-mask top tokens: ``agreement``; embeddings: ``cosine_min`` /
-   ``cosine_mean`` over the texts;
+1. **accuracy** against the reference, onnxruntime fp32 at batch 32: the task's figures
+   (:meth:`bertrt.tasks.base.Task.agreement`; NER entity F1 with the reference's entities as gold and
+   the share of texts with identical entities, labels / fill-mask top tokens ``agreement``, embeddings
+   ``cosine_min`` / ``cosine_mean``);
 2. **batch invariance**: the same figures between the candidate at batch 1 and at batch 32;
 3. **speed**: texts/s of the whole pipeline (text in, result out) at each batch size, ``repeats`` runs,
    median with min-max. A candidate's speed is that of its best batch size.
 
-With ``--labelled FILE`` (IOB for NER, TSV/JSONL for classifiers, as ``bertrt eval`` reads them; needs
-``bertrt[eval]`` for NER) the labelled texts are the sample (unless ``--texts`` is given too) and every
-candidate is also scored against the gold labels at batch 32: ``labelled.f1`` (seqeval micro F1, NER with
-``aggregation_strategy="first"``) or ``labelled.accuracy``, in points, and its difference from the fp32
-reference's score, ``labelled.f1_delta`` / ``labelled.accuracy_delta``, gated at :data:`LABELLED_GATES`
+With ``--labelled FILE`` (the data ``bertrt eval`` reads for the task: IOB for NER, TSV/JSONL for
+classifiers; ``bertrt[eval]`` for NER) the labelled texts are the sample (unless ``--texts`` is given too)
+and every candidate is also scored against the gold labels at batch 32 with the task's evaluation metric
+(:attr:`bertrt.tasks.base.Task.evaluation`: ``labelled.f1``, seqeval micro F1 with
+``aggregation_strategy="first"``, or ``labelled.accuracy``), in points, and its difference from the fp32
+reference's score, ``labelled.f1_delta`` / ``labelled.accuracy_delta``, gated at :data:`LABELLED_LOSS`
 (lose at most 0.5 points).
 
-A candidate passes when every figure of its task meets :data:`DEFAULT_GATES` (``--gate NAME=MIN``
-overrides one: ``accuracy.entity_f1=0.9``). The winner is the fastest candidate that passes; the fastest
-passing one per precision is kept too (``by_precision``), for ``pipeline(precision=...)``.
+A candidate passes when every figure meets the task's gates (:attr:`bertrt.tasks.base.Task.gates`;
+``--gate NAME=MIN`` overrides one: ``accuracy.entity_f1=0.9``). The winner is the fastest candidate that
+passes; the fastest passing one per precision is kept too (``by_precision``), for
+``pipeline(precision=...)``.
 
 ``tuning.json`` (``{"schema_version": 1, "format": "bertrt-tuning", "machines": {cpu key: entry}}``): one
 entry per CPU key (:func:`bertrt.backends.cpu_key`: model name, instruction-set flags, cores), so a bundle
@@ -44,18 +46,17 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__, backends
 from .errors import BackendError, BertrtError, InputError, ModelFileNotFoundError, UsageError
+from .tasks import get_task
 
 __all__ = [
-    "DEFAULT_GATES",
-    "LABELLED_GATES",
+    "LABELLED_LOSS",
     "SAMPLE_TEXTS",
     "add_arguments",
     "compare",
     "format_report",
+    "gates_of",
     "run",
     "tune",
 ]
@@ -65,22 +66,30 @@ log = logging.getLogger("bertrt")
 SCHEMA_VERSION = 1
 FORMAT = "bertrt-tuning"
 
-#: gate name -> minimum, per task; "accuracy.*" against onnxruntime fp32, "invariance.*" batch 1 vs 32
-DEFAULT_GATES = {
-    "token-classification": {
-        "accuracy.entity_f1": 0.95,
-        "invariance.agreement": 0.999,
-    },
-    "text-classification": {"accuracy.agreement": 0.98, "invariance.agreement": 0.999},
-    "fill-mask": {"accuracy.agreement": 0.9, "invariance.agreement": 0.999},
-    "feature-extraction": {"accuracy.cosine_min": 0.98, "invariance.cosine_min": 0.9999},
-}
-
 #: with labelled data: the largest loss against the fp32 reference's gold score, in points (a minimum)
-LABELLED_GATES = {
-    "token-classification": {"labelled.f1_delta": -0.5},
-    "text-classification": {"labelled.accuracy_delta": -0.5},
-}
+LABELLED_LOSS = -0.5
+
+
+def gates_of(task: str, labelled: bool = False) -> dict[str, float]:
+    """The default gates of ``task`` (its :attr:`~bertrt.tasks.base.Task.gates`), with the labelled-data
+    gate when ``labelled``; InputError when the task has none."""
+    spec = get_task(task)
+    if not spec.gates:
+        raise InputError(f"bertrt tune does not gate {spec.name} results (the task declares no gates)")
+    gates = dict(spec.gates)
+    if labelled:
+        gates[f"labelled.{_evaluation(spec).metric}_delta"] = LABELLED_LOSS
+    return gates
+
+
+def _evaluation(spec):
+    if spec.evaluation is None:
+        from . import tasks
+
+        scored = [name for name in tasks.TASKS if get_task(name).evaluation is not None]
+        raise InputError(f"labelled data is scored for {', '.join(scored)} bundles; this one is {spec.name}")
+    return spec.evaluation
+
 
 #: the built-in sample: short and long sentences with names, places and organisations
 SAMPLE_TEXTS = (
@@ -118,101 +127,44 @@ SAMPLE_TEXTS = (
     "The hotel near Lake Geneva was quiet, clean and far too expensive for what it offered.",
 )
 
-_DISCRETE = ("token-classification", "text-classification", "fill-mask")
-
-
-def _signature(task: str, result):
-    if task == "token-classification":
-        return tuple((e.get("entity_group", e.get("entity")), e["start"], e["end"]) for e in result)
-    if task == "text-classification":
-        first = result if isinstance(result, dict) else result[0]
-        return first["label"]
-    if task == "fill-mask":
-        first = result[0]
-        return first[0]["token"] if isinstance(first, list) else first["token"]
-    raise InputError(f"bertrt tune does not know how to compare {task} results")
-
-
-def _entity_f1(gold: list, pred: list) -> float:
-    g = {(i, e) for i, ents in enumerate(gold) for e in ents}
-    p = {(i, e) for i, ents in enumerate(pred) for e in ents}
-    if not g and not p:
-        return 1.0
-    tp = len(g & p)
-    return 2 * tp / (len(g) + len(p)) if (g or p) else 1.0
-
 
 def compare(task: str, reference: list, candidate: list) -> dict:
     """Agreement figures of ``candidate`` results with ``reference`` ones (same texts, same order)."""
-    if task == "feature-extraction":
-        cos = []
-        for a, b in zip(reference, candidate):
-            a = np.asarray(a, dtype=np.float64).ravel()
-            b = np.asarray(b, dtype=np.float64).ravel()
-            denom = float(np.linalg.norm(a) * np.linalg.norm(b))
-            cos.append(float(a @ b) / denom if denom else float(np.array_equal(a, b)))
-        return {"cosine_min": round(min(cos), 6), "cosine_mean": round(float(np.mean(cos)), 6)}
-    ref = [_signature(task, r) for r in reference]
-    got = [_signature(task, r) for r in candidate]
-    figures = {"agreement": round(float(np.mean([a == b for a, b in zip(ref, got)])), 6)}
-    if task == "token-classification":
-        figures["entity_f1"] = round(_entity_f1(ref, got), 6)
-    return figures
+    return get_task(task).agreement(reference, candidate)
 
 
-def _sample(task: str, texts, pipe) -> tuple[list[str], str]:
+def _sample(task: str, texts, pipe) -> tuple[list, str]:
     if texts is None:
         texts, source = list(SAMPLE_TEXTS) * 2, f"built-in sample ({len(SAMPLE_TEXTS)} sentences x 2)"
     else:
         texts, source = list(texts), "given texts"
     if not texts:
         raise InputError("bertrt tune needs at least one text")
-    if task == "fill-mask":  # one mask in the middle of each text
-        mask = pipe.tokenizer.mask_token
-        masked = []
-        for text in texts:
-            words = text.split() or ["x"]
-            words[len(words) // 2] = mask
-            masked.append(" ".join(words))
-        texts = masked
-    return texts, source
+    return get_task(task).tune_sample(pipe, texts), source
 
 
 def _load_labelled(task: str, labelled) -> tuple[list, list[str]]:
     """(items, their texts) of the labelled data (a path, or bertrt.evaluate items)."""
-    from .evaluate.align import token_spans
-    from .evaluate.metrics import require_seqeval
-    from .evaluate.runner import _load_items
+    from .evaluate import runner
 
-    if task not in LABELLED_GATES:
-        raise InputError(
-            f"labelled data is scored for {', '.join(LABELLED_GATES)} bundles; this one is {task}"
-        )
-    if task == "token-classification":
-        require_seqeval()  # before any candidate runs
-    items, _ = _load_items(labelled, task, None, None)
+    _evaluation(get_task(task))
+    runner.require_metric(task)  # before any candidate runs
+    items, _ = runner._load_items(labelled, task, None, None)
     if not items:
         raise InputError("the labelled data has no items")
-    if task == "token-classification":
-        return items, [token_spans(s.tokens)[0] for s in items]
-    return items, [e.text for e in items]
+    return items, runner.item_texts(task, items)
 
 
 def _labelled_score(task: str, pipe, items: list) -> float:
-    """Gold score of ``pipe`` at batch 32, in points: NER micro F1 or classification accuracy."""
-    from .evaluate.runner import evaluate_classifier, evaluate_ner
+    """Gold score of ``pipe`` at batch 32, in points (the task's evaluation metric)."""
+    from .evaluate import runner
 
-    if task == "token-classification":
+    options = dict(_evaluation(get_task(task)).options)
 
-        def run_ner(texts):
-            return pipe(texts, batch_size=32, aggregation_strategy="first")
+    def system(texts):
+        return pipe(texts, batch_size=32, **options)
 
-        return float(evaluate_ner(run_ner, items, desc="tune")["micro"]["f1"])
-
-    def run_cls(texts):
-        return pipe(texts, batch_size=32)
-
-    return float(evaluate_classifier(run_cls, items, id2label=pipe.id2label, desc="tune")["accuracy"])
+    return runner.headline(task, runner.score(task, system, items, id2label=pipe.id2label, desc="tune"))
 
 
 def _default_factory(task, bundle, backend, precision, threads):
@@ -282,8 +234,7 @@ def tune(
         raise InputError("batch sizes and repeats must be positive")
     reference = _default_factory(None, root, "onnxruntime", "fp32", None)
     task = reference.task
-    if task not in DEFAULT_GATES:
-        raise InputError(f"bertrt tune does not gate {task} results; tasks: {', '.join(DEFAULT_GATES)}")
+    task_gates = gates_of(task, labelled=labelled is not None)
     items, labelled_record, metric = None, None, None
     if labelled is not None:
         items, labelled_texts = _load_labelled(task, labelled)
@@ -293,10 +244,8 @@ def tune(
     if items is not None and texts is labelled_texts:
         source = f"the labelled data ({len(items)} items)"
     expected = reference(sample, batch_size=32)
-    task_gates = dict(DEFAULT_GATES[task])
     if items is not None:
-        task_gates.update(LABELLED_GATES[task])
-        metric = "f1" if task == "token-classification" else "accuracy"
+        metric = _evaluation(reference.spec).metric
         reference_score = _labelled_score(task, reference, items)
         labelled_record = {"items": len(items), f"reference_{metric}": reference_score}
     for name, minimum in (gates or {}).items():

@@ -19,7 +19,7 @@ from bertrt import hub
 from bertrt.architectures import ARCHITECTURES, get_architecture, supported_list
 from bertrt.errors import ExportError, TaskError, UnsupportedModelError
 from bertrt.hub import hub_reachable as _hub_reachable  # the reachability probe (tests replace it)
-from bertrt.tasks import compatible_tasks, get_task, infer_task, normalize_task
+from bertrt.tasks import ENCODER_TASK, compatible_tasks, get_task, infer_task, normalize_task
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
@@ -123,7 +123,7 @@ def resolve_task(config: dict, task: str | None) -> tuple[str, str | None]:
         return infer_task(config), architecture
     task = normalize_task(task)
     if architecture is not None:
-        allowed = compatible_tasks(architecture) or ("feature-extraction",)
+        allowed = compatible_tasks(architecture) or (ENCODER_TASK,)
         if task not in allowed:
             raise TaskError(
                 f"task {task!r} does not match the checkpoint's head {architecture}; it can be exported for: "

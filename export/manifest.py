@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bertrt.bundle import MANIFEST, SCHEMA_VERSION, file_sha256
 from bertrt.cpu import installed_versions
+from bertrt.tasks import get_task
 
 __all__ = [
     "FORMAT",
@@ -66,9 +67,7 @@ def build_manifest(
     opset,
     extra=None,
 ) -> dict:
-    id2label = (
-        getattr(config, "id2label", None) if task in ("text-classification", "token-classification") else None
-    )
+    id2label = getattr(config, "id2label", None) if get_task(task).labels else None
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "format": FORMAT,

@@ -28,6 +28,7 @@ import numpy as np
 
 from bertrt.bundle import OPENVINO_FILE, OPENVINO_INT8_FILE, ir_weights_file
 from bertrt.errors import BackendError, BundleError, ExportError, ValidationError
+from bertrt.tasks import get_task
 
 __all__ = ["IR_FILES", "IR_MODES", "check_available", "check_mode", "precisions", "write_ir"]
 
@@ -161,7 +162,7 @@ def write_ir(
         names += [xml, weights]
     del model  # nncf cannot compress another model of the same file while this one's nodes live
 
-    output_name = "last_hidden_state" if task == "feature-extraction" else "logits"
+    output_name = get_task(task).output
     batches = validate.sample_batches(
         tokenizer, task, max_length, token_type_ids="token_type_ids" in validate.graph_input_names(fp32_onnx)
     )

@@ -1,26 +1,20 @@
 """Pipeline results as typed Arrow arrays: one ``result`` column whose type is fixed before the first row.
 
-==================== ======================================================================================
-task (options)       Arrow type of ``result``
-==================== ======================================================================================
-token-classification ``list<struct<entity: string, score: float32, index: int32, word: string, start: int32,
-(no aggregation)     end: int32>>`` (one entry per token, as the pipeline returns them)
-token-classification ``list<struct<entity_group: string, score: float32, word: string, start: int32,
-(aggregated)         end: int32>>``
-text-classification  ``struct<label: string, score: float32>`` (no ``top_k``: the best label);
-                     ``list<struct<label: string, score: float32>>`` with ``top_k`` (a number or all)
-feature-extraction   pooled (``pooling`` mean/cls/max): ``fixed_size_list<float32>[dim]``; no pooling:
-                     ``list<fixed_size_list<float32>[dim]>`` (one vector per token: the pipeline's
-                     (1, tokens, dim) array without its leading 1); ``pooling=words``:
-                     ``struct<words: list<string>, offsets: list<fixed_size_list<int32>[2]>,
-                     vectors: list<fixed_size_list<float32>[dim]>>``
-fill-mask            ``list<list<struct<score: float32, token: int32, token_str: string,
-                     sequence: string>>>``: one list per mask, also when a text has a single mask
-any other task       ``string``: the result as JSON
-==================== ======================================================================================
+Each task says the type of its results (:meth:`bertrt.tasks.base.Task.result_spec`, documented in the
+task's module; any task that says nothing: ``string``, the result as JSON) as a :class:`ResultSpec`: one
+of the converters below and the column's Arrow type. Scores and vectors are float32 (the model's
+precision); a score read back is the pipeline's float rounded to float32.
 
-Scores and vectors are float32 (the model's precision); a score read back is the pipeline's float rounded
-to float32. The type is found by running the pipeline once on its warm-up text (:func:`infer_spec`).
+====== =============================================================================================
+kind   what the results are, and the type
+====== =============================================================================================
+list   JSON-like values (dicts, lists) that ``pa.array`` converts to ``type`` as they are
+nested a list of lists; a result that is a flat list (one inner list) is wrapped in one
+pooled one vector (dim,) per result: ``fixed_size_list<float32>[dim]`` (:func:`pooled_spec`)
+tokens (1, n, dim) or (n, dim) per result: ``list<fixed_size_list<float32>[dim]>`` (:func:`tokens_spec`)
+words  ``{"words", "offsets", "vectors"}`` per result (:func:`words_spec`)
+json   anything: ``string``, the result as JSON (:func:`json_spec`)
+====== =============================================================================================
 """
 
 from __future__ import annotations
@@ -33,31 +27,15 @@ import pyarrow as pa
 
 from ..results import to_jsonable
 
-__all__ = ["ResultSpec", "infer_spec", "to_arrow"]
-
-_LABEL = pa.struct([("label", pa.string()), ("score", pa.float32())])
-_TOKEN_ENTITY = pa.struct(
-    [
-        ("entity", pa.string()),
-        ("score", pa.float32()),
-        ("index", pa.int32()),
-        ("word", pa.string()),
-        ("start", pa.int32()),
-        ("end", pa.int32()),
-    ]
-)
-_GROUP_ENTITY = pa.struct(
-    [
-        ("entity_group", pa.string()),
-        ("score", pa.float32()),
-        ("word", pa.string()),
-        ("start", pa.int32()),
-        ("end", pa.int32()),
-    ]
-)
-_FILL = pa.struct(
-    [("score", pa.float32()), ("token", pa.int32()), ("token_str", pa.string()), ("sequence", pa.string())]
-)
+__all__ = [
+    "ResultSpec",
+    "infer_spec",
+    "json_spec",
+    "pooled_spec",
+    "to_arrow",
+    "tokens_spec",
+    "words_spec",
+]
 
 
 def _vectors(dim: int) -> pa.DataType:
@@ -85,28 +63,30 @@ class ResultSpec:
         return str(self.type)
 
 
-def infer_spec(pipe, options: dict) -> ResultSpec:
-    """The result type of ``pipe`` called with ``options``, from one call on its warm-up text."""
-    task = pipe.task
-    text = pipe.warm_up_text
-    if task == "token-classification":
-        # Keep every label, so the probe has entities to read the layout from.
-        probe = pipe([text], **{**options, "ignore_labels": []})[0]
-        aggregated = bool(probe) and "entity_group" in probe[0]
-        return ResultSpec("list", pa.list_(_GROUP_ENTITY if aggregated else _TOKEN_ENTITY))
-    probe = pipe([text], **options)[0]
-    if task == "text-classification":
-        return ResultSpec("list", pa.list_(_LABEL)) if isinstance(probe, list) else ResultSpec("list", _LABEL)
-    if task == "feature-extraction":
-        if isinstance(probe, dict):
-            return ResultSpec("words", _words(int(np.asarray(probe["vectors"]).shape[-1])))
-        array = np.asarray(probe)
-        if array.ndim == 1:
-            return ResultSpec("pooled", pa.list_(pa.float32(), int(array.shape[0])))
-        return ResultSpec("tokens", _vectors(int(array.shape[-1])))
-    if task == "fill-mask":
-        return ResultSpec("fill", pa.list_(pa.list_(_FILL)))
+def json_spec() -> ResultSpec:
+    """Any result, as a JSON string."""
     return ResultSpec("json", pa.string())
+
+
+def pooled_spec(dim: int) -> ResultSpec:
+    """One float32 vector of ``dim`` per result."""
+    return ResultSpec("pooled", pa.list_(pa.float32(), int(dim)))
+
+
+def tokens_spec(dim: int) -> ResultSpec:
+    """A (tokens, dim) float32 matrix per result (a leading 1 is dropped)."""
+    return ResultSpec("tokens", _vectors(int(dim)))
+
+
+def words_spec(dim: int) -> ResultSpec:
+    """``{"words", "offsets", "vectors"}`` per result: strings, (start, end) spans, (words, dim) vectors."""
+    return ResultSpec("words", _words(int(dim)))
+
+
+def infer_spec(pipe, options: dict) -> ResultSpec:
+    """The result type of ``pipe`` called with ``options``: its task's :meth:`~bertrt.tasks.base.Task.result_spec`
+    (which may probe the pipeline once on its warm-up text)."""
+    return pipe.spec.result_spec(pipe, options)
 
 
 def _fixed(matrix: np.ndarray, dim: int) -> pa.FixedSizeListArray:
@@ -139,6 +119,6 @@ def to_arrow(spec: ResultSpec, results: list) -> pa.Array:
         offsets = pa.array([[list(span) for span in r["offsets"]] for r in results], spec.type[1].type)
         vectors = _ragged([np.asarray(r["vectors"], dtype=np.float32).reshape(-1, dim) for r in results], dim)
         return pa.StructArray.from_arrays([words, offsets, vectors], fields=list(spec.type))
-    if spec.kind == "fill":
+    if spec.kind == "nested":
         return pa.array([r if r and isinstance(r[0], list) else [r] for r in results], type=spec.type)
     return pa.array([json.dumps(to_jsonable(r), ensure_ascii=False) for r in results], pa.string())

@@ -28,8 +28,6 @@ from .report import (
     write_results,
 )
 from .runner import (
-    CLS,
-    NER,
     PRECISIONS,
     bertrt_pipeline,
     bundle_task,
@@ -41,10 +39,8 @@ from .runner import (
 )
 
 __all__ = [
-    "CLS",
     "DEFAULT_OUT",
     "INT8_TOLERANCE",
-    "NER",
     "PRECISIONS",
     "RESULT_FILES",
     "Example",

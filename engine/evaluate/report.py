@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import InputError
-from .runner import CLS, NER
+from .runner import evaluation_of, is_iob
 
 __all__ = [
     "DEFAULT_OUT",
@@ -35,8 +35,9 @@ DEFAULT_OUT = Path("bertrt-results")
 #: the files :func:`write_results` writes into the output folder
 RESULT_FILES = ("eval.json", "eval.md")
 
-#: the int8 accuracy target: int8 within this many points of fp32 (NER micro-F1, classifier accuracy)
-INT8_TOLERANCE = {NER: ("micro F1", 1.0), CLS: ("accuracy", 1.0)}
+#: the int8 accuracy target per evaluation metric (:attr:`bertrt.tasks.base.Evaluation.metric`): int8
+#: within this many points of fp32 (NER micro-F1, classifier accuracy)
+INT8_TOLERANCE = {"f1": ("micro F1", 1.0), "accuracy": ("accuracy", 1.0)}
 
 
 def int8_targets(evals: list[dict]) -> list[dict]:
@@ -47,8 +48,9 @@ def int8_targets(evals: list[dict]) -> list[dict]:
         systems = ev["systems"]
         if "bertrt-fp32" not in systems or "bertrt-int8" not in systems:
             continue
-        figure, tol = INT8_TOLERANCE[ev["task"]]
-        pick = (lambda m: m["micro"]["f1"]) if ev["task"] == NER else (lambda m: m["accuracy"])
+        metric = evaluation_of(ev["task"]).metric
+        figure, tol = INT8_TOLERANCE[metric]
+        pick = (lambda m: m["micro"]["f1"]) if metric == "f1" else (lambda m: m["accuracy"])
         fp32, int8 = pick(systems["bertrt-fp32"]), pick(systems["bertrt-int8"])
         delta = round(int8 - fp32, 2)
         rows.append(
@@ -96,7 +98,7 @@ def _unknown_labels_line(ev: dict) -> list[str]:
     unknown = ev.get("gold_labels_not_in_model") or {}
     if not unknown:
         return []
-    what = "entity types" if ev["task"] == NER else "labels"
+    what = "entity types" if is_iob(ev["task"]) else "labels"
     listed = ", ".join(f"{g} ({n})" for g, n in unknown.items())
     return [
         f"**Warning:** gold {what} of {ev['dataset']} that the model does not have, so they score 0 F1 "
@@ -130,8 +132,8 @@ def render_markdown(evals: list[dict], title: str = "bertrt eval", preamble: str
     out = [f"# {title}", ""]
     if preamble:
         out += [preamble, ""]
-    ner = [e for e in evals if e["task"] == NER]
-    cls = [e for e in evals if e["task"] == CLS]
+    ner = [e for e in evals if is_iob(e["task"])]
+    cls = [e for e in evals if not is_iob(e["task"])]
     for ev in ner:
         out += [
             f"## NER: {ev['dataset']} ({ev['size']} sentences)",

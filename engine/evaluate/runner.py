@@ -1,6 +1,9 @@
 """Running systems on labelled data: bertrt at each precision and, optionally, the PyTorch reference.
 
 A *system* is a callable ``texts -> results`` (entity lists for NER, ``{label, score}`` for classifiers).
+What a task is scored on and how is the task's :attr:`~bertrt.tasks.base.Task.evaluation`: its data
+(``iob``: entities, seqeval; ``labelled``: one label per text), its headline metric and the options every
+system runs with; this module knows no task name.
 :func:`evaluate_ner` and :func:`evaluate_classifier` run one system on the data in chunks and score it;
 :func:`evaluate_bundle` does so for every system on one bundle and adds their pairwise agreement.
 
@@ -22,29 +25,70 @@ from pathlib import Path
 from ..bundle import read_metadata
 from ..errors import BertrtError, BundleError, InputError, TaskError
 from ..ordering import sorted_call
+from ..tasks import TASKS, get_task
 from .align import entities_to_iob, token_spans
 from .metrics import agreement, classifier_metrics, ner_metrics, require_seqeval
 from .readers import JSONL_SUFFIXES, Example, Sentence, read_iob, read_labelled
 
 __all__ = [
-    "CLS",
-    "NER",
     "PRECISIONS",
     "bertrt_pipeline",
     "bundle_task",
     "evaluate_bundle",
     "evaluate_classifier",
     "evaluate_ner",
+    "evaluation_of",
     "gold_labels_not_in_model",
+    "headline",
+    "is_iob",
+    "item_texts",
     "pytorch_pipeline",
+    "require_metric",
+    "score",
 ]
 
 log = logging.getLogger("bertrt.evaluate")
 
-NER = "token-classification"
-CLS = "text-classification"
 PRECISIONS = ("fp32", "int8")
 _TAG_PREFIXES = ("B-", "I-", "E-", "S-")
+
+
+def evaluation_of(task: str):
+    """The task's :class:`~bertrt.tasks.base.Evaluation`; TaskError naming the tasks that have one."""
+    spec = get_task(task)
+    if spec.evaluation is None:
+        scored = [name for name in TASKS if get_task(name).evaluation is not None]
+        raise TaskError(f"bertrt eval evaluates {' and '.join(scored)} bundles; this is a {spec.name} bundle")
+    return spec.evaluation
+
+
+def is_iob(task: str) -> bool:
+    """Whether ``task`` is scored on IOB data (entities, seqeval) rather than one label per text."""
+    return evaluation_of(task).data == "iob"
+
+
+def require_metric(task: str) -> None:
+    """Fail early (before any system runs) when the task's metric needs a missing extra (seqeval)."""
+    if is_iob(task):
+        require_seqeval()
+
+
+def item_texts(task: str, items: list) -> list[str]:
+    """The texts the systems run on for loaded ``items`` (IOB sentences: their tokens joined)."""
+    return [token_spans(s.tokens)[0] for s in items] if is_iob(task) else [e.text for e in items]
+
+
+def score(task: str, system, items: list, *, id2label: dict | None = None, desc: str = "score") -> dict:
+    """Run ``system`` on ``items`` and score it with the task's metric (:func:`evaluate_ner` or
+    :func:`evaluate_classifier`; ``id2label`` maps a classifier's gold ids to label names)."""
+    if is_iob(task):
+        return evaluate_ner(system, items, desc=desc)
+    return evaluate_classifier(system, items, id2label=id2label, desc=desc)
+
+
+def headline(task: str, metrics: dict) -> float:
+    """The task's headline figure in points out of :func:`score`'s metrics (micro F1, or accuracy)."""
+    return float(metrics["micro"]["f1"] if evaluation_of(task).metric == "f1" else metrics["accuracy"])
 
 
 class _NoBar:
@@ -86,11 +130,11 @@ def _run_batched(pipe_fn, texts: list[str], chunk: int, desc: str) -> list:
     return results
 
 
-def _model_names(task: str, id2label: dict) -> set[str]:
+def _model_names(iob: bool, id2label: dict) -> set[str]:
     """What the model can predict: its entity types (labels without B-/I-/E-/S-, ``O`` left out) for NER,
     its label names for classifiers."""
     names = {str(v) for v in id2label.values()}
-    if task != NER:
+    if not iob:
         return names
     return {n[2:] if n[:2] in _TAG_PREFIXES else n for n in names} - {"O"}
 
@@ -104,10 +148,14 @@ def gold_labels_not_in_model(task: str, items: list, id2label: dict | None) -> d
     Raises InputError when *no* gold type or label is one of the model's (nothing could score: the data
     and the model name their labels differently). ``{}`` when ``id2label`` is empty (nothing to compare).
     """
+    return _gold_not_in_model(is_iob(task), items, id2label)
+
+
+def _gold_not_in_model(iob: bool, items: list, id2label: dict | None) -> dict[str, int]:
     if not id2label:
         return {}
-    known = _model_names(task, id2label)
-    if task == NER:
+    known = _model_names(iob, id2label)
+    if iob:
         require_seqeval()
         from seqeval.metrics.sequence_labeling import get_entities
 
@@ -118,7 +166,7 @@ def gold_labels_not_in_model(task: str, items: list, id2label: dict | None) -> d
         ids = {str(k) for k in id2label}
     unknown = {g: n for g, n in sorted(support.items()) if g not in known and g not in ids}
     if unknown and len(unknown) == len(support):
-        if task == NER:
+        if iob:
             raise InputError(
                 f"none of the gold entity types {sorted(unknown)[:10]} is an entity type of the model "
                 f"{sorted(known)}: every entity would score 0; the data and the model name their types "
@@ -131,8 +179,8 @@ def gold_labels_not_in_model(task: str, items: list, id2label: dict | None) -> d
     return unknown
 
 
-def _warn_unknown(task: str, unknown: dict[str, int], id2label: dict, desc: str) -> None:
-    what = "entity types" if task == NER else "labels"
+def _warn_unknown(iob: bool, unknown: dict[str, int], id2label: dict, desc: str) -> None:
+    what = "entity types" if iob else "labels"
     log.warning(
         "%s: gold %s that the model does not have, so they score 0 F1 (support in brackets): %s; "
         "the model's %s: %s",
@@ -140,7 +188,7 @@ def _warn_unknown(task: str, unknown: dict[str, int], id2label: dict, desc: str)
         what,
         ", ".join(f"{g} ({n})" for g, n in unknown.items()),
         what,
-        ", ".join(sorted(_model_names(task, id2label))),
+        ", ".join(sorted(_model_names(iob, id2label))),
     )
 
 
@@ -161,9 +209,9 @@ def evaluate_ner(
     """
     if not sentences:
         raise InputError("no sentences to evaluate")
-    unknown = gold_labels_not_in_model(NER, sentences, id2label)
+    unknown = _gold_not_in_model(True, sentences, id2label)
     if unknown:
-        _warn_unknown(NER, unknown, id2label, desc)
+        _warn_unknown(True, unknown, id2label, desc)
     texts, spans = zip(*(token_spans(s.tokens) for s in sentences))
     start = time.perf_counter()
     results = _run_batched(pipe_fn, list(texts), chunk, desc)
@@ -211,9 +259,9 @@ def evaluate_classifier(
     """
     if not examples:
         raise InputError("no examples to evaluate")
-    unknown = gold_labels_not_in_model(CLS, examples, id2label)
+    unknown = _gold_not_in_model(False, examples, id2label)
     if unknown:
-        _warn_unknown(CLS, unknown, id2label, desc)
+        _warn_unknown(False, unknown, id2label, desc)
     to_name = _gold_mapper(id2label)
     gold = [to_name(e.label) for e in examples]
     start = time.perf_counter()
@@ -260,13 +308,15 @@ def pytorch_pipeline(
     threads: int | None = None,
     id2label: dict | None = None,
 ):
-    """The reference: ``transformers.pipeline`` on PyTorch (CPU), NER with ``aggregation_strategy="first"``.
+    """The reference: ``transformers.pipeline`` on PyTorch (CPU), with the task's evaluation options (NER:
+    ``aggregation_strategy="first"``) and reference call options (classifiers: ``truncation=True``).
     With ``id2label`` (the bundle's labels), a checkpoint of another task or other labels is refused
     (:func:`check_reference`).
 
     Needs ``bertrt[export]`` (torch, transformers); without it a :class:`~bertrt.errors.BertrtError` says so.
     """
-    kwargs = {"aggregation_strategy": "first"} if task == NER else {}
+    evaluation = evaluation_of(task)
+    kwargs = dict(evaluation.options)
     try:
         from ..export.reference import reference_pipeline
 
@@ -278,7 +328,7 @@ def pytorch_pipeline(
         ) from exc
     if id2label is not None:
         check_reference(task, id2label, pipe.model.config.to_dict(), checkpoint)
-    call_kwargs = {"truncation": True} if task == CLS else {}
+    call_kwargs = dict(evaluation.reference_call)
     return lambda texts: sorted_call(lambda t: pipe(t, batch_size=batch_size, **call_kwargs), texts)
 
 
@@ -299,11 +349,12 @@ class _PipelineSystem:
 def bertrt_pipeline(
     task: str, bundle: str | Path, precision: str, *, batch_size: int = 32, threads: int | None = None
 ):
-    """bertrt's pipeline for ``bundle`` at ``precision`` (NER with ``aggregation_strategy="first"``), as a
-    callable ``texts -> results`` whose ``id2label`` is the pipeline's labels."""
+    """bertrt's pipeline for ``bundle`` at ``precision`` (with the task's evaluation options, NER:
+    ``aggregation_strategy="first"``), as a callable ``texts -> results`` whose ``id2label`` is the
+    pipeline's labels."""
     from .. import pipeline
 
-    kwargs = {"aggregation_strategy": "first"} if task == NER else {}
+    kwargs = dict(evaluation_of(task).options)
     pipe = pipeline(task, str(bundle), precision=precision, threads=threads)
     return _PipelineSystem(pipe, batch_size, kwargs)
 
@@ -319,8 +370,9 @@ def bundle_task(bundle: Path) -> tuple[str, dict]:
 
 def _load_items(data, task: str, fmt: str | None, name: str | None) -> tuple[list, str]:
     """The labelled items of ``data`` (a path, or items already loaded) and the data set's name."""
+    iob = is_iob(task)
     if not isinstance(data, (str, Path)):
-        items, kind = list(data), Sentence if task == NER else Example
+        items, kind = list(data), Sentence if iob else Example
         bad = next((i for i, item in enumerate(items) if not isinstance(item, kind)), None)
         if bad is not None:
             raise InputError(
@@ -331,11 +383,10 @@ def _load_items(data, task: str, fmt: str | None, name: str | None) -> tuple[lis
     path = Path(data)
     suffix = path.suffix.lower()
     if not fmt:
-        fmt = "jsonl" if suffix in JSONL_SUFFIXES else "tsv" if suffix == ".tsv" or task == CLS else "iob"
-    if (task == NER) != (fmt == "iob"):
+        fmt = "jsonl" if suffix in JSONL_SUFFIXES else "tsv" if suffix == ".tsv" or not iob else "iob"
+    if iob != (fmt == "iob"):
         raise InputError(
-            f"a {task} bundle needs {'an IOB' if task == NER else 'a TSV/JSONL'} file, "
-            f"got format {fmt!r} for {path}"
+            f"a {task} bundle needs {'an IOB' if iob else 'a TSV/JSONL'} file, got format {fmt!r} for {path}"
         )
     items = read_iob(path) if fmt == "iob" else read_labelled(path, fmt)
     return items, name or path.name
@@ -362,16 +413,14 @@ def evaluate_bundle(
     """
     bundle = Path(bundle)
     task, id2label = bundle_task(bundle)
-    if task not in (NER, CLS):
-        raise TaskError(
-            f"bertrt eval evaluates token-classification and text-classification bundles; "
-            f"{bundle} is a {task} bundle"
-        )
+    try:
+        iob = is_iob(task)
+    except TaskError as exc:
+        raise TaskError(f"{bundle}: {exc}") from None
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad or not precisions:
         raise InputError(f"unknown precision(s) {bad}; expected any of {', '.join(PRECISIONS)}")
-    if task == NER:
-        require_seqeval()  # before any system runs
+    require_metric(task)  # before any system runs
     items, name = _load_items(data, task, fmt, name)
     if limit is not None:
         items = items[:limit]
@@ -385,10 +434,10 @@ def evaluate_bundle(
     }
     # the labels the pipelines give (LABEL_i for a bundle without id2label), checked once before any run
     id2label = next(iter(ours.values()))[1].id2label or id2label
-    unknown = gold_labels_not_in_model(task, items, id2label)
+    unknown = _gold_not_in_model(iob, items, id2label)
     if unknown:
-        _warn_unknown(task, unknown, id2label, name)
-    if task == CLS:  # gold ids -> label names, once
+        _warn_unknown(iob, unknown, id2label, name)
+    if not iob:  # gold ids -> label names, once
         to_name = _gold_mapper(id2label)
         items = [replace(e, label=to_name(e.label)) for e in items]
 
@@ -402,12 +451,9 @@ def evaluate_bundle(
     results: dict[str, dict] = {}
     for key, (_, fn) in systems.items():
         log.info("evaluating %s on %s (%d items)", key, name, len(items))
-        if task == NER:
-            results[key] = evaluate_ner(fn, items, desc=f"{key} {name}")
-        else:
-            results[key] = evaluate_classifier(fn, items, desc=f"{key} {name}")
+        results[key] = score(task, fn, items, desc=f"{key} {name}")
 
-    field = "tags" if task == NER else "labels"
+    field = "tags" if iob else "labels"
     keys = list(results)
     agree = {
         f"{b} vs {a}": agreement(results[a][field], results[b][field])

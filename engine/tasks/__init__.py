@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .base import Task
 
 __all__ = [
+    "ENCODER_TASK",
     "TASKS",
     "TASK_ALIASES",
     "TaskEntry",
@@ -68,7 +69,7 @@ _BUILTIN = (
 )
 
 #: The task a base model (no head) serves; every head model can be exported for it too.
-_ENCODER_TASK = "feature-extraction"
+ENCODER_TASK = "feature-extraction"
 
 _REGISTRY: dict[str, TaskEntry] = {entry.name: entry for entry in _BUILTIN}
 _LOADED: dict[str, Task] = {}
@@ -164,7 +165,7 @@ def compatible_tasks(architecture: str) -> tuple[str, ...]:
     task = task_of_architecture(architecture)
     if task is None:
         return ()
-    if task == _ENCODER_TASK:
-        return (_ENCODER_TASK,)
+    if task == ENCODER_TASK:
+        return (ENCODER_TASK,)
     # Every head model still carries the encoder, so it can also be exported for embeddings.
-    return (task, _ENCODER_TASK)
+    return (task, ENCODER_TASK)

@@ -13,6 +13,17 @@ A task is a :class:`Task` subclass with one instance, ``TASK``, in its module. T
     finish(pipe, items, encoded, collected, opts) -> list   one result per item
     shape(results, single, inputs, options)                 the call's return value
 
+Everything else that differs by task is asked of the task too, so the other commands are loops that know
+no task name:
+
+    gates, agreement(reference, candidate)       ``bertrt tune``: figures between two runs' results, and
+    tune_sample(pipe, texts)                     their minimums; the texts it runs (fill-mask: masked)
+    evaluation                                   ``bertrt eval`` / ``tune --labelled``: data and metric
+    validation_inputs(mask_token),               the exporter: its validation texts (and pairs), and
+    compare_outputs(reference, candidate, ...)   the figures of a graph's outputs against PyTorch's
+    result_spec(pipe, options)                   ``bertrt batch``: the Arrow type of the ``result`` column
+    warm_up_text(tokenizer)                      the server's (and result_spec's) probe text
+
 :class:`Option` describes one keyword option (name, type, default, choices, help) and how ``bertrt
 predict`` spells it (:class:`Cli`), so the command line's flags and the accepted names come from here.
 
@@ -26,33 +37,40 @@ does not have it is refused when the pipeline is built, with a TaskError that sa
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .. import tasks as _registry
 from ..errors import BundleError, InputError, TaskError
+from . import figures
 
 if TYPE_CHECKING:
-    import numpy as np
-
+    from ..batch.results import ResultSpec
     from ..pipelines import Pipeline
     from ..tokenize import Encoded, TextTokenizer
 
 __all__ = [
     "UNSET",
+    "VALIDATION_PAIRS",
+    "VALIDATION_TEXTS",
     "WARM_UP_TEXT",
     "Cli",
     "Encoding",
+    "Evaluation",
     "Head",
     "Identity",
     "Option",
     "Task",
+    "ValidationInputs",
+    "check_top_k",
     "describe_bundle",
     "identify",
     "label_head",
     "non_negative_int",
-    "output_width",
     "positive_int",
     "positive_int_or_all",
     "require_head",
@@ -60,6 +78,20 @@ __all__ = [
 
 #: The text the server runs once per model before it reports ready.
 WARM_UP_TEXT = "Warm-up: Maria flew from Groningen to New York on Monday."
+
+#: The exporter's validation sentences (of different lengths, one padded batch) ...
+VALIDATION_TEXTS = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Maria works at Acme Corp. in Groningen.",
+    "Élodie visited São Paulo and Zürich last year!",
+    "Short one.",
+    "A somewhat longer sentence, with punctuation; numbers like 42 and 3.14, and then a question?",
+)
+#: ... and sentence pairs (one padded pair batch, ``token_type_ids`` 1 on the second segment).
+VALIDATION_PAIRS = (
+    ("How old are you?", "I am six years old."),
+    ("Where is Paris?", "Paris is the capital of France, a country in Europe."),
+)
 
 
 class _Unset:
@@ -100,6 +132,15 @@ def non_negative_int(value: str) -> int:
     if number < 0:
         raise argparse.ArgumentTypeError(f"expected an int >= 0, got {value!r}")
     return number
+
+
+def check_top_k(value, name: str = "top_k") -> int | None:
+    """A positive int (or None: every result) as a pipeline option; InputError otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise InputError(f"{name} must be a positive int (or None for all), got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -181,6 +222,36 @@ class Encoding:
     sequences: list[Encoded]
 
 
+@dataclass(frozen=True)
+class ValidationInputs:
+    """What the exporter feeds PyTorch and the graph: ``texts`` as one padded batch and the first alone,
+    ``pairs`` as one padded pair batch (none: no pair batch)."""
+
+    texts: tuple[str, ...] = VALIDATION_TEXTS
+    pairs: tuple[tuple[str, str], ...] = VALIDATION_PAIRS
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How labelled data scores a task (``bertrt eval``, ``bertrt tune --labelled``).
+
+    ``data``: ``"iob"`` (token TAB tag sentences, scored with seqeval's entity F1) or ``"labelled"``
+    (TSV/JSONL text and label, accuracy and macro-F1); ``metric``: the headline figure, in points, that
+    the report compares and ``tune --labelled`` gates (``f1``: seqeval micro F1, or ``accuracy``);
+    ``options``: the call options every system runs with, the PyTorch reference included (NER:
+    ``aggregation_strategy="first"``); ``reference_call``: options of the reference's calls only.
+    """
+
+    data: str
+    metric: str
+    options: Mapping = field(default_factory=lambda: MappingProxyType({}))
+    reference_call: Mapping = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if self.data not in ("iob", "labelled"):
+            raise TaskError(f"Evaluation.data must be 'iob' or 'labelled', got {self.data!r}")
+
+
 class Task:
     """Base of every task; subclasses set the class attributes and override what differs.
 
@@ -202,6 +273,11 @@ class Task:
     #: the head's outputs are labels: a bundle without id2label gets LABEL_0, LABEL_1, ...
     labels: bool = False
     options: tuple[Option, ...] = ()
+    #: ``bertrt tune``'s gates, figure -> minimum: ``accuracy.*`` (:meth:`agreement` with onnxruntime fp32
+    #: at batch 32), ``invariance.*`` (batch 1 against batch 32); empty: tune refuses the task
+    gates: Mapping[str, float] = MappingProxyType({})
+    #: how labelled data scores it (None: ``bertrt eval`` and ``tune --labelled`` refuse the task)
+    evaluation: Evaluation | None = None
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -210,6 +286,11 @@ class Task:
     def head(self) -> Head:
         """The graph output this task needs, and its shape."""
         return Head(self.output, tuple(self.dims))
+
+    @property
+    def token_level(self) -> bool:
+        """Whether the head gives one row per token (its outputs are compared on real tokens only)."""
+        return "sequence" in self.dims
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -226,10 +307,11 @@ class Task:
             )
 
     def check_options(self, pipe: Pipeline, options: Mapping) -> Any:
-        """Every option checked before any work; returns what the other steps read. Default: the names
-        are checked, the values taken as given (or the option's default)."""
+        """Every option checked once, before any work; returns the one frozen object the other steps read
+        (a frozen dataclass of the task's). Default: the names are checked, the values taken as given (or
+        the option's default), as a read-only mapping."""
         self.reject_unknown(options)
-        return {o.name: options.get(o.name, o.default) for o in self.options}
+        return MappingProxyType({o.name: options.get(o.name, o.default) for o in self.options})
 
     def check_head(self, pipe: Pipeline) -> int:
         """The width of :attr:`head` in the graph (number of labels; 0 when not declared). TaskError when
@@ -264,6 +346,47 @@ class Task:
     def warm_up_text(self, tokenizer: TextTokenizer) -> str:
         """A text this task accepts, run once before serving."""
         return WARM_UP_TEXT
+
+    # -- comparing two runs (bertrt tune, benchmarks) ------------------------------------------------------
+    def signature(self, result) -> Hashable:
+        """What must be equal for two results to agree (the best label, the entities, ...)."""
+        raise TaskError(f"{self.name} results have no signature to compare")
+
+    def agreement(self, reference: Sequence, candidate: Sequence) -> dict[str, float]:
+        """Figures of ``candidate`` results against ``reference`` ones (same inputs, same order), the names
+        :attr:`gates` uses without their prefix. Default: the share of equal :meth:`signature`."""
+        ref = [self.signature(r) for r in reference]
+        got = [self.signature(r) for r in candidate]
+        return {"agreement": round(figures.share_equal(ref, got), 6)}
+
+    def tune_sample(self, pipe: Pipeline, texts: list[str]) -> list:
+        """The inputs ``bertrt tune`` runs, from sample texts (default: the texts themselves)."""
+        return texts
+
+    # -- export validation --------------------------------------------------------------------------------
+    def validation_inputs(self, mask_token: str | None) -> ValidationInputs:
+        """The texts (and pairs) the exporter compares PyTorch and the graph on."""
+        return ValidationInputs()
+
+    def compare_outputs(
+        self, reference: list[np.ndarray], candidate: list[np.ndarray], batches, mask_id: int | None
+    ) -> dict[str, float]:
+        """Figures of a graph's outputs against PyTorch's on the validation ``batches`` ((name, feed)
+        pairs; feeds hold ``input_ids`` and ``attention_mask``). Default: ``max_abs_diff``, over real
+        tokens when :attr:`token_level`; tasks add their agreement figures."""
+        diffs = [
+            figures.masked_max_abs_diff(ref, cand, feed["attention_mask"] if self.token_level else None)
+            for ref, cand, (_, feed) in zip(reference, candidate, batches)
+        ]
+        return {"max_abs_diff": max(diffs)}
+
+    # -- bertrt batch -------------------------------------------------------------------------------------
+    def result_spec(self, pipe: Pipeline, options: Mapping) -> ResultSpec:
+        """The Arrow type of this task's results (``bertrt batch``'s ``result`` column; needs pyarrow).
+        Default: the result as a JSON string."""
+        from ..batch.results import json_spec
+
+        return json_spec()
 
 
 # -- the head check -------------------------------------------------------------------------------------
@@ -375,11 +498,6 @@ def require_head(pipe: Pipeline, head: Head) -> int:
             f"larger than the model's output vocabulary ({width})",
         )
     return width or 0
-
-
-def output_width(pipe: Pipeline) -> int | None:
-    """The last dimension of the task's graph output, None when it is not a fixed int (or absent)."""
-    return _width(pipe.session.outputs.get(pipe.spec.output, ()))
 
 
 def label_head(pipe: Pipeline, rank: int) -> int:

@@ -3,6 +3,13 @@
 ``top_k`` (default 5) predictions per mask; ``targets`` (a token or a list of tokens) restricts the
 candidates (a target outside the vocabulary stands for its first token, with a warning). One list of
 predictions per text; a text with several masks gives one list per mask (nested), as transformers does.
+The post-processing (:func:`mask_positions`, :func:`top_predictions`) is pure numpy: softmax over the
+vocabulary at each mask, optional target restriction, top-k, as transformers' FillMaskPipeline.
+
+``bertrt batch``'s ``result``: ``list<list<struct<score: float32, token: int32, token_str: string,
+sequence: string>>>``, one list per mask, also when a text has a single mask. ``bertrt tune`` masks the
+middle word of each sample text and compares the best tokens; the exporter validates on masked sentences
+(top-5 overlap and top-1 agreement at the masks).
 """
 
 from __future__ import annotations
@@ -10,18 +17,49 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
-from .. import classification
 from ..errors import InputError, TaskError
-from ..fill_mask import mask_positions, top_predictions
+from ..numeric import softmax
 from ..tokenize import check_text
-from .base import Cli, Encoding, Option, Task, positive_int
+from . import figures
+from .base import Cli, Encoding, Option, Task, ValidationInputs, check_top_k, positive_int
 
-__all__ = ["TASK", "FillMask"]
+__all__ = ["MASK_TEXTS", "TASK", "FillMask", "mask_positions", "prediction_type", "top_predictions"]
 
 log = logging.getLogger("bertrt")
+
+#: the exporter's validation sentences; "{mask}" is replaced by the tokenizer's mask token
+MASK_TEXTS = (
+    "The capital of France is {mask}.",
+    "Maria works at {mask} Corp. in Groningen.",
+    "I love {mask} and coffee.",
+    "The quick brown {mask} jumps over the lazy dog, again and again.",
+)
+
+
+def mask_positions(ids: np.ndarray, mask_token_id: int) -> np.ndarray:
+    """Indices of the mask token in one sequence of ids."""
+    return np.flatnonzero(np.asarray(ids) == mask_token_id)
+
+
+def top_predictions(mask_logits: np.ndarray, top_k: int, target_ids: np.ndarray | None = None):
+    """``(scores, token_ids)`` of shape (masks, k) for logits of shape (masks, vocab).
+
+    Probabilities are over the full vocabulary (then restricted to ``target_ids`` when given), k is capped
+    by the number of targets and the vocabulary size; sorted by descending score.
+    """
+    probs = softmax(np.asarray(mask_logits, dtype=np.float32), axis=-1)
+    candidates = np.arange(probs.shape[-1]) if target_ids is None else np.asarray(target_ids, dtype=np.int64)
+    if target_ids is not None:
+        probs = probs[:, candidates]
+    k = min(int(top_k), probs.shape[-1])
+    # argsort of the negated scores, stable: ties keep the lower index first, like torch.topk on CPU.
+    order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+    scores = np.take_along_axis(probs, order, axis=-1)
+    return scores, candidates[order]
 
 
 @dataclass(frozen=True)
@@ -41,6 +79,7 @@ class FillMask(Task):
     auto_class = "AutoModelForMaskedLM"
     output = "logits"
     dims = ("batch", "sequence", "vocabulary")
+    gates = MappingProxyType({"accuracy.agreement": 0.9, "invariance.agreement": 0.999})
     options = (
         Option(
             "top_k",
@@ -67,7 +106,7 @@ class FillMask(Task):
     def check_options(self, pipe, options: Mapping) -> _Options:
         self.reject_unknown(options)
         top_k = options.get("top_k")
-        top_k = 5 if top_k is None else classification.check_top_k(top_k)
+        top_k = 5 if top_k is None else check_top_k(top_k)
         targets = options.get("targets")
         target_ids = None
         if targets is not None:
@@ -151,6 +190,55 @@ class FillMask(Task):
 
     def warm_up_text(self, tokenizer) -> str:
         return super().warm_up_text(tokenizer).replace("Groningen", tokenizer.mask_token)
+
+    def signature(self, result) -> int:
+        first = result[0]
+        return first[0]["token"] if isinstance(first, list) else first["token"]
+
+    def tune_sample(self, pipe, texts: list[str]) -> list[str]:
+        masked = []
+        for text in texts:  # one mask in the middle of each text
+            words = text.split() or ["x"]
+            words[len(words) // 2] = pipe.tokenizer.mask_token
+            masked.append(" ".join(words))
+        return masked
+
+    def validation_inputs(self, mask_token: str | None) -> ValidationInputs:
+        return ValidationInputs(tuple(t.format(mask=mask_token) for t in MASK_TEXTS), pairs=())
+
+    def compare_outputs(self, reference, candidate, batches, mask_id) -> dict:
+        out = super().compare_outputs(reference, candidate, batches, mask_id)
+        top5, top1 = [], []
+        for ref, cand, (_, feed) in zip(reference, candidate, batches):
+            where = feed["input_ids"] == mask_id
+            top5.append((figures.topk_overlap(ref[where], cand[where], 5), int(where.sum())))
+            top1.append((figures.argmax_agreement(ref[where], cand[where]), int(where.sum())))
+        n = sum(c for _, c in top5)
+        if top5:
+            out["top5_overlap"] = sum(v * c for v, c in top5) / n
+            out["top1_agreement"] = sum(v * c for v, c in top1) / n
+        return out
+
+    def result_spec(self, pipe, options: Mapping):
+        import pyarrow as pa
+
+        from ..batch.results import ResultSpec
+
+        return ResultSpec("nested", pa.list_(pa.list_(prediction_type())))
+
+
+def prediction_type():
+    """The Arrow struct of one prediction (built on demand: pyarrow comes with bertrt[batch])."""
+    import pyarrow as pa
+
+    return pa.struct(
+        [
+            ("score", pa.float32()),
+            ("token", pa.int32()),
+            ("token_str", pa.string()),
+            ("sequence", pa.string()),
+        ]
+    )
 
 
 TASK = FillMask()

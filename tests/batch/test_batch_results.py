@@ -6,6 +6,8 @@ import numpy as np
 import pyarrow as pa
 
 from bertrt.batch import results
+from bertrt.tasks.fill_mask import prediction_type
+from bertrt.tasks.token_classification.task import entity_type
 
 
 def _spec(kind, type_):
@@ -13,7 +15,7 @@ def _spec(kind, type_):
 
 
 def test_ner_lists_of_structs_with_float32_scores():
-    spec = _spec("list", pa.list_(results._GROUP_ENTITY))
+    spec = _spec("list", pa.list_(entity_type(aggregated=True)))
     values = [[{"entity_group": "PER", "score": 0.123456789, "word": "maria", "start": 0, "end": 5}], []]
     array = results.to_arrow(spec, values)
     assert array.type == spec.type
@@ -23,15 +25,15 @@ def test_ner_lists_of_structs_with_float32_scores():
 
 
 def test_pooled_tokens_and_words_vectors():
-    pooled = results.to_arrow(_spec("pooled", pa.list_(pa.float32(), 3)), [np.arange(3.0), np.ones(3)])
+    pooled = results.to_arrow(results.pooled_spec(3), [np.arange(3.0), np.ones(3)])
     assert pooled.type == pa.list_(pa.float32(), 3) and pooled.to_pylist()[0] == [0.0, 1.0, 2.0]
-    assert len(results.to_arrow(_spec("pooled", pa.list_(pa.float32(), 3)), [])) == 0
+    assert len(results.to_arrow(results.pooled_spec(3), [])) == 0
     tokens = results.to_arrow(
-        _spec("tokens", results._vectors(2)), [np.zeros((1, 3, 2)), np.ones((1, 1, 2), dtype=np.float32)]
+        results.tokens_spec(2), [np.zeros((1, 3, 2)), np.ones((1, 1, 2), dtype=np.float32)]
     )
     assert [len(v) for v in tokens.to_pylist()] == [3, 1] and tokens.to_pylist()[1] == [[1.0, 1.0]]
     words = results.to_arrow(
-        _spec("words", results._words(2)),
+        results.words_spec(2),
         [{"words": ["a", "b"], "offsets": [(0, 1), (2, 3)], "vectors": np.eye(2)}],
     )
     assert words.to_pylist() == [
@@ -41,7 +43,9 @@ def test_pooled_tokens_and_words_vectors():
 
 def test_fill_mask_is_one_list_per_mask_and_unknown_tasks_json():
     entry = {"score": 0.5, "token": 7, "token_str": "x", "sequence": "a x"}
-    fill = results.to_arrow(_spec("fill", pa.list_(pa.list_(results._FILL))), [[entry], [[entry], [entry]]])
+    fill = results.to_arrow(
+        _spec("nested", pa.list_(pa.list_(prediction_type()))), [[entry], [[entry], [entry]]]
+    )
     assert [len(v) for v in fill.to_pylist()] == [1, 2]
-    other = results.to_arrow(_spec("json", pa.string()), [{"a": np.float32(1.5)}])
+    other = results.to_arrow(results.json_spec(), [{"a": np.float32(1.5)}])
     assert other.to_pylist() == ['{"a": 1.5}']

@@ -304,7 +304,7 @@ def test_eval_cli_classifier_and_errors(tiny_bundle, tiny_checkpoint, tmp_path, 
 
 def test_int8_targets_and_markdown():
     def ev(task, fp32, int8):
-        key = "micro" if task == bev.NER else None
+        key = "micro" if task == "token-classification" else None
         m = (lambda v: {"micro": {"f1": v}}) if key else (lambda v: {"accuracy": v})
         return {
             "task": task,
@@ -314,9 +314,9 @@ def test_int8_targets_and_markdown():
 
     rows = bev.int8_targets(
         [
-            ev(bev.NER, 40.0, 38.5),
-            ev(bev.CLS, 80.0, 79.2),
-            {"task": bev.CLS, "dataset": "x", "systems": {"bertrt-fp32": {"accuracy": 1}}},
+            ev("token-classification", 40.0, 38.5),
+            ev("text-classification", 80.0, 79.2),
+            {"task": "text-classification", "dataset": "x", "systems": {"bertrt-fp32": {"accuracy": 1}}},
         ]
     )
     assert [(r["delta"], r["met"]) for r in rows] == [(-1.5, False), (-0.8, True)]
@@ -782,8 +782,8 @@ def test_gold_labels_not_in_model_counts_support_by_seqeval_chunks():
         readers.Sentence(("a", "b"), ("S-X", "E-Y")),
     ]
     id2label = dict(enumerate(["O", "B-PER", "I-PER"]))
-    assert bev.gold_labels_not_in_model(bev.NER, sentences, id2label) == {"X": 3, "Y": 1}
-    assert bev.gold_labels_not_in_model(bev.NER, sentences, {}) == {}
+    assert bev.gold_labels_not_in_model("token-classification", sentences, id2label) == {"X": 3, "Y": 1}
+    assert bev.gold_labels_not_in_model("token-classification", sentences, {}) == {}
 
 
 def test_classifier_gold_labels_the_model_lacks_are_warned_not_fatal(caplog):
@@ -819,13 +819,13 @@ def test_classifier_bundle_without_id2label_maps_gold_ids_to_label_i(tiny_bundle
     texts = ["Maria loves Groningen.", "The plot? Not so much.", "note: take a note"]
     from bertrt import pipeline
 
-    predicted = [r["label"] for r in pipeline(bev.CLS, str(bundle), precision="fp32")(texts)]
+    predicted = [r["label"] for r in pipeline("text-classification", str(bundle), precision="fp32")(texts)]
     assert set(predicted) <= {f"LABEL_{i}" for i in range(len(CLS_LABELS))}
     gold = [readers.Example(t, p.removeprefix("LABEL_")) for t, p in zip(texts, predicted)]  # gold ids
     ev = bev.evaluate_bundle(bundle, gold, precisions=("fp32",))
     assert ev["systems"]["bertrt-fp32"]["accuracy"] == 100.0
     assert ev.get("gold_labels_not_in_model") == {}
-    assert bev.bertrt_pipeline(bev.CLS, bundle, "fp32").id2label == {
+    assert bev.bertrt_pipeline("text-classification", bundle, "fp32").id2label == {
         i: f"LABEL_{i}" for i in range(len(CLS_LABELS))
     }
 

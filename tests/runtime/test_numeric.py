@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bertrt import classification, fill_mask, ner, numeric
+from bertrt import numeric
+from bertrt.tasks import fill_mask
+from bertrt.tasks import text_classification as classification
+from bertrt.tasks import token_classification as ner
 
 
 def test_every_task_uses_the_one_softmax():

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bertrt import classification, embeddings, fill_mask
 from bertrt.architectures import ARCHITECTURES
 from bertrt.errors import InputError
+from bertrt.tasks import feature_extraction as embeddings
+from bertrt.tasks import fill_mask
+from bertrt.tasks import text_classification as classification
 from bertrt.tokenize import TextTokenizer, clean_up_tokenization
 from tests.builders import ARCHS, MAX_POS
 from tests.corpus import PARITY_TEXTS

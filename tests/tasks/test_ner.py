@@ -1,4 +1,4 @@
-"""bertrt.ner as pure functions: hand-made arrays in, entities out (no model, no tokenizer)."""
+"""bertrt.tasks.token_classification as pure functions: hand-made arrays in, entities out (no model, no tokenizer)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,17 @@ import itertools
 import numpy as np
 import pytest
 
-from bertrt import ner
 from bertrt.errors import InputError
-from bertrt.ner import entities_for_text, merge_overlapping, softmax, validate_options
+from bertrt.tasks import token_classification as ner
+from bertrt.tasks.token_classification import (
+    Window,
+    check_options,
+    entities_for_text,
+    entities_of_windows,
+    merge_overlapping,
+    softmax,
+    validate_options,
+)
 
 LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "MISC"]
 ID2LABEL = dict(enumerate(LABELS))
@@ -80,8 +88,15 @@ def _run(labels, strategy, *, second=None, ignore_labels=("O",), text=TEXT, span
 def test_public_api_is_pinned():
     assert ner.__all__ == [
         "AGGREGATION_STRATEGIES",
+        "TASK",
         "WORD_GROUPINGS",
+        "NerOptions",
+        "TokenClassification",
+        "Window",
+        "check_options",
+        "check_window",
         "entities_for_text",
+        "entities_of_windows",
         "merge_overlapping",
         "softmax",
         "tokenizer_hooks",
@@ -434,7 +449,7 @@ def _mixed_windows():
 @pytest.mark.parametrize("strategy", ["none", "simple", "first", "average", "max"])
 @pytest.mark.parametrize("grouping", ["offsets", "tokenizer"])
 @pytest.mark.parametrize("ignore", [("O",), (), ("O", "PER", "B-ORG")])
-def test_precomputed_scores_and_trusted_windows_give_the_same_entities(strategy, grouping, ignore):
+def test_precomputed_scores_and_checked_windows_give_the_same_entities(strategy, grouping, ignore):
     hooks = {**_vocab_hooks(VOCAB), "unk_token_id": 1}
     for windows in (_mixed_windows(), _mixed_windows()[:1]):
         if strategy == "none" and len(windows) > 1 and grouping == "tokenizer":
@@ -449,18 +464,19 @@ def test_precomputed_scores_and_trusted_windows_give_the_same_entities(strategy,
             entities_for_text(TEXT, with_scores, ID2LABEL, strategy, ignore, **hooks, word_grouping=grouping)
             == expected
         )
-        normalized = validate_options(strategy, ignore, None, grouping)
+        options = check_options(strategy, ignore, None, grouping)
         for given in (windows, with_scores):
-            got = entities_for_text(
-                TEXT,
-                given,
-                ID2LABEL,
-                normalized["aggregation_strategy"],
-                normalized["ignore_labels"],
-                **hooks,
-                word_grouping=grouping,
-                trusted=True,
-            )
+            checked = [
+                Window(
+                    w["input_ids"],
+                    w["offsets"],
+                    w["special_tokens_mask"],
+                    w["word_ids"],
+                    w["scores"] if "scores" in w else softmax(w["logits"]),
+                )
+                for w in given
+            ]
+            got = entities_of_windows(TEXT, checked, ID2LABEL, options, **hooks)
             assert got == expected
             assert [[type(v) for v in e.values()] for e in got] == [
                 [type(v) for v in e.values()] for e in expected

@@ -1,8 +1,8 @@
-"""bertrt.ner against transformers' TokenClassificationPipeline on the tiny checkpoints, without ONNX.
+"""bertrt.tasks.token_classification against transformers' TokenClassificationPipeline on the tiny checkpoints, without ONNX.
 
 The engine side mirrors the runtime: windows from the checkpoint's ``tokenizer.json`` through
 ``tokenizers`` (truncation and stride as the pipeline asks), logits from the same PyTorch model run on
-each unpadded window, and the tokenizer callables from :func:`bertrt.ner.tokenizer_hooks`. Also the
+each unpadded window, and the tokenizer callables from :func:`bertrt.tasks.token_classification.tokenizer_hooks`. Also the
 ``word_grouping="tokenizer"`` extension on the real tokenizers.
 """
 
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 from bertrt.architectures import ARCHITECTURES
-from bertrt.ner import AGGREGATION_STRATEGIES, entities_for_text, tokenizer_hooks
+from bertrt.tasks.token_classification import AGGREGATION_STRATEGIES, entities_for_text, tokenizer_hooks
 from tests.builders import ARCHS
 from tests.corpus import PARITY_TEXTS
 

@@ -8,18 +8,19 @@ tokens fused into words for first/average/max; consecutive words grouped by tag;
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ...errors import InputError
 from .hooks import ids_decoder
-from .options import WORD_STRATEGIES, validate_options
-from .windows import check_window, merge_windows, trusted_window
+from .options import WORD_STRATEGIES, NerOptions, check_options
+from .windows import Window, check_window, merge_windows
 
-__all__ = ["entities_for_text", "merge_overlapping"]
+__all__ = ["entities_for_text", "entities_of_windows", "merge_overlapping"]
 
 _FALLBACK_WARNING = "Tokenizer does not support real words, using fallback heuristic"
 
@@ -295,7 +296,6 @@ def entities_for_text(
     decode_tokens: Callable[[list[str]], str] | None = None,
     unk_token_id: int | None = None,
     stride: int | None = None,
-    trusted: bool = False,
 ) -> list[dict]:
     """Entities of one text from the logits of its windows, as transformers' token-classification pipeline.
 
@@ -323,7 +323,7 @@ def entities_for_text(
     entity per token span and ``index`` stays the token's position in its own window.
 
     Several windows with ``word_grouping="tokenizer"`` (lossless): the windows are merged at the token
-    level first (:func:`bertrt.ner.windows.merge_windows`: the overflow windows' repeated tokens are
+    level first (:func:`bertrt.tasks.token_classification.windows.merge_windows`: the overflow windows' repeated tokens are
     recognized by id and offsets, each token keeps the logits of the window where it has the most context
     on both sides), then the single token sequence is aggregated once, so no entity merge is needed and
     every token is kept.
@@ -333,27 +333,48 @@ def entities_for_text(
     must be consecutive and their ``word_ids`` those of the whole text, as ``tokenizers`` gives them in
     overflowing encodings; windows that do not chain raise :class:`InputError`.
 
-    ``trusted=True`` skips every check of the options and windows, for callers that built them
-    themselves (the pipeline): options as :func:`validate_options` returns them, windows with int64
-    numpy arrays of matching lengths, offsets inside ``text``, ``word_ids`` with -1 and finite logits
-    or scores. Anything else gives undefined results, so external callers should leave it False.
+    Every argument is checked; :func:`entities_of_windows` is the same for windows and options that are
+    checked already (the pipeline's).
     """
-    if trusted:
-        strategy, grouping, ignore = aggregation_strategy, word_grouping, frozenset(ignore_labels)
-        checked = [trusted_window(w) for w in windows]
-    else:
-        options = validate_options(aggregation_strategy, ignore_labels, None, word_grouping)
-        if stride is not None and (
-            isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 0
-        ):
-            raise InputError(f"stride must be None or an int >= 0, got {stride!r}")
-        if not isinstance(text, str):
-            raise InputError(f"text must be a str, got {type(text).__name__}")
-        if not isinstance(windows, Sequence) or isinstance(windows, (str, bytes)):
-            raise InputError(f"windows must be a list of dicts, got {type(windows).__name__}")
-        strategy, grouping = options["aggregation_strategy"], options["word_grouping"]
-        ignore = frozenset(options["ignore_labels"])
-        checked = [check_window(k, w, len(text)) for k, w in enumerate(windows)]
+    options = check_options(aggregation_strategy, ignore_labels, None, word_grouping)
+    if stride is not None and (
+        isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 0
+    ):
+        raise InputError(f"stride must be None or an int >= 0, got {stride!r}")
+    if not isinstance(text, str):
+        raise InputError(f"text must be a str, got {type(text).__name__}")
+    if not isinstance(windows, Sequence) or isinstance(windows, (str, bytes)):
+        raise InputError(f"windows must be a list of dicts, got {type(windows).__name__}")
+    checked = [check_window(k, w, len(text)) for k, w in enumerate(windows)]
+    return entities_of_windows(
+        text,
+        checked,
+        id2label,
+        dataclasses.replace(options, stride=None if stride is None else int(stride)),
+        id_to_token=id_to_token,
+        decode=decode,
+        word_aware=word_aware,
+        decode_tokens=decode_tokens,
+        unk_token_id=unk_token_id,
+    )
+
+
+def entities_of_windows(
+    text: str,
+    checked: Sequence[Window],
+    id2label: dict[int, str],
+    options: NerOptions,
+    *,
+    id_to_token: Callable[[int], str],
+    decode: Callable[[list[int]], str],
+    word_aware: bool,
+    decode_tokens: Callable[[list[str]], str] | None = None,
+    unk_token_id: int | None = None,
+) -> list[dict]:
+    """:func:`entities_for_text` for a text's checked windows (:class:`Window`, as the pipeline builds
+    them) and options (:class:`NerOptions`, from :func:`check_options`): nothing is checked again."""
+    strategy, grouping, stride = options.aggregation_strategy, options.word_grouping, options.stride
+    ignore = frozenset(options.ignore_labels)
     if not checked:
         return []
     num_labels = {a[4].shape[1] for a in checked}

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from ...errors import InputError
 
-__all__ = ["AGGREGATION_STRATEGIES", "WORD_GROUPINGS", "WORD_STRATEGIES", "validate_options"]
+__all__ = [
+    "AGGREGATION_STRATEGIES",
+    "WORD_GROUPINGS",
+    "WORD_STRATEGIES",
+    "NerOptions",
+    "check_options",
+    "validate_options",
+]
 
 #: aggregation strategies, as in transformers' ``AggregationStrategy``.
 AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
@@ -27,7 +35,25 @@ def _strategy_name(value) -> str | None:
     return value.lower() if isinstance(value, str) else None
 
 
-def validate_options(
+@dataclass(frozen=True)
+class NerOptions:
+    """Checked token-classification options, as :func:`check_options` builds them (the only way to get
+    one): a strategy of :data:`AGGREGATION_STRATEGIES`, label strings, None or a stride that fits, a
+    grouping of :data:`WORD_GROUPINGS`."""
+
+    aggregation_strategy: str = "none"
+    ignore_labels: tuple[str, ...] = ("O",)
+    stride: int | None = None
+    word_grouping: str = "offsets"
+
+
+def validate_options(*args, **kwargs) -> dict:
+    """:func:`check_options` as a dict ``{"aggregation_strategy", "ignore_labels", "stride",
+    "word_grouping"}`` (same arguments)."""
+    return asdict(check_options(*args, **kwargs))
+
+
+def check_options(
     aggregation_strategy="none",
     ignore_labels=None,
     stride=None,
@@ -37,11 +63,8 @@ def validate_options(
     num_special_tokens: int = 0,
     grouped_entities: bool | None = None,
     ignore_subwords: bool | None = None,
-) -> dict:
+) -> NerOptions:
     """Check and normalize the token-classification options; one :class:`InputError` lists every problem.
-
-    Returns ``{"aggregation_strategy": str, "ignore_labels": tuple[str, ...], "stride": int | None,
-    "word_grouping": str}``.
 
     * ``aggregation_strategy``: one of :data:`AGGREGATION_STRATEGIES` (any case, or transformers'
       ``AggregationStrategy``); None means ``"none"``.
@@ -118,9 +141,4 @@ def validate_options(
 
     if problems:
         raise InputError("invalid token-classification options: " + "; ".join(problems))
-    return {
-        "aggregation_strategy": strategy,
-        "ignore_labels": labels,
-        "stride": stride,
-        "word_grouping": grouping,
-    }
+    return NerOptions(strategy, labels, stride, grouping)

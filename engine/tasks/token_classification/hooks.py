@@ -1,4 +1,4 @@
-"""The tokenizer callables :func:`~bertrt.ner.entities_for_text` needs, and the ids-decoder fallback."""
+"""The tokenizer callables :func:`~bertrt.tasks.token_classification.entities_for_text` needs, and the ids-decoder fallback."""
 
 from __future__ import annotations
 

@@ -1,27 +1,41 @@
 """A text's windows: checking the caller's arrays, and merging overlapping windows into one token sequence.
 
 A window is a dict of unpadded arrays (``input_ids``, ``offsets``, ``special_tokens_mask``, ``word_ids``,
-and ``logits`` or their softmax ``scores``); a checked window is the tuple ``(ids, offsets, special,
-word_ids, scores)``. :func:`merge_windows` is the lossless merge of ``word_grouping="tokenizer"``.
+and ``logits`` or their softmax ``scores``); a checked window is a :class:`Window` (``input_ids, offsets,
+special_tokens_mask, word_ids, scores``): the pipeline builds those itself, a caller's dicts go through
+:func:`check_window`. :func:`merge_windows` is the lossless merge of ``word_grouping="tokenizer"``.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import InputError
-from ..numeric import softmax
+from ...errors import InputError
+from ...numeric import softmax
 
-__all__ = ["check_window", "merge_windows", "trusted_window"]
+__all__ = ["Window", "check_window", "merge_windows"]
+
+
+class Window(NamedTuple):
+    """One checked window: int64 arrays of matching lengths (``word_ids`` -1 for none, offsets inside
+    the text) and finite float ``scores`` (n, labels), the softmax of the logits."""
+
+    input_ids: np.ndarray
+    offsets: np.ndarray
+    special_tokens_mask: np.ndarray
+    word_ids: np.ndarray
+    scores: np.ndarray
+
 
 _WINDOW_KEYS = ("input_ids", "offsets", "special_tokens_mask", "word_ids", "logits")
 
 
-def check_window(k: int, window: Mapping, text_len: int) -> tuple[np.ndarray, ...]:
-    """The window's arrays (ids, offsets, special, word_ids, scores) after checking them; scores are the
+def check_window(k: int, window: Mapping, text_len: int) -> Window:
+    """The caller's window dict as a :class:`Window` after checking it; scores are the
     window's ``scores`` when given, else ``softmax(logits)``."""
     missing = [key for key in _WINDOW_KEYS[:4] if key not in window]
     if "logits" not in window and "scores" not in window:
@@ -55,26 +69,13 @@ def check_window(k: int, window: Mapping, text_len: int) -> tuple[np.ndarray, ..
         raise InputError(f"window {k}: scores hold NaN or inf; expected the softmax of the logits")
     if n and (offsets.min() < 0 or offsets.max() > text_len or np.any(offsets[:, 0] > offsets[:, 1])):
         raise InputError(f"window {k}: offsets outside the text of {text_len} characters")
-    return ids, offsets, special, word_ids, _scores(values, given)
+    return Window(ids, offsets, special, word_ids, _scores(values, given))
 
 
 def _scores(values: np.ndarray, given: str) -> np.ndarray:
     if given == "logits":
         return softmax(values)
     return values if values.dtype in (np.float32, np.float64) else values.astype(np.float32)
-
-
-def trusted_window(window: Mapping) -> tuple[np.ndarray, ...]:
-    """A window built by the pipeline itself: int64 arrays of matching lengths, word_ids with -1, finite
-    logits (or their precomputed ``scores``); nothing is checked."""
-    given = "scores" if "scores" in window else "logits"
-    return (
-        window["input_ids"],
-        window["offsets"],
-        window["special_tokens_mask"],
-        window["word_ids"],
-        _scores(np.asarray(window[given]), given),
-    )
 
 
 def _repeats(prev: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.ndarray], o: int) -> bool:
