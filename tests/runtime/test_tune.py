@@ -11,6 +11,7 @@ import bertrt
 from bertrt import backends, cpu, tune
 from bertrt.cli import main
 from bertrt.errors import BundleError
+from bertrt.tasks import get_task
 from tests.corpus import TRAIN_TEXT
 
 TEXTS = list(TRAIN_TEXT)[:16]
@@ -31,7 +32,7 @@ def test_tuning_json_schema(ner_folder):
     stored = data["machines"][entry["key"]]
     assert stored["cpu"]["model"] and stored["cpu"]["cores"] >= 1
     assert stored["task"] == "token-classification" and stored["sample"]["texts"] == len(TEXTS)
-    assert stored["gates"] == tune.DEFAULT_GATES["token-classification"]
+    assert stored["gates"] == tune.gates_of("token-classification") == dict(get_task("ner").gates)
     pairs = {(c["backend"], c["precision"]) for c in stored["candidates"]}
     assert pairs == {
         ("onnxruntime", "fp32"),

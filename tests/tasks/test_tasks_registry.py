@@ -1,7 +1,9 @@
 """The task registry and protocol: every task is one module; a new one is that module plus one registration.
 
 The toy task (tests/toy_task.py, registered here with one ``register_task`` call) runs end to end through
-``bertrt.pipeline`` and ``bertrt predict --scale`` without any other file knowing it.
+``bertrt.pipeline``, ``bertrt predict --scale``, ``bertrt batch`` (its Arrow type), ``bertrt tune`` (its
+gates and agreement) and the exporter's validation (its texts and output comparison) without any other
+file knowing it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import sys
 from types import SimpleNamespace
 
@@ -255,3 +258,67 @@ def test_default_steps_make_a_sequence_task():
     assert task.finish(None, ["a"], Encoding([]), [np.ones(2)], {})[0].tolist() == [1, 1]
     with pytest.raises(InputError, match="accepted: none"):
         task.check_options(None, {"x": 1})
+
+
+@pytest.fixture
+def toy_bundle(toy_task, runtime_bundle, tmp_path):
+    """A copy of the tiny classifier bundle whose bundle.json names the toy task: every command finds it."""
+    source = runtime_bundle("bert", "text-classification")
+    if not (source / "bundle.json").is_file():
+        pytest.skip("needs a bertrt bundle (bundle.json), not an Optimum folder")
+    folder = shutil.copytree(source, tmp_path / "toy")
+    manifest = json.loads((folder / "bundle.json").read_text())
+    manifest["task"] = "cls-logit"
+    (folder / "bundle.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_toy_task_through_bertrt_batch(toy_bundle, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet
+
+    import bertrt.batch
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    summary = bertrt.batch.run(
+        toy_bundle, source, tmp_path / "out", task_options={"scale": 2.0}, progress=False, workers=1
+    )
+    assert summary.complete and summary.rows_written == len(TEXTS)
+    table = pa.parquet.read_table(next((tmp_path / "out").glob("part-*.parquet")))
+    assert str(table.schema.field("result").type).replace("<element:", "<item:") == (
+        "struct<logits: list<item: float>>"
+    )
+    got = [row["logits"] for row in table.column("result").to_pylist()]
+    expected = bertrt.pipeline(None, toy_bundle)(TEXTS, scale=2.0)  # the bundle's default precision
+    np.testing.assert_allclose(got, [r["logits"] for r in expected], atol=1e-5)
+
+
+def test_toy_task_through_bertrt_tune(toy_bundle, toy_task):
+    from bertrt import tune
+
+    entry = tune.tune(
+        toy_bundle, texts=TEXTS * 4, backend_names=["onnxruntime"], precisions=["fp32"],
+        batch_sizes=(4,), repeats=1, write=False,
+    )  # fmt: skip
+    assert entry["task"] == "cls-logit" and entry["gates"] == dict(toy_task.gates)
+    (candidate,) = entry["candidates"]
+    assert candidate["figures"] == {"accuracy.agreement": 1.0, "invariance.agreement": 1.0}
+    assert candidate["passed"] and entry["winner"]["precision"] == "fp32"
+    assert tune.compare("cls-logit", [{"logits": [0.0, 1.0]}], [{"logits": [2.0, 1.0]}]) == {"agreement": 0.0}
+
+
+def test_toy_task_through_export_validation(toy_task, tiny_checkpoint, toy_bundle):
+    transformers = pytest.importorskip("transformers")
+    from bertrt.export import validate
+    from tests.toy_task import TOY_TEXTS
+
+    checkpoint = tiny_checkpoint("bert", "text-classification")
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
+    record = validate.validate_bundle(model, tokenizer, "cls-logit", toy_bundle / "model.onnx", None, 64)
+    # the toy's own texts, no pair batch; its own figure beside max |diff|
+    assert record["batches"] == {"padded batch": [len(TOY_TEXTS), record["batches"]["padded batch"][1]],
+                                 "single": [1, record["batches"]["single"][1]]}  # fmt: skip
+    assert record["output"] == "logits" and record["compared_positions"] == "all"
+    assert record["fp32"]["logit_agreement"] == 1.0 and record["fp32"]["max_abs_diff"] <= 1e-4
