@@ -6,7 +6,7 @@ A task is a :class:`Task` subclass with one instance, ``TASK``, in its module. T
     check_head(pipe) -> int              once, when the pipeline is built: the graph has the task's head
                                          (:attr:`Task.head`); returns the number of labels / output width
     setup(pipe) -> state                 once, after it; kept as ``pipe.task_state``
-    check_options(pipe, options) -> opts every call, before any work
+    check_options(pipe, options) -> opts every call, before any work: one frozen object the steps read
     encode(pipe, items, opts) -> Encoding
     batch_output(output) -> array        per padded batch (e.g. a softmax over the whole batch)
     collect(output, row, seq, opts)      per sequence, keeps what finish needs
@@ -14,7 +14,7 @@ A task is a :class:`Task` subclass with one instance, ``TASK``, in its module. T
     shape(results, single, inputs, options)                 the call's return value
 
 Everything else that differs by task is asked of the task too, so the other commands are loops that know
-no task name:
+no task name::
 
     gates, agreement(reference, candidate)       ``bertrt tune``: figures between two runs' results, and
     tune_sample(pipe, texts)                     their minimums; the texts it runs (fill-mask: masked)
