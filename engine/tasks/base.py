@@ -24,6 +24,11 @@ no task name::
     result_spec(pipe, options)                   ``bertrt batch``: the Arrow type of the ``result`` column
     warm_up_text(tokenizer)                      the server's (and result_spec's) probe text
 
+Shapes the protocol takes: a text pair per item (``pairs``: rerank's query and document, zero-shot's text
+and hypothesis), several sequences per item (an :class:`Encoding` subclass that records how many each item
+has, as NER's windows; :meth:`Task.finish` regroups them), per-call data as options (``candidate_labels``,
+``documents``: checked once by :meth:`Task.check_options` into the task's frozen options object).
+
 :class:`Option` describes one keyword option (name, type, default, choices, help) and how ``bertrt
 predict`` spells it (:class:`Cli`), so the command line's flags and the accepted names come from here.
 
