@@ -2,7 +2,9 @@
 
 One line of :data:`_BUILTIN` per task; the module (one per task, beside this file) holds everything
 else as a :class:`~bertrt.tasks.base.Task` named ``TASK``: options, head check, encode, collect,
-finish, result shaping, the exporter's auto class and a warm-up text. Modules load on first
+finish, result shaping and its pure numpy post-processing, the exporter's auto class, validation inputs
+and output comparison, tune's gates and agreement figures, the Arrow type of its results, its evaluation
+metric and a warm-up text. Modules load on first
 :func:`get_task`, so importing the registry is cheap (``import bertrt`` reads :data:`TASKS`).
 
 A task outside this package is added with :func:`register_task` (an ``owner.module`` path whose module
