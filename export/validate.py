@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bertrt import tasks
 from bertrt.architectures import Architecture
 from bertrt.errors import ExportError, ValidationError
 from bertrt.tasks import get_task
@@ -53,14 +54,21 @@ log = logging.getLogger("bertrt.export")
 
 FP32_ATOL = 1e-4
 
-#: figure -> minimum an int8 graph must reach (only figures the task produces are checked). These are
-#: gross-breakage gates (a wrong recipe or a broken kernel), not quality targets: the figures themselves
-#: are in the manifest. Label agreement over a handful of sentences is too coarse to gate.
-INT8_GATES = {
-    "cosine_min": 0.95,
-    "token_agreement": 0.9,
-    "top5_overlap": 0.6,
-}
+
+#: figure -> minimum an int8 graph must reach (only figures the task produces are checked): every built-in
+#: task's :attr:`~bertrt.tasks.base.Task.int8_gates`. These are gross-breakage gates (a wrong recipe or a
+#: broken kernel), not quality targets: the figures themselves are in the manifest. Label agreement over
+#: a handful of sentences is too coarse to gate (text-classification declares none).
+def _task_int8_gates() -> dict[str, float]:
+    gates: dict[str, float] = {}
+    for name in tasks.TASKS:
+        for key, value in get_task(name).int8_gates.items():
+            if gates.setdefault(key, value) != value:  # one figure name, one meaning, one minimum
+                raise ExportError(f"tasks disagree on the int8 gate {key}: {gates[key]} and {value} ({name})")
+    return gates
+
+
+INT8_GATES = _task_int8_gates()
 
 
 # ---- inputs and runs ----------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ no task name::
     gates, agreement(reference, candidate)       ``bertrt tune``: figures between two runs' results, and
     tune_sample(pipe, texts)                     their minimums; the texts it runs (fill-mask: masked)
     evaluation                                   ``bertrt eval`` / ``tune --labelled``: data and metric
-    validation_inputs(mask_token),               the exporter: its validation texts (and pairs), and
-    compare_outputs(reference, candidate, ...)   the figures of a graph's outputs against PyTorch's
+    validation_inputs(mask_token),               the exporter: its validation texts (and pairs), the
+    compare_outputs(reference, candidate, ...),  figures of a graph's outputs against PyTorch's and
+    int8_gates                                   the minimums an int8 graph must reach
     result_spec(pipe, options)                   ``bertrt batch``: the Arrow type of the ``result`` column
     warm_up_text(tokenizer)                      the server's (and result_spec's) probe text
 
@@ -283,6 +284,8 @@ class Task:
     gates: Mapping[str, float] = MappingProxyType({})
     #: how labelled data scores it (None: ``bertrt eval`` and ``tune --labelled`` refuse the task)
     evaluation: Evaluation | None = None
+    #: the exporter's int8 gates, figure of :meth:`compare_outputs` -> minimum (gross breakage, not quality)
+    int8_gates: Mapping[str, float] = MappingProxyType({})
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"

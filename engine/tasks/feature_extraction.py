@@ -94,6 +94,7 @@ class FeatureExtraction(Task):
     output = "last_hidden_state"
     dims = ("batch", "sequence", "hidden")
     gates = MappingProxyType({"accuracy.cosine_min": 0.98, "invariance.cosine_min": 0.9999})
+    int8_gates = MappingProxyType({"cosine_min": 0.95})
     options = (
         Option(
             "pooling",

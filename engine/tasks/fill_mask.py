@@ -80,6 +80,7 @@ class FillMask(Task):
     output = "logits"
     dims = ("batch", "sequence", "vocabulary")
     gates = MappingProxyType({"accuracy.agreement": 0.9, "invariance.agreement": 0.999})
+    int8_gates = MappingProxyType({"top5_overlap": 0.6})
     options = (
         Option(
             "top_k",

@@ -44,6 +44,7 @@ class TokenClassification(Task):
     dims = ("batch", "sequence", "labels")
     labels = True
     gates = MappingProxyType({"accuracy.entity_f1": 0.95, "invariance.agreement": 0.999})
+    int8_gates = MappingProxyType({"token_agreement": 0.9})
     evaluation = Evaluation("iob", "f1", options=MappingProxyType({"aggregation_strategy": "first"}))
     options = (
         Option(
