@@ -159,7 +159,8 @@ def _labelled_score(task: str, pipe, items: list) -> float:
     """Gold score of ``pipe`` at batch 32, in points (the task's evaluation metric)."""
     from .evaluate import runner
 
-    options = dict(_evaluation(get_task(task)).options)
+    _evaluation(get_task(task))
+    options = dict(get_task(task).reference_options)
 
     def system(texts):
         return pipe(texts, batch_size=32, **options)

@@ -23,7 +23,6 @@ from pathlib import Path
 from ..errors import BertrtError, InputError
 
 __all__ = [
-    "CALL_OPTIONS",
     "REFERENCE",
     "Candidate",
     "System",
@@ -40,12 +39,6 @@ log = logging.getLogger("bertrt")
 
 #: the reference system's name in the report
 REFERENCE = "pytorch"
-#: bertrt call options per task, so its answers are the reference's (transformers' NER "first" grouping,
-#: mean-pooled embeddings as the reference pools them)
-CALL_OPTIONS = {
-    "token-classification": {"aggregation_strategy": "first"},
-    "feature-extraction": {"pooling": "mean"},
-}
 
 
 @dataclass(frozen=True)
@@ -127,16 +120,11 @@ def load_texts(path) -> list[str]:
 
 
 def task_texts(task: str, texts, pipe) -> tuple[list[str], str]:
-    """(texts the task can run, where they come from): the given ones or the built-in sample; for
-    fill-mask, each text that holds no mask token gets its middle word masked."""
-    from ..tune import _sample  # the built-in sample and fill-mask's masking, shared with bertrt tune
+    """(texts the task can run, where they come from): the given ones or the built-in sample, as the task
+    prepares them (:meth:`bertrt.tasks.base.Task.tune_sample`; fill-mask: each text that holds no mask
+    token gets its middle word masked), shared with bertrt tune."""
+    from ..tune import _sample
 
-    if texts is not None and task == "fill-mask":
-        mask = pipe.tokenizer.mask_token
-        bare = [t for t in texts if mask not in t]
-        masked = iter(_sample(task, bare, pipe)[0] if bare else ())
-        texts = [t if mask in t else next(masked) for t in texts]
-        return texts, f"given texts ({len(bare)} given a {mask})"
     return _sample(task, texts, pipe)
 
 
@@ -170,10 +158,13 @@ def _built(name, build, texts, batch_size, backend=None, precision=None) -> Syst
 def build_bertrt(
     candidate: Candidate, task: str, bundle, texts: list[str], batch_size: int, threads
 ) -> System:
-    """A bertrt pipeline at ``candidate``'s backend and precision, called with :data:`CALL_OPTIONS`."""
+    """A bertrt pipeline at ``candidate``'s backend and precision, called with the task's
+    :attr:`~bertrt.tasks.base.Task.reference_options` (its answers are then the reference's: transformers'
+    NER "first" grouping, mean-pooled embeddings as the reference pools them)."""
     from ..pipelines import pipeline
+    from ..tasks import get_task
 
-    options = CALL_OPTIONS.get(task, {})
+    options = dict(get_task(task).reference_options)
 
     def build():
         pipe = pipeline(

@@ -308,15 +308,16 @@ def pytorch_pipeline(
     threads: int | None = None,
     id2label: dict | None = None,
 ):
-    """The reference: ``transformers.pipeline`` on PyTorch (CPU), with the task's evaluation options (NER:
-    ``aggregation_strategy="first"``) and reference call options (classifiers: ``truncation=True``).
+    """The reference: ``transformers.pipeline`` on PyTorch (CPU), built with the task's reference options
+    (NER: ``aggregation_strategy="first"``), called with its evaluation's ``reference_call`` (classifiers:
+    ``truncation=True``).
     With ``id2label`` (the bundle's labels), a checkpoint of another task or other labels is refused
     (:func:`check_reference`).
 
     Needs ``bertrt[export]`` (torch, transformers); without it a :class:`~bertrt.errors.BertrtError` says so.
     """
     evaluation = evaluation_of(task)
-    kwargs = dict(evaluation.options)
+    kwargs = dict(get_task(task).reference_options)
     try:
         from ..export.reference import reference_pipeline
 
@@ -349,12 +350,13 @@ class _PipelineSystem:
 def bertrt_pipeline(
     task: str, bundle: str | Path, precision: str, *, batch_size: int = 32, threads: int | None = None
 ):
-    """bertrt's pipeline for ``bundle`` at ``precision`` (with the task's evaluation options, NER:
+    """bertrt's pipeline for ``bundle`` at ``precision`` (with the task's reference options, NER:
     ``aggregation_strategy="first"``), as a callable ``texts -> results`` whose ``id2label`` is the
     pipeline's labels."""
     from .. import pipeline
 
-    kwargs = dict(evaluation_of(task).options)
+    evaluation_of(task)
+    kwargs = dict(get_task(task).reference_options)
     pipe = pipeline(task, str(bundle), precision=precision, threads=threads)
     return _PipelineSystem(pipe, batch_size, kwargs)
 

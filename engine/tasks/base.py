@@ -244,13 +244,12 @@ class Evaluation:
     ``data``: ``"iob"`` (token TAB tag sentences, scored with seqeval's entity F1) or ``"labelled"``
     (TSV/JSONL text and label, accuracy and macro-F1); ``metric``: the headline figure, in points, that
     the report compares and ``tune --labelled`` gates (``f1``: seqeval micro F1, or ``accuracy``);
-    ``options``: the call options every system runs with, the PyTorch reference included (NER:
-    ``aggregation_strategy="first"``); ``reference_call``: options of the reference's calls only.
+    ``reference_call``: options of the PyTorch reference's calls only (classifiers: ``truncation``). Every
+    system runs with the task's :attr:`Task.reference_options`.
     """
 
     data: str
     metric: str
-    options: Mapping = field(default_factory=lambda: MappingProxyType({}))
     reference_call: Mapping = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
@@ -284,6 +283,9 @@ class Task:
     gates: Mapping[str, float] = MappingProxyType({})
     #: how labelled data scores it (None: ``bertrt eval`` and ``tune --labelled`` refuse the task)
     evaluation: Evaluation | None = None
+    #: bertrt's call options under which its answers are what the transformers reference's final results
+    #: are compared with (``bertrt eval``, ``tune --labelled``, ``bertrt bench``; NER: "first" grouping)
+    reference_options: Mapping[str, Any] = MappingProxyType({})
     #: the exporter's int8 gates, figure of :meth:`compare_outputs` -> minimum (gross breakage, not quality)
     int8_gates: Mapping[str, float] = MappingProxyType({})
 

@@ -95,6 +95,7 @@ class FeatureExtraction(Task):
     dims = ("batch", "sequence", "hidden")
     gates = MappingProxyType({"accuracy.cosine_min": 0.98, "invariance.cosine_min": 0.9999})
     int8_gates = MappingProxyType({"cosine_min": 0.95})
+    reference_options = MappingProxyType({"pooling": "mean"})  # bertrt bench: the reference mean-pools
     options = (
         Option(
             "pooling",

@@ -197,10 +197,14 @@ class FillMask(Task):
         return first[0]["token"] if isinstance(first, list) else first["token"]
 
     def tune_sample(self, pipe, texts: list[str]) -> list[str]:
-        masked = []
-        for text in texts:  # one mask in the middle of each text
+        """A text that holds the mask token stays as it is; any other gets its middle word masked."""
+        mask, masked = pipe.tokenizer.mask_token, []
+        for text in texts:
+            if mask in text:
+                masked.append(text)
+                continue
             words = text.split() or ["x"]
-            words[len(words) // 2] = pipe.tokenizer.mask_token
+            words[len(words) // 2] = mask
             masked.append(" ".join(words))
         return masked
 

@@ -45,7 +45,8 @@ class TokenClassification(Task):
     labels = True
     gates = MappingProxyType({"accuracy.entity_f1": 0.95, "invariance.agreement": 0.999})
     int8_gates = MappingProxyType({"token_agreement": 0.9})
-    evaluation = Evaluation("iob", "f1", options=MappingProxyType({"aggregation_strategy": "first"}))
+    evaluation = Evaluation("iob", "f1")
+    reference_options = MappingProxyType({"aggregation_strategy": "first"})
     options = (
         Option(
             "aggregation_strategy",
