@@ -13,28 +13,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from bertrt.ordering import sorted_call
+from bertrt.tasks import get_task
 
 from .reference import reference_pipeline
 
 __all__ = ["pipeline_call", "reference_call"]
 
-#: task -> (transformers.pipeline keyword arguments, call keyword arguments)
-_OPTIONS = {
-    "token-classification": ({"aggregation_strategy": "first"}, {}),
-    "text-classification": ({}, {"truncation": True}),
-}
-
 
 def reference_call(task: str, checkpoint: str | Path, threads: int | None = None):
-    """``call(texts, batch_size) -> results`` of ``transformers.pipeline(task)`` on ``checkpoint`` (CPU)."""
-    pipe_kwargs, _ = _OPTIONS.get(task, ({}, {}))
+    """``call(texts, batch_size) -> results`` of ``transformers.pipeline(task)`` on ``checkpoint`` (CPU),
+    built with the task's ``reference_pipeline`` arguments."""
+    pipe_kwargs = dict(get_task(task).reference_pipeline)
     return pipeline_call(reference_pipeline(task, checkpoint, threads, **pipe_kwargs), task)
 
 
 def pipeline_call(pipe, task: str):
-    """A transformers pipeline's call with the task's options, its results made final (see the module)."""
-    _, call_kwargs = _OPTIONS.get(task, ({}, {}))
-    if task != "feature-extraction":
+    """A transformers pipeline's call with the task's ``reference_call`` arguments, its results made final
+    (see the module): mean-pooled where bertrt's answers are (its ``reference_options`` pool by mean)."""
+    spec = get_task(task)
+    call_kwargs = dict(spec.reference_call)
+    if spec.reference_options.get("pooling") != "mean":
         return lambda texts, bs: sorted_call(lambda t: pipe(t, batch_size=bs, **call_kwargs), texts)
 
     def embed(texts: list, bs: int) -> list:

@@ -308,16 +308,17 @@ def pytorch_pipeline(
     threads: int | None = None,
     id2label: dict | None = None,
 ):
-    """The reference: ``transformers.pipeline`` on PyTorch (CPU), built with the task's reference options
-    (NER: ``aggregation_strategy="first"``), called with its evaluation's ``reference_call`` (classifiers:
+    """The reference: ``transformers.pipeline`` on PyTorch (CPU) with the task's ``reference_pipeline``
+    arguments (NER: ``aggregation_strategy="first"``), called with its ``reference_call`` ones (classifiers:
     ``truncation=True``).
     With ``id2label`` (the bundle's labels), a checkpoint of another task or other labels is refused
     (:func:`check_reference`).
 
     Needs ``bertrt[export]`` (torch, transformers); without it a :class:`~bertrt.errors.BertrtError` says so.
     """
-    evaluation = evaluation_of(task)
-    kwargs = dict(get_task(task).reference_options)
+    evaluation_of(task)  # a task bertrt eval scores
+    spec = get_task(task)
+    kwargs = dict(spec.reference_pipeline)
     try:
         from ..export.reference import reference_pipeline
 
@@ -329,7 +330,7 @@ def pytorch_pipeline(
         ) from exc
     if id2label is not None:
         check_reference(task, id2label, pipe.model.config.to_dict(), checkpoint)
-    call_kwargs = dict(evaluation.reference_call)
+    call_kwargs = dict(spec.reference_call)
     return lambda texts: sorted_call(lambda t: pipe(t, batch_size=batch_size, **call_kwargs), texts)
 
 

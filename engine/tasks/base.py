@@ -243,14 +243,13 @@ class Evaluation:
 
     ``data``: ``"iob"`` (token TAB tag sentences, scored with seqeval's entity F1) or ``"labelled"``
     (TSV/JSONL text and label, accuracy and macro-F1); ``metric``: the headline figure, in points, that
-    the report compares and ``tune --labelled`` gates (``f1``: seqeval micro F1, or ``accuracy``);
-    ``reference_call``: options of the PyTorch reference's calls only (classifiers: ``truncation``). Every
-    system runs with the task's :attr:`Task.reference_options`.
+    the report compares and ``tune --labelled`` gates (``f1``: seqeval micro F1, or ``accuracy``). Every
+    system runs with the task's :attr:`Task.reference_options` (the PyTorch one as :attr:`Task.reference_pipeline`
+    and :attr:`Task.reference_call` say).
     """
 
     data: str
     metric: str
-    reference_call: Mapping = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if self.data not in ("iob", "labelled"):
@@ -286,6 +285,11 @@ class Task:
     #: bertrt's call options under which its answers are what the transformers reference's final results
     #: are compared with (``bertrt eval``, ``tune --labelled``, ``bertrt bench``; NER: "first" grouping)
     reference_options: Mapping[str, Any] = MappingProxyType({})
+    #: the transformers reference (``bertrt eval --pytorch``, ``bertrt bench --reference``): keyword
+    #: arguments of ``transformers.pipeline(task, ...)`` (NER: "first" grouping) and of its calls
+    #: (classifiers: ``truncation=True``)
+    reference_pipeline: Mapping[str, Any] = MappingProxyType({})
+    reference_call: Mapping[str, Any] = MappingProxyType({})
     #: the exporter's int8 gates, figure of :meth:`compare_outputs` -> minimum (gross breakage, not quality)
     int8_gates: Mapping[str, float] = MappingProxyType({})
 

@@ -101,7 +101,8 @@ class TextClassification(Task):
     pairs = True
     labels = True
     gates = MappingProxyType({"accuracy.agreement": 0.98, "invariance.agreement": 0.999})
-    evaluation = Evaluation("labelled", "accuracy", reference_call=MappingProxyType({"truncation": True}))
+    evaluation = Evaluation("labelled", "accuracy")
+    reference_call = MappingProxyType({"truncation": True})
     options = (
         Option(
             "top_k",

@@ -47,6 +47,7 @@ class TokenClassification(Task):
     int8_gates = MappingProxyType({"token_agreement": 0.9})
     evaluation = Evaluation("iob", "f1")
     reference_options = MappingProxyType({"aggregation_strategy": "first"})
+    reference_pipeline = reference_options
     options = (
         Option(
             "aggregation_strategy",
