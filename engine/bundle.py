@@ -4,6 +4,7 @@ A bertrt bundle is a folder::
 
     model.onnx            optimized fp32 graph
     model.int8.onnx       int8 quantization of model.onnx (recipe in bundle.json "quantization")
+    model.fp16.onnx       optional (``bertrt export --fp16``): fp16 graph for CUDA (bundle.json "fp16")
     tokenizer.json        fast tokenizer (HF tokenizers)
     tokenizer_config.json tokenizer settings transformers uses (clean_up_tokenization_spaces, ...)
     config.json           the checkpoint's config (id2label, model_type, max_position_embeddings)
@@ -14,10 +15,10 @@ A bertrt bundle is a folder::
 bundle.json keys (schema version 1): schema_version, format ("bertrt-bundle"), task, model_type,
 architecture, input_names, output_names, max_length, id2label, problem_type, special_tokens,
 files {name: {sha256, bytes}}, fusion, quantization, validation, versions, created, source; openvino_ir
-when the export wrote IR files; sentence_transformers for a sentence-transformers checkpoint.
+when the export wrote IR files; fp16 when it wrote ``model.fp16.onnx``; sentence_transformers for a sentence-transformers checkpoint.
 
 Which model file a precision reads is the backend's choice (``model_file`` of its module in
-:mod:`bertrt.backends`): onnxruntime reads ``model.int8.onnx`` / ``model.onnx``; OpenVINO the IR of that
+:mod:`bertrt.backends`): onnxruntime reads ``model.int8.onnx`` / ``model.onnx`` / ``model.fp16.onnx``; OpenVINO the IR of that
 precision when bundle.json records it (its ``.xml`` and ``.bin`` verified like every file), else
 ``model.onnx``. An IR file the manifest does not record (stale, or copied in) is not used.
 
@@ -71,6 +72,8 @@ from .tasks import infer_task, normalize_task
 
 __all__ = [
     "BUNDLE_FILES",
+    "FP16_CANDIDATES",
+    "FP16_FILE",
     "FP32_CANDIDATES",
     "FP32_FILE",
     "INT8_CANDIDATES",
@@ -103,6 +106,8 @@ log = logging.getLogger("bertrt")
 SCHEMA_VERSION = 1
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
+#: the fp16 graph for CUDA (float32 inputs and outputs kept), written by ``bertrt export --fp16``
+FP16_FILE = "model.fp16.onnx"
 #: OpenVINO IR of model.onnx (fp32 weights) and of its nncf int8 weights; each with a .bin beside it
 OPENVINO_FILE = "model.openvino.xml"
 OPENVINO_INT8_FILE = "model.openvino-int8.xml"
@@ -127,7 +132,9 @@ INT8_CANDIDATES = (
     "onnx/model_q4f16.onnx",
     "onnx/model_bnb4.onnx",
 )
-_CANDIDATES = {"fp32": FP32_CANDIDATES, "int8": INT8_CANDIDATES}
+#: fp16: bertrt's, then the transformers.js layout's
+FP16_CANDIDATES = (FP16_FILE, "onnx/model_fp16.onnx")
+_CANDIDATES = {"fp32": FP32_CANDIDATES, "int8": INT8_CANDIDATES, "fp16": FP16_CANDIDATES}
 
 # Files the runtime fetches from a hub repository.
 _HUB_PATTERNS = ("*.json", "*.onnx", "onnx/*.onnx", "*.txt", "model.openvino*.xml", "model.openvino*.bin")
@@ -160,6 +167,7 @@ def _model_companions(root: Path, model: Path) -> list[str]:
 BUNDLE_FILES = (
     FP32_FILE,
     INT8_FILE,
+    FP16_FILE,
     OPENVINO_FILE,
     ir_weights_file(OPENVINO_FILE),
     OPENVINO_INT8_FILE,

@@ -1,6 +1,11 @@
 """Session stage: one onnxruntime InferenceSession per pipeline, and feeds built from its metadata.
 
 onnxruntime is imported here, when a session is created, never at ``import bertrt``.
+
+On an accelerator (``providers="cuda"``) the session runs with IO binding: each batch's inputs are copied
+to the device once, the output is bound on the device and copied back once, and nothing else crosses the
+bus (the fp16 graph keeps float32 inputs and outputs, so the runtime's arrays are unchanged). The same
+path runs on the CPU provider with ``io_binding=True`` (how CI exercises it).
 """
 
 from __future__ import annotations
@@ -11,12 +16,24 @@ from pathlib import Path
 import numpy as np
 
 from .cpu import physical_cores
-from .errors import BundleError, InputError
+from .errors import BackendError, BundleError, InputError
 
 # physical_cores: re-exported from bertrt.cpu (its home), where benchmarks have always imported it
-__all__ = ["GraphIO", "OnnxSession", "physical_cores", "resolve_providers", "session_options"]
+__all__ = [
+    "GraphIO",
+    "OnnxSession",
+    "binding_device",
+    "physical_cores",
+    "resolve_providers",
+    "session_options",
+]
 
 log = logging.getLogger("bertrt")
+
+#: the onnxruntime distributions that ship a CUDA provider (never installed beside plain onnxruntime)
+_GPU_DISTRIBUTIONS = ("onnxruntime-gpu",)
+# provider -> the device type IO binding places tensors on
+_BINDING_DEVICES = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda"}
 
 # ONNX tensor type -> numpy dtype, for the inputs a BERT-family graph declares.
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
@@ -67,11 +84,7 @@ def resolve_providers(providers) -> list[str]:
     names = [_PROVIDER_ALIASES.get(str(p).lower(), str(p)) for p in providers]
     missing = [n for n in names if n not in available]
     if missing:
-        hint = (
-            " (install onnxruntime-gpu: pip install 'bertrt[gpu]')"
-            if "CUDAExecutionProvider" in missing
-            else ""
-        )
+        hint = _cuda_hint() if "CUDAExecutionProvider" in missing else ""
         raise InputError(
             f"execution provider(s) {', '.join(missing)} not available{hint}; "
             f"available: {', '.join(available)}"
@@ -79,6 +92,28 @@ def resolve_providers(providers) -> list[str]:
     if "CPUExecutionProvider" not in names:
         names.append("CPUExecutionProvider")  # fallback for nodes the accelerator lacks
     return names
+
+
+def _cuda_hint() -> str:
+    """Why CUDA is missing, as far as the installed distributions tell: no GPU package, or both packages
+    (the CPU one's files shadow the GPU one's)."""
+    from .cpu import installed_versions
+
+    versions = installed_versions(("onnxruntime", *_GPU_DISTRIBUTIONS))
+    gpu = [name for name in _GPU_DISTRIBUTIONS if versions.get(name)]
+    if gpu and versions.get("onnxruntime"):
+        return (
+            f" (both onnxruntime and {gpu[0]} are installed and the CPU package shadows the GPU one: "
+            f"pip uninstall -y onnxruntime {gpu[0]} && pip install 'bertrt[gpu]')"
+        )
+    if gpu:
+        return f" ({gpu[0]} is installed but its CUDA provider is not listed: check the CUDA install)"
+    return " (install onnxruntime-gpu in place of onnxruntime: pip uninstall -y onnxruntime && pip install 'bertrt[gpu]')"
+
+
+def binding_device(providers: list[str]) -> str:
+    """The device type IO binding uses for the first provider of ``providers`` ("cuda" or "cpu")."""
+    return _BINDING_DEVICES.get(providers[0], "cpu") if providers else "cpu"
 
 
 class GraphIO:
@@ -136,16 +171,29 @@ class OnnxSession(GraphIO):
     to another output, so a graph without the expected one is refused, never read in its place.
 
     ``outputs`` maps every graph output to its declared shape (ints, or names for dynamic dimensions).
+    ``io_binding``: run through IO binding (module docstring); None (default): when the first provider is
+    an accelerator.
     """
 
     def __init__(
-        self, model_path, threads: int | None = None, providers=None, output_name: str | None = None
+        self,
+        model_path,
+        threads: int | None = None,
+        providers=None,
+        output_name: str | None = None,
+        io_binding: bool | None = None,
     ):
         import onnxruntime as ort
 
         self.model_path = Path(model_path)
         self.providers = resolve_providers(providers)
         self.threads = self.resolve_threads(threads)
+        #: the device type inputs and outputs are bound on ("cuda", "cpu"); None: plain ``run``
+        self.device = binding_device(self.providers)
+        if io_binding is None:
+            io_binding = self.device != "cpu"
+        if not io_binding:
+            self.device = None
         try:
             self._session = ort.InferenceSession(
                 str(self.model_path),
@@ -155,6 +203,13 @@ class OnnxSession(GraphIO):
             )
         except Exception as exc:  # onnxruntime raises its own exception types for bad / truncated files
             raise BundleError(self.model_path, f"onnxruntime cannot load this model ({exc})") from exc
+        dropped = [p for p in self.providers if p not in self._session.get_providers()]
+        if dropped:  # onnxruntime falls back to the CPU with a log line when CUDA cannot start
+            raise BackendError(
+                f"onnxruntime could not start {', '.join(dropped)} for {self.model_path.name} (the CUDA / "
+                f"cuDNN libraries onnxruntime-gpu needs, or a visible GPU, are missing?); the session got "
+                f"{', '.join(self._session.get_providers())}"
+            )
         problems = self.declare_inputs({i.name: i.type for i in self._session.get_inputs()})
         self.outputs = {o.name: list(o.shape) for o in self._session.get_outputs()}
         self.output_names = list(self.outputs)
@@ -164,9 +219,10 @@ class OnnxSession(GraphIO):
         if problems:
             raise BundleError(self.model_path, "; ".join(problems))
         log.info(
-            "session %s: providers %s, %d intra-op threads, inputs %s, outputs %s",
+            "session %s: providers %s (IO binding: %s), %d intra-op threads, inputs %s, outputs %s",
             self.model_path.name,
             self.providers,
+            self.device or "off",
             self.threads,
             list(self.inputs),
             self.output_names,
@@ -178,4 +234,16 @@ class OnnxSession(GraphIO):
         """The selected output for a padded batch."""
         if self.output_name is None:
             raise RuntimeError("OnnxSession.run before select_output(): name the output to read")
-        return self._session.run([self.output_name], self.feed(batch))[0]
+        if self.device is None:
+            return self._session.run([self.output_name], self.feed(batch))[0]
+        return self._run_bound(self.feed(batch))
+
+    def _run_bound(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """One run through IO binding: inputs copied to the device once, the output copied back once.
+        A binding per call, so concurrent calls share nothing but the session."""
+        binding = self._session.io_binding()
+        for name, array in feed.items():
+            binding.bind_cpu_input(name, array)
+        binding.bind_output(self.output_name, self.device)
+        self._session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]

@@ -4,6 +4,7 @@
 backend         precisions                                                   needs
 =============== ============================================================ ==========================
 onnxruntime     int8 (``model.int8.onnx``: per-token recipe), fp32           the runtime itself
+                (``model.onnx``); fp16 (``model.fp16.onnx``) on CUDA          (fp16: onnxruntime-gpu)
 openvino        fp32, bf16 (CPU with avx512_bf16 / amx_bf16), int8 (nncf    ``bertrt[openvino]``
                 int8 weights of ``model.onnx`` + per-token-group dynamic
                 activation quantization)
@@ -17,13 +18,15 @@ openvino        fp32, bf16 (CPU with avx512_bf16 / amx_bf16), int8 (nncf    ``be
    with its thread count unless ``threads`` is given, and its batch size as the default of every call
    that gives none (:meth:`Plan.default_batch_size`: pipeline calls, ``bertrt predict``, ``bertrt batch``;
    ``bertrt serve``'s ``--pipeline-batch-size``);
-2. else the static rule: the first registered backend that runs ``precision`` (default int8):
+2. with an accelerator provider (``providers="cuda"``) and no ``precision``: onnxruntime fp16 when the
+   bundle has ``model.fp16.onnx``, else fp32 (tuning.json holds CPU results and is not read);
+3. else the static rule: the first registered backend that runs ``precision`` (default int8):
    onnxruntime; bf16 goes to openvino, the only backend with bf16 CPU kernels (onnxruntime's CPU provider
    has none); the static batch size
    (:data:`DEFAULT_BATCH_SIZE`, 32; serve: its ``ServeSettings`` defaults).
 
 An explicit backend never consults ``tuning.json``. Whatever cannot run here (the extra not installed,
-bf16 on a CPU without it, onnxruntime at bf16, providers on openvino) is a
+bf16 on a CPU without it, onnxruntime at bf16, fp16 without a GPU provider, providers on openvino) is a
 :class:`~bertrt.errors.BackendError` or :class:`~bertrt.errors.InputError` before any model is loaded.
 
 Layout: :mod:`.base` (the :class:`Session` protocol, the :class:`Backend` declaration, :data:`PRECISIONS`),
@@ -38,7 +41,7 @@ from __future__ import annotations
 from ..bundle import TUNING_FILE, read_tuning
 from ..cpu import CPU_FLAGS, cpu_flags, cpu_info, cpu_key, has_bf16
 from .base import DEFAULT_PRECISION, PRECISIONS, Backend, Session
-from .planning import DEFAULT_BATCH_SIZE, Plan, check_available, plan
+from .planning import DEFAULT_BATCH_SIZE, Plan, accelerated, check_available, plan
 from .registry import BACKENDS, get_backend, register_backend, unregister_backend
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "Backend",
     "Plan",
     "Session",
+    "accelerated",
     "add_backend_arguments",
     "available",
     "check_available",
@@ -79,8 +83,8 @@ def create_session(the_plan: Plan, model_path, output_name: str | None = None) -
 
 
 def add_backend_arguments(parser) -> None:
-    """``--backend`` and ``--precision``, the same for every command that builds pipelines (predict, batch,
-    serve); the choices are the registered backends when the parser is built."""
+    """``--backend``, ``--precision`` and ``--providers``, the same for every command that builds pipelines
+    (predict, batch, serve); the choices are the registered backends when the parser is built."""
     parser.add_argument(
         "--backend",
         choices=("auto", *BACKENDS),
@@ -93,10 +97,28 @@ def add_backend_arguments(parser) -> None:
         choices=PRECISIONS,
         default=None,
         help="graph precision (default: with --backend auto, the tuning.json winner's for this CPU, else "
-        f"{DEFAULT_PRECISION}; bf16 needs openvino and a CPU with bf16)",
+        f"{DEFAULT_PRECISION}; with --providers cuda fp16 when the bundle has it, else fp32; bf16 needs "
+        "openvino and a CPU with bf16; fp16 needs --providers cuda)",
     )
+    parser.add_argument(
+        "--providers",
+        type=_provider_list,
+        default=None,
+        metavar="NAME[,NAME]",
+        help="onnxruntime execution providers, e.g. cuda (default: the CPU); cuda needs onnxruntime-gpu "
+        "in place of onnxruntime and runs model.fp16.onnx when the bundle has it",
+    )
+
+
+def _provider_list(text: str) -> list[str]:
+    """``--providers cuda`` / ``--providers cuda,cpu`` -> the names, in order."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"expected provider names, got {text!r}")
+    return names
 
 
 def plan_from_args(args) -> Plan:
     """The :class:`Plan` of a command line with :func:`add_backend_arguments` (and ``--threads``)."""
-    return plan(args.bundle, args.backend, args.precision, getattr(args, "threads", None))
+    threads, providers = getattr(args, "threads", None), getattr(args, "providers", None)
+    return plan(args.bundle, args.backend, args.precision, threads, providers)

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_PRECISION", "PRECISIONS", "Backend", "Session"]
 
-#: every precision a backend may run (a backend declares the ones it does)
-PRECISIONS = ("int8", "fp32", "bf16")
+#: every precision a backend may run (a backend declares the ones it does); fp16 is a GPU precision
+PRECISIONS = ("int8", "fp32", "bf16", "fp16")
 #: the precision the static rule (and a missing ``precision``) uses
 DEFAULT_PRECISION = "int8"
 
@@ -53,8 +53,9 @@ class Backend:
     ``precisions``: what it runs (a subset of :data:`PRECISIONS`); ``extra``: the ``bertrt[...]`` extra
     that installs it (None: part of the runtime); ``packages``: the modules it needs, checked without
     importing them (:meth:`available`); ``distributions``: those whose versions ``bertrt tune`` records;
-    ``takes_providers``: whether onnxruntime execution providers apply; ``lacks``: why it does not run a
-    precision of :data:`PRECISIONS` (said in the error for it).
+    ``takes_providers``: whether onnxruntime execution providers apply; ``accelerator_precisions``: those
+    of its precisions that run only with an accelerator provider given (fp16: CUDA), refused on the CPU
+    default; ``lacks``: why it does not run a precision of :data:`PRECISIONS` (said in the error for it).
     """
 
     name: str = ""
@@ -63,6 +64,7 @@ class Backend:
     packages: tuple[str, ...] = ()
     distributions: tuple[str, ...] = ()
     takes_providers: bool = False
+    accelerator_precisions: tuple[str, ...] = ()
     lacks: dict[str, str] = {}
 
     def available(self) -> bool:

@@ -1,5 +1,10 @@
 """The :class:`Plan`: which backend runs a bundle, at which precision and threads, computed once per
-command (:func:`plan`) and passed down to everything that loads the bundle or opens a session."""
+command (:func:`plan`) and passed down to everything that loads the bundle or opens a session.
+
+With an accelerator provider (``providers="cuda"``, ``device=0``) and no ``precision``, the plan runs
+fp16 when the local bundle has ``model.fp16.onnx`` (``bertrt export --fp16``), else fp32; tuning.json
+(CPU results) is not read. fp16 without an accelerator provider is refused: it is the GPU's precision.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from ..errors import BackendError, InputError, ModelFileNotFoundError
 from .base import DEFAULT_PRECISION, PRECISIONS
 from .registry import BACKENDS, get_backend
 
-__all__ = ["DEFAULT_BATCH_SIZE", "Plan", "check_available", "plan"]
+__all__ = ["DEFAULT_BATCH_SIZE", "Plan", "accelerated", "check_available", "plan"]
 
 log = logging.getLogger("bertrt")
 
@@ -57,9 +62,18 @@ class Plan:
         return get_backend(self.backend).open(Path(model_path), self, output_name)
 
 
-def check_available(backend: str, precision: str) -> None:
+def accelerated(providers) -> bool:
+    """Whether ``providers`` (None, a name or names) name an execution provider other than the CPU's."""
+    if providers is None:
+        return False
+    names = [providers] if isinstance(providers, str) else list(providers)
+    return any(str(p).lower() not in ("cpu", "cpuexecutionprovider") for p in names)
+
+
+def check_available(backend: str, precision: str, providers=None) -> None:
     """InputError for an unknown backend / precision or a pair the backend does not run; BackendError when
-    what the backend needs is missing here, or the CPU lacks bf16."""
+    what the backend needs is missing here, the CPU lacks bf16, or an accelerator precision (fp16) is asked
+    for without an accelerator in ``providers``."""
     spec = get_backend(backend)
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
@@ -72,6 +86,11 @@ def check_available(backend: str, precision: str) -> None:
             f"{', '.join(spec.precisions)}"
         )
     spec.check(precision)
+    if precision in spec.accelerator_precisions and not accelerated(providers):
+        raise BackendError(
+            f"precision {precision!r} on backend {backend!r} is for a GPU: pass providers='cuda' (or "
+            "device=0; needs onnxruntime-gpu); on the CPU run 'int8' or 'fp32'"
+        )
     if precision == "bf16" and not cpu.has_bf16():
         raise BackendError(
             f"precision 'bf16' needs a CPU with bf16 instructions (avx512_bf16 or amx_bf16); this CPU "
@@ -118,6 +137,16 @@ def _static_backend(precision: str) -> str:
     return next((name for name, b in BACKENDS.items() if precision in b.precisions), "onnxruntime")
 
 
+def _accelerator_precision(root: Path | None) -> str:
+    """fp16 when the local bundle has an fp16 graph, else fp32 (the precision an accelerator runs by default)."""
+    from ..bundle import FP16_CANDIDATES
+
+    if root is not None and any((root / name).is_file() for name in FP16_CANDIDATES):
+        return "fp16"
+    log.info("no model.fp16.onnx in %s: the accelerator runs fp32 (bertrt export --fp16 writes it)", root)
+    return "fp32"
+
+
 def plan(bundle, backend: str = "auto", precision: str | None = None, threads=None, providers=None) -> Plan:
     """The :class:`Plan` for ``bundle`` (a folder, hf:// spec or Bundle); see :mod:`bertrt.backends`."""
     if precision is not None and precision not in PRECISIONS:
@@ -128,6 +157,9 @@ def plan(bundle, backend: str = "auto", precision: str | None = None, threads=No
         )
     if providers is not None:
         providers = (providers,) if isinstance(providers, str) else tuple(providers)
+    gpu = accelerated(providers)
+    if gpu and precision is None and backend in ("auto", "onnxruntime"):
+        precision = _accelerator_precision(_local_root(bundle))
     if backend == "auto":
         tuned = _tuned(_local_root(bundle), precision) if providers is None else None
         if tuned is not None:
@@ -143,7 +175,13 @@ def plan(bundle, backend: str = "auto", precision: str | None = None, threads=No
             result = Plan(_static_backend(chosen), chosen, threads, "static")
     else:
         result = Plan(backend, precision or DEFAULT_PRECISION, threads, "explicit")
-    check_available(result.backend, result.precision)
+    check_available(result.backend, result.precision, providers)
+    if gpu and result.precision == "int8":
+        log.warning(
+            "int8 on %s: the per-token int8 graph's integer kernels are CPU kernels, so most of it runs on "
+            "the CPU with copies between; fp16 (bertrt export --fp16) is the GPU's precision",
+            providers,
+        )
     if providers is not None:
         if not get_backend(result.backend).takes_providers:
             raise InputError(

@@ -307,7 +307,12 @@ def run(args) -> int:
     for name, path in specs.items():  # load everything first: a bad bundle fails before the port opens
         try:
             pipelines[name] = pipeline(
-                None, path, precision=args.precision, threads=args.threads, backend=args.backend
+                None,
+                path,
+                precision=args.precision,
+                threads=args.threads,
+                backend=args.backend,
+                providers=getattr(args, "providers", None),
             )
         except BertrtError as exc:
             raise ServeError(f"model {name!r}: {exc}") from None
