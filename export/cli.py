@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from bertrt import tasks
-from bertrt.bundle import FP32_FILE, INT8_FILE, MIN_MAX_LENGTH
+from bertrt.bundle import FP16_FILE, FP32_FILE, INT8_FILE, MIN_MAX_LENGTH
 from bertrt.errors import TaskError
 
 __all__ = ["add_arguments", "run", "summary_table"]
@@ -65,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write the OpenVINO IR of model.onnx (fp32: model.openvino.xml/.bin), of its nncf int8 "
         "weights (int8: model.openvino-int8.xml/.bin) or both, which backend openvino then reads instead "
         "of converting model.onnx at load (default none; needs pip install 'bertrt[openvino]')",
+    )
+    parser.add_argument(
+        "--fp16",
+        action="store_true",
+        help="also write model.fp16.onnx, the fused graph in fp16 (float32 inputs and outputs kept), which "
+        "a CUDA session (--providers cuda, device=0) runs by default; validated against PyTorch (on CUDA "
+        "when this onnxruntime has it, else on the CPU provider)",
     )
     parser.add_argument(
         "--opset", type=int, default=None, help="ONNX opset (default: optimum's for the model)"
@@ -164,6 +171,13 @@ def summary_table(manifest: dict, out_dir: str) -> str:
                 ),
             )
         )
+    fp16 = manifest.get("fp16")
+    if fp16 and FP16_FILE in files:
+        check = fp16.get("validation") or {}
+        figures = ", ".join(f"{k} {_fmt(v)}" for k, v in (check.get("figures") or {}).items())
+        where = (check.get("provider") or "?").replace("ExecutionProvider", "")
+        rows.append(("fp16 size", _mib(files[FP16_FILE]["bytes"])))
+        rows.append(("fp16 vs torch", f"{figures} (on {where})"))
     ir = manifest.get("openvino_ir")
     if ir:
         sizes = ", ".join(
@@ -205,6 +219,7 @@ def summary_table(manifest: dict, out_dir: str) -> str:
 
 #: flags passed to export_model under their own name
 _EXPORT_FLAGS = ("task", "quantize", "per_channel", "int8_recipe", "openvino_ir", "skip_layernorm", "opset")
+_EXPORT_FLAGS += ("fp16",)
 _EXPORT_FLAGS += ("max_length", "force")
 
 

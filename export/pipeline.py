@@ -1,7 +1,7 @@
 """``export_model``: the export stages composed, from a checkpoint to a bundle folder.
 
 Stages (each its own module): convert (optimum ONNX export) -> optimize (fusions) -> quantize (int8)
--> validate (against PyTorch) -> bundle (tokenizer, config, OpenVINO IR when asked, manifest). The bundle
+-> fp16 (when asked: ``model.fp16.onnx`` for CUDA, :mod:`.fp16`) -> validate (against PyTorch) -> bundle (tokenizer, config, OpenVINO IR when asked, manifest). The bundle
 is built in a temporary folder next to ``out_dir`` and moved in only when every stage passed, so a failed
 export never leaves a half-written bundle behind.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 from bertrt.architectures import get_architecture, takes_token_type_ids
 from bertrt.bundle import (
     BUNDLE_FILES,
+    FP16_FILE,
     FP32_FILE,
     INT8_FILE,
     MANIFEST,
@@ -29,6 +30,7 @@ from bertrt.errors import BundleError, ExportError
 from bertrt.tasks import normalize_task
 
 from . import convert, manifest, optimize, sentence_transformers, tokenizer, validate
+from . import fp16 as fp16_stage  # export_model's parameter is named fp16
 from . import openvino_ir as openvino_ir_stage  # export_model's parameter is named openvino_ir
 from . import quantize as quantize_stage  # export_model's parameter is named quantize
 
@@ -36,7 +38,15 @@ __all__ = ["BUNDLE_FILES", "STEPS", "export_model"]
 
 log = logging.getLogger("bertrt.export")
 
-STEPS = ("load checkpoint", "export ONNX", "optimize fp32", "quantize int8", "validate", "write bundle")
+STEPS = (
+    "load checkpoint",
+    "export ONNX",
+    "optimize fp32",
+    "quantize int8",
+    "convert fp16",
+    "validate",
+    "write bundle",
+)
 # BUNDLE_FILES (bertrt.bundle): every file an export writes, which _install replaces; the runtime's list
 
 
@@ -105,6 +115,7 @@ def export_model(
     int8_recipe: str = quantize_stage.DEFAULT_RECIPE,
     openvino_ir: str = "none",
     skip_layernorm: str = "split",
+    fp16: bool = False,
 ) -> dict:
     """Export a checkpoint of an architecture-table row (a folder or ``hf://owner/name``) to ``out_dir``.
 
@@ -121,6 +132,8 @@ def export_model(
     recorded in the manifest (``export/openvino_ir.py``); needs the ``bertrt[openvino]`` extra.
     ``skip_layernorm``: "split" (default: each SkipLayerNormalization becomes Add + LayerNormalization,
     faster on onnxruntime's CPU kernels) or "fused"; see ``export/optimize.py``.
+    ``fp16``: also write ``model.fp16.onnx`` (the fused graph in fp16, for ``providers="cuda"``), validated
+    against PyTorch and recorded in the manifest's ``fp16`` (``export/fp16.py``).
     Checked before any work: the options (``task`` may be an alias such as ``ner``; ``max_length`` from
     :data:`bertrt.bundle.MIN_MAX_LENGTH` to the model's positions) and that ``out_dir`` is writable.
     """
@@ -138,6 +151,8 @@ def export_model(
             f"skip_layernorm must be one of {', '.join(optimize.SKIP_LAYERNORM_MODES)}, got {skip_layernorm!r}"
         )
     openvino_ir_stage.check_available(openvino_ir)  # a missing extra fails before any work
+    if not isinstance(fp16, bool):
+        raise ExportError(f"fp16 must be True or False, got {fp16!r}")
     if opset is not None and (not isinstance(opset, int) or opset < 11):
         raise ExportError(f"opset must be an int >= 11, got {opset!r}")
     if task is not None:
@@ -181,11 +196,23 @@ def export_model(
                 stage / FP32_FILE, stage / INT8_FILE, per_channel, recipe=int8_recipe
             )
         step(STEPS[4])
+        fp16_record = None
+        if fp16:
+            fused, source = stage / FP32_FILE, FP32_FILE
+            if fusion["skip_layernorm"]["split"]:  # the GPU graph keeps SkipLayerNormalization fused
+                fused, source = work / "fused.onnx", "the optimizer's graph, SkipLayerNormalization fused"
+                optimize.optimize_graph(raw, fused, model_type, dims, "fused")
+            fp16_record = fp16_stage.convert_graph(fused, stage / FP16_FILE, source)
+        step(STEPS[5])
         int8_path = stage / INT8_FILE if recipe else None
         figures = validate.validate_bundle(
             torch_model, tok, task, stage / FP32_FILE, int8_path, length, int8_gates, architecture=row
         )
-        step(STEPS[5])
+        if fp16_record is not None:
+            fp16_record["validation"] = fp16_stage.validate_fp16(
+                torch_model, tok, task, stage / FP16_FILE, length, architecture=row
+            )
+        step(STEPS[6])
         names = tokenizer.save_tokenizer(tok, stage, length)
         torch_model.config.save_pretrained(str(stage))
         inputs, outputs, graph_opset = _graph_io(stage / FP32_FILE)
@@ -209,6 +236,9 @@ def export_model(
         )
         files = [FP32_FILE, *([INT8_FILE] if recipe else []), *ir_names, *names, "config.json"]
         extra = {"openvino_ir": ir_record} if ir_record else {}
+        if fp16_record is not None:
+            files.append(FP16_FILE)
+            extra["fp16"] = fp16_record
         st_info = sentence_transformers.read_settings(folder)
         if st_info:
             extra["sentence_transformers"] = st_info
@@ -228,6 +258,8 @@ def export_model(
         manifest.write_manifest(stage, result)
         try:  # the bundle must pass every check the runtime makes at load, before it is installed
             load_bundle(stage, precision="int8" if recipe else "fp32")
+            if fp16_record is not None:  # the fp16 graph, its hash checked
+                load_bundle(stage, precision="fp16")
             for ir_precision in openvino_ir_stage.precisions(openvino_ir):  # the IR, hashes checked
                 loaded = load_bundle(stage, ir_precision, backend="openvino")
                 if loaded.model_path.name != openvino_ir_stage.IR_FILES[ir_precision][0]:
