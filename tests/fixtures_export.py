@@ -1,7 +1,8 @@
 """Fixtures for export tests (owned by the export area).
 
 ``tiny_bundle(arch, task, quantize="int8") -> Path``: a bundle exported with :func:`bertrt.export.export_model`
-from the ``tiny_checkpoint`` fixture, cached on disk (tests/cache.py). Other areas (runtime parity
+from the ``tiny_checkpoint`` fixture, cached on disk (tests/cache.py); ``tiny_fp16_bundle(arch, task)``:
+the same with ``model.fp16.onnx``. Other areas (runtime parity
 tests) use it too; the folder is read-only: copy it into ``tmp_path`` to change it.
 """
 
@@ -33,6 +34,22 @@ def tiny_bundle(tiny_checkpoint, model_cache):
         return model_cache.get(
             f"bundle-{arch}-{task}-{quantize}",
             lambda out: export_model(checkpoint, out, task=task, quantize=quantize),
+        )
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_fp16_bundle(tiny_checkpoint, model_cache):
+    """``tiny_fp16_bundle(arch, task) -> Path``: a bundle exported with fp16=True (model.onnx and
+    model.fp16.onnx, no int8), cached per key."""
+    from bertrt.export import export_model
+
+    def get(arch: str, task: str) -> Path:
+        checkpoint = tiny_checkpoint(arch, task)
+        return model_cache.get(
+            f"bundle-{arch}-{task}-fp16",
+            lambda out: export_model(checkpoint, out, task=task, quantize="none", fp16=True),
         )
 
     return get

@@ -16,31 +16,16 @@ from bertrt.bundle import FP16_FILE, FP32_FILE, MANIFEST, file_sha256, load_bund
 from bertrt.errors import BundleError, ExportError
 
 
-@pytest.fixture(scope="session")
-def fp16_bundle(tiny_checkpoint, model_cache):
-    """``fp16_bundle(arch, task) -> Path``: a bundle exported with fp16=True (no int8), cached."""
-    from bertrt.export import export_model
-
-    def get(arch: str, task: str):
-        checkpoint = tiny_checkpoint(arch, task)
-        return model_cache.get(
-            f"bundle-{arch}-{task}-fp16",
-            lambda out: export_model(checkpoint, out, task=task, quantize="none", fp16=True),
-        )
-
-    return get
-
-
 def _graph(path):
     import onnx
 
     return onnx.load(str(path))
 
 
-def test_fp16_file_is_hashed_recorded_and_keeps_io_types(fp16_bundle):
+def test_fp16_file_is_hashed_recorded_and_keeps_io_types(tiny_fp16_bundle):
     import onnx
 
-    root = fp16_bundle("bert", "token-classification")
+    root = tiny_fp16_bundle("bert", "token-classification")
     manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     entry = manifest["files"][FP16_FILE]
     assert entry["sha256"] == file_sha256(root / FP16_FILE)
@@ -65,8 +50,8 @@ def test_fp16_file_is_hashed_recorded_and_keeps_io_types(fp16_bundle):
     assert "SkipLayerNormalization" not in {n.op_type for n in _graph(root / FP32_FILE).graph.node}
 
 
-def test_fp16_bundle_loads_and_a_tampered_file_is_refused(fp16_bundle, tmp_path):
-    root = fp16_bundle("bert", "token-classification")
+def test_fp16_bundle_loads_and_a_tampered_file_is_refused(tiny_fp16_bundle, tmp_path):
+    root = tiny_fp16_bundle("bert", "token-classification")
     assert load_bundle(root, "fp16").model_path.name == FP16_FILE
     copy = tmp_path / "b"
     shutil.copytree(root, copy)
@@ -77,10 +62,10 @@ def test_fp16_bundle_loads_and_a_tampered_file_is_refused(fp16_bundle, tmp_path)
         load_bundle(copy, "fp16")
 
 
-def test_fp16_session_on_cpu_with_io_binding_matches_fp32(fp16_bundle):
+def test_fp16_session_on_cpu_with_io_binding_matches_fp32(tiny_fp16_bundle):
     from bertrt.session import OnnxSession
 
-    root = fp16_bundle("bert", "token-classification")
+    root = tiny_fp16_bundle("bert", "token-classification")
     fp32 = OnnxSession(root / FP32_FILE, 1, None, "logits")
     fp16 = OnnxSession(root / FP16_FILE, 1, "cpu", "logits", io_binding=True)
     assert fp16.device == "cpu" and fp32.device is None
@@ -98,18 +83,18 @@ def test_fp16_session_on_cpu_with_io_binding_matches_fp32(fp16_bundle):
     assert np.abs(a - b)[real].max() < 0.02
 
 
-def test_unfused_architecture_converts_and_validates(fp16_bundle):
-    root = fp16_bundle("deberta-v2", "feature-extraction")
+def test_unfused_architecture_converts_and_validates(tiny_fp16_bundle):
+    root = tiny_fp16_bundle("deberta-v2", "feature-extraction")
     manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     figures = manifest["fp16"]["validation"]["figures"]
     assert figures["cosine_min"] >= 0.995
     assert "Attention" not in {n.op_type for n in _graph(root / FP16_FILE).graph.node}
 
 
-def test_summary_names_the_fp16_graph(fp16_bundle):
+def test_summary_names_the_fp16_graph(tiny_fp16_bundle):
     from bertrt.export.cli import summary_table
 
-    root = fp16_bundle("bert", "token-classification")
+    root = tiny_fp16_bundle("bert", "token-classification")
     manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     text = summary_table(manifest, str(root))
     assert "fp16 size" in text and "fp16 vs torch" in text and "on CPU" in text
