@@ -35,6 +35,13 @@ and the batch size as the default of every call, ``bertrt predict`` / ``batch`` 
 
 Defaults are quick (well under a minute on a small model): 64 texts, batch sizes 8 and 32, the physical
 core count, 3 repeats.
+
+On a GPU (``--providers cuda``): the candidates are the backends that take execution providers
+(onnxruntime) at each precision they run there (fp16, fp32, int8), run with those providers; the
+accuracy reference stays onnxruntime fp32 on the CPU, and the entry is written under
+:func:`bertrt.backends.tuning_key` (``"cuda on <cpu key>"``), which ``pipeline(..., providers="cuda")``
+reads. The PyTorch CUDA reference row is ``bertrt bench --providers cuda``'s (the runtime never imports
+torch).
 """
 
 from __future__ import annotations
@@ -169,10 +176,10 @@ def _labelled_score(task: str, pipe, items: list) -> float:
     return runner.headline(task, runner.score(task, system, items, id2label=id2label, desc="tune"))
 
 
-def _default_factory(task, bundle, backend, precision, threads):
+def _default_factory(task, bundle, backend, precision, threads, providers=None):
     from .pipelines import pipeline
 
-    return pipeline(task, bundle, precision=precision, threads=threads, backend=backend)
+    return pipeline(task, bundle, precision=precision, threads=threads, backend=backend, providers=providers)
 
 
 def _gate(figures: dict, gates: dict) -> list[str]:
@@ -220,12 +227,15 @@ def tune(
     factory=None,
     write: bool = True,
     labelled=None,
+    providers=None,
 ) -> dict:
     """Measure, gate, pick; write ``tuning.json`` into ``bundle`` (``write=False``: only return the entry).
 
     ``factory(task, bundle, backend, precision, threads)`` builds a candidate (default: bertrt.pipeline);
-    tests pass one that sabotages a candidate. ``labelled``: a labelled data file (or bertrt.evaluate
-    items) to gate on gold scores. Returns this machine's entry (see the module docstring).
+    tests pass one that sabotages a candidate (with ``providers``, it is called with ``providers=`` too).
+    ``labelled``: a labelled data file (or bertrt.evaluate items) to gate on gold scores. ``providers``:
+    onnxruntime execution providers every candidate runs with (a GPU: see the module docstring). Returns
+    this machine's entry (see the module docstring).
     """
     root = Path(bundle)
     if not root.is_dir():
@@ -257,7 +267,11 @@ def tune(
     from .cpu import physical_cores
 
     thread_counts = sorted({int(t) for t in (threads or [physical_cores()])})
-    names = list(backend_names or [b for b in backends.BACKENDS if backends.available(b)])
+    extra = {} if providers is None else {"providers": providers}
+    installed = [b for b in backends.BACKENDS if backends.available(b)]
+    if providers is not None:  # only the backends execution providers apply to
+        installed = [b for b in installed if backends.BACKENDS[b].takes_providers]
+    names = list(backend_names or installed)
     candidates = []
     for backend in names:
         declared = backends.BACKENDS[backend].precisions if backend in backends.BACKENDS else ()
@@ -265,9 +279,9 @@ def tune(
             for n_threads in thread_counts:
                 cand = {"backend": backend, "precision": precision, "threads": n_threads}
                 try:
-                    backends.check_available(backend, precision)
-                    pipe = factory(task, root, backend, precision, n_threads)
-                except (BackendError, ModelFileNotFoundError) as exc:
+                    backends.check_available(backend, precision, providers)
+                    pipe = factory(task, root, backend, precision, n_threads, **extra)
+                except (BackendError, ModelFileNotFoundError, InputError) as exc:
                     cand.update(available=False, passed=False, reasons=[str(exc)])
                     candidates.append(cand)
                     log.info("tune: %s %s unavailable (%s)", backend, precision, exc)
@@ -306,7 +320,8 @@ def tune(
     info = backends.cpu_info()
     entry = {
         "cpu": info,
-        "key": backends.cpu_key(info),
+        "key": backends.tuning_key(providers) if providers is not None else backends.cpu_key(info),
+        "providers": None if providers is None else list(providers),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
         "task": task,
@@ -356,7 +371,9 @@ def format_report(entry: dict) -> str:
     """The candidates as a Markdown table, the machine and the winner."""
     cpu = entry["cpu"]
     lines = [
-        f"Machine: {cpu['model']}, {cpu['cores']} cores ({', '.join(cpu['flags']) or 'no listed flags'}); "
+        f"Machine: {cpu['model']}, {cpu['cores']} cores ({', '.join(cpu['flags']) or 'no listed flags'})"
+        + (f", providers {', '.join(entry['providers'])}" if entry.get("providers") else "")
+        + "; "
         f"task {entry['task']}; {entry['sample']['texts']} texts ({entry['sample']['source']}); "
         f"reference {entry['reference']}; gates {entry['gates']}",
         *(
@@ -433,6 +450,14 @@ def add_arguments(parser) -> None:
         help="labelled data (IOB for NER, TSV/JSONL for classifiers): the sample, and each candidate's gold "
         "score must stay within 0.5 points of fp32's (needs bertrt[eval] for NER)",
     )
+    parser.add_argument(
+        "--providers",
+        type=lambda text: [p.strip() for p in text.split(",") if p.strip()],
+        default=None,
+        metavar="NAME[,NAME]",
+        help="onnxruntime execution providers to tune for, e.g. cuda (needs onnxruntime-gpu): the "
+        "candidates run there and the result is this machine's entry for them",
+    )
     parser.add_argument("--report", action="store_true", help="print the table of every candidate")
     parser.add_argument(
         "--no-write", action="store_true", help="measure and report; leave the bundle as it is"
@@ -466,6 +491,7 @@ def run(args) -> int:
         gates=gates,
         write=not args.no_write,
         labelled=args.labelled,
+        providers=getattr(args, "providers", None),
         **settings,
     )
     if args.report:

@@ -17,14 +17,27 @@ from bertrt.tasks import get_task
 
 from .reference import reference_pipeline
 
-__all__ = ["pipeline_call", "reference_call"]
+__all__ = ["cuda_available", "pipeline_call", "reference_call"]
 
 
-def reference_call(task: str, checkpoint: str | Path, threads: int | None = None):
-    """``call(texts, batch_size) -> results`` of ``transformers.pipeline(task)`` on ``checkpoint`` (CPU),
-    built with the task's ``reference_pipeline`` arguments."""
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device (False without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def reference_call(
+    task: str, checkpoint: str | Path, threads: int | None = None, device: int = -1, dtype: str = "fp32"
+):
+    """``call(texts, batch_size) -> results`` of ``transformers.pipeline(task)`` on ``checkpoint``, built
+    with the task's ``reference_pipeline`` arguments: the CPU (``device=-1``) or a CUDA device, at
+    ``dtype`` ("fp32", or "fp16" on CUDA)."""
     pipe_kwargs = dict(get_task(task).reference_pipeline)
-    return pipeline_call(reference_pipeline(task, checkpoint, threads, **pipe_kwargs), task)
+    pipe = reference_pipeline(task, checkpoint, threads, device=device, dtype=dtype, **pipe_kwargs)
+    return pipeline_call(pipe, task)
 
 
 def pipeline_call(pipe, task: str):
@@ -38,6 +51,6 @@ def pipeline_call(pipe, task: str):
     def embed(texts: list, bs: int) -> list:
         lengths = [len(ids) for ids in pipe.tokenizer(list(texts), truncation=True)["input_ids"]]
         tensors = sorted_call(lambda t: pipe(t, batch_size=bs, return_tensors=True, truncation=True), texts)
-        return [t[0, :n].mean(dim=0).numpy() for t, n in zip(tensors, lengths)]
+        return [t[0, :n].float().mean(dim=0).cpu().numpy() for t, n in zip(tensors, lengths)]
 
     return embed

@@ -18,8 +18,9 @@ openvino        fp32, bf16 (CPU with avx512_bf16 / amx_bf16), int8 (nncf    ``be
    with its thread count unless ``threads`` is given, and its batch size as the default of every call
    that gives none (:meth:`Plan.default_batch_size`: pipeline calls, ``bertrt predict``, ``bertrt batch``;
    ``bertrt serve``'s ``--pipeline-batch-size``);
-2. with an accelerator provider (``providers="cuda"``) and no ``precision``: onnxruntime fp16 when the
-   bundle has ``model.fp16.onnx``, else fp32 (tuning.json holds CPU results and is not read);
+2. with an accelerator provider (``providers="cuda"``): tuning.json's entry for it on this machine
+   (:func:`tuning_key`; ``bertrt tune --providers cuda``) as in 1., else, with no ``precision``,
+   onnxruntime fp16 when the bundle has ``model.fp16.onnx``, else fp32;
 3. else the static rule: the first registered backend that runs ``precision`` (default int8):
    onnxruntime; bf16 goes to openvino, the only backend with bf16 CPU kernels (onnxruntime's CPU provider
    has none); the static batch size
@@ -41,7 +42,7 @@ from __future__ import annotations
 from ..bundle import TUNING_FILE, read_tuning
 from ..cpu import CPU_FLAGS, cpu_flags, cpu_info, cpu_key, has_bf16
 from .base import DEFAULT_PRECISION, PRECISIONS, Backend, Session
-from .planning import DEFAULT_BATCH_SIZE, Plan, accelerated, check_available, plan
+from .planning import DEFAULT_BATCH_SIZE, Plan, accelerated, check_available, plan, tuning_key
 from .registry import BACKENDS, get_backend, register_backend, unregister_backend
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "plan_from_args",
     "read_tuning",
     "register_backend",
+    "tuning_key",
     "unregister_backend",
 ]
 

@@ -1,9 +1,11 @@
 """The :class:`Plan`: which backend runs a bundle, at which precision and threads, computed once per
 command (:func:`plan`) and passed down to everything that loads the bundle or opens a session.
 
-With an accelerator provider (``providers="cuda"``, ``device=0``) and no ``precision``, the plan runs
-fp16 when the local bundle has ``model.fp16.onnx`` (``bertrt export --fp16``), else fp32; tuning.json
-(CPU results) is not read. fp16 without an accelerator provider is refused: it is the GPU's precision.
+With an accelerator provider (``providers="cuda"``, ``device=0``) and backend auto, tuning.json's entry
+for that accelerator on this machine (:func:`tuning_key`, written by ``bertrt tune --providers cuda``)
+decides when there is one; else, with no ``precision``, the plan runs fp16 when the local bundle has
+``model.fp16.onnx`` (``bertrt export --fp16``), else fp32. fp16 without an accelerator provider is
+refused: it is the GPU's precision.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ..errors import BackendError, InputError, ModelFileNotFoundError
 from .base import DEFAULT_PRECISION, PRECISIONS
 from .registry import BACKENDS, get_backend
 
-__all__ = ["DEFAULT_BATCH_SIZE", "Plan", "accelerated", "check_available", "plan"]
+__all__ = ["DEFAULT_BATCH_SIZE", "Plan", "accelerated", "check_available", "plan", "tuning_key"]
 
 log = logging.getLogger("bertrt")
 
@@ -70,6 +72,21 @@ def accelerated(providers) -> bool:
     return any(str(p).lower() not in ("cpu", "cpuexecutionprovider") for p in names)
 
 
+def tuning_key(providers=None) -> str:
+    """The tuning.json key of this machine: :func:`bertrt.cpu.cpu_key`, prefixed by the accelerator
+    providers (``"cuda on <cpu key>"``) when ``providers`` name one."""
+    key = cpu.cpu_key()
+    if not accelerated(providers):
+        return key
+    names = [providers] if isinstance(providers, str) else list(providers)
+    devices = dict.fromkeys(
+        str(p).lower().removesuffix("executionprovider")
+        for p in names
+        if str(p).lower() not in ("cpu", "cpuexecutionprovider")
+    )
+    return f"{'+'.join(devices)} on {key}"
+
+
 def check_available(backend: str, precision: str, providers=None) -> None:
     """InputError for an unknown backend / precision or a pair the backend does not run; BackendError when
     what the backend needs is missing here, the CPU lacks bf16, or an accelerator precision (fp16) is asked
@@ -110,13 +127,13 @@ def _local_root(bundle) -> Path | None:
     return None
 
 
-def _tuned(root: Path | None, precision: str | None) -> dict | None:
+def _tuned(root: Path | None, precision: str | None, providers=None) -> dict | None:
     if root is None:
         return None
     data = read_tuning(root)
     if data is None:
         return None
-    key = cpu.cpu_key()
+    key = tuning_key(providers)
     entry = data["machines"].get(key)
     if not isinstance(entry, dict):
         log.info("tuning.json of %s has no entry for this CPU (%s): static rule", root, key)
@@ -158,10 +175,13 @@ def plan(bundle, backend: str = "auto", precision: str | None = None, threads=No
     if providers is not None:
         providers = (providers,) if isinstance(providers, str) else tuple(providers)
     gpu = accelerated(providers)
-    if gpu and precision is None and backend in ("auto", "onnxruntime"):
+    # tuning.json: this CPU's entry on the default CPU path, the accelerator's with one
+    tuned = None
+    if backend == "auto" and (providers is None or gpu):
+        tuned = _tuned(_local_root(bundle), precision, providers)
+    if tuned is None and gpu and precision is None and backend in ("auto", "onnxruntime"):
         precision = _accelerator_precision(_local_root(bundle))
     if backend == "auto":
-        tuned = _tuned(_local_root(bundle), precision) if providers is None else None
         if tuned is not None:
             result = Plan(
                 tuned["backend"],

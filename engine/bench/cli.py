@@ -69,6 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", metavar="N", type=int, help="intra-op threads of every system (default: physical cores)"
     )
+    parser.add_argument(
+        "--providers",
+        type=lambda text: [p.strip() for p in text.split(",") if p.strip()],
+        default=None,
+        metavar="NAME[,NAME]",
+        help="onnxruntime execution providers for the bertrt systems, e.g. cuda (needs onnxruntime-gpu); "
+        "with a reference, PyTorch CUDA fp32 and fp16 rows are added when torch has CUDA",
+    )
 
 
 def run(args) -> int:
@@ -84,6 +92,7 @@ def run(args) -> int:
         batch_sizes=args.batch_sizes,
         repeats=args.repeats,
         threads=args.threads,
+        providers=getattr(args, "providers", None),
     )
     paths = report.write(result, args.out)
     print(report.render_markdown(result))

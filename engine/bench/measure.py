@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
+from ..backends import accelerated
 from ..errors import BertrtError, InputError, ModelFileNotFoundError
 from . import systems as sysmod
 
@@ -104,11 +105,14 @@ def bench(
     batch_sizes=DEFAULT_BATCH_SIZES,
     repeats: int = DEFAULT_REPEATS,
     threads: int | None = None,
+    providers=None,
 ) -> dict:
     """Measure ``bundle`` on this machine: every bertrt backend x precision that runs here and, with
     ``reference`` (a checkpoint folder; ``"auto"``: the one bundle.json records, when it is a local
     folder that exists; None: none), the checkpoint's PyTorch pipeline. ``texts``: a list (default: the built-in
-    sample). Returns the result dict :func:`bertrt.bench.report.write` renders."""
+    sample). ``providers`` (a GPU: ``"cuda"``): the bertrt candidates run with them, and with a reference
+    PyTorch CUDA fp32 and fp16 rows are added when torch has CUDA (the CPU PyTorch row stays the answers'
+    baseline). Returns the result dict :func:`bertrt.bench.report.write` renders."""
     from ..cpu import physical_cores
     from ..pipelines import pipeline
 
@@ -131,12 +135,14 @@ def bench(
     del probe
     largest = max(sizes)
     built, rows = [], []
-    for cand in sysmod.candidates():
+    if isinstance(providers, str):
+        providers = [providers]
+    for cand in sysmod.candidates(providers):
         row = {"system": cand.name, "backend": cand.backend, "precision": cand.precision}
         rows.append(row)
         if cand.reason is None:
             try:
-                built.append(sysmod.build_bertrt(cand, task, root, texts, largest, threads))
+                built.append(sysmod.build_bertrt(cand, task, root, texts, largest, threads, providers))
                 continue
             except BertrtError as exc:  # e.g. the bundle lacks that precision's file
                 log.warning("bench: %s cannot run: %s", cand.name, exc)
@@ -147,6 +153,10 @@ def bench(
     if checkpoint is not None:
         built.append(sysmod.build_reference(task, checkpoint, texts, largest, threads))
         rows.append({"system": sysmod.REFERENCE, "backend": "pytorch", "precision": "fp32"})
+        if accelerated(providers):
+            for system in sysmod.build_cuda_references(task, checkpoint, texts, largest):
+                built.append(system)
+                rows.append({"system": system.name, "backend": "pytorch", "precision": system.precision})
     if not built:
         raise BertrtError(
             "no backend x precision can run this bundle here: "
@@ -181,6 +191,7 @@ def bench(
         "task": task,
         "machine": sysmod.machine(),
         "threads": threads,
+        "providers": None if providers is None else list(providers),
         "texts": {
             "count": len(texts),
             "source": source,

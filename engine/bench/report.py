@@ -44,7 +44,9 @@ def render_markdown(result: dict) -> str:
         f"Task {result['task']}; {result['texts']['count']} texts ({result['texts']['source']}, "
         f"{result['texts']['mean_chars']} characters on average); machine {cpu.get('model')}, "
         f"{cpu.get('cores')} cores ({', '.join(cpu.get('flags') or []) or 'no listed flags'}); "
-        f"{result['threads']} threads; bertrt {result['bertrt']}.",
+        f"{result['threads']} threads"
+        + (f", providers {', '.join(result['providers'])}" if result.get("providers") else "")
+        + f"; bertrt {result['bertrt']}.",
         f"Reference: {ref['checkpoint'] or 'none'} ({ref['note']}). Answers compared with: "
         f"{baseline or 'nothing (no reference and no onnxruntime fp32)'}.",
         f"Throughput: texts/s, text in, final result out, median of {result['repeats']} interleaved "

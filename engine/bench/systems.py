@@ -8,7 +8,9 @@ pipeline's own, not the interpreter's or the imports'.
 
 The knowledge of which backend runs which precision is :mod:`bertrt.backends`' (:func:`candidates` is the
 one place that asks it); the PyTorch reference lives in the exporter (``bertrt.export.bench_reference``),
-imported only when a reference checkpoint is given, so the runtime never imports torch.
+imported only when a reference checkpoint is given, so the runtime never imports torch. On a GPU
+(``providers``), the bertrt candidates run with those providers and the reference checkpoint also runs
+on PyTorch CUDA in fp32 and fp16 (:func:`build_cuda_references`) when torch has CUDA.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "Candidate",
     "System",
     "build_bertrt",
+    "build_cuda_references",
     "build_reference",
     "candidates",
     "load_texts",
@@ -66,19 +69,22 @@ class System:
     rss_delta_mb: float | None
 
 
-def candidates() -> list[Candidate]:
-    """Every backend x precision of :mod:`bertrt.backends`, with why it cannot run here when it cannot."""
+def candidates(providers=None) -> list[Candidate]:
+    """Every backend x precision of :mod:`bertrt.backends`, with why it cannot run here when it cannot;
+    with ``providers``, only the backends that take execution providers."""
     from .. import backends
 
     out = []
     for backend, declared in backends.BACKENDS.items():
+        if providers is not None and not declared.takes_providers:
+            continue
         for precision in declared.precisions:
             reason = None
             if not backends.available(backend):
                 reason = f"{backend} is not installed"
             else:
                 try:
-                    backends.check_available(backend, precision)
+                    backends.check_available(backend, precision, providers)
                 except BertrtError as exc:
                     reason = " ".join(str(exc).split())
             out.append(Candidate(backend, precision, reason))
@@ -156,11 +162,11 @@ def _built(name, build, texts, batch_size, backend=None, precision=None) -> Syst
 
 
 def build_bertrt(
-    candidate: Candidate, task: str, bundle, texts: list[str], batch_size: int, threads
+    candidate: Candidate, task: str, bundle, texts: list[str], batch_size: int, threads, providers=None
 ) -> System:
-    """A bertrt pipeline at ``candidate``'s backend and precision, called with the task's
-    :attr:`~bertrt.tasks.base.Task.reference_options` (its answers are then the reference's: transformers'
-    NER "first" grouping, mean-pooled embeddings as the reference pools them)."""
+    """A bertrt pipeline at ``candidate``'s backend and precision (and ``providers``), called with the
+    task's :attr:`~bertrt.tasks.base.Task.reference_options` (its answers are then the reference's:
+    transformers' NER "first" grouping, mean-pooled embeddings as the reference pools them)."""
     from ..pipelines import pipeline
     from ..tasks import get_task
 
@@ -168,7 +174,12 @@ def build_bertrt(
 
     def build():
         pipe = pipeline(
-            task, bundle, precision=candidate.precision, threads=threads, backend=candidate.backend
+            task,
+            bundle,
+            precision=candidate.precision,
+            threads=threads,
+            backend=candidate.backend,
+            providers=providers,
         )
         return lambda batch, bs: pipe(batch, batch_size=bs, **options)
 
@@ -189,3 +200,27 @@ def build_reference(task: str, checkpoint, texts: list[str], batch_size: int, th
             f"the PyTorch reference needs torch and transformers ({exc}): pip install 'bertrt[bench]', "
             "or run without a reference (--no-reference)"
         ) from exc
+
+
+def build_cuda_references(task: str, checkpoint, texts: list[str], batch_size: int) -> list[System]:
+    """The checkpoint's transformers pipeline on PyTorch CUDA, fp32 and fp16 (``pytorch cuda fp32`` /
+    ``pytorch cuda fp16``); none when torch has no CUDA here (logged)."""
+    try:
+        from ..export import bench_reference
+    except ImportError as exc:
+        log.warning("bench: no PyTorch CUDA rows (%s)", exc)
+        return []
+    if not bench_reference.cuda_available():
+        log.warning("bench: no PyTorch CUDA rows (torch.cuda is not available here)")
+        return []
+    return [
+        _built(
+            f"{REFERENCE} cuda {dtype}",
+            lambda dtype=dtype: bench_reference.reference_call(task, checkpoint, device=0, dtype=dtype),
+            texts,
+            batch_size,
+            backend="pytorch",
+            precision=dtype,
+        )
+        for dtype in ("fp32", "fp16")
+    ]

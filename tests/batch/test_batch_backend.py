@@ -199,7 +199,7 @@ def test_cli_flags_parse_as_predicts():
             "precision": backends.PRECISIONS,
         }
     )
-    for bad in (["--backend", "tensorflow"], ["--precision", "fp16"], ["--batch-size", "0"]):
+    for bad in (["--backend", "tensorflow"], ["--precision", "fp8"], ["--batch-size", "0"]):
         with pytest.raises(SystemExit) as info:
             parser.parse_args(["b", "in.jsonl", "out", *bad])
         assert info.value.code == 2

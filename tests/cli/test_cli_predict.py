@@ -131,7 +131,7 @@ def test_predict_errors_exit_codes(optimum_folder, monkeypatch, capsys):
     )  # no int8 file
     assert code == 1 and out == "" and "ONNX files present: model.onnx" in err
     with pytest.raises(SystemExit) as info:
-        main(["predict", str(folder), "--precision", "fp16", "x"])
+        main(["predict", str(folder), "--precision", "fp8", "x"])
     assert info.value.code == 2
 
 
@@ -453,7 +453,7 @@ def test_flags_are_checked_against_a_given_task_before_the_bundle_loads(tmp_path
         ["--stride", "-1"],
         ["--aggregation-strategy", "median"],
         ["--no-such-flag"],
-        ["--precision", "fp16"],
+        ["--precision", "fp8"],
     ],
 )
 def test_usage_errors_exit_2_with_one_line(runtime_bundle, monkeypatch, capsys, args):

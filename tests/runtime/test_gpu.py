@@ -264,3 +264,55 @@ def test_cuda_batches_are_length_sorted_and_invariant(tiny_fp16_bundle):
     one = np.stack([np.asarray(pipe(t, pooling="mean")) for t in texts])
     many = np.stack([np.asarray(v) for v in pipe(texts, pooling="mean", batch_size=3)])
     np.testing.assert_allclose(one, many, atol=5e-3)
+
+
+# -- tune and bench with a GPU plan (CUDA stood in for by the CPU provider) ---------------------------------
+
+
+def test_tune_for_cuda_writes_the_accelerator_entry_that_the_cuda_plan_reads(tiny_fp16_bundle, tmp_path):
+    from bertrt import tune
+
+    root = tmp_path / "b"
+    shutil.copytree(tiny_fp16_bundle("bert", NER), root)
+    seen = []
+
+    def factory(task, bundle, backend, precision, threads, providers=None):
+        seen.append((backend, precision, tuple(providers)))
+        # the CPU provider stands in for CUDA: an explicit plan skips the accelerator check
+        stand_in = backends.Plan(backend, precision, threads, "explicit", providers=("cpu",))
+        return bertrt.pipeline(task, bundle, plan=stand_in)
+
+    entry = tune.tune(
+        root,
+        texts=["Maria lives in Paris", "ok"],
+        batch_sizes=(2,),
+        repeats=1,
+        factory=factory,
+        providers=["cuda"],
+    )
+    assert entry["key"] == backends.tuning_key("cuda") and entry["key"].startswith("cuda on ")
+    assert entry["providers"] == ["cuda"]
+    assert {p for _, p, _ in seen} == {"int8", "fp32", "fp16"} and {b for b, _, _ in seen} == {"onnxruntime"}
+    assert "providers cuda" in tune.format_report(entry)
+    tuned = backends.plan(root, providers="cuda")
+    assert tuned.source == "tuned" and tuned.providers == ("cuda",)
+    assert tuned.precision == entry["winner"]["precision"]
+    assert backends.plan(root).source == "static"  # the CPU has no entry of its own
+
+
+def test_bench_candidates_follow_the_providers():
+    from bertrt.bench import systems
+
+    cpu_rows = {(c.backend, c.precision): c.reason for c in systems.candidates()}
+    assert "for a GPU" in cpu_rows[("onnxruntime", "fp16")]
+    gpu_rows = {(c.backend, c.precision): c.reason for c in systems.candidates(["cuda"])}
+    assert {b for b, _ in gpu_rows} == {"onnxruntime"}
+    assert gpu_rows[("onnxruntime", "fp16")] is None
+
+
+@pytest.mark.skipif(_cuda(), reason="this machine has CUDA")
+def test_bench_has_no_pytorch_cuda_rows_without_cuda():
+    from bertrt.bench import systems
+
+    pytest.importorskip("torch")
+    assert systems.build_cuda_references("token-classification", "unused", ["a"], 1) == []

@@ -79,7 +79,7 @@ def test_nothing_matches_lists_present_files(optimum_folder, tmp_path):
     with pytest.raises(ModelFileNotFoundError, match="model.onnx"):
         load_bundle(folder, model_file="nope.onnx")
     with pytest.raises(ModelFileNotFoundError, match="unknown precision"):
-        load_bundle(folder, precision="fp16")
+        load_bundle(folder, precision="fp8")  # fp16 is a precision now (model.fp16.onnx)
 
 
 def test_missing_and_broken_files(optimum_folder, tmp_path):
