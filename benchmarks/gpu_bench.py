@@ -34,8 +34,6 @@ log = logging.getLogger("benchmarks.gpu_bench")
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 NER_LABELS = ["O"] + [f"{p}-{t}" for t in ("PER", "LOC", "ORG", "PRODUCT", "EVENT", "OTHER") for p in "BI"]
-#: bertrt's call options, as ``bertrt bench`` passes them (the PyTorch side gets the same grouping)
-CALL_OPTIONS = {"token-classification": {"aggregation_strategy": "first"}}
 WORKLOADS = {
     "minilm-ner": {"task": "token-classification", "max_length": None},
     "bert-base": {"task": "text-classification", "max_length": 128},
@@ -102,8 +100,9 @@ def build_systems(task: str, checkpoint: Path, bundle: Path) -> dict:
     """name -> ``call(texts, batch_size)``: bertrt CUDA fp16 / fp32, PyTorch CUDA fp16 / fp32."""
     import bertrt
     from bertrt.export.bench_reference import reference_call
+    from bertrt.tasks import get_task
 
-    options = CALL_OPTIONS.get(task, {})
+    options = dict(get_task(task).reference_options)  # as bertrt bench calls it: the reference's answers
     systems = {}
     for precision in ("fp16", "fp32"):
         pipe = bertrt.pipeline(task, bundle, providers="cuda", precision=precision)

@@ -15,8 +15,8 @@ float16 converter (``OnnxModel.convert_float_to_float16``):
   ``finfo(float32).min`` becomes -65504, not -inf, so fully masked rows do not turn into NaN.
 
 Validation (:func:`validate_fp16`) runs the graph on the exporter's validation batches against the PyTorch
-fp32 model with the figures of the int8 check (:func:`bertrt.export.validate.compare`: max |Δ|, token /
-label argmax agreement, embedding cosine, fill-mask top-5), on CUDA when this onnxruntime has it, else on
+fp32 model with the figures of the int8 check (the task's, through :func:`bertrt.export.validate.compare`:
+max |Δ|, token / label argmax agreement, embedding cosine, fill-mask top-5), on CUDA when this onnxruntime has it, else on
 the CPU provider: it runs the fp16 graph too (onnxruntime casts around the nodes it has no fp16 CPU kernel
 for), which checks the fp16 weights and the conversion but not the CUDA kernels; the ``gpu``-marked tests
 do that. :data:`FP16_GATES` are the minimum agreement figures; max |Δ| is recorded, not gated (fp16 logits
@@ -32,6 +32,7 @@ import numpy as np
 
 from bertrt.architectures import Architecture
 from bertrt.errors import ExportError, ValidationError
+from bertrt.tasks import get_task
 
 from . import validate
 
@@ -124,7 +125,7 @@ def validate_fp16(
     del architecture  # the fp32 tolerance does not apply to fp16; kept for a uniform call
     gates = FP16_GATES if gates is None else gates
     provider = provider or _provider()
-    output_name = "last_hidden_state" if task == "feature-extraction" else "logits"
+    output_name = get_task(task).output
     batches = validate.sample_batches(
         tokenizer,
         task,
