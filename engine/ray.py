@@ -89,7 +89,7 @@ def ship_bundle(
 
 _ship = ship_bundle  # run_shards' keyword of the same name hides it there
 
-#: seconds ``bertrt batch --ray ADDRESS`` waits for the cluster to answer before it gives up
+#: seconds ``bertrt batch --ray-address ADDRESS`` waits for the cluster to answer before it gives up
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -98,7 +98,7 @@ def _host_port(address: str) -> tuple[str, int]:
     rest = address.split("://", 1)[1] if "://" in address else address
     host, sep, port = rest.rstrip("/").rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise InputError(f"--ray {address!r}: expected HOST:PORT (or ray://HOST:PORT, auto, local)")
+        raise InputError(f"--ray-address {address!r}: expected HOST:PORT (or ray://HOST:PORT, auto, local)")
     return host.strip("[]"), int(port)
 
 
@@ -119,7 +119,7 @@ def check_reachable(address: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -
         reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
         raise BertrtError(
             f"no Ray cluster answers at {address} ({reason}, waited at most {timeout_s:g} s): start one "
-            "there (ray start --head) or pass the address of a running cluster to --ray"
+            "there (ray start --head) or pass the address of a running cluster to --ray-address"
         ) from None
 
 

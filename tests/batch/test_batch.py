@@ -302,3 +302,20 @@ def test_an_input_error_writes_nothing(tiny_bundle, tmp_path, texts, case, match
     with pytest.raises(InputError, match=match):
         _run(bundle, source, out)
     assert (sorted(out.iterdir()) == []) if existing else not out.exists()
+
+
+def test_cli_ray_flag_never_takes_input_for_an_address(capsys):
+    import argparse
+
+    from bertrt.batch import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["B", "--ray", "in.jsonl", "out"])
+    assert (args.input, args.output, cli.ray_target(args)) == ("in.jsonl", "out", True)
+    args = parser.parse_args(["B", "in.jsonl", "out", "--ray-address", "ray://head:10001"])
+    assert cli.ray_target(args) == "ray://head:10001"
+    assert cli.ray_target(parser.parse_args(["B", "in.jsonl", "out"])) is None
+    with pytest.raises(SystemExit):  # the address needs its own option: no silent reading as a path
+        parser.parse_args(["B", "in.jsonl", "out", "--ray", "auto"])
+    assert "unrecognized arguments: auto" in capsys.readouterr().err
