@@ -179,34 +179,40 @@ ACTOR_RESTARTS = 3
 
 
 class _ShardPredictor:
-    """The actor of ``bertrt batch --ray``: one ShardRunner; a shard in, its record out."""
+    """The actor of ``bertrt batch --ray``: one ShardRunner; a shard in, its record out. Its failures come
+    back as text (``ready()``, a ``crash`` record), as a local worker's do: an exception raised in an
+    actor may not even reach the driver (bertrt's errors do not unpickle there) and a failed constructor
+    is retried by Ray."""
 
     def __init__(self, job, threads: int, bundle_ref: BundleRef | None = None):
         from .batch.runner import ShardRunner
 
-        if bundle_ref is not None:
-            job = dataclasses.replace(
-                job, bundle=str(materialize(bundle_ref)), model_file=bundle_ref.model_file
-            )
-        self.runner = ShardRunner(job, threads)
+        self.runner, self.problem = None, None
+        try:
+            if bundle_ref is not None:
+                job = dataclasses.replace(
+                    job, bundle=str(materialize(bundle_ref)), model_file=bundle_ref.model_file
+                )
+            self.runner = ShardRunner(job, threads)
+        except Exception as exc:
+            self.problem = f"{type(exc).__name__}: {exc}"
 
-    def ready(self) -> str:
-        """Answered once the pipeline is loaded: the worker name the shard records carry."""
-        return self.runner.worker
+    def ready(self) -> str | None:
+        """None once the pipeline is loaded, else why it could not be."""
+        return self.problem
 
     def run(self, shard) -> dict:
-        return self.runner.run(shard)
+        try:
+            return self.runner.run(shard)
+        except Exception as exc:
+            return {"crash": f"{type(exc).__name__}: {exc}"}
 
 
-def _result(ray, ref) -> dict:
-    """The record of a finished shard; an actor's failure as a BertrtError naming its cause."""
+def _result(ray, ref):
+    """What an actor answered; its death as a BertrtError."""
     try:
         return ray.get(ref)
-    except ray.exceptions.RayTaskError as exc:  # raised in the actor: bertrt's own error as it was
-        if isinstance(exc.cause, BertrtError):
-            raise exc.cause from None
-        raise BertrtError(f"a Ray actor failed: {exc.cause!r}") from exc
-    except ray.exceptions.RayError as exc:  # the actor died (its constructor failed, or its process)
+    except ray.exceptions.RayError as exc:
         raise BertrtError(f"a Ray actor died: {' '.join(str(exc).split())[:500]}") from exc
 
 
@@ -255,13 +261,17 @@ def run_shards(
         )
         pool = [actor_class.remote(job, threads, bundle_ref) for _ in range(actors)]
         for ref in [a.ready.remote() for a in pool]:  # every actor loaded before any shard runs
-            _result(ray, ref)
+            problem = _result(ray, ref)
+            if problem:
+                raise BertrtError(f"a Ray actor could not load the pipeline: {problem}")
         todo = list(reversed(shards))
         running = {a.run.remote(todo.pop()): a for a in pool}  # one first shard each
         while running:
             (ref,), _ = ray.wait(list(running), num_returns=1)
             actor = running.pop(ref)
             meta = _result(ray, ref)
+            if "crash" in meta:
+                raise BertrtError(f"a Ray actor failed: {meta['crash']}")
             if "error" in meta:
                 raise InputError(meta["error"])
             on_done(meta)
