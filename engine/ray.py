@@ -20,20 +20,21 @@ node's image), or through Ray's object store: ``bundle=bertrt.ray.ship_bundle("b
 files (the model file, tokenizer and configs) in the object store once; each node writes them to a local
 temporary folder on first use.
 
-``bertrt batch --ray [ADDRESS]`` runs the same shards as a local run (:func:`run_shards`): Ray Data maps
-the shard list over an actor pool (``map_batches(<shard predictor>, concurrency=N, batch_size=1,
-num_cpus=threads)``); each actor owns one pipeline (the backend, precision and batch size the driver
-resolved, at ``threads`` intra-op threads), reads its shard from the input path, and writes the
-shard's file atomically into OUTPUT, exactly as a local worker does, so the output is the same file for file
-and a re-run skips finished shards. INPUT and OUTPUT must therefore be paths every node sees (a shared
-POSIX filesystem: NFS, EFS, Lustre, a FUSE mount); for object storage compose your own pipeline as above.
+``bertrt batch --ray`` runs the same shards as a local run (:func:`run_shards`) on a pool of Ray
+actors (``num_cpus=threads`` each, spread over the nodes), with the local run's rule: every actor loads its
+pipeline (the backend, precision and batch size the driver resolved, at ``threads`` intra-op threads)
+before any shard is handed out, then each gets its first shard, and then the next one whenever it finishes
+(so with at least as many shards as actors, every actor runs one, whatever the timing). An actor reads its
+shard from the input path and writes the shard's file atomically into OUTPUT, exactly as a local worker
+does, so the output is the same file for file and a re-run skips finished shards. INPUT and OUTPUT must
+therefore be paths every node sees (a shared POSIX filesystem: NFS, EFS, Lustre, a FUSE mount); for object
+storage compose your own pipeline as above.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -47,6 +48,7 @@ from .batch import predictor as _predictor
 from .errors import BertrtError, InputError
 
 __all__ = [
+    "ACTOR_RESTARTS",
     "CONNECT_TIMEOUT_S",
     "BundleRef",
     "Predictor",
@@ -57,9 +59,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("bertrt")
-
-#: DataContext switches turned off while bertrt batch runs (and restored after)
-_QUIET = ("enable_progress_bars", "print_on_execution_start")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +89,7 @@ def ship_bundle(
 
 _ship = ship_bundle  # run_shards' keyword of the same name hides it there
 
-#: seconds ``bertrt batch --ray ADDRESS`` waits for the cluster to answer before it gives up
+#: seconds ``bertrt batch --ray-address ADDRESS`` waits for the cluster to answer before it gives up
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -99,7 +98,7 @@ def _host_port(address: str) -> tuple[str, int]:
     rest = address.split("://", 1)[1] if "://" in address else address
     host, sep, port = rest.rstrip("/").rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise InputError(f"--ray {address!r}: expected HOST:PORT (or ray://HOST:PORT, auto, local)")
+        raise InputError(f"--ray-address {address!r}: expected HOST:PORT (or ray://HOST:PORT, auto, local)")
     return host.strip("[]"), int(port)
 
 
@@ -120,7 +119,7 @@ def check_reachable(address: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -
         reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
         raise BertrtError(
             f"no Ray cluster answers at {address} ({reason}, waited at most {timeout_s:g} s): start one "
-            "there (ray start --head) or pass the address of a running cluster to --ray"
+            "there (ray start --head) or pass the address of a running cluster to --ray-address"
         ) from None
 
 
@@ -174,27 +173,47 @@ class Predictor(_predictor.Predictor):
         super().__init__(bundle, task_options, **kwargs)
 
 
+#: restarts of a ``bertrt batch --ray`` actor whose process died, and retries of its shard (a shard
+#: written twice is the same file renamed over itself); an error raised by bertrt is not retried
+ACTOR_RESTARTS = 3
+
+
 class _ShardPredictor:
-    """The actor of ``bertrt batch --ray``: one ShardRunner; a batch of shard descriptions in, records out."""
+    """The actor of ``bertrt batch --ray``: one ShardRunner; a shard in, its record out. Its failures come
+    back as text (``ready()``, a ``crash`` record), as a local worker's do: an exception raised in an
+    actor may not even reach the driver (bertrt's errors do not unpickle there) and a failed constructor
+    is retried by Ray."""
 
     def __init__(self, job, threads: int, bundle_ref: BundleRef | None = None):
         from .batch.runner import ShardRunner
 
-        if bundle_ref is not None:
-            job = dataclasses.replace(
-                job, bundle=str(materialize(bundle_ref)), model_file=bundle_ref.model_file
-            )
-        self.runner = ShardRunner(job, threads)
+        self.runner, self.problem = None, None
+        try:
+            if bundle_ref is not None:
+                job = dataclasses.replace(
+                    job, bundle=str(materialize(bundle_ref)), model_file=bundle_ref.model_file
+                )
+            self.runner = ShardRunner(job, threads)
+        except Exception as exc:
+            self.problem = f"{type(exc).__name__}: {exc}"
 
-    def __call__(self, batch: dict) -> dict:
-        import numpy as np
+    def ready(self) -> str | None:
+        """None once the pipeline is loaded, else why it could not be."""
+        return self.problem
 
-        from .batch.sources import Shard
+    def run(self, shard) -> dict:
+        try:
+            return self.runner.run(shard)
+        except Exception as exc:
+            return {"crash": f"{type(exc).__name__}: {exc}"}
 
-        records = [json.dumps(self.runner.run(Shard(**json.loads(s)))) for s in batch["shard"]]
-        out = np.empty(len(records), dtype=object)
-        out[:] = records
-        return {"meta": out}
+
+def _result(ray, ref):
+    """What an actor answered; its death as a BertrtError."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        raise BertrtError(f"a Ray actor died: {' '.join(str(exc).split())[:500]}") from exc
 
 
 def run_shards(
@@ -207,15 +226,16 @@ def run_shards(
     on_done: Callable[[dict], None],
     ship_bundle: bool = False,
 ) -> tuple[int, int]:
-    """Run ``shards`` of ``job`` on Ray Data; (actors, threads) used. Joins the Ray that ``ray.init``
-    started in this process, else starts one (``address``: a cluster, ``auto``; None: local or
-    ``RAY_ADDRESS``) and shuts it down at the end."""
+    """Run ``shards`` of ``job`` on a pool of Ray actors; (actors, threads) used. Joins the Ray that
+    ``ray.init`` started in this process, else starts one (``address``: a cluster, ``auto``; None: local
+    or ``RAY_ADDRESS``) and shuts it down at the end."""
     import ray
 
     started = False
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
         started = True
+    pool = []
     try:
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if actors is None:
@@ -227,40 +247,40 @@ def run_shards(
         if not shards:
             return actors, threads
         actors = min(actors, len(shards))
-        context = ray.data.DataContext.get_current()
-        saved = {k: getattr(context, k) for k in _QUIET if hasattr(context, k)}
-        for key in saved:  # bertrt batch draws its own progress bar and summary
-            setattr(context, key, False)
-        ray_data_log = logging.getLogger("ray.data")
-        saved_level = ray_data_log.level
-        ray_data_log.setLevel(logging.WARNING)
         bundle_ref = None
         if ship_bundle:
             from .backends import plan
 
             the_plan = job.plan or plan(job.bundle)
             bundle_ref = _ship(job.bundle, the_plan.precision, job.model_file, the_plan.backend)
-        items = [{"shard": json.dumps(dataclasses.asdict(s))} for s in shards]
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 100_000))
-        ds = ds.map_batches(
-            _ShardPredictor,
-            fn_constructor_kwargs={"job": job, "threads": threads, "bundle_ref": bundle_ref},
-            compute=ray.data.ActorPoolStrategy(size=actors),  # ``concurrency=actors`` before Ray 2.51
-            batch_size=1,
+        actor_class = ray.remote(_ShardPredictor).options(
             num_cpus=threads,
-            batch_format="numpy",
+            scheduling_strategy="SPREAD",
+            max_restarts=ACTOR_RESTARTS,
+            max_task_retries=ACTOR_RESTARTS,
         )
-        try:
-            for row in ds.iter_rows():
-                meta = json.loads(row["meta"])
-                if "error" in meta:
-                    raise InputError(meta["error"])
-                on_done(meta)
-        finally:
-            for key, value in saved.items():
-                setattr(context, key, value)
-            ray_data_log.setLevel(saved_level)
+        pool = [actor_class.remote(job, threads, bundle_ref) for _ in range(actors)]
+        for ref in [a.ready.remote() for a in pool]:  # every actor loaded before any shard runs
+            problem = _result(ray, ref)
+            if problem:
+                raise BertrtError(f"a Ray actor could not load the pipeline: {problem}")
+        todo = list(reversed(shards))
+        running = {a.run.remote(todo.pop()): a for a in pool}  # one first shard each
+        while running:
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            actor = running.pop(ref)
+            meta = _result(ray, ref)
+            if "crash" in meta:
+                raise BertrtError(f"a Ray actor failed: {meta['crash']}")
+            if "error" in meta:
+                raise InputError(meta["error"])
+            on_done(meta)
+            if todo:
+                running[actor.run.remote(todo.pop())] = actor
         return actors, threads
     finally:
+        for actor in pool:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
         if started:
             ray.shutdown()

@@ -155,6 +155,56 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def _existing(out: Path, overwrite: bool) -> dict | None:
+    """OUTPUT's manifest (None: none yet); OUTPUT holding what is not a resumable bertrt job is an
+    InputError unless ``overwrite``. Reads only."""
+    existing = sink.read_manifest(out)
+    if existing is None and sink.done_shards(out, "parquet") | sink.done_shards(out, "jsonl"):
+        if not overwrite:
+            raise InputError(f"{out}: holds part files but no {sink.MANIFEST}; pass --overwrite")
+    if not overwrite and existing is not None and existing.get("format") != MANIFEST_FORMAT:
+        raise InputError(f"{out / sink.MANIFEST}: not a bertrt batch manifest; pass --overwrite")
+    return existing
+
+
+def _inputs(out: Path, existing: dict | None, input, job_key: dict, on_error: str, overwrite: bool) -> list:
+    """The inputs' scanned :class:`~bertrt.batch.sources.InputFile` list: every input checked, and
+    resuming ``existing`` checked to be the same job on the same files (before any scan, whose results it
+    reuses). Reads only."""
+    paths = sources.resolve_inputs(input, exclude=out)
+    fingerprints = [
+        {
+            "path": str(p),
+            "format": sources.FORMATS[p.suffix.lower()],
+            "bytes": p.stat().st_size,
+            "mtime_ns": p.stat().st_mtime_ns,
+        }
+        for p in paths
+    ]
+    known = {}
+    if existing is not None and not overwrite:
+        old_job = {**_LEGACY_JOB, "precision": job_key["precision"], **existing.get("job", {})}
+        problems = _differences(old_job, job_key)
+        old_inputs = [
+            {k: e.get(k) for k in ("path", "format", "bytes", "mtime_ns")} for e in existing.get("inputs", [])
+        ]
+        if old_inputs != fingerprints:
+            problems.append("inputs: the input files (or their sizes / modification times) changed")
+        if problems:
+            raise InputError(
+                f"{out} holds the output of a different job ({'; '.join(problems[:6])}); pass "
+                "--overwrite to replace it, or choose another OUTPUT"
+            )
+        known = {e["path"]: e for e in existing.get("inputs", [])}
+    text_field, pair_field, id_field = (job_key[k] for k in ("text_field", "text_pair_field", "id_field"))
+    return [
+        sources.InputFile.from_json(known[str(p)])
+        if str(p) in known
+        else sources.scan_file(p, text_field, pair_field, id_field, job_key["shard_size"], on_error)
+        for p in paths
+    ]
+
+
 def run(
     bundle: str | os.PathLike,
     input: str | os.PathLike,
@@ -259,53 +309,20 @@ def run(
         "shard_size": shard_size,
         "output_format": output_format,
     }
+    # Every input check (files, scans, the text field) and the resume check read OUTPUT only: nothing is
+    # written before they all passed. Under the lock they are redone only if OUTPUT changed meanwhile.
+    reading = {"input": input, "job_key": job_key, "on_error": on_error, "overwrite": overwrite}
+    seen = _existing(out, overwrite)
+    infos = _inputs(out, seen, **reading)
     out.mkdir(parents=True, exist_ok=True)
     with sink.lock_output(out):
         sink.clean_temporaries(out)
-        existing = sink.read_manifest(out)
-        if existing is None and sink.done_shards(out, "parquet") | sink.done_shards(out, "jsonl"):
-            if not overwrite:
-                raise InputError(f"{out}: holds part files but no {sink.MANIFEST}; pass --overwrite")
-        paths = sources.resolve_inputs(input, exclude=out)
-
+        existing = _existing(out, overwrite)
+        if existing != seen:  # another run wrote OUTPUT since
+            infos = _inputs(out, existing, **reading)
         if overwrite:  # only now: the new job's model and inputs are fine
             sink.remove_ours(out)
             existing = None
-        if existing is not None and existing.get("format") != MANIFEST_FORMAT:
-            raise InputError(f"{out / sink.MANIFEST}: not a bertrt batch manifest; pass --overwrite")
-
-        # Resuming: the same job on the same files (checked before any scan), whose scans are reused.
-        fingerprints = [
-            {
-                "path": str(p),
-                "format": sources.FORMATS[p.suffix.lower()],
-                "bytes": p.stat().st_size,
-                "mtime_ns": p.stat().st_mtime_ns,
-            }
-            for p in paths
-        ]
-        known = {}
-        if existing is not None:
-            old_job = {**_LEGACY_JOB, "precision": job_key["precision"], **existing.get("job", {})}
-            problems = _differences(old_job, job_key)
-            old_inputs = [
-                {k: e.get(k) for k in ("path", "format", "bytes", "mtime_ns")}
-                for e in existing.get("inputs", [])
-            ]
-            if old_inputs != fingerprints:
-                problems.append("inputs: the input files (or their sizes / modification times) changed")
-            if problems:
-                raise InputError(
-                    f"{out} holds the output of a different job ({'; '.join(problems[:6])}); pass "
-                    "--overwrite to replace it, or choose another OUTPUT"
-                )
-            known = {e["path"]: e for e in existing.get("inputs", [])}
-        infos = [
-            sources.InputFile.from_json(known[str(p)])
-            if str(p) in known
-            else sources.scan_file(p, text_field, text_pair_field, id_field, shard_size, on_error)
-            for p in paths
-        ]
         shards = sources.plan_shards(infos, shard_size)
         names = {s.name for s in shards}
         done = sink.done_shards(out, output_format) & names

@@ -14,10 +14,7 @@ from ..tasks.base import positive_int
 from . import DEFAULT_SHARD_SIZE, OUTPUT_FORMATS, print_summary
 from . import run as run_batch
 
-__all__ = ["add_arguments", "run"]
-
-#: --ray given without an address: a local Ray (or RAY_ADDRESS, or the running cluster)
-_LOCAL_RAY = "local"
+__all__ = ["add_arguments", "ray_target", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,13 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="intra-op threads per worker (default: cores / workers; 1 per Ray actor)",
     )
+    # a flag and a separate address option: an optional value after --ray would take INPUT for an address
     parser.add_argument(
         "--ray",
-        nargs="?",
-        const=_LOCAL_RAY,
+        action="store_true",
+        help="run on Ray actors: a local Ray (or the cluster RAY_ADDRESS names)",
+    )
+    parser.add_argument(
+        "--ray-address",
         default=None,
         metavar="ADDRESS",
-        help="run on Ray Data: a local Ray, or the cluster at ADDRESS (auto, ray://host:10001)",
+        help="run on the Ray cluster at ADDRESS (auto, HOST:PORT, ray://HOST:10001); implies --ray",
     )
     parser.add_argument(
         "--ship-bundle",
@@ -94,20 +95,23 @@ _RUN_FLAGS = ("task", "text_field", "text_pair_field", "id_field", "model_file",
 _RUN_FLAGS += ("workers", "threads", "ship_bundle", "output_format", "on_error", "overwrite")
 
 
+def ray_target(args) -> bool | str | None:
+    """:func:`bertrt.batch.run`'s ``ray``: the ``--ray-address`` (a cluster), True (``--ray``: a local Ray
+    or ``RAY_ADDRESS``) or None (no Ray: local processes)."""
+    return args.ray_address or (True if args.ray else None)
+
+
 def run(args) -> int:
     # The plan first, once: a backend or precision that cannot run here is its error before anything else.
     the_plan = plan_from_args(args)
     options = cli_predict.task_options(_task_of(args), args)
-    ray = None
-    if args.ray is not None:
-        ray = True if args.ray == _LOCAL_RAY else args.ray
     summary = run_batch(
         args.bundle,
         args.input,
         args.output,
         task_options=options,
         plan=the_plan,
-        ray=ray,
+        ray=ray_target(args),
         progress=not args.no_progress,
         **{name: getattr(args, name) for name in _RUN_FLAGS},
     )

@@ -272,3 +272,50 @@ def test_output_folder_guards(tiny_bundle, tmp_path, texts):
     assert (out / "notes.txt").read_text() == "mine"  # --overwrite removes bertrt's files only
     with pytest.raises(InputError, match="needs ray"):
         _run(bundle, source, out, ship_bundle=True)
+
+
+@pytest.mark.parametrize(
+    ("case", "match"),
+    [
+        ("missing", r"missing\.jsonl"),
+        ("unreadable-csv", r"bad\.csv: line 3 .*never"),
+        ("no-text-field", r"bad\.jsonl.*no text field 'text'"),
+    ],
+)
+@pytest.mark.parametrize("existing", [False, True], ids=["new-output", "empty-output"])
+def test_an_input_error_writes_nothing(tiny_bundle, tmp_path, texts, case, match, existing):
+    """Every input check (files, CSV, the text field; a good file first) passes before OUTPUT is touched."""
+    bundle = tiny_bundle("bert", CLS)
+    folder = tmp_path / "in"
+    write_rows([{"text": t} for t in texts[:10]], folder / "a-good.jsonl")
+    if case == "missing":
+        source = tmp_path / "missing.jsonl"
+    else:
+        source = folder
+        if case == "unreadable-csv":
+            (folder / "bad.csv").write_text('id,text\n1,fine\n2,"opens and never closes\n3,x\n')
+        else:
+            write_rows([{"body": "a"}], folder / "bad.jsonl")
+    out = tmp_path / "out"
+    if existing:
+        out.mkdir()
+    with pytest.raises(InputError, match=match):
+        _run(bundle, source, out)
+    assert (sorted(out.iterdir()) == []) if existing else not out.exists()
+
+
+def test_cli_ray_flag_never_takes_input_for_an_address(capsys):
+    import argparse
+
+    from bertrt.batch import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["B", "--ray", "in.jsonl", "out"])
+    assert (args.input, args.output, cli.ray_target(args)) == ("in.jsonl", "out", True)
+    args = parser.parse_args(["B", "in.jsonl", "out", "--ray-address", "ray://head:10001"])
+    assert cli.ray_target(args) == "ray://head:10001"
+    assert cli.ray_target(parser.parse_args(["B", "in.jsonl", "out"])) is None
+    with pytest.raises(SystemExit):  # the address needs its own option: no silent reading as a path
+        parser.parse_args(["B", "in.jsonl", "out", "--ray", "auto"])
+    assert "unrecognized arguments: auto" in capsys.readouterr().err

@@ -134,3 +134,12 @@ def test_predictor_in_a_users_read_map_write_pipeline(local_ray, job, tmp_path):
     expected = bertrt.pipeline(None, bundle)(texts[:120], **OPTIONS)
     for row, want in zip(rows, expected):
         assert_same(row["result"], want)
+
+
+def test_an_actor_that_cannot_load_fails_the_run_naming_why(local_ray, tmp_path):
+    from bertrt.batch.runner import Job
+    from bertrt.errors import BertrtError
+
+    job = Job(str(tmp_path / "no-bundle"), NER, {}, str(tmp_path / "out"), [])
+    with pytest.raises(BertrtError, match=r"could not load the pipeline: BundleError: .*no-bundle"):
+        bertrt.ray.run_shards(job, ["a", "b"], actors=2, on_done=print)
