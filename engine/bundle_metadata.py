@@ -58,7 +58,8 @@ class SentenceTransformers:
     suffix (``("cls",)``, ``("mean",)``, ``("max",)``, ``("mean_sqrt_len",)``, ...; several are
     concatenated); ``normalize``: a Normalize module follows; ``max_seq_length``: the length the model
     was trained to embed (None: not set); ``dense``: Dense modules after the pooling; ``prompts`` and
-    ``default_prompt_name`` from config_sentence_transformers.json; ``modules``: the module class names.
+    ``default_prompt_name`` from config_sentence_transformers.json; ``modules``: the module class names;
+    ``include_prompt``: the Pooling module's (False: prompt tokens are not pooled).
     """
 
     pooling: tuple[str, ...] = ()
@@ -68,6 +69,8 @@ class SentenceTransformers:
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     modules: tuple[str, ...] = ()
+    #: the Pooling module's ``include_prompt`` (False: a prompt's tokens are left out of the pooling)
+    include_prompt: bool = True
 
     @classmethod
     def from_manifest(cls, record, where) -> SentenceTransformers:
@@ -109,7 +112,10 @@ class SentenceTransformers:
             tuple(map(str, record.get("modules") or ())),
         )
         prompts = {str(k): v for k, v in prompts.items()}
-        return cls(tuple(pooling), normalize, length, tuple(dense), prompts, default, modules)
+        include_prompt = record.get("include_prompt", True)
+        if not isinstance(include_prompt, bool):
+            raise bad(f"include_prompt must be true or false, found {include_prompt!r}")
+        return cls(tuple(pooling), normalize, length, tuple(dense), prompts, default, modules, include_prompt)
 
 
 def _is_int(value) -> bool:

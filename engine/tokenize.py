@@ -143,10 +143,11 @@ class TextTokenizer:
                 max_length, stride=stride, strategy="longest_first", direction="right"
             )
 
-    def encode_batch(self, texts, truncate: bool = True) -> list[Encoded]:
-        """Encode texts (str, or (text, text_pair) tuples) with special tokens, truncated to max_length."""
+    def encode_batch(self, texts, truncate: bool = True, max_length: int | None = None) -> list[Encoded]:
+        """Encode texts (str, or (text, text_pair) tuples) with special tokens, truncated to max_length
+        (``max_length``: a shorter cut, e.g. a sentence-transformers model's ``max_seq_length``)."""
         with self._lock:
-            self._set_truncation(self.max_length if truncate else None)
+            self._set_truncation(min(max_length or self.max_length, self.max_length) if truncate else None)
             encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)
         out = [_encoded(e) for e in encodings]
         if self._check_rows:

@@ -19,7 +19,7 @@ from bertrt import hub
 from bertrt.architectures import ARCHITECTURES, get_architecture, supported_list
 from bertrt.errors import ExportError, TaskError, UnsupportedModelError
 from bertrt.hub import hub_reachable as _hub_reachable  # the reachability probe (tests replace it)
-from bertrt.tasks import ENCODER_TASK, compatible_tasks, get_task, infer_task, normalize_task
+from bertrt.tasks import ENCODER_TASKS, compatible_tasks, get_task, infer_task, normalize_task
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
@@ -115,15 +115,30 @@ def check_model_type(config: dict) -> str:
     return model_type
 
 
-def resolve_task(config: dict, task: str | None) -> tuple[str, str | None]:
-    """Return ``(task, architecture)``: the requested task checked against the head, or the inferred one."""
+def _sentence_transformers_task(folder: Path | None) -> str | None:
+    """``sentence-embedding`` for a sentence-transformers checkpoint whose modules.json has a Pooling
+    module; None otherwise."""
+    path = folder / "modules.json" if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        modules = json.loads(path.read_text(encoding="utf-8"))
+        kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return "sentence-embedding" if "Pooling" in kinds else None
+
+
+def resolve_task(config: dict, task: str | None, folder: Path | None = None) -> tuple[str, str | None]:
+    """Return ``(task, architecture)``: the requested task checked against the head, or the inferred one
+    (a sentence-transformers checkpoint in ``folder``: sentence-embedding; else from the architectures)."""
     archs = config.get("architectures") or []
     architecture = archs[0] if archs else None
     if task is None:
-        return infer_task(config), architecture
+        return _sentence_transformers_task(folder) or infer_task(config), architecture
     task = normalize_task(task)
     if architecture is not None:
-        allowed = compatible_tasks(architecture) or (ENCODER_TASK,)
+        allowed = compatible_tasks(architecture) or ENCODER_TASKS
         if task not in allowed:
             raise TaskError(
                 f"task {task!r} does not match the checkpoint's head {architecture}; it can be exported for: "

@@ -165,7 +165,7 @@ def export_model(
     folder, source = convert.resolve_source(model)
     config_dict = convert.read_config(folder)
     model_type = convert.check_model_type(config_dict)
-    task, architecture = convert.resolve_task(config_dict, task)
+    task, architecture = convert.resolve_task(config_dict, task, folder)
     positions = config_dict.get("max_position_embeddings")
     if isinstance(positions, int) and not isinstance(positions, bool):  # before the model is loaded
         offset = get_architecture(model_type).position_offset

@@ -2,7 +2,8 @@
 
 Read with plain JSON from the checkpoint folder (no sentence-transformers import): ``modules.json`` (the
 module list), the Pooling module's ``config.json`` (``1_Pooling/``), each Dense module's ``config.json``,
-``sentence_bert_config.json`` (``max_seq_length``) and ``config_sentence_transformers.json`` (``prompts``,
+``sentence_bert_config.json`` (``max_seq_length``; sentence-transformers >= 5.4 keeps it as the tokenizer's
+``model_max_length``) and ``config_sentence_transformers.json`` (``prompts``,
 ``default_prompt_name``). The record is what :class:`bertrt.bundle.SentenceTransformers` reads.
 """
 
@@ -24,13 +25,26 @@ def _json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+# sentence-transformers' older ``pooling_mode_*`` switches, in the order it concatenates them
+_LEGACY_MODES = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+
+
 def _pooling(config: dict) -> str | list[str]:
-    """sentence-transformers' ``pooling_mode_*`` switches as names (``cls``, ``mean``, ``max``, ...)."""
-    modes = [
-        k.removeprefix("pooling_mode_").removesuffix("_tokens").removesuffix("_token")
-        for k, v in config.items()
-        if k.startswith("pooling_mode_") and v
-    ]
+    """The Pooling config's modes as sentence-transformers names them (``cls``, ``mean``, ``max``,
+    ``mean_sqrt_len_tokens``, ``weightedmean``, ``lasttoken``): its ``pooling_mode`` (a name or a list,
+    sentence-transformers >= 5.4) or the older ``pooling_mode_*`` switches; none set means mean."""
+    if "pooling_mode" in config:
+        mode = config["pooling_mode"]
+        modes = [mode] if isinstance(mode, str) else [str(m) for m in mode]
+    else:
+        modes = [name for key, name in _LEGACY_MODES.items() if config.get(key)] or ["mean"]
     return modes[0] if len(modes) == 1 else modes
 
 
@@ -41,6 +55,15 @@ def _dense(config: dict) -> dict:
         "bias": bool(config.get("bias", True)),
         "activation_function": config.get("activation_function"),
     }
+
+
+def _max_seq_length(folder: Path) -> int | None:
+    """``max_seq_length`` of sentence_bert_config.json (sentence-transformers < 5.4), else the tokenizer's
+    ``model_max_length`` where sentence-transformers >= 5.4 saves it (None: "no limit" or not set)."""
+    length = _json(folder / "sentence_bert_config.json").get("max_seq_length")
+    if length is None:
+        length = _json(folder / "tokenizer_config.json").get("model_max_length")
+    return int(length) if isinstance(length, (int, float)) and 0 < length < 1_000_000 else None
 
 
 def read_settings(folder: Path) -> dict | None:
@@ -56,11 +79,13 @@ def read_settings(folder: Path) -> dict | None:
         for m in modules:
             kind = m.get("type", "")
             if kind.endswith("Pooling"):
-                info["pooling"] = _pooling(_json(folder / m["path"] / "config.json"))
+                pooling = _json(folder / m["path"] / "config.json")
+                info["pooling"] = _pooling(pooling)
+                info["include_prompt"] = bool(pooling.get("include_prompt", True))
             elif kind.endswith("Dense"):
                 dense.append(_dense(_json(folder / m["path"] / "config.json")))
         info["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
-        info["max_seq_length"] = _json(folder / "sentence_bert_config.json").get("max_seq_length")
+        info["max_seq_length"] = _max_seq_length(folder)
         if dense:
             info["dense"] = dense
         settings = _json(folder / "config_sentence_transformers.json")

@@ -40,6 +40,7 @@ _SOURCES = (
     "tests/corpus.py",
     "tests/fixtures_export.py",
     "tests/fixtures_runtime.py",
+    "tests/tasks/st_models.py",
 )
 _SOURCE_TREES = ("export", "engine")
 #: the exporter's recorded versions, plus the real model the MiniLM fixtures read

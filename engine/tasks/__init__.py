@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENCODER_TASK",
+    "ENCODER_TASKS",
     "TASKS",
     "TASK_ALIASES",
     "TaskEntry",
@@ -68,10 +69,14 @@ _BUILTIN = (
     TaskEntry(
         "token-classification", ".token_classification", aliases=("ner",), heads=("ForTokenClassification",)
     ),
+    # no head suffix: inferred from a sentence-transformers checkpoint's modules.json (its Pooling module)
+    TaskEntry("sentence-embedding", ".sentence_embedding"),
 )
 
 #: The task a base model (no head) serves; every head model can be exported for it too.
 ENCODER_TASK = "feature-extraction"
+#: Tasks that read the encoder's token vectors alone: every checkpoint can be exported for them.
+ENCODER_TASKS = (ENCODER_TASK, "sentence-embedding")
 
 _REGISTRY: dict[str, TaskEntry] = {entry.name: entry for entry in _BUILTIN}
 _LOADED: dict[str, Task] = {}
@@ -167,7 +172,5 @@ def compatible_tasks(architecture: str) -> tuple[str, ...]:
     task = task_of_architecture(architecture)
     if task is None:
         return ()
-    if task == ENCODER_TASK:
-        return (ENCODER_TASK,)
     # Every head model still carries the encoder, so it can also be exported for embeddings.
-    return (task, ENCODER_TASK)
+    return tuple(dict.fromkeys((task, *ENCODER_TASKS)))

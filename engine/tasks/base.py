@@ -357,6 +357,11 @@ class Task:
         call's options as given."""
         return results[0] if single else results
 
+    def max_input_length(self, pipe: Pipeline) -> int:
+        """The longest input, in tokens, this task runs on the pipeline (the server's ``/info`` and its
+        too-long check): the bundle's max length unless the task cuts shorter."""
+        return pipe.max_length
+
     def warm_up_text(self, tokenizer: TextTokenizer) -> str:
         """A text this task accepts, run once before serving."""
         return WARM_UP_TEXT

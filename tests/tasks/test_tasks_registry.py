@@ -35,7 +35,13 @@ def _predict_parser() -> argparse.ArgumentParser:
 
 # -- the registry -----------------------------------------------------------------------------------------
 def test_every_registered_task_implements_the_protocol():
-    assert tasks.TASKS == ("feature-extraction", "fill-mask", "text-classification", "token-classification")
+    assert tasks.TASKS == (
+        "feature-extraction",
+        "fill-mask",
+        "text-classification",
+        "token-classification",
+        "sentence-embedding",
+    )
     for name in tasks.TASKS:
         task = tasks.get_task(name)
         assert isinstance(task, Task) and task.name == name
@@ -66,6 +72,7 @@ def test_exporter_head_classes_come_from_the_tasks():
         "fill-mask": "AutoModelForMaskedLM",
         "text-classification": "AutoModelForSequenceClassification",
         "token-classification": "AutoModelForTokenClassification",
+        "sentence-embedding": "AutoModel",
     }
 
 
