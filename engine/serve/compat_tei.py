@@ -6,8 +6,10 @@
                           classifier's ``/predict``, a reranker's (one label) ``/rerank`` when the body
                           has ``query``, any other task's ``/models/{name}/predict``
 ``POST /embed``           ``{inputs: str | [str], normalize=true, truncate=false, truncation_direction="Right",
-                          prompt_name=null}`` -> ``[[float]]``: one pooled vector per input (the bundle's
-                          sentence-transformers pooling, ``1_Pooling/config.json``, else mean)
+                          prompt_name=null}`` -> ``[[float]]``: one pooled vector per input, as the
+                          bundle's sentence-transformers settings make it (pooling, Normalize,
+                          max_seq_length; a sentence-embedding model, or a feature-extraction one: mean
+                          without settings)
 ``POST /similarity``      ``{inputs: {source_sentence, sentences}}`` -> ``[float]``: cosine similarities
 ``POST /embed_all``       same fields but ``normalize`` -> ``[[[float]]]``: the token vectors of each input
 ``POST /predict``         ``{inputs, raw_scores=false, truncate=false}`` -> every label with its score, best
@@ -46,8 +48,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from .native import (
+    EMBEDDING_TASKS,
     embedding_params,
     embedding_pooling,
+    max_input_length,
     model_route,
     run_predict,
     service_of,
@@ -68,7 +72,7 @@ from .schemas import (
 )
 from .service import Service, json_response
 
-__all__ = ["byte_offsets", "embedding_pooling", "router"]
+__all__ = ["byte_offsets", "check_length", "embedding_pooling", "router"]
 
 router = APIRouter(tags=["text-embeddings-inference"])
 
@@ -95,14 +99,16 @@ def _plain_tokenizer(pipe):
         return _plain_tokenizers[pipe]
 
 
-def _check_truncation(req, route: str) -> None:
+def _check_truncation(req, route: str, prompts: bool = False) -> None:
+    """400 for what bertrt does not do: left truncation, and ``prompt_name`` where no prompt applies
+    (``prompts``: /embed, where the model's own prompts do)."""
     if getattr(req, "truncation_direction", "Right").lower() == "left":
         raise HTTPProblem(
             400,
             "unsupported",
             f"{route}: truncation_direction 'Left' is not supported; bertrt cuts on the right",
         )
-    if getattr(req, "prompt_name", None) is not None:
+    if not prompts and getattr(req, "prompt_name", None) is not None:
         raise HTTPProblem(
             400, "unsupported", f"{route}: prompt_name is not supported: bertrt serves no prompts"
         )
@@ -143,13 +149,13 @@ async def _off_loop(size: int, fn, *args):
     return fn(*args) if size <= _INLINE_CHARS else await asyncio.to_thread(fn, *args)
 
 
-def _check_length(worker, items: list, prepared, truncate: bool, route: str) -> None:
+def check_length(worker, items: list, prepared, truncate: bool, route: str) -> None:
     """With ``truncate`` false, 413 ``input_too_long`` (TEI's answer) for an input over the model's max
     length. The prepared encodings are cut at that length, so only an input whose encoding reaches it
     is tokenized again, uncut, to tell."""
     if truncate:
         return
-    pipe, limit = worker.pipe, worker.pipe.max_length
+    pipe, limit = worker.pipe, max_input_length(worker.pipe)
     sequences = prepared.encoded.sequences
     one_each = len(sequences) == len(items)
     suspects = [i for i in range(len(items)) if not one_each or len(sequences[i]) >= limit]
@@ -177,7 +183,7 @@ def _check_length(worker, items: list, prepared, truncate: bool, route: str) -> 
 async def _run(service, worker, request, items, params, transform, truncate, route) -> Response:
     """``items`` prepared once (their length checked unless ``truncate``), then run through the batcher."""
     prepared = await service.prepare(worker, items, params)
-    _check_length(worker, items, prepared, truncate, route)
+    check_length(worker, items, prepared, truncate, route)
     return json_response(await service.run(worker, request, items, params, transform, prepared))
 
 
@@ -201,12 +207,15 @@ async def _tei(request: Request, model: str | None, work) -> Response:
 async def _embed(service, request, call, body, model, pooled: bool = True):
     route = "/embed" if pooled else "/embed_all"
     req = parse(EmbedRequest if pooled else EmbedAllRequest, body, route)
-    worker = _pick(service, call, req, model, ("feature-extraction",), route)
-    _check_truncation(req, route)
+    tasks = EMBEDDING_TASKS if pooled else ("feature-extraction",)
+    worker = _pick(service, call, req, model, tasks, route)
+    _check_truncation(req, route, prompts=pooled)
     items = [req.inputs] if isinstance(req.inputs, str) else req.inputs
     check_texts(items, service.settings)
     if pooled:
-        params, transform = embedding_params(worker.pipe, req.normalize is not False), None
+        params, transform = embedding_params(
+            worker.pipe, req.normalize is not False, prompt_name=req.prompt_name
+        )
     else:
         params = {}
 
@@ -222,7 +231,7 @@ async def _embed_all(service, request, call, body, model):
 
 async def _similarity(service, request, call, body, model):
     req = parse(SimilarityRequest, body, "/similarity")
-    worker = _pick(service, call, req, model, ("feature-extraction",), "/similarity")
+    worker = _pick(service, call, req, model, EMBEDDING_TASKS, "/similarity")
     return json_response(await similarity(service, worker, request, req.inputs))
 
 
@@ -273,7 +282,7 @@ async def _by_model_type(service, request, call, body, model):
     name = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else model
     worker = service.pick(name, (), "/", informational=True)
     task = worker.pipe.task
-    if task == "feature-extraction":
+    if task in EMBEDDING_TASKS:
         similar = isinstance(body, dict) and isinstance(body.get("inputs"), dict)
         return await (_similarity if similar else _embed)(service, request, call, body, worker.name)
     if task == "text-classification":
@@ -424,7 +433,7 @@ async def info(request: Request, model: str | None = None):
             "id2label": {str(i): n for i, n in labels.items()},
             "label2id": {n: i for i, n in labels.items()},
         }
-        if pipe.task == "feature-extraction":
+        if pipe.task in EMBEDDING_TASKS:
             model_type = {"embedding": {"pooling": embedding_pooling(pipe)}}
         elif pipe.task == "text-classification":
             model_type = {"reranker" if pipe.num_labels == 1 else "classifier": mapping}
@@ -439,7 +448,7 @@ async def info(request: Request, model: str | None = None):
                 "model_dtype": "float32" if pipe.precision == "fp32" else pipe.precision,
                 "model_type": model_type,
                 "max_concurrent_requests": settings.max_connections,
-                "max_input_length": pipe.max_length,
+                "max_input_length": max_input_length(pipe),
                 "max_batch_tokens": settings.max_batch_tokens,
                 "max_batch_requests": settings.max_batch_size,
                 "max_client_batch_size": settings.max_texts,

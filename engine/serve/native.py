@@ -7,16 +7,15 @@ result shaped as ``transformers.pipeline`` returns it, except
 - one input whose result is a classification (``{label, score}`` entries: text classification) is
   answered ``[[{label, score}, ...]]``, as the Inference API does (``InferenceClient.text_classification``
   takes element 0); a list of inputs is answered as transformers answers it;
-- ``{"source_sentence", "sentences"}`` on a feature-extraction model is the sentence-similarity task:
-  the cosine of the source sentence to each sentence (the model's pooling, unit vectors).
+- ``{"source_sentence", "sentences"}`` on a sentence-embedding or feature-extraction model is the
+  sentence-similarity task: the cosine of the source sentence to each sentence (the bundle's
+  sentence-transformers pooling, unit vectors).
 
 The parameters are the task's options (:func:`~.schemas.parameters_model`): 400 ``bad_parameters`` for
 an unknown or mistyped one, or one the pipeline's own checks refuse.
 """
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -28,8 +27,10 @@ from .service import Service, json_response
 
 __all__ = [
     "RESPONSES",
+    "EMBEDDING_TASKS",
     "embedding_params",
     "embedding_pooling",
+    "max_input_length",
     "predict",
     "model_route",
     "router",
@@ -113,42 +114,78 @@ async def prometheus_metrics(request: Request):
     return Response(body, media_type=media_type)
 
 
-_POOLING_MODES = (
-    ("pooling_mode_cls_token", "cls"),
-    ("pooling_mode_mean_tokens", "mean"),
-    ("pooling_mode_max_tokens", "max"),
-)
+#: the tasks whose models the embedding routes (/embed, /similarity, /v1/embeddings) serve
+EMBEDDING_TASKS = ("sentence-embedding", "feature-extraction")
+_FE_POOLINGS = ("cls", "mean", "max")
 
 
 def embedding_pooling(pipe) -> str:
-    """The pooling of a feature-extraction bundle: its sentence-transformers ``1_Pooling/config.json``
-    (cls / mean / max), else "mean"."""
-    path = pipe.bundle.root / "1_Pooling" / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "mean"
-    for key, mode in _POOLING_MODES:
-        if config.get(key) is True:
-            return mode
-    return "mean"
+    """How the bundle pools, from its sentence-transformers settings (bundle.json, recorded by the
+    exporter); "mean" without settings, as sentence-transformers pools a plain checkpoint. Several modes
+    are joined with "+"."""
+    st = pipe.bundle.sentence_transformers
+    modes = tuple(st.pooling) if st is not None and st.pooling else ("mean",)
+    return "+".join(m.removesuffix("_tokens") if m == "mean_sqrt_len_tokens" else m for m in modes)
 
 
-def embedding_params(pipe, normalize: bool = True) -> dict:
-    """The call options of a pooled embedding of ``pipe``: its bundle's pooling, unit vectors or not."""
-    return {"pooling": embedding_pooling(pipe), "normalize": normalize}
+def max_input_length(pipe) -> int:
+    """The longest input the model embeds / runs (a sentence-transformers model's ``max_seq_length``)."""
+    spec = getattr(pipe, "spec", None)  # a pipe without a task spec (tests' fakes): its max length
+    return spec.max_input_length(pipe) if spec is not None else pipe.max_length
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+def embedding_params(
+    pipe, normalize: bool = True, dimensions: int | None = None, prompt_name: str | None = None
+) -> tuple[dict, object]:
+    """``(params, transform)`` of one pooled vector per input of ``pipe`` as the bundle's
+    sentence-transformers settings make it: a sentence-embedding model gets its own options; a
+    feature-extraction one its settings' pooling (cls, mean or max; 400 for what it cannot pool) with
+    ``dimensions`` cut (then unit length again when ``normalize``) in ``transform`` (None: as it comes)."""
+    if pipe.task == "sentence-embedding":
+        return {
+            "normalize_embeddings": normalize,
+            "truncate_dim": dimensions,
+            "prompt_name": prompt_name,
+        }, None
+    st = pipe.bundle.sentence_transformers
+    pooling = embedding_pooling(pipe)
+    problem = None
+    if prompt_name is not None:
+        problem = "prompt_name needs a sentence-embedding model"
+    elif pooling not in _FE_POOLINGS or (st is not None and st.dense):
+        problem = f"its sentence-transformers modules ({pooling} pooling{', Dense' if st.dense else ''})"
+    if problem is not None:
+        raise HTTPProblem(
+            400,
+            "bad_parameters",
+            f"this {pipe.task} bundle cannot serve {problem}; export it with --task sentence-embedding",
+        )
+    params = {"pooling": pooling, "normalize": normalize or bool(st is not None and st.normalize)}
+    if dimensions is None:
+        return params, None
+
+    def transform(vectors):
+        cut = [np.asarray(v, dtype=np.float32)[:dimensions] for v in vectors]
+        return [_unit(v) if normalize else v for v in cut]
+
+    return params, transform
 
 
 async def similarity(service: Service, worker, request, inputs: SimilarityInputs) -> bytes:
-    """The cosine of ``inputs.source_sentence`` to each of ``inputs.sentences`` (a feature-extraction
-    model, its own pooling): the Inference API's sentence-similarity answer, a list of floats."""
+    """The cosine of ``inputs.source_sentence`` to each of ``inputs.sentences`` (an embedding model, its
+    own pooling): the Inference API's sentence-similarity answer, a list of floats."""
     texts = check_texts([inputs.source_sentence, *inputs.sentences], service.settings)
 
     def transform(vectors):
         unit = np.asarray(vectors, dtype=np.float64)
         return [float(x) for x in unit[1:] @ unit[0]]
 
-    return await service.run(worker, request, texts, embedding_params(worker.pipe), transform)
+    params, _ = embedding_params(worker.pipe)
+    return await service.run(worker, request, texts, params, transform)
 
 
 def _is_label(entry) -> bool:
@@ -169,11 +206,12 @@ async def run_predict(service: Service, worker, request, body: PredictRequest, d
     """``body`` (checked by :func:`~.schemas.parse_request`) through ``worker``: the answer's JSON bytes
     (see the module's docstring)."""
     if isinstance(body.inputs, SimilarityInputs):
-        if worker.pipe.task != "feature-extraction":
+        if worker.pipe.task not in EMBEDDING_TASKS:
             raise HTTPProblem(
                 400,
                 "wrong_task",
-                f"sentence similarity needs a feature-extraction model; {worker.name!r} is a "
+                f"sentence similarity needs a sentence-embedding or feature-extraction model; "
+                f"{worker.name!r} is a "
                 f"{worker.pipe.task} model",
             )
         return await similarity(service, worker, request, body.inputs)

@@ -235,7 +235,7 @@ def test_openai_errors(server):
         ({"input": [1, 2, 3], "model": "emb"}, 400, "bad_request"),
         ({"input": [], "model": "emb"}, 400, "bad_request"),
         ({"input": "x", "model": "emb", "encoding_format": "int8"}, 400, "bad_request"),
-        ({"input": "x", "model": "emb", "dimensions": 7}, 400, "unsupported"),
+        ({"input": "x", "model": "emb", "dimensions": 1000}, 400, "bad_request"),
         ({"input": "x", "model": "emb", "temperature": 1}, 400, "bad_request"),
     ]
     with httpx.Client() as client:
@@ -363,8 +363,8 @@ def test_the_openai_sdk_gets_vectors_and_shows_the_reason_of_an_error(server, pi
         client.embeddings.create(model="gpt", input="x")
     assert "no model named 'gpt'" in str(caught.value) and caught.value.code == "model_not_found"
     with pytest.raises(openai.BadRequestError) as caught:
-        client.embeddings.create(model="emb", input="x", dimensions=7)
-    assert "cannot shorten" in str(caught.value) and caught.value.param == "dimensions"
+        client.embeddings.create(model="emb", input="x", dimensions=1000)
+    assert "32-dimensional" in str(caught.value) and caught.value.param == "dimensions"
 
 
 @pytest.fixture
