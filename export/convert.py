@@ -186,7 +186,8 @@ def export_onnx(model, task: str, out_dir: Path, opset: int | None = None) -> Pa
 
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        onnx_export_from_model(model, out_dir, task=task, opset=opset, do_validation=False)
+        export_as = get_task(task).export_as or task
+        onnx_export_from_model(model, out_dir, task=export_as, opset=opset, do_validation=False)
     except (ValueError, RuntimeError) as exc:
         raise ExportError(f"optimum's ONNX export failed: {exc}") from exc
     path = out_dir / "model.onnx"

@@ -268,6 +268,8 @@ class Task:
     name: str = ""
     #: transformers auto class that loads the matching head (the exporter's, and the test builders')
     auto_class: str = "AutoModel"
+    #: the task name optimum exports the graph for ("": this task's own name)
+    export_as: str = ""
     #: the graph output the task reads (it must be there, by this name: there is no fallback) ...
     output: str = "logits"
     #: ... and what its dimensions are (:class:`Head`); the last is the width

@@ -146,6 +146,7 @@ class _Options:
 class SentenceEmbedding(Task):
     name = "sentence-embedding"
     auto_class = "AutoModel"
+    export_as = "feature-extraction"  # the encoder's token vectors: optimum's feature-extraction graph
     output = "last_hidden_state"
     dims = ("batch", "sequence", "hidden")
     gates = MappingProxyType({"accuracy.cosine_min": 0.98, "invariance.cosine_min": 0.9999})
