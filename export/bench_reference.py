@@ -17,7 +17,7 @@ from bertrt.tasks import get_task
 
 from .reference import reference_pipeline
 
-__all__ = ["cuda_available", "pipeline_call", "reference_call"]
+__all__ = ["cuda_available", "pipeline_call", "reference_call", "sentence_transformers_call"]
 
 
 def cuda_available() -> bool:
@@ -34,10 +34,31 @@ def reference_call(
 ):
     """``call(texts, batch_size) -> results`` of ``transformers.pipeline(task)`` on ``checkpoint``, built
     with the task's ``reference_pipeline`` arguments: the CPU (``device=-1``) or a CUDA device, at
-    ``dtype`` ("fp32", or "fp16" on CUDA)."""
+    ``dtype`` ("fp32", or "fp16" on CUDA); or of sentence-transformers where the task's
+    ``reference_library`` says so."""
+    if get_task(task).reference_library == "sentence-transformers":
+        return sentence_transformers_call(task, checkpoint, threads, device, dtype)
     pipe_kwargs = dict(get_task(task).reference_pipeline)
     pipe = reference_pipeline(task, checkpoint, threads, device=device, dtype=dtype, **pipe_kwargs)
     return pipeline_call(pipe, task)
+
+
+def sentence_transformers_call(
+    task: str, checkpoint: str | Path, threads: int | None = None, device: int = -1, dtype: str = "fp32"
+):
+    """``SentenceTransformer(checkpoint).encode`` (the CPU, or CUDA device ``device``; fp16 halves the
+    model) with the task's ``reference_call`` arguments, one vector per text; texts length-sorted, as
+    bertrt sorts them."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = SentenceTransformer(str(checkpoint), device="cpu" if device < 0 else f"cuda:{device}")
+    if dtype == "fp16":
+        model.half()
+    kwargs = dict(get_task(task).reference_call)
+    return lambda texts, bs: sorted_call(lambda t: list(model.encode(t, batch_size=bs, **kwargs)), texts)
 
 
 def pipeline_call(pipe, task: str):

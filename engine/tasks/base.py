@@ -292,6 +292,9 @@ class Task:
     #: (classifiers: ``truncation=True``)
     reference_pipeline: Mapping[str, Any] = MappingProxyType({})
     reference_call: Mapping[str, Any] = MappingProxyType({})
+    #: the library whose answers are the reference: "transformers" (its pipeline, as above) or
+    #: "sentence-transformers" (``SentenceTransformer.encode`` with :attr:`reference_call`'s arguments)
+    reference_library: str = "transformers"
     #: the exporter's int8 gates, figure of :meth:`compare_outputs` -> minimum (gross breakage, not quality)
     int8_gates: Mapping[str, float] = MappingProxyType({})
 

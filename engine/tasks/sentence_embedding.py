@@ -151,6 +151,7 @@ class SentenceEmbedding(Task):
     dims = ("batch", "sequence", "hidden")
     gates = MappingProxyType({"accuracy.cosine_min": 0.98, "invariance.cosine_min": 0.9999})
     int8_gates = MappingProxyType({"cosine_min": 0.95})
+    reference_library = "sentence-transformers"  # bertrt bench: SentenceTransformer.encode
     options = (
         Option("prompt_name", str | None, None, help="one of the model's prompts, put before every text"),
         Option(

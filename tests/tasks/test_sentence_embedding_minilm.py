@@ -97,3 +97,15 @@ def test_a_tiny_cls_checkpoint_exports_as_sentence_embedding(tiny_checkpoint, mo
     assert manifest["sentence_transformers"]["pooling"] == "cls"
     got = bertrt.pipeline(None, tmp_path / "b", precision="fp32")(TEXTS[:4])
     assert np.abs(got - SentenceTransformer(str(st), device="cpu").encode(TEXTS[:4])).max() <= 1e-4
+
+
+def test_bench_reference_is_sentence_transformers_encode(minilm_se, minilm_checkpoint):
+    from bertrt.export.bench_reference import reference_call
+
+    folder, _ = minilm_se
+    call = reference_call("sentence-embedding", minilm_checkpoint, threads=1)
+    got = bertrt.pipeline(None, folder, precision="fp32")(TEXTS)
+    want = call(TEXTS, 4)
+    assert np.abs(np.asarray(want) - got).max() <= 1e-4
+    spec = bertrt.tasks.get_task("sentence-embedding")
+    assert spec.agreement(want, list(got))["cosine_min"] >= 0.9999
