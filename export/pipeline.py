@@ -171,6 +171,13 @@ def export_model(
         offset = get_architecture(model_type).position_offset
         note = f" (max_position_embeddings {positions} - position offset {offset})" if offset else ""
         _check_max_length(max_length, positions - offset, note)
+    st_info = sentence_transformers.read_settings(folder)
+    if task == "sentence-embedding" and st_info and st_info.get("dense"):
+        raise ExportError(
+            f"{folder}: its {len(st_info['dense'])} Dense module(s) after the pooling are not exported yet; "
+            "the bundle's sentence embeddings would be wrong (export --task feature-extraction for the "
+            "token vectors)"
+        )
     problems = check_id2label(config_dict.get("id2label"), str(folder / "config.json"))
     if problems:  # the runtime would refuse the bundle: fail before the work
         raise ExportError("; ".join(problems))
@@ -239,7 +246,6 @@ def export_model(
         if fp16_record is not None:
             files.append(FP16_FILE)
             extra["fp16"] = fp16_record
-        st_info = sentence_transformers.read_settings(folder)
         if st_info:
             extra["sentence_transformers"] = st_info
         model = {"model_type": model_type, "architecture": architecture or type(torch_model).__name__}

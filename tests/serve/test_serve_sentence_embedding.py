@@ -101,3 +101,22 @@ def test_prompt_name_on_embed(served):
         f"{server.url}/embed", json={"inputs": TEXTS, "model": "se-cls", "prompt_name": "nope"}, timeout=60
     )
     assert bad.status_code == 400 and "nope" in bad.text
+
+
+def test_inference_client_on_the_model_route(served, monkeypatch):
+    from huggingface_hub import InferenceClient, constants
+    from huggingface_hub.utils import reset_sessions
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # the suite runs offline; loopback is fine
+    reset_sessions()
+    try:
+        server, models = served
+        client = InferenceClient(model=f"{server.url}/models/se-cls/predict")
+        vector = np.asarray(client.feature_extraction(TEXTS[0])).reshape(-1)
+        close(vector, models["cls"].encode(TEXTS[0]), "feature_extraction")
+        scores = client.sentence_similarity(TEXTS[0], other_sentences=TEXTS[1:])
+        unit = models["cls"].encode(TEXTS, normalize_embeddings=True)
+        close(scores, unit[1:] @ unit[0], "sentence_similarity")
+    finally:
+        monkeypatch.undo()
+        reset_sessions()

@@ -113,3 +113,18 @@ def test_pool_is_sentence_transformers_pooling_on_a_padded_batch():
         np.testing.assert_allclose(
             pool(hidden, mask, (modes,) if isinstance(modes, str) else modes), ref, atol=1e-6
         )
+
+
+def test_a_checkpoint_with_dense_layers_is_refused_before_the_work(tiny_checkpoint, tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
+
+    from bertrt.errors import ExportError
+    from bertrt.export import export_model
+
+    transformer = Transformer(str(tiny_checkpoint("bert", "feature-extraction")))
+    dim = transformer.get_embedding_dimension()
+    modules = [transformer, Pooling(dim), Dense(dim, 8)]
+    SentenceTransformer(modules=modules, device="cpu").save(str(tmp_path / "st"))
+    with pytest.raises(ExportError, match="Dense module"):
+        export_model(tmp_path / "st", tmp_path / "bundle")
