@@ -93,7 +93,7 @@ def test_a_tiny_cls_checkpoint_exports_as_sentence_embedding(tiny_checkpoint, mo
     checkpoint = tiny_checkpoint("bert", "feature-extraction")
     st = model_cache.get("st-bert-cls", lambda out: build_st_checkpoint(checkpoint, "cls", out))
     manifest = export_model(st, tmp_path / "b", quantize="none")
-    assert manifest["task"] == "sentence-embedding"
+    assert manifest["task"] == "sentence-embedding"  # inferred from modules.json
     assert manifest["sentence_transformers"]["pooling"] == "cls"
     got = bertrt.pipeline(None, tmp_path / "b", precision="fp32")(TEXTS[:4])
     assert np.abs(got - SentenceTransformer(str(st), device="cpu").encode(TEXTS[:4])).max() <= 1e-4
@@ -109,3 +109,15 @@ def test_bench_reference_is_sentence_transformers_encode(minilm_se, minilm_check
     assert np.abs(np.asarray(want) - got).max() <= 1e-4
     spec = bertrt.tasks.get_task("sentence-embedding")
     assert spec.agreement(want, list(got))["cosine_min"] >= 0.9999
+
+
+def test_bertrt_export_task_flag(tiny_checkpoint, tmp_path):
+    checkpoint = tiny_checkpoint("bert", "text-classification")  # a head model embeds too
+    code = main(
+        ["export", str(checkpoint), str(tmp_path / "b"), "--task", "sentence-embedding", "--quantize", "none"]
+    )
+    assert code == 0
+    manifest = json.loads((tmp_path / "b" / MANIFEST).read_text(encoding="utf-8"))
+    assert manifest["task"] == "sentence-embedding" and "sentence_transformers" not in manifest
+    vector = bertrt.pipeline(None, tmp_path / "b", precision="fp32")(TEXTS[0])
+    assert vector.shape == (32,) and vector.dtype == np.float32  # mean-pooled, as for a plain checkpoint
