@@ -42,6 +42,9 @@ class Architecture:
     #: "sdpa" where transformers has it (it traces to the pattern onnxruntime's Attention fusion knows),
     #: "eager" where ``from_pretrained`` refuses sdpa (ELECTRA, DeBERTa, MPNet in transformers 4.57)
     attn_implementation: str = "sdpa"
+    #: the exporter folds subgraphs that read only weights into initializers before quantization
+    #: (DeBERTa's relative-position projections, computed on every call otherwise; export/fold.py)
+    fold_constants: bool = False
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -135,6 +138,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             config_class="DebertaV2Config",
             tokenizer_class="DebertaV2TokenizerFast",
             attn_implementation="eager",
+            fold_constants=True,
         ),
         # DeBERTa v1: its LayerNorm casts to float around the residual, so onnxruntime fuses
         # LayerNormalization but no SkipLayerNormalization, and no Attention (as for v2).
@@ -150,6 +154,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             config_class="DebertaConfig",
             tokenizer_class="DebertaTokenizerFast",
             attn_implementation="eager",
+            fold_constants=True,
         ),
         # MPNet computes positions from padding_idx 1 (hard-coded): offset 2 as RoBERTa. Its attention adds a
         # relative-position bucket bias that no onnxruntime Attention fusion covers.

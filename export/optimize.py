@@ -21,6 +21,12 @@ onnxruntime 1.32's CPU kernel for the fused op is 2.5x slower than the three sta
 same tensors (``python -m benchmarks.kernels``; MiniLM: 12 of them were 16% of the int8 graph's kernel
 time). The split computes the same sum and the same normalization (fp32 rounding differs); the record
 keeps the optimizer's own counts and says how many were split. ``"fused"`` keeps them.
+
+Post-pass for rows with ``fold_constants`` (DeBERTa): :func:`bertrt.export.fold.fold_constants` turns
+weight-only subgraphs (the relative-position projections) into initializers before int8 quantization,
+then :func:`bertrt.export.deberta.untile_position_scores` drops the per-batch Tile of those projections
+in the position-score MatMuls; the record says how many of each (``constants_folded``,
+``position_scores_untiled``).
 """
 
 from __future__ import annotations
@@ -229,6 +235,19 @@ def optimize_graph(src: Path, dst: Path, model_type: str, dims: dict, skip_layer
         split = split_skip_layernorm(model.graph)
         onnx.save(model, str(dst))
         log.info("SkipLayerNormalization: %d split into Add + LayerNormalization", split)
+    folded = untiled = 0
+    if row.fold_constants:
+        import onnx
+
+        from .deberta import untile_position_scores
+        from .fold import fold_constants
+
+        folded = fold_constants(model)
+        untiled = untile_position_scores(model)
+        if untiled:  # the scale's Shape now reads the folded projection: fold that arithmetic too
+            folded += fold_constants(model)
+        if folded or untiled:
+            onnx.save(model, str(dst))
     attention = counts["Attention"] + counts["MultiHeadAttention"]
     expected = dims["num_layers"]
     record = {
@@ -237,6 +256,8 @@ def optimize_graph(src: Path, dst: Path, model_type: str, dims: dict, skip_layer
         "attention_fused": attention,
         "attention_expected": expected,
         "skip_layernorm": {"mode": skip_layernorm, "split": split},
+        "constants_folded": folded,
+        "position_scores_untiled": untiled,
         "warning": None,
     }
     problems = []

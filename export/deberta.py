@@ -1,0 +1,157 @@
+"""DeBERTa's relative-position scores without the per-batch copy of the position keys.
+
+The disentangled attention computes ``c2p = bmm(Q, tile(Kpos, B)^T)`` (and ``p2c`` with ``Qpos``): the
+exported graph reads the position projection ``P`` [H, 2 * span, d] (an initializer once
+:mod:`bertrt.export.fold` has run), ``Expand``s it by ones, ``Tile``s it to [B * H, 2 * span, d] and
+``Transpose``s that, per layer and per term: two B-fold copies of a constant per layer per call. The
+same product is ``MatMul(Q4, P^T)`` with the queries still in their [B, H, S, d] form (the input of
+the ``Reshape`` that flattened them) and ``P^T`` a constant [H, d, 2 * span] that MatMul broadcasts
+over B; a ``Reshape`` back to [B * H, S, 2 * span] (shape taken from the flattened queries) feeds the
+``GatherElements`` as before. Same dot products, no copies.
+
+Only the exact pattern ``MatMul(Reshape(X4), Transpose(Tile(Expand(P, ConstantOfShape(1)), r), [0, 2, 1]))``
+with a 3-D float initializer ``P`` and a 4-D ``X4`` is rewritten; anything else is left as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+__all__ = ["untile_position_scores"]
+
+log = logging.getLogger("bertrt.export")
+
+
+def _attr(node, name):
+    from onnx import helper
+
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), None)
+
+
+def _ones_shape(node, producer) -> bool:
+    """``node`` is ``ConstantOfShape`` with value 1 (an ``Expand`` by it changes nothing of a same-rank P)."""
+    from onnx import numpy_helper
+
+    if node is None or node.op_type != "ConstantOfShape":
+        return False
+    value = _attr(node, "value")
+    return value is not None and np.all(numpy_helper.to_array(value) == 1)
+
+
+def _const(name, inits, producer):
+    from onnx import numpy_helper
+
+    if name in inits:
+        return numpy_helper.to_array(inits[name])
+    node = producer.get(name)
+    if (
+        node is not None
+        and node.op_type == "Constant"
+        and node.attribute
+        and node.attribute[0].name == "value"
+    ):
+        return numpy_helper.to_array(node.attribute[0].t)
+    return None
+
+
+def _reads_trailing_dims(shape, consumers, inits, producer) -> bool:
+    """Every consumer of ``shape`` (a Shape of the tiled [B * H, 2 * span, d]) is a Slice on axis 0 of
+    the shape vector that starts at -2, -1, 1 or 2: it never reads the batch dim, so the Shape can read
+    the untiled P [H, 2 * span, d] instead."""
+    readers = consumers.get(shape.output[0], [])
+    for node in readers:
+        if node.op_type != "Slice" or len(node.input) < 3:
+            return False
+        start = _const(node.input[1], inits, producer)
+        axes = _const(node.input[3], inits, producer) if len(node.input) > 3 and node.input[3] else None
+        if start is None or start.size != 1 or int(start[0]) not in (-2, -1, 1, 2):
+            return False
+        if axes is not None and (axes.size != 1 or int(axes[0]) not in (0, -1)):
+            return False
+    return bool(readers)
+
+
+def untile_position_scores(model) -> int:
+    """Rewrite, in place, each position-score MatMul of ``model`` as described in the module docstring;
+    return how many were rewritten."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    replace: dict[int, list] = {}
+    for index, node in enumerate(graph.node):
+        if node.op_type != "MatMul" or len(node.input) != 2:
+            continue
+        flat, right = producer.get(node.input[0]), producer.get(node.input[1])
+        if flat is None or flat.op_type != "Reshape" or right is None or right.op_type != "Transpose":
+            continue
+        if list(_attr(right, "perm") or []) != [0, 2, 1]:
+            continue
+        tile = producer.get(right.input[0])
+        expand = producer.get(tile.input[0]) if tile is not None and tile.op_type == "Tile" else None
+        if expand is None or expand.op_type != "Expand" or expand.input[0] not in inits:
+            continue
+        if not _ones_shape(producer.get(expand.input[1]), producer):
+            continue
+        four = producer.get(flat.input[0])
+        if four is None or four.op_type != "Transpose" or len(_attr(four, "perm") or []) != 4:
+            continue
+        pos = numpy_helper.to_array(inits[expand.input[0]])
+        if pos.ndim != 3 or pos.dtype != np.float32:
+            continue
+        prefix = f"{(node.name or node.output[0]).replace('/', '_').strip('_')}_untiled"
+        names = {
+            k: f"{prefix}_{k}" for k in ("posT", "y4", "shape", "lead", "span", "begin", "end", "out_shape")
+        }
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.ascontiguousarray(pos.transpose(0, 2, 1)), names["posT"]),
+                numpy_helper.from_array(np.array([0], np.int64), names["begin"]),
+                numpy_helper.from_array(np.array([2], np.int64), names["end"]),
+                numpy_helper.from_array(np.array([pos.shape[1]], np.int64), names["span"]),
+            ]
+        )
+        for shape in consumers.get(tile.output[0], []):  # the scale reads the Tile's last dim: read P's
+            if shape.op_type == "Shape" and _reads_trailing_dims(shape, consumers, inits, producer):
+                shape.input[0] = expand.input[0]
+        replace[index] = [
+            helper.make_node(
+                "MatMul", [flat.input[0], names["posT"]], [names["y4"]], name=f"{prefix}/MatMul"
+            ),
+            helper.make_node("Shape", [node.input[0]], [names["shape"]], name=f"{prefix}/Shape"),
+            helper.make_node(
+                "Slice",
+                [names["shape"], names["begin"], names["end"]],
+                [names["lead"]],
+                name=f"{prefix}/Slice",
+            ),
+            helper.make_node(
+                "Concat",
+                [names["lead"], names["span"]],
+                [names["out_shape"]],
+                name=f"{prefix}/Concat",
+                axis=0,
+            ),
+            helper.make_node(
+                "Reshape", [names["y4"], names["out_shape"]], list(node.output), name=f"{prefix}/Reshape"
+            ),
+        ]
+    if not replace:
+        return 0
+    nodes = []
+    for index, node in enumerate(graph.node):
+        nodes.extend(replace.get(index, [node]))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    from .fold import drop_dead
+
+    drop_dead(graph)
+    log.info("deberta: %d position-score MatMuls read the position projections untiled", len(replace))
+    return len(replace)

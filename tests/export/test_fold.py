@@ -1,0 +1,74 @@
+"""Constant folding at export (export/fold.py): weight-only subgraphs become initializers, same results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from bertrt.export.fold import fold_constants  # noqa: E402
+
+
+def _model():
+    """y = x @ (LayerNorm(E)[:4] @ W)^T + shape-independent glue; E, W constants: only x is an input."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((6, 8)).astype(np.float32), "E"),
+        numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "W"),
+        numpy_helper.from_array(np.ones(8, np.float32), "gamma"),
+        numpy_helper.from_array(np.zeros(8, np.float32), "beta"),
+    ]
+    nodes = [
+        helper.make_node("Constant", [], ["starts"], value=numpy_helper.from_array(np.array([0], np.int64))),
+        helper.make_node("Constant", [], ["ends"], value=numpy_helper.from_array(np.array([4], np.int64))),
+        helper.make_node("LayerNormalization", ["E", "gamma", "beta"], ["ln"], axis=-1),
+        helper.make_node("Slice", ["ln", "starts", "ends"], ["sl"]),
+        helper.make_node("MatMul", ["sl", "W"], ["pos"]),
+        helper.make_node("Transpose", ["pos"], ["posT"], perm=[1, 0]),
+        helper.make_node("MatMul", ["x", "posT"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fold",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        initializer=inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _run(model, x):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(["y"], {"x": x})[0]
+
+
+def test_fold_turns_the_weight_only_cone_into_one_initializer():
+    model = _model()
+    x = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32)
+    before = _run(model, x)
+    assert fold_constants(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["MatMul"]
+    assert {i.name for i in model.graph.initializer} == {"posT"}
+    np.testing.assert_array_equal(_run(model, x), before)
+    assert fold_constants(model) == 0  # nothing left to fold
+
+
+def test_fold_leaves_a_graph_without_constant_work_alone():
+    model = _model()
+    del model.graph.node[:]
+    model.graph.node.extend(
+        [helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("Relu", ["z"], ["y"])]
+    )
+    assert fold_constants(model) == 0
+    assert [n.op_type for n in model.graph.node] == ["MatMul", "Relu"]
+
+
+def test_deberta_rows_fold_their_position_projections():
+    from bertrt.architectures import ARCHITECTURES
+
+    folding = {name for name, row in ARCHITECTURES.items() if row.fold_constants}
+    assert folding == {"deberta", "deberta-v2"}
