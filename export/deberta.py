@@ -9,6 +9,11 @@ the ``Reshape`` that flattened them) and ``P^T`` a constant [H, d, 2 * span] tha
 over B; a ``Reshape`` back to [B * H, S, 2 * span] (shape taken from the flattened queries) feeds the
 ``GatherElements`` as before. Same dot products, no copies.
 
+Where the MatMul's only reader is a last-axis ``GatherElements`` (DeBERTa's ``c2p``/``p2c`` gathers), only the
+columns it reads are multiplied: ``P^T`` is sliced to ``[min(index), max(index)]`` (two reductions of
+the small [1, S, S] index, computed per call) and the index shifted by the minimum; at S tokens that
+is at most 2S - 1 of the 2 * span columns (512 for DeBERTa-v3), the same values gathered.
+
 Only the exact pattern ``MatMul(Reshape(X4), Transpose(Tile(Expand(P, ConstantOfShape(1)), r), [0, 2, 1]))``
 with a 3-D float initializer ``P`` and a 4-D ``X4`` is rewritten; anything else is left as it is.
 """
@@ -73,6 +78,42 @@ def _reads_trailing_dims(shape, consumers, inits, producer) -> bool:
     return bool(readers)
 
 
+_NAMES = (
+    "posT",
+    "y4",
+    "shape",
+    "lead",
+    "rest",
+    "begin",
+    "end",
+    "out_shape",
+    "one",
+    "axis",
+    "lo0",
+    "hi0",
+    "lo",
+    "hi1",
+    "hi",
+    "window",
+    "idx",
+)
+
+
+def _window_index(matmul, consumers, producer):
+    """The ``Expand`` of the index when ``matmul``'s only reader is a last-axis ``GatherElements`` whose
+    index is an ``Expand`` read by nothing else (so the index can be shifted); else None."""
+    readers = consumers.get(matmul.output[0], [])
+    if len(readers) != 1 or readers[0].op_type != "GatherElements":
+        return None
+    gather = readers[0]
+    if gather.input[0] != matmul.output[0] or _attr(gather, "axis") not in (-1, 2):
+        return None
+    expand = producer.get(gather.input[1])
+    if expand is None or expand.op_type != "Expand" or len(consumers.get(expand.output[0], [])) != 1:
+        return None
+    return expand
+
+
 def untile_position_scores(model) -> int:
     """Rewrite, in place, each position-score MatMul of ``model`` as described in the module docstring;
     return how many were rewritten."""
@@ -107,24 +148,49 @@ def untile_position_scores(model) -> int:
         if pos.ndim != 3 or pos.dtype != np.float32:
             continue
         prefix = f"{(node.name or node.output[0]).replace('/', '_').strip('_')}_untiled"
-        names = {
-            k: f"{prefix}_{k}" for k in ("posT", "y4", "shape", "lead", "span", "begin", "end", "out_shape")
-        }
+        names = {k: f"{prefix}_{k}" for k in _NAMES}
         graph.initializer.extend(
             [
                 numpy_helper.from_array(np.ascontiguousarray(pos.transpose(0, 2, 1)), names["posT"]),
                 numpy_helper.from_array(np.array([0], np.int64), names["begin"]),
                 numpy_helper.from_array(np.array([2], np.int64), names["end"]),
-                numpy_helper.from_array(np.array([pos.shape[1]], np.int64), names["span"]),
+                numpy_helper.from_array(np.array([-1], np.int64), names["rest"]),
+                numpy_helper.from_array(np.array([1], np.int64), names["one"]),
+                numpy_helper.from_array(np.array([2], np.int64), names["axis"]),
             ]
         )
         for shape in consumers.get(tile.output[0], []):  # the scale reads the Tile's last dim: read P's
             if shape.op_type == "Shape" and _reads_trailing_dims(shape, consumers, inits, producer):
                 shape.input[0] = expand.input[0]
+        window = _window_index(node, consumers, producer)
+        weights = names["posT"]
+        nodes = []
+        if window is not None:  # only the columns the gather reads: [min(index), max(index)]
+            index_expand = window
+            idx = index_expand.input[0]
+            nodes += [
+                helper.make_node("ReduceMin", [idx], [names["lo0"]], name=f"{prefix}/Lo", keepdims=0),
+                helper.make_node("ReduceMax", [idx], [names["hi0"]], name=f"{prefix}/Hi", keepdims=0),
+                helper.make_node(
+                    "Reshape", [names["lo0"], names["one"]], [names["lo"]], name=f"{prefix}/Lo1"
+                ),
+                helper.make_node("Add", [names["hi0"], names["one"]], [names["hi1"]], name=f"{prefix}/HiEnd"),
+                helper.make_node(
+                    "Reshape", [names["hi1"], names["one"]], [names["hi"]], name=f"{prefix}/Hi1"
+                ),
+                helper.make_node(
+                    "Slice",
+                    [names["posT"], names["lo"], names["hi"], names["axis"]],
+                    [names["window"]],
+                    name=f"{prefix}/Window",
+                ),
+                helper.make_node("Sub", [idx, names["lo0"]], [names["idx"]], name=f"{prefix}/Shift"),
+            ]
+            index_expand.input[0] = names["idx"]
+            weights = names["window"]
         replace[index] = [
-            helper.make_node(
-                "MatMul", [flat.input[0], names["posT"]], [names["y4"]], name=f"{prefix}/MatMul"
-            ),
+            *nodes,
+            helper.make_node("MatMul", [flat.input[0], weights], [names["y4"]], name=f"{prefix}/MatMul"),
             helper.make_node("Shape", [node.input[0]], [names["shape"]], name=f"{prefix}/Shape"),
             helper.make_node(
                 "Slice",
@@ -134,7 +200,7 @@ def untile_position_scores(model) -> int:
             ),
             helper.make_node(
                 "Concat",
-                [names["lead"], names["span"]],
+                [names["lead"], names["rest"]],
                 [names["out_shape"]],
                 name=f"{prefix}/Concat",
                 axis=0,

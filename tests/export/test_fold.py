@@ -72,3 +72,18 @@ def test_deberta_rows_fold_their_position_projections():
 
     folding = {name for name, row in ARCHITECTURES.items() if row.fold_constants}
     assert folding == {"deberta", "deberta-v2"}
+
+
+def test_deberta_v2_bundle_runs_its_position_terms_untiled_and_unquantized(tiny_bundle):
+    """The exported DeBERTa-v3 graph: the position projections are initializers (no int8 GEMM reads
+    them), no Tile copies them per batch, and each layer's c2p and p2c MatMul reads them directly."""
+    import json
+
+    bundle = tiny_bundle("deberta-v2", "token-classification")
+    fusion = json.loads((bundle / "bundle.json").read_text())["fusion"]
+    assert fusion["constants_folded"] > 0
+    assert fusion["position_scores_untiled"] == 2 * 2  # c2p and p2c, 2 layers (tests/builders.py)
+    for name in ("model.onnx", "model.int8.onnx"):
+        graph = onnx.load(str(bundle / name)).graph
+        assert not [n for n in graph.node if n.op_type == "Tile"], name
+        assert not [n for n in graph.node if "proj_1" in n.name], name  # the position projections
