@@ -52,7 +52,7 @@ _PROVIDER_ALIASES = {
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 
 
-def session_options(threads: int | None = None):
+def session_options(threads: int | None = None, spinning: bool | None = None):
     """SessionOptions for an already-optimized graph served with varying batch and sequence shapes.
 
     - graph optimization: ORT_ENABLE_ALL. On the exporter's fused graph re-optimizing is a no-op at
@@ -60,6 +60,9 @@ def session_options(threads: int | None = None):
       attention/LayerNorm/GELU, which is what makes them fast.
     - memory pattern off: its plan is keyed by input shape and every batch has a new one.
     - intra-op threads: physical cores (hyper-threads slow GEMMs down); inter-op 1, sequential.
+    - ``spinning``: onnxruntime's ``session.intra_op.allow_spinning`` (None: its default, on). Off, idle
+      pool threads sleep instead of spinning: what a process sharing its cores with others wants
+      (docs/speed.md has the measurements).
     """
     import onnxruntime as ort
 
@@ -69,6 +72,8 @@ def session_options(threads: int | None = None):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = int(threads) if threads else physical_cores()
     options.inter_op_num_threads = 1
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return options
 
 
@@ -172,7 +177,7 @@ class OnnxSession(GraphIO):
 
     ``outputs`` maps every graph output to its declared shape (ints, or names for dynamic dimensions).
     ``io_binding``: run through IO binding (module docstring); None (default): when the first provider is
-    an accelerator.
+    an accelerator. ``spinning``: the intra-op pool's spinning (:func:`session_options`).
     """
 
     def __init__(
@@ -182,6 +187,7 @@ class OnnxSession(GraphIO):
         providers=None,
         output_name: str | None = None,
         io_binding: bool | None = None,
+        spinning: bool | None = None,
     ):
         import onnxruntime as ort
 
@@ -197,7 +203,7 @@ class OnnxSession(GraphIO):
         try:
             self._session = ort.InferenceSession(
                 str(self.model_path),
-                sess_options=session_options(self.threads),
+                sess_options=session_options(self.threads, spinning),
                 providers=self.providers,
                 disabled_optimizers=DISABLED_OPTIMIZERS,
             )

@@ -39,6 +39,8 @@ every command's ``--backend`` choices, the static rule and ``bertrt tune`` follo
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..bundle import TUNING_FILE, read_tuning
 from ..cpu import CPU_FLAGS, cpu_flags, cpu_info, cpu_key, has_bf16
 from .base import DEFAULT_PRECISION, PRECISIONS, Backend, Session
@@ -85,8 +87,8 @@ def create_session(the_plan: Plan, model_path, output_name: str | None = None) -
 
 
 def add_backend_arguments(parser) -> None:
-    """``--backend``, ``--precision`` and ``--providers``, the same for every command that builds pipelines
-    (predict, batch, serve); the choices are the registered backends when the parser is built."""
+    """``--backend``, ``--precision``, ``--providers`` and ``--spinning``, the same for every command that
+    builds pipelines (predict, batch, serve); the choices are the registered backends when the parser is built."""
     parser.add_argument(
         "--backend",
         choices=("auto", *BACKENDS),
@@ -110,6 +112,13 @@ def add_backend_arguments(parser) -> None:
         help="onnxruntime execution providers, e.g. cuda (default: the CPU); cuda needs onnxruntime-gpu "
         "in place of onnxruntime and runs model.fp16.onnx when the bundle has it",
     )
+    parser.add_argument(
+        "--spinning",
+        choices=("on", "off"),
+        default=None,
+        help="onnxruntime's intra-op thread spinning (default: onnxruntime's, on); off where other "
+        "processes share the cores: 2-3x faster there, ~6%% slower on idle cores (docs/speed.md)",
+    )
 
 
 def _provider_list(text: str) -> list[str]:
@@ -120,7 +129,11 @@ def _provider_list(text: str) -> list[str]:
     return names
 
 
-def plan_from_args(args) -> Plan:
-    """The :class:`Plan` of a command line with :func:`add_backend_arguments` (and ``--threads``)."""
+def plan_from_args(args, bundle=None) -> Plan:
+    """The :class:`Plan` of a command line with :func:`add_backend_arguments` (and ``--threads``), for
+    ``bundle`` (default ``args.bundle``)."""
+    bundle = args.bundle if bundle is None else bundle
     threads, providers = getattr(args, "threads", None), getattr(args, "providers", None)
-    return plan(args.bundle, args.backend, args.precision, threads, providers)
+    the_plan = plan(bundle, args.backend, args.precision, threads, providers)
+    spinning = getattr(args, "spinning", None)
+    return the_plan if spinning is None else replace(the_plan, spinning=spinning == "on")

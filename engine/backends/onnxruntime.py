@@ -35,7 +35,9 @@ class OnnxRuntime(Backend):
     def open(self, model_path, plan, output_name=None):
         from ..session import OnnxSession
 
-        return OnnxSession(model_path, plan.threads, plan.providers, output_name)
+        return OnnxSession(
+            model_path, plan.threads, plan.providers, output_name, spinning=getattr(plan, "spinning", None)
+        )
 
 
 BACKEND = OnnxRuntime()

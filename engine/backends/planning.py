@@ -42,6 +42,9 @@ class Plan:
     #: the tuned candidate's batch size, when the plan comes from tuning.json
     batch_size: int | None = None
     providers: tuple[str, ...] | None = None
+    #: onnxruntime's intra-op spinning (None: its default, on); False for processes that share cores
+    #: (:func:`bertrt.session.session_options`)
+    spinning: bool | None = None
 
     def default_batch_size(self, static: int = DEFAULT_BATCH_SIZE) -> tuple[int, str]:
         """(batch size, why) for a caller that gave none: the tuned candidate's (``"tuned"``) when this

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import uvicorn
 
-from ..backends import add_backend_arguments
+from ..backends import add_backend_arguments, plan_from_args
 from ..errors import BertrtError, ServeError, UsageError
 from .app import create_app
 from .protocol import uvicorn_config
@@ -306,14 +306,7 @@ def run(args) -> int:
     pipelines = {}
     for name, path in specs.items():  # load everything first: a bad bundle fails before the port opens
         try:
-            pipelines[name] = pipeline(
-                None,
-                path,
-                precision=args.precision,
-                threads=args.threads,
-                backend=args.backend,
-                providers=getattr(args, "providers", None),
-            )
+            pipelines[name] = pipeline(None, path, plan=plan_from_args(args, path))
         except BertrtError as exc:
             raise ServeError(f"model {name!r}: {exc}") from None
     settings = settings_from_args(args, pipelines)
