@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bertrt.cpu import cpu_model, physical_cores
 from bertrt.session import DISABLED_OPTIMIZERS, session_options
 
 __all__ = ["VARIANTS", "main"]
@@ -119,7 +119,7 @@ def _fmt(values: list[float], digits: int) -> str:
 def render(result: dict, model: Path, length: int, threads: int | None) -> str:
     lines = [
         f"Graph {model}, {length} tokens, {threads or 'physical-core'} intra-op threads; "
-        f"CPU {platform.processor() or platform.machine()}; medians (min–max) of interleaved repeats.",
+        f"CPU {cpu_model()} ({physical_cores()} physical cores); medians (min–max) of interleaved repeats.",
         "",
         "| condition (load 1/5/15 min) | variant | batch-1 p50 ms | batch-32 texts/s |",
         "|---|---|---:|---:|",
