@@ -6,32 +6,34 @@ test model builders (tokenizer family, config class). Adding an architecture is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 __all__ = ["ARCHITECTURES", "Architecture", "get_architecture", "supported_list", "takes_token_type_ids"]
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """What bertrt needs to know about one ``model_type``."""
+    """What bertrt needs to know about one ``model_type``. The defaults are BERT's: a row states only what
+    differs (and its transformers class names)."""
 
     model_type: str
     #: human name, for messages and the README
     name: str
+    _: KW_ONLY
     #: the exported graph takes ``token_type_ids``; None: the config decides (``type_vocab_size > 0``, as
     #: optimum's DeBERTa export does), see :func:`takes_token_type_ids`. The runtime feeds whatever the
     #: graph declares, so this is the exporter's expectation, never a runtime switch.
-    token_type_ids: bool | None
+    token_type_ids: bool | None = True
     #: position ids start at ``padding_idx + 1`` (the RoBERTa family): usable length = positions - offset
-    position_offset: int
+    position_offset: int = 0
     #: ``onnxruntime.transformers.optimizer`` model_type; None when no fusion covers the graph
-    ort_model_type: str | None
+    ort_model_type: str | None = "bert"
     #: the optimizer fuses the embeddings into EmbedLayerNormalization (RoBERTa's position arithmetic blocks it)
-    embed_fusion: bool
+    embed_fusion: bool = True
     #: the optimizer fuses one Attention per layer; False: fewer fusions are recorded, not a failure
-    attention_fusion: bool
+    attention_fusion: bool = True
     #: "wordpiece", "byte-bpe" or "unigram" (SentencePiece with Metaspace)
-    tokenizer_family: str
+    tokenizer_family: str = "wordpiece"
     #: transformers class names (the exporter and the test builders import them by name)
     config_class: str
     tokenizer_class: str
@@ -53,12 +55,6 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture(
             "bert",
             "BERT",
-            token_type_ids=True,
-            position_offset=0,
-            ort_model_type="bert",
-            embed_fusion=True,
-            attention_fusion=True,
-            tokenizer_family="wordpiece",
             config_class="BertConfig",
             tokenizer_class="BertTokenizerFast",
         ),
@@ -67,9 +63,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "RoBERTa",
             token_type_ids=False,
             position_offset=2,
-            ort_model_type="bert",
             embed_fusion=False,
-            attention_fusion=True,
             tokenizer_family="byte-bpe",
             config_class="RobertaConfig",
             tokenizer_class="RobertaTokenizerFast",
@@ -78,11 +72,6 @@ ARCHITECTURES: dict[str, Architecture] = {
             "distilbert",
             "DistilBERT",
             token_type_ids=False,
-            position_offset=0,
-            ort_model_type="bert",
-            embed_fusion=True,
-            attention_fusion=True,
-            tokenizer_family="wordpiece",
             config_class="DistilBertConfig",
             tokenizer_class="DistilBertTokenizerFast",
         ),
@@ -91,9 +80,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "XLM-RoBERTa",
             token_type_ids=False,
             position_offset=2,
-            ort_model_type="bert",
             embed_fusion=False,
-            attention_fusion=True,
             tokenizer_family="unigram",
             config_class="XLMRobertaConfig",
             tokenizer_class="XLMRobertaTokenizerFast",
@@ -103,9 +90,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "CamemBERT",
             token_type_ids=False,
             position_offset=2,
-            ort_model_type="bert",
             embed_fusion=False,
-            attention_fusion=True,
             tokenizer_family="unigram",
             config_class="CamembertConfig",
             tokenizer_class="CamembertTokenizerFast",
@@ -113,12 +98,6 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture(
             "electra",
             "ELECTRA",
-            token_type_ids=True,
-            position_offset=0,
-            ort_model_type="bert",
-            embed_fusion=True,
-            attention_fusion=True,
-            tokenizer_family="wordpiece",
             config_class="ElectraConfig",
             tokenizer_class="ElectraTokenizerFast",
             attn_implementation="eager",
@@ -130,8 +109,6 @@ ARCHITECTURES: dict[str, Architecture] = {
             "deberta-v2",
             "DeBERTa-v2/v3",
             token_type_ids=None,
-            position_offset=0,
-            ort_model_type="bert",
             embed_fusion=False,
             attention_fusion=False,
             tokenizer_family="unigram",
@@ -146,8 +123,6 @@ ARCHITECTURES: dict[str, Architecture] = {
             "deberta",
             "DeBERTa",
             token_type_ids=None,
-            position_offset=0,
-            ort_model_type="bert",
             embed_fusion=False,
             attention_fusion=False,
             tokenizer_family="byte-bpe",
@@ -163,10 +138,8 @@ ARCHITECTURES: dict[str, Architecture] = {
             "MPNet",
             token_type_ids=False,
             position_offset=2,
-            ort_model_type="bert",
             embed_fusion=False,
             attention_fusion=False,
-            tokenizer_family="wordpiece",
             config_class="MPNetConfig",
             tokenizer_class="MPNetTokenizerFast",
             attn_implementation="eager",
@@ -178,8 +151,6 @@ ARCHITECTURES: dict[str, Architecture] = {
             "modernbert",
             "ModernBERT",
             token_type_ids=False,
-            position_offset=0,
-            ort_model_type="bert",
             embed_fusion=False,
             attention_fusion=False,
             tokenizer_family="byte-bpe",
@@ -191,11 +162,6 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture(
             "albert",
             "ALBERT",
-            token_type_ids=True,
-            position_offset=0,
-            ort_model_type="bert",
-            embed_fusion=True,
-            attention_fusion=True,
             tokenizer_family="unigram",
             config_class="AlbertConfig",
             tokenizer_class="AlbertTokenizerFast",
