@@ -44,12 +44,12 @@ from .backends import add_backend_arguments, plan_from_args
 from .errors import BundleError, InputError, TaskError, UsageError
 from .lines import (
     MAX_JSON_DEPTH,
-    check_text,
     decode_utf8,
     drop_bom,
     dumps_line,
     parse_json_line,
     split_lines,
+    valid_text,
 )
 from .results import to_jsonable as _jsonable
 from .tasks.base import Option, positive_int
@@ -255,7 +255,7 @@ def _read_stdin(stream) -> str:
     buffer = getattr(stream, "buffer", None)
     if buffer is not None:
         return decode_utf8(drop_bom(buffer.read()), "stdin")
-    return drop_bom(check_text(stream.read(), "stdin"))
+    return drop_bom(valid_text(stream.read(), "stdin"))
 
 
 def _read_inputs(args, stream) -> tuple[list, list[dict]]:
@@ -263,7 +263,7 @@ def _read_inputs(args, stream) -> tuple[list, list[dict]]:
     if args.texts:
         if args.jsonl:
             raise UsageError("--jsonl reads stdin; do not also pass TEXT arguments")
-        texts = [check_text(t, f"TEXT argument {i}", lines=False) for i, t in enumerate(args.texts, 1)]
+        texts = [valid_text(t, f"TEXT argument {i}", lines=False) for i, t in enumerate(args.texts, 1)]
         return texts, [{} for _ in texts]
     lines = split_lines(_read_stdin(stream))
     if not args.jsonl:

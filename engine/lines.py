@@ -7,7 +7,7 @@
 * **A leading UTF-8 byte-order mark is dropped** (:func:`drop_bom`) from every file and stream bertrt
   reads text from: it marks the encoding, it is no text (left in, it shifts every entity offset by one).
 * **Text is UTF-8**, decoded strictly: :func:`decode_utf8` names the line and byte column of the first
-  invalid sequence, :func:`check_text` does the same for a ``str`` that came through ``surrogateescape``
+  invalid sequence, :func:`valid_text` does the same for a ``str`` that came through ``surrogateescape``
   (stdin or argv under the C locale) and refuses lone surrogates.
 * **JSON lines** are strict JSON (RFC 8259), parsed by :func:`parse_json_line`: ``NaN``, ``Infinity`` and
   numbers beyond a double (``1e999``) are refused (they cannot be written back as JSON), as are strings
@@ -30,7 +30,7 @@ from .errors import InputError
 __all__ = [
     "MAX_JSON_DEPTH",
     "UTF8_BOM",
-    "check_text",
+    "valid_text",
     "decode_utf8",
     "drop_bom",
     "dumps_line",
@@ -110,7 +110,7 @@ def decode_utf8(data: bytes, source: str = "stdin", lines: bool = True) -> str:
         ) from None
 
 
-def check_text(text: str, source: str = "stdin", lines: bool = True) -> str:
+def valid_text(text: str, source: str = "stdin", lines: bool = True) -> str:
     """``text`` as valid Unicode text. A ``str`` read with ``surrogateescape`` (stdin, argv under the C
     locale) holds each undecodable byte as U+DC80..U+DCFF: those bytes are recovered and decoded strictly,
     so the error is :func:`decode_utf8`'s (line, byte column); any other lone surrogate is refused naming

@@ -59,10 +59,10 @@ from .batcher import ModelWorker
 from .metrics import Metrics
 from .middleware import RequestGuard
 from .requests import HTTPProblem
-from .service import Service, answer, problem_for, request_id, style_of
+from .service import Service, answer, request_id, style_of
 from .settings import ServeSettings
 
-__all__ = ["create_app", "problem_for"]  # problem_for: from .service, kept here for callers
+__all__ = ["create_app"]
 
 log = logging.getLogger("bertrt.serve")
 

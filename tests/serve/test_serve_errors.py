@@ -13,9 +13,9 @@ import pytest
 
 from bertrt.errors import InputError, ServeError
 from bertrt.serve import ServeSettings, create_app
-from bertrt.serve.app import problem_for
 from bertrt.serve.requests import MAX_JSON_DEPTH, HTTPProblem
 from bertrt.serve.schemas import PredictRequest, parse_request
+from bertrt.serve.service import problem_for
 from tests.serve.fakes import (
     BrokenPipe,
     FakePipe,
