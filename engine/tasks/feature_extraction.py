@@ -88,13 +88,11 @@ class _Options:
     truncation: bool
 
 
-class FeatureExtraction(Task):
+class FeatureExtraction(figures.CosineFigures, Task):
     name = "feature-extraction"
     auto_class = "AutoModel"
     output = "last_hidden_state"
     dims = ("batch", "sequence", "hidden")
-    gates = MappingProxyType({"accuracy.cosine_min": 0.98, "invariance.cosine_min": 0.9999})
-    int8_gates = MappingProxyType({"cosine_min": 0.95})
     reference_options = MappingProxyType({"pooling": "mean"})  # bertrt bench: the reference mean-pools
     options = (
         Option(
@@ -173,21 +171,6 @@ class FeatureExtraction(Task):
             else:
                 results.append(l2_normalize(vec) if normalize else vec)
         return results
-
-    def agreement(self, reference, candidate) -> dict:
-        cos = figures.result_cosines(reference, candidate)
-        return {"cosine_min": round(min(cos), 6), "cosine_mean": round(float(np.mean(cos)), 6)}
-
-    def compare_outputs(self, reference, candidate, batches, mask_id) -> dict:
-        out = super().compare_outputs(reference, candidate, batches, mask_id)
-        cos = []
-        for ref, cand, (_, feed) in zip(reference, candidate, batches):
-            mask = feed["attention_mask"]
-            cos.extend(figures.cosine_rows(figures.mean_pool(ref, mask), figures.mean_pool(cand, mask)))
-        if cos:
-            out["cosine_min"] = float(np.min(cos))
-            out["cosine_mean"] = float(np.mean(cos))
-        return out
 
     def result_spec(self, pipe, options: Mapping):
         from ..batch.results import pooled_spec, tokens_spec, words_spec

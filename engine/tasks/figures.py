@@ -2,16 +2,19 @@
 
 Two kinds of comparison use them: :meth:`bertrt.tasks.base.Task.agreement` (two lists of pipeline results,
 ``bertrt tune``'s accuracy and batch-invariance gates) and :meth:`~bertrt.tasks.base.Task.compare_outputs`
-(two lists of raw graph outputs on the exporter's validation batches).
+(two lists of raw graph outputs on the exporter's validation batches). :class:`CosineFigures` is the
+one comparison of the tasks whose results are vectors (feature-extraction, sentence-embedding).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import MappingProxyType
 
 import numpy as np
 
 __all__ = [
+    "CosineFigures",
     "argmax_agreement",
     "cosine_rows",
     "masked_max_abs_diff",
@@ -85,3 +88,26 @@ def set_f1(gold: Sequence, pred: Sequence) -> float:
     if not g and not p:
         return 1.0
     return 2 * len(g & p) / (len(g) + len(p))
+
+
+class CosineFigures:
+    """Mixin of the vector tasks (before :class:`~bertrt.tasks.base.Task` among the bases): results and
+    mean-pooled graph outputs are compared by cosine, with the gates on those cosines."""
+
+    gates = MappingProxyType({"accuracy.cosine_min": 0.98, "invariance.cosine_min": 0.9999})
+    int8_gates = MappingProxyType({"cosine_min": 0.95})
+
+    def agreement(self, reference, candidate) -> dict:
+        cos = result_cosines(reference, candidate)
+        return {"cosine_min": round(min(cos), 6), "cosine_mean": round(float(np.mean(cos)), 6)}
+
+    def compare_outputs(self, reference, candidate, batches, mask_id) -> dict:
+        out = super().compare_outputs(reference, candidate, batches, mask_id)
+        cos = []
+        for ref, cand, (_, feed) in zip(reference, candidate, batches):
+            mask = feed["attention_mask"]
+            cos.extend(cosine_rows(mean_pool(ref, mask), mean_pool(cand, mask)))
+        if cos:
+            out["cosine_min"] = float(np.min(cos))
+            out["cosine_mean"] = float(np.mean(cos))
+        return out

@@ -143,14 +143,12 @@ class _Options:
     pooling: tuple[str, ...] = ("mean",)
 
 
-class SentenceEmbedding(Task):
+class SentenceEmbedding(figures.CosineFigures, Task):
     name = "sentence-embedding"
     auto_class = "AutoModel"
     export_as = "feature-extraction"  # the encoder's token vectors: optimum's feature-extraction graph
     output = "last_hidden_state"
     dims = ("batch", "sequence", "hidden")
-    gates = MappingProxyType({"accuracy.cosine_min": 0.98, "invariance.cosine_min": 0.9999})
-    int8_gates = MappingProxyType({"cosine_min": 0.95})
     reference_library = "sentence-transformers"  # bertrt bench: SentenceTransformer.encode
     options = (
         Option("prompt_name", str | None, None, help="one of the model's prompts, put before every text"),
@@ -239,21 +237,6 @@ class SentenceEmbedding(Task):
         if not results:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack(results).astype(np.float32, copy=False)
-
-    def agreement(self, reference, candidate) -> dict:
-        cos = figures.result_cosines(reference, candidate)
-        return {"cosine_min": round(min(cos), 6), "cosine_mean": round(float(np.mean(cos)), 6)}
-
-    def compare_outputs(self, reference, candidate, batches, mask_id) -> dict:
-        out = super().compare_outputs(reference, candidate, batches, mask_id)
-        cos = []
-        for ref, cand, (_, feed) in zip(reference, candidate, batches):
-            mask = feed["attention_mask"]
-            cos.extend(figures.cosine_rows(figures.mean_pool(ref, mask), figures.mean_pool(cand, mask)))
-        if cos:
-            out["cosine_min"] = float(np.min(cos))
-            out["cosine_mean"] = float(np.mean(cos))
-        return out
 
     def result_spec(self, pipe, options: Mapping):
         from ..batch.results import pooled_spec
