@@ -450,12 +450,9 @@ def add_arguments(parser) -> None:
         help="labelled data (IOB for NER, TSV/JSONL for classifiers): the sample, and each candidate's gold "
         "score must stay within 0.5 points of fp32's (needs bertrt[eval] for NER)",
     )
-    parser.add_argument(
-        "--providers",
-        type=lambda text: [p.strip() for p in text.split(",") if p.strip()],
-        default=None,
-        metavar="NAME[,NAME]",
-        help="onnxruntime execution providers to tune for, e.g. cuda (needs onnxruntime-gpu): the "
+    backends.add_providers_argument(
+        parser,
+        "onnxruntime execution providers to tune for, e.g. cuda (needs onnxruntime-gpu): the "
         "candidates run there and the result is this machine's entry for them",
     )
     parser.add_argument("--report", action="store_true", help="print the table of every candidate")

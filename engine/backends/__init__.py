@@ -59,6 +59,7 @@ __all__ = [
     "Session",
     "accelerated",
     "add_backend_arguments",
+    "add_providers_argument",
     "available",
     "check_available",
     "cpu_flags",
@@ -104,12 +105,9 @@ def add_backend_arguments(parser) -> None:
         f"{DEFAULT_PRECISION}; with --providers cuda fp16 when the bundle has it, else fp32; bf16 needs "
         "openvino and a CPU with bf16; fp16 needs --providers cuda)",
     )
-    parser.add_argument(
-        "--providers",
-        type=_provider_list,
-        default=None,
-        metavar="NAME[,NAME]",
-        help="onnxruntime execution providers, e.g. cuda (default: the CPU); cuda needs onnxruntime-gpu "
+    add_providers_argument(
+        parser,
+        "onnxruntime execution providers, e.g. cuda (default: the CPU); cuda needs onnxruntime-gpu "
         "in place of onnxruntime and runs model.fp16.onnx when the bundle has it",
     )
     parser.add_argument(
@@ -118,6 +116,13 @@ def add_backend_arguments(parser) -> None:
         default=None,
         help="onnxruntime's intra-op thread spinning (default: onnxruntime's, on); off where other "
         "processes share the cores: 2-3x faster there, ~6%% slower on idle cores (docs/speed.md)",
+    )
+
+
+def add_providers_argument(parser, help_text: str) -> None:
+    """``--providers NAME[,NAME]``, parsed the one way (bench and tune add it with their own help)."""
+    parser.add_argument(
+        "--providers", type=_provider_list, default=None, metavar="NAME[,NAME]", help=help_text
     )
 
 

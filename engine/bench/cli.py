@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ..backends import add_providers_argument
 from ..errors import BertrtError
 from ..evaluate.report import DEFAULT_OUT
 from .measure import DEFAULT_BATCH_SIZES, DEFAULT_REPEATS
@@ -69,12 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", metavar="N", type=int, help="intra-op threads of every system (default: physical cores)"
     )
-    parser.add_argument(
-        "--providers",
-        type=lambda text: [p.strip() for p in text.split(",") if p.strip()],
-        default=None,
-        metavar="NAME[,NAME]",
-        help="onnxruntime execution providers for the bertrt systems, e.g. cuda (needs onnxruntime-gpu); "
+    add_providers_argument(
+        parser,
+        "onnxruntime execution providers for the bertrt systems, e.g. cuda (needs onnxruntime-gpu); "
         "with a reference, PyTorch CUDA fp32 and fp16 rows are added when torch has CUDA",
     )
 
