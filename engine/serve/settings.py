@@ -10,38 +10,35 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["ServeSettings", "apply_tuned_batch_size"]
 
-#: fields that must be > 0 (each is also the ``--flag`` of the same name)
-_POSITIVE = (
-    "max_batch_size",
-    "pipeline_batch_size",
-    "max_queue",
-    "max_body_bytes",
-    "max_texts",
-    "max_chars",
-    "max_connections",
-)
-#: fields that are a number of seconds, finite and > 0 (flag: the name without ``_s``)
-_SECONDS = ("header_timeout_s", "body_timeout_s", "keep_alive_s")
+
+def _bound(default, bound: str):
+    """A field with a lower bound that :meth:`ServeSettings.problems` checks, stated where it is declared:
+    ``"positive"`` (> 0; the ``--flag`` of the same name) or ``"seconds"`` (finite and > 0; the flag is the
+    name without ``_s``)."""
+    return field(default=default, metadata={"bound": bound})
+
+
+def _bounded(settings, bound: str) -> list[str]:
+    return [f.name for f in dataclasses.fields(settings) if f.metadata.get("bound") == bound]
 
 
 @dataclass(frozen=True)
 class ServeSettings:
     """Batching knobs and request limits (one set for every model)."""
 
-    max_batch_size: int = 32  # texts per pipeline call
+    max_batch_size: int = _bound(32, "positive")  # texts per pipeline call
     max_wait_ms: float = 2.0  # longest wait for a batch to fill, from its oldest request's arrival
-    pipeline_batch_size: int = (
-        8  # the pipeline sorts a micro-batch by length and runs sub-batches of this size
-    )
-    max_queue: int = 1024  # texts waiting per model; beyond it requests get 503
+    # the pipeline sorts a micro-batch by length and runs sub-batches of this size
+    pipeline_batch_size: int = _bound(8, "positive")
+    max_queue: int = _bound(1024, "positive")  # texts waiting per model; beyond it requests get 503
     batching: bool = True  # False: every request runs alone
-    max_body_bytes: int = 1 << 20  # 413 beyond
-    max_texts: int = 64  # texts per request, 422 beyond
-    max_chars: int = 20_000  # characters per text, 422 beyond
+    max_body_bytes: int = _bound(1 << 20, "positive")  # 413 beyond
+    max_texts: int = _bound(64, "positive")  # texts per request, 422 beyond
+    max_chars: int = _bound(20_000, "positive")  # characters per text, 422 beyond
     retry_after_s: int = 1  # the Retry-After of a 503
     # seconds from a request's acceptance to its answer, 504 beyond (0: no deadline). A queued request
     # past it is dropped unrun; a running one is answered at once and its results are discarded (a
@@ -52,10 +49,12 @@ class ServeSettings:
     # (what one sequence holds); a batch always takes its first request, even one over the budget.
     max_batch_tokens: int = 16384
     # faults: slow or many clients
-    header_timeout_s: float = 10.0  # a connection must deliver a request's headers within this (else closed)
-    body_timeout_s: float = 30.0  # ... and its body within this after the headers (else 408)
-    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
-    max_connections: int = 1024  # open connections; one beyond gets a 503 and is closed
+    # a connection must deliver a request's headers within this (else closed), and its body within
+    # body_timeout_s after the headers (else 408)
+    header_timeout_s: float = _bound(10.0, "seconds")
+    body_timeout_s: float = _bound(30.0, "seconds")
+    keep_alive_s: float = _bound(5.0, "seconds")  # an idle keep-alive connection is closed after this
+    max_connections: int = _bound(1024, "positive")  # open connections; one beyond gets a 503 and is closed
     # a body over max_body_bytes is read and discarded up to this many bytes before the 413, so the client
     # sees the answer instead of a reset socket; beyond it the connection is closed after the 413
     max_drain_bytes: int = 64 << 20
@@ -63,7 +62,7 @@ class ServeSettings:
     def problems(self) -> list[str]:
         """Every invalid setting, phrased with its command-line flag; empty when the settings are usable."""
         found = []
-        for name in _POSITIVE:
+        for name in _bounded(self, "positive"):
             if getattr(self, name) <= 0:
                 found.append(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         if not (math.isfinite(self.max_wait_ms) and self.max_wait_ms >= 0):
@@ -73,7 +72,7 @@ class ServeSettings:
                 f"--request-timeout must be a finite number of seconds >= 0 (0: no deadline), "
                 f"got {self.request_timeout_s}"
             )
-        for name in _SECONDS:
+        for name in _bounded(self, "seconds"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 found.append(
