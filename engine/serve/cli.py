@@ -115,14 +115,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=_positive_int, default=None, help="onnxruntime intra-op threads per model"
     )
     group = parser.add_argument_group("micro-batching")
-    group.add_argument(
-        "--max-batch-size",
-        type=int,
-        action=_Given,
-        default=d.max_batch_size,
-        help=f"texts per pipeline call (default {d.max_batch_size}), raised to a larger tuned pipeline "
-        f"batch size when not given",
-    )
+    # the two sizes a tuned batch size may replace, unless given (settings_from_args)
+    for dest, help_text in (
+        (
+            "max_batch_size",
+            "texts per pipeline call (default {}), raised to a larger tuned pipeline batch size "
+            "when not given",
+        ),
+        (
+            "pipeline_batch_size",
+            "the pipeline sorts a micro-batch by length and runs it in sub-batches of this many sequences "
+            "(less padding; default {}, or the bundles' tuned batch size for this CPU with --backend auto, "
+            "see bertrt tune)",
+        ),
+    ):
+        group.add_argument(
+            "--" + dest.replace("_", "-"),
+            type=int,
+            action=_Given,
+            default=getattr(d, dest),
+            help=help_text.format(getattr(d, dest)),
+        )
     group.add_argument(
         "--max-batch-tokens",
         type=int,
@@ -137,15 +150,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"longest wait for a batch to fill, from its oldest request's arrival (default "
         f"{d.max_wait_ms:g}); requests that arrive while a call runs join the next batch "
         f"without waiting",
-    )
-    group.add_argument(
-        "--pipeline-batch-size",
-        type=int,
-        action=_Given,
-        default=d.pipeline_batch_size,
-        help=f"the pipeline sorts a micro-batch by length and runs it in sub-batches of this many "
-        f"sequences (less padding; default {d.pipeline_batch_size}, or the bundles' tuned batch size for "
-        f"this CPU with --backend auto, see bertrt tune)",
     )
     group.add_argument(
         "--max-queue",
