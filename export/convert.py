@@ -193,4 +193,33 @@ def export_onnx(model, task: str, out_dir: Path, opset: int | None = None) -> Pa
     path = out_dir / "model.onnx"
     if not path.is_file():
         raise ExportError(f"optimum's ONNX export wrote no model.onnx in {out_dir}")
+    spec = get_task(task)
+    if spec.stacked_outputs:
+        stack_outputs(path, spec.stacked_outputs, spec.output)
     return path
+
+
+def stack_outputs(path: Path, names: tuple[str, ...], output: str) -> None:
+    """Replace the graph outputs ``names`` (each (batch, sequence)) by one output ``output`` (batch,
+    sequence, len(names)), their stack on a new last axis (question-answering's start and end logits:
+    the runtime reads one output per task)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    declared = {o.name: o for o in graph.output}
+    missing = [n for n in names if n not in declared]
+    if missing:
+        raise ExportError(f"the exported graph lacks the output(s) {', '.join(missing)} to stack into {output}")
+    axes = helper.make_tensor(f"{output}_axes", TensorProto.INT64, [1], [-1])
+    graph.initializer.append(axes)
+    for name in names:
+        graph.node.append(helper.make_node("Unsqueeze", [name, axes.name], [f"{name}_stacked"]))
+    graph.node.append(helper.make_node("Concat", [f"{n}_stacked" for n in names], [output], axis=-1))
+    for name in names:
+        graph.output.remove(declared[name])
+    graph.output.append(
+        helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch_size", "sequence_length", len(names)])
+    )
+    onnx.save(model, str(path))
