@@ -109,9 +109,12 @@ class ZeroShotClassification(Task):
 
     def check_options(self, pipe, options: Mapping) -> _Options:
         self.reject_unknown(options)
-        labels = parse_labels(options.get("candidate_labels") or ())
         template = options.get("hypothesis_template", DEFAULT_TEMPLATE)
-        if not isinstance(template, str) or template.format(labels[0]) == template:
+        if options.get("candidate_labels") is None:  # checked when the call runs (encode): a pipeline's
+            labels = ()  # build-time defaults need not name them
+        else:
+            labels = parse_labels(options["candidate_labels"])
+        if not isinstance(template, str) or (labels and template.format(labels[0]) == template):
             raise InputError(
                 f"hypothesis_template {template!r} cannot be formatted with the labels: it needs '{{}}' "
                 "where the label goes"
@@ -128,6 +131,8 @@ class ZeroShotClassification(Task):
         return entailment_id(label2id)
 
     def encode(self, pipe, items: list, opts: _Options) -> Encoding:
+        if not opts.labels:
+            parse_labels(())  # the error: no candidate labels
         pairs = [(text, hypothesis) for text in items for hypothesis in opts.hypotheses]
         try:
             return Encoding(pipe.tokenizer.encode_batch(pairs, strategy="only_first"))
