@@ -37,13 +37,17 @@ def parse_qa_inputs(inputs, options: dict):
     options = dict(options)
     if inputs is UNSET:
         if "question" not in options or "context" not in options:
-            raise InputTypeError("question-answering needs question= and context= (or {question, context} dicts)")
+            raise InputTypeError(
+                "question-answering needs question= and context= (or {question, context} dicts)"
+            )
         question, context = options.pop("question"), options.pop("context")
         if isinstance(question, list) and isinstance(context, str):
             inputs = [{"question": q, "context": context} for q in question]
         elif isinstance(question, list) and isinstance(context, list):
             if len(question) != len(context):
-                raise InputError(f"{len(question)} questions and {len(context)} contexts: give one context each")
+                raise InputError(
+                    f"{len(question)} questions and {len(context)} contexts: give one context each"
+                )
             inputs = [{"question": q, "context": c} for q, c in zip(question, context)]
         elif isinstance(question, str) and isinstance(context, str):
             inputs = {"question": question, "context": context}
@@ -177,9 +181,7 @@ class QuestionAnswering(Task):
         Option(
             "max_question_len", int, 64, help="unused with a fast tokenizer (transformers' too)", cli=None
         ),
-        Option(
-            "handle_impossible_answer", bool, False, help="the empty answer may win", cli=Cli(flag=True)
-        ),
+        Option("handle_impossible_answer", bool, False, help="the empty answer may win", cli=Cli(flag=True)),
         Option("align_to_words", bool, True, help="answers are whole words", cli=Cli(parse=_bool_flag)),
     )
 
@@ -194,9 +196,13 @@ class QuestionAnswering(Task):
         if max_seq_len is not None:
             max_seq_len = _positive(max_seq_len, "max_seq_len")
             if max_seq_len > pipe.max_length:
-                raise InputError(f"max_seq_len {max_seq_len} is more than the model's max length {pipe.max_length}")
+                raise InputError(
+                    f"max_seq_len {max_seq_len} is more than the model's max length {pipe.max_length}"
+                )
         stride = options.get("doc_stride")
-        if stride is not None and (isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 0):
+        if stride is not None and (
+            isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 0
+        ):
             raise InputError(f"doc_stride must be an int >= 0, got {stride!r}")
         return _Options(
             top_k,
@@ -303,7 +309,9 @@ class QuestionAnswering(Task):
             return json_spec()
         return ResultSpec(
             "list",
-            pa.struct([("score", pa.float64()), ("start", pa.int64()), ("end", pa.int64()), ("answer", pa.string())]),
+            pa.struct(
+                [("score", pa.float64()), ("start", pa.int64()), ("end", pa.int64()), ("answer", pa.string())]
+            ),
         )
 
 

@@ -10,7 +10,10 @@ from tests.builders import _config, _hf_tokenizer
 __all__ = ["NLI_LABELS", "build_nli_checkpoint", "build_qa_checkpoint", "zq_bundle", "zq_checkpoint"]
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
-_HEADS = {"zero-shot-classification": "AutoModelForSequenceClassification", "question-answering": "AutoModelForQuestionAnswering"}
+_HEADS = {
+    "zero-shot-classification": "AutoModelForSequenceClassification",
+    "question-answering": "AutoModelForQuestionAnswering",
+}
 
 
 def _build(arch: str, task: str, out_dir: Path, seed: int = 0) -> Path:
