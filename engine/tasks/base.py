@@ -300,6 +300,8 @@ class Task:
     #: the PyTorch model's outputs the exporter stacks on a new last axis into one graph output named
     #: :attr:`output` (question-answering: start_logits and end_logits); empty: the model's own output
     stacked_outputs: tuple[str, ...] = ()
+    #: options of the server's warm-up calls (zero-shot: candidate labels; a call needs them)
+    warm_up_options: Mapping[str, Any] = MappingProxyType({})
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -379,8 +381,9 @@ class Task:
         too-long check): the bundle's max length unless the task cuts shorter."""
         return pipe.max_length
 
-    def warm_up_text(self, tokenizer: TextTokenizer) -> str:
-        """A text this task accepts, run once before serving."""
+    def warm_up_text(self, tokenizer: TextTokenizer) -> Any:
+        """An input this task accepts (a text; question-answering: a question/context dict), run once
+        before serving, with :attr:`warm_up_options`."""
         return WARM_UP_TEXT
 
     # -- comparing two runs (bertrt tune, benchmarks) ------------------------------------------------------

@@ -26,7 +26,7 @@ from types import MappingProxyType
 import numpy as np
 
 from ..errors import InputError, InputTypeError
-from .base import UNSET, Cli, Encoding, Option, Task, non_negative_int, positive_int
+from .base import UNSET, WARM_UP_TEXT, Cli, Encoding, Option, Task, non_negative_int, positive_int
 
 __all__ = ["TASK", "QuestionAnswering", "best_spans", "parse_qa_inputs"]
 
@@ -276,8 +276,8 @@ class QuestionAnswering(Task):
     def shape(self, results: list, single: bool, inputs, options: Mapping):
         return results[0] if len(results) == 1 else results
 
-    def warm_up_text(self, tokenizer) -> str:
-        return "Warm-up"
+    def warm_up_text(self, tokenizer) -> dict:
+        return {"question": "Where did Maria fly from?", "context": WARM_UP_TEXT}
 
     def signature(self, result) -> tuple:
         best = result if isinstance(result, dict) else (result[0] if result else {})

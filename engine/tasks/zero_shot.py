@@ -86,13 +86,14 @@ class ZeroShotClassification(Task):
     evaluation = Evaluation("labelled", "accuracy")
     #: ``bertrt tune`` / ``bench`` / ``eval`` runs (eval replaces them with its data's labels)
     reference_options = MappingProxyType({"candidate_labels": ("positive", "negative", "neutral")})
+    warm_up_options = reference_options
     options = (
         Option(
             "candidate_labels",
             list[str] | str,
             None,
-            help="the labels to score (one per flag, repeated; or one comma-separated str)",
-            cli=Cli(nargs=None),
+            help="the labels to score (a list, or one comma-separated str)",
+            cli=Cli(nargs="+"),
         ),
         Option(
             "hypothesis_template", str, DEFAULT_TEMPLATE, help="the hypothesis, '{}' where the label goes"

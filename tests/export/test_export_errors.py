@@ -80,7 +80,7 @@ def test_unknown_task_name(tiny_checkpoint, tmp_path):
     [
         (None, "config.json has no 'architectures'"),
         (
-            ["BertForQuestionAnswering"],
+            ["BertForMultipleChoice"],
             "cannot infer the task from architectures ['BertForQuestionAnswering']",
         ),
     ],
