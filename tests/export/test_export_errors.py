@@ -81,7 +81,7 @@ def test_unknown_task_name(tiny_checkpoint, tmp_path):
         (None, "config.json has no 'architectures'"),
         (
             ["BertForMultipleChoice"],
-            "cannot infer the task from architectures ['BertForQuestionAnswering']",
+            "cannot infer the task from architectures ['BertForMultipleChoice']",
         ),
     ],
 )
