@@ -10,7 +10,9 @@ words with ``align_to_words``), answers with the same text (case-insensitive) ad
 ``handle_impossible_answer`` adds the empty answer with the lowest CLS score of any window.
 
 Result: ``{"score", "start", "end", "answer"}``, a list of the ``top_k`` best when there are several;
-one input (or a list of one) gives its result itself, as transformers does.
+one input gives its result, a list of inputs a list of results. (transformers answers a list of one
+input with that input's result alone; bertrt keeps list in, list out, as its CLI, batch and server
+rely on.)
 
 The graph's head: ``span_logits`` (batch, sequence, 2), the model's ``start_logits`` and ``end_logits``
 stacked by the exporter (:attr:`~bertrt.tasks.base.Task.stacked_outputs`).
@@ -56,8 +58,7 @@ def parse_qa_inputs(inputs, options: dict):
     if isinstance(inputs, dict):
         return _pair(inputs, None), options
     if isinstance(inputs, (list, tuple)):
-        pairs = [_pair(item, i) for i, item in enumerate(inputs)]
-        return (pairs[0] if len(pairs) == 1 else pairs), options
+        return [_pair(item, i) for i, item in enumerate(inputs)], options
     raise InputTypeError(
         f"question-answering inputs must be a {{'question', 'context'}} dict or a list of them, got "
         f"{type(inputs).__name__}"
@@ -272,9 +273,6 @@ class QuestionAnswering(Task):
             answers.append({"score": null_score, "start": 0, "end": 0, "answer": ""})
         answers = sorted(answers, key=lambda a: a["score"], reverse=True)[: opts.top_k]
         return answers[0] if len(answers) == 1 else answers
-
-    def shape(self, results: list, single: bool, inputs, options: Mapping):
-        return results[0] if len(results) == 1 else results
 
     def warm_up_text(self, tokenizer) -> dict:
         return {"question": "Where did Maria fly from?", "context": WARM_UP_TEXT}
