@@ -86,6 +86,7 @@ class ZeroShotClassification(Task):
     evaluation = Evaluation("labelled", "accuracy")
     #: ``bertrt tune`` / ``bench`` / ``eval`` runs (eval replaces them with its data's labels)
     reference_options = MappingProxyType({"candidate_labels": ("positive", "negative", "neutral")})
+    reference_call = reference_options  # the transformers reference's calls (bench, eval --pytorch)
     warm_up_options = reference_options
     options = (
         Option(
