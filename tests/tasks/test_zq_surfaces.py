@@ -141,3 +141,14 @@ def test_nli_checkpoints_export_for_either_task():
         "feature-extraction",
     )
     assert compatible_tasks("BertForQuestionAnswering") == (QA, "feature-extraction")
+
+
+def test_squad_metrics():
+    from bertrt.evaluate.metrics import squad_metrics, squad_normalize
+
+    assert squad_normalize("The  Eiffel Tower!") == "eiffel tower"
+    got = squad_metrics(
+        [["the Eiffel Tower", "Eiffel"], ["Paris"], []], ["Eiffel Tower.", "in Paris France", ""]
+    )
+    # exact: 1, 0, 1 (no gold answer, empty prediction); f1: 1, 2*(1/3*1)/(1/3+1) = 0.5, 1
+    assert got == {"exact_match": 66.67, "f1": 83.33, "support": 3}
