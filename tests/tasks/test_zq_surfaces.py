@@ -152,3 +152,36 @@ def test_squad_metrics():
     )
     # exact: 1, 0, 1 (no gold answer, empty prediction); f1: 1, 2*(1/3*1)/(1/3+1) = 0.5, 1
     assert got == {"exact_match": 66.67, "f1": 83.33, "support": 3}
+
+
+def test_batch_answers_questions(qa, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    data = tmp_path / "qa.jsonl"
+    data.write_text(
+        json.dumps({"question": "Where does Maria work?", "context": CONTEXT}) + "\n", encoding="utf-8"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bertrt.cli",
+            "batch",
+            str(qa.bundle.root),
+            str(data),
+            str(tmp_path / "out"),
+            "--precision",
+            "fp32",
+            "--text-field",
+            "question",
+            "--text-pair-field",
+            "context",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    (part,) = (tmp_path / "out").glob("part-*.parquet")
+    (row,) = pq.read_table(part).to_pylist()
+    assert row["result"] == _json(qa(question="Where does Maria work?", context=CONTEXT))
