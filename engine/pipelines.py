@@ -28,7 +28,7 @@ from . import backends, tasks
 from .batching import run_batched, validate_batching
 from .bundle import Bundle, check_graph
 from .errors import BundleError, InputError, InputTypeError, TaskError
-from .tasks.base import Encoding
+from .tasks.base import UNSET, Encoding
 from .tokenize import TextTokenizer, check_text
 
 __all__ = ["Pipeline", "Prepared", "pipeline"]
@@ -244,11 +244,17 @@ class Pipeline:
         return self.spec.warm_up_text(self.tokenizer)
 
     def __call__(
-        self, inputs, batch_size: int | None = None, max_tokens_per_batch: int | None = None, **task_options
+        self,
+        inputs=UNSET,
+        batch_size: int | None = None,
+        max_tokens_per_batch: int | None = None,
+        **task_options,
     ):
         """Run the task: a str gives one result, a list a list of results (transformers' structure).
-        ``batch_size=None``: :attr:`batch_size` (tuned on this CPU, else 32)."""
+        ``batch_size=None``: :attr:`batch_size` (tuned on this CPU, else 32). Tasks that take keyword
+        inputs (question-answering) read them from the options (:meth:`~bertrt.tasks.base.Task.parse_inputs`)."""
         task_options = {**self.task_defaults, **task_options}
+        inputs, task_options = self.spec.parse_inputs(inputs, task_options)
         if _is_stream(inputs):  # read whole, checked as a list; results given back as an iterator
             return iter(self(list(inputs), batch_size, max_tokens_per_batch, **task_options))
         self._batching(batch_size, max_tokens_per_batch)
@@ -256,7 +262,7 @@ class Pipeline:
         if not prepared.items:
             return []
         (results,) = self.run_prepared([prepared], batch_size, max_tokens_per_batch)
-        return self.spec.shape(results, prepared.single, inputs, task_options)
+        return self.spec.shape(results, prepared.single, prepared.inputs, task_options)
 
     def _batching(self, batch_size: int | None, max_tokens_per_batch: int | None) -> int:
         """The call's batch size (None: :attr:`batch_size`); InputError for unusable batching options."""
@@ -277,6 +283,7 @@ class Pipeline:
         requests as one batch (:meth:`run_prepared`)."""
         task_options = {**self.task_defaults, **task_options}  # the defaults given at build
         spec = self.spec
+        inputs, task_options = spec.parse_inputs(inputs, task_options)
         single, items = _as_items(inputs, allow_pairs=spec.pairs)
         opts = spec.check_options(self, task_options)  # every option checked before any work
         encoded = spec.encode(self, items, opts) if items else Encoding([])
@@ -315,6 +322,7 @@ class Pipeline:
     def check_inputs(self, inputs) -> None:
         """The checks a call makes on ``inputs`` before any work (types, valid Unicode), without running
         anything: InputError / InputTypeError naming the item by its index in ``inputs``."""
+        inputs, _ = self.spec.parse_inputs(inputs, {})
         _as_items(inputs, allow_pairs=self.spec.pairs)
 
     def shape(self, results: list, inputs, **options):
@@ -322,6 +330,7 @@ class Pipeline:
         with ``options`` would have returned them: e.g. the server runs many requests as one list and
         gives each caller its own part in the shape of its own request."""
         options = {**self.task_defaults, **options}
+        inputs, options = self.spec.parse_inputs(inputs, options)
         return self.spec.shape(list(results), _is_single(inputs, self.spec.pairs), inputs, options)
 
     def tokenize(self, text: str, truncation: bool = True) -> dict:

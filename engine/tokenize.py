@@ -27,12 +27,14 @@ class Encoded:
     offsets: np.ndarray  # (n, 2) int64, character offsets into the text
     special_tokens_mask: np.ndarray  # (n,) int64, 1 for special tokens
     word_ids: np.ndarray  # (n,) int64, -1 for None
+    #: which sequence of a pair each token is from (-1 for specials); only when asked (question-answering)
+    sequence_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
 
-def _encoded(enc) -> Encoded:
+def _encoded(enc, sequence_ids: bool = False) -> Encoded:
     n = len(enc.ids)
     offsets = np.fromiter(itertools.chain.from_iterable(enc.offsets), dtype=np.int64, count=2 * n).reshape(
         n, 2
@@ -44,6 +46,9 @@ def _encoded(enc) -> Encoded:
         offsets=offsets,
         special_tokens_mask=np.asarray(enc.special_tokens_mask, dtype=np.int64),
         word_ids=words,
+        sequence_ids=np.fromiter((-1 if s is None else s for s in enc.sequence_ids), dtype=np.int64, count=n)
+        if sequence_ids
+        else None,
     )
 
 
@@ -135,19 +140,25 @@ class TextTokenizer:
         self.num_special_tokens = self._tok.num_special_tokens_to_add(False)
 
     # -- encoding ---------------------------------------------------------------------------------
-    def _set_truncation(self, max_length: int | None, stride: int = 0) -> None:
+    def _set_truncation(
+        self, max_length: int | None, stride: int = 0, strategy: str = "longest_first"
+    ) -> None:
         if max_length is None:
             self._tok.no_truncation()
         else:
-            self._tok.enable_truncation(
-                max_length, stride=stride, strategy="longest_first", direction="right"
-            )
+            self._tok.enable_truncation(max_length, stride=stride, strategy=strategy, direction="right")
 
-    def encode_batch(self, texts, truncate: bool = True, max_length: int | None = None) -> list[Encoded]:
+    def encode_batch(
+        self, texts, truncate: bool = True, max_length: int | None = None, strategy: str = "longest_first"
+    ) -> list[Encoded]:
         """Encode texts (str, or (text, text_pair) tuples) with special tokens, truncated to max_length
-        (``max_length``: a shorter cut, e.g. a sentence-transformers model's ``max_seq_length``)."""
+        (``max_length``: a shorter cut, e.g. a sentence-transformers model's ``max_seq_length``;
+        ``strategy``: the tokenizers truncation strategy, e.g. ``only_first`` for zero-shot's pairs).
+        ``tokenizers``' Exception when a pair cannot be truncated so (its first text too short)."""
         with self._lock:
-            self._set_truncation(min(max_length or self.max_length, self.max_length) if truncate else None)
+            self._set_truncation(
+                min(max_length or self.max_length, self.max_length) if truncate else None, strategy=strategy
+            )
             encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)
         out = [_encoded(e) for e in encodings]
         if self._check_rows:
@@ -178,10 +189,21 @@ class TextTokenizer:
                 f"stride must be >= 0 and less than max length minus special tokens ({self.max_length} - "
                 f"{self.num_special_tokens} = {budget}); got {stride}"
             )
+        return self.encode_pair_windows(texts, self.max_length, stride, "longest_first", sequence_ids=False)
+
+    def encode_pair_windows(
+        self, items: list, max_length: int, stride: int, strategy: str, sequence_ids: bool = True
+    ) -> list[list[Encoded]]:
+        """Each item (a str or a (text, text_pair) tuple) as the windows of ``max_length`` tokens that
+        transformers builds with ``truncation=strategy, stride=stride, return_overflowing_tokens=True``
+        (question-answering: ``only_second``); ``tokenizers``' Exception when it cannot truncate so."""
         with self._lock:
-            self._set_truncation(self.max_length, stride)
-            encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)
-        out = [[_encoded(e)] + [_encoded(o) for o in e.overflowing] for e in encodings]
+            self._set_truncation(max_length, stride, strategy)
+            encodings = self._tok.encode_batch(list(items), add_special_tokens=True)
+        out = [
+            [_encoded(e, sequence_ids)] + [_encoded(o, sequence_ids) for o in e.overflowing]
+            for e in encodings
+        ]
         if self._check_rows:
             self._refuse_rowless(out)
         return out

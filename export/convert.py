@@ -10,6 +10,7 @@ repository (only ``hf://owner/name`` is fetched).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -187,10 +188,65 @@ def export_onnx(model, task: str, out_dir: Path, opset: int | None = None) -> Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         export_as = get_task(task).export_as or task
-        onnx_export_from_model(model, out_dir, task=export_as, opset=opset, do_validation=False)
+        with _optimum_head(model, export_as):
+            onnx_export_from_model(model, out_dir, task=export_as, opset=opset, do_validation=False)
     except (ValueError, RuntimeError) as exc:
         raise ExportError(f"optimum's ONNX export failed: {exc}") from exc
     path = out_dir / "model.onnx"
     if not path.is_file():
         raise ExportError(f"optimum's ONNX export wrote no model.onnx in {out_dir}")
+    spec = get_task(task)
+    if spec.stacked_outputs:
+        stack_outputs(path, spec.stacked_outputs, spec.output)
     return path
+
+
+@contextlib.contextmanager
+def _optimum_head(model, task: str):
+    """Let optimum export a head its table lacks for this model type (ModernBERT's question answering):
+    for the export only, the model type's own ONNX config class stands for that task too (its outputs
+    are the task's common ones, start_logits and end_logits)."""
+    import functools
+
+    from optimum.exporters.tasks import TasksManager
+
+    task = TasksManager.map_from_synonym(task)
+    table = TasksManager._SUPPORTED_MODEL_TYPE.get(model.config.model_type, {}).get("onnx")
+    added = table is not None and task not in table and "feature-extraction" in table
+    if added:
+        table[task] = functools.partial(table["feature-extraction"].func, task=task)
+    try:
+        yield
+    finally:
+        if added:
+            table.pop(task, None)
+
+
+def stack_outputs(path: Path, names: tuple[str, ...], output: str) -> None:
+    """Replace the graph outputs ``names`` (each (batch, sequence)) by one output ``output`` (batch,
+    sequence, len(names)), their stack on a new last axis (question-answering's start and end logits:
+    the runtime reads one output per task)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    declared = {o.name: o for o in graph.output}
+    missing = [n for n in names if n not in declared]
+    if missing:
+        raise ExportError(
+            f"the exported graph lacks the output(s) {', '.join(missing)} to stack into {output}"
+        )
+    axes = helper.make_tensor(f"{output}_axes", TensorProto.INT64, [1], [-1])
+    graph.initializer.append(axes)
+    for name in names:
+        graph.node.append(helper.make_node("Unsqueeze", [name, axes.name], [f"{name}_stacked"]))
+    graph.node.append(helper.make_node("Concat", [f"{n}_stacked" for n in names], [output], axis=-1))
+    for name in names:
+        graph.output.remove(declared[name])
+    graph.output.append(
+        helper.make_tensor_value_info(
+            output, TensorProto.FLOAT, ["batch_size", "sequence_length", len(names)]
+        )
+    )
+    onnx.save(model, str(path))

@@ -101,7 +101,9 @@ def sample_batches(
     ]
 
 
-def _torch_outputs(model, batches, output_name: str) -> list[np.ndarray]:
+def _torch_outputs(model, batches, output_name: str, stacked: tuple[str, ...] = ()) -> list[np.ndarray]:
+    """PyTorch's ``output_name`` per batch (or its ``stacked`` outputs stacked on a last axis, as the
+    exporter stacks them in the graph)."""
     import inspect
 
     import torch
@@ -111,7 +113,11 @@ def _torch_outputs(model, batches, output_name: str) -> list[np.ndarray]:
     with torch.no_grad():
         for _, enc in batches:
             feed = {k: torch.from_numpy(v) for k, v in enc.items() if k in accepted}
-            outs.append(getattr(model(**feed), output_name).float().numpy())
+            result = model(**feed)
+            if stacked:
+                outs.append(torch.stack([getattr(result, n) for n in stacked], dim=-1).float().numpy())
+            else:
+                outs.append(getattr(result, output_name).float().numpy())
     return outs
 
 
@@ -182,7 +188,7 @@ def validate_bundle(
     batches = sample_batches(
         tokenizer, task, max_length, token_type_ids="token_type_ids" in graph_input_names(fp32_path)
     )
-    reference = _torch_outputs(model, batches, output_name)
+    reference = _torch_outputs(model, batches, output_name, spec.stacked_outputs)
     attention = getattr(model.config, "_attn_implementation", None) or "default"
     record = {
         "reference": f"PyTorch (transformers) fp32, {attention} attention",

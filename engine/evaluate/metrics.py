@@ -8,6 +8,8 @@ which is scikit-learn's ``f1_score(..., zero_division=0)``; macro-F1 is their me
 
 from __future__ import annotations
 
+import re
+import string
 from collections import Counter
 
 from ..errors import BertrtError, InputError
@@ -20,6 +22,8 @@ __all__ = [
     "ner_metrics",
     "pct",
     "require_seqeval",
+    "squad_metrics",
+    "squad_normalize",
 ]
 
 
@@ -102,3 +106,41 @@ def agreement(a: list, b: list) -> float:
     flat_a = [x for s in a for x in (s if isinstance(s, list) else [s])]
     flat_b = [x for s in b for x in (s if isinstance(s, list) else [s])]
     return pct(sum(x == y for x, y in zip(flat_a, flat_b)) / max(len(flat_a), 1))
+
+
+# -- extractive question answering (SQuAD v1.1's exact match and token F1) ----------------------------------
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def squad_normalize(text: str) -> str:
+    """An answer as SQuAD compares it: lower case, no punctuation, no articles, single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _token_f1(prediction: str, gold: str) -> float:
+    pred, ref = squad_normalize(prediction).split(), squad_normalize(gold).split()
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_metrics(answers: list[list[str]], predictions: list[str]) -> dict:
+    """``exact_match`` and ``f1`` in points: per question the best over its gold ``answers`` (a question
+    with no gold answer counts as answered right when the prediction is empty), averaged."""
+    if len(answers) != len(predictions):
+        raise InputError(f"{len(answers)} questions with answers but {len(predictions)} predictions")
+    if not answers:
+        return {"exact_match": 0.0, "f1": 0.0, "support": 0}
+    exact = f1 = 0.0
+    for golds, prediction in zip(answers, predictions):
+        golds = golds or [""]
+        exact += max(float(squad_normalize(prediction) == squad_normalize(g)) for g in golds)
+        f1 += max(
+            _token_f1(prediction, g) if squad_normalize(g) or squad_normalize(prediction) else 1.0
+            for g in golds
+        )
+    return {"exact_match": pct(exact / len(answers)), "f1": pct(f1 / len(answers)), "support": len(answers)}

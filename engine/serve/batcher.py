@@ -310,10 +310,12 @@ class ModelWorker:
 
         ``bertrt serve`` calls it before opening its port; the batcher then skips its own warm-up.
         """
-        text = self.pipe.warm_up_text
-        self.pipe(text)
+        text, options = self.pipe.warm_up_text, self.pipe.spec.warm_up_options
+        self.pipe(text, **options)
         self.pipe(
-            [text] * min(self.settings.max_batch_size, 32), batch_size=self.settings.pipeline_batch_size
+            [text] * min(self.settings.max_batch_size, 32),
+            batch_size=self.settings.pipeline_batch_size,
+            **options,
         )
         self.ready = True
 

@@ -30,6 +30,7 @@ __all__ = [
     "EmbeddingsRequest",
     "NerRequest",
     "PredictRequest",
+    "QAInputs",
     "RerankRequest",
     "SimilarityInputs",
     "TeiPredictRequest",
@@ -58,6 +59,13 @@ class TextPair(_Strict):
     text_pair: str | None = None
 
 
+class QAInputs(_Strict):
+    """One question-answering input: the question and the context holding its answer."""
+
+    question: str
+    context: str
+
+
 class SimilarityInputs(_Strict):
     """The Inference API's sentence-similarity input: cosine of ``source_sentence`` to each sentence."""
 
@@ -65,13 +73,18 @@ class SimilarityInputs(_Strict):
     sentences: list[str]
 
 
-_INPUTS = "a string or a list of strings (or {'text', 'text_pair'} objects)"
+_INPUTS = (
+    "a string or a list of strings (or {'text', 'text_pair'} objects; question-answering: "
+    "{'question', 'context'} objects)"
+)
 
 
 class PredictRequest(_Strict):
     """``POST /models/{name}/predict`` (and the Hugging Face Inference API's shape of it)."""
 
-    inputs: str | TextPair | SimilarityInputs | list[str | TextPair] = Field(description=_INPUTS)
+    inputs: str | TextPair | QAInputs | SimilarityInputs | list[str | TextPair | QAInputs] = Field(
+        description=_INPUTS
+    )
     parameters: dict[str, Any] | None = Field(
         None, description="a JSON object: the task's options (see the *Parameters schemas)"
     )

@@ -71,6 +71,8 @@ _BUILTIN = (
     ),
     # no head suffix: inferred from a sentence-transformers checkpoint's modules.json (its Pooling module)
     TaskEntry("sentence-embedding", ".sentence_embedding"),
+    TaskEntry("zero-shot-classification", ".zero_shot", heads=("ForSequenceClassification",)),
+    TaskEntry("question-answering", ".question_answering", heads=("ForQuestionAnswering",)),
 )
 
 #: The task a base model (no head) serves; every head model can be exported for it too.
@@ -172,5 +174,12 @@ def compatible_tasks(architecture: str) -> tuple[str, ...]:
     task = task_of_architecture(architecture)
     if task is None:
         return ()
-    # Every head model still carries the encoder, so it can also be exported for embeddings.
-    return tuple(dict.fromkeys((task, *ENCODER_TASKS)))
+    # Every task claiming the same head (text-classification and zero-shot: ForSequenceClassification)
+    # and, as every head model still carries the encoder, the embedding tasks.
+    best = max(len(s) for e in _REGISTRY.values() for s in e.heads if architecture.endswith(s))
+    same = [
+        e.name
+        for e in _REGISTRY.values()
+        if any(len(s) == best and architecture.endswith(s) for s in e.heads)
+    ]
+    return tuple(dict.fromkeys((task, *same, *ENCODER_TASKS)))

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import tasks as _registry
-from ..errors import BundleError, InputError, TaskError
+from ..errors import BundleError, InputError, InputTypeError, TaskError
 from . import figures
 
 if TYPE_CHECKING:
@@ -297,6 +297,11 @@ class Task:
     reference_library: str = "transformers"
     #: the exporter's int8 gates, figure of :meth:`compare_outputs` -> minimum (gross breakage, not quality)
     int8_gates: Mapping[str, float] = MappingProxyType({})
+    #: the PyTorch model's outputs the exporter stacks on a new last axis into one graph output named
+    #: :attr:`output` (question-answering: start_logits and end_logits); empty: the model's own output
+    stacked_outputs: tuple[str, ...] = ()
+    #: options of the server's warm-up calls (zero-shot: candidate labels; a call needs them)
+    warm_up_options: Mapping[str, Any] = MappingProxyType({})
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -324,6 +329,15 @@ class Task:
                 f"unknown option(s) for {self.name}: {', '.join(unknown)}; "
                 f"accepted: {', '.join(allowed) or 'none'}"
             )
+
+    def parse_inputs(self, inputs: Any, options: dict) -> tuple[Any, dict]:
+        """A call's inputs and options as the other steps take them (a str, a pair dict or a list), before
+        anything else: tasks whose inputs may come as keywords (question-answering's ``question=`` and
+        ``context=``) move them here. ``inputs`` is :data:`UNSET` when the call gave none positionally.
+        Default: as given (an InputTypeError when there are none)."""
+        if inputs is UNSET:
+            raise InputTypeError(f"{self.name} takes its inputs as the first argument")
+        return inputs, options
 
     def check_options(self, pipe: Pipeline, options: Mapping) -> Any:
         """Every option checked once, before any work; returns the one frozen object the other steps read
@@ -367,8 +381,9 @@ class Task:
         too-long check): the bundle's max length unless the task cuts shorter."""
         return pipe.max_length
 
-    def warm_up_text(self, tokenizer: TextTokenizer) -> str:
-        """A text this task accepts, run once before serving."""
+    def warm_up_text(self, tokenizer: TextTokenizer) -> Any:
+        """An input this task accepts (a text; question-answering: a question/context dict), run once
+        before serving, with :attr:`warm_up_options`."""
         return WARM_UP_TEXT
 
     # -- comparing two runs (bertrt tune, benchmarks) ------------------------------------------------------

@@ -80,8 +80,8 @@ def test_unknown_task_name(tiny_checkpoint, tmp_path):
     [
         (None, "config.json has no 'architectures'"),
         (
-            ["BertForQuestionAnswering"],
-            "cannot infer the task from architectures ['BertForQuestionAnswering']",
+            ["BertForMultipleChoice"],
+            "cannot infer the task from architectures ['BertForMultipleChoice']",
         ),
     ],
 )

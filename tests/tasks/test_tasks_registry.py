@@ -41,6 +41,8 @@ def test_every_registered_task_implements_the_protocol():
         "text-classification",
         "token-classification",
         "sentence-embedding",
+        "zero-shot-classification",
+        "question-answering",
     )
     for name in tasks.TASKS:
         task = tasks.get_task(name)
@@ -62,6 +64,9 @@ def test_every_registered_task_implements_the_protocol():
         ):
             assert callable(getattr(task, step))
         text = task.warm_up_text(SimpleNamespace(mask_token="<mask>"))
+        if name == "question-answering":
+            assert text == {"question": "Where did Maria fly from?", "context": WARM_UP_TEXT}
+            continue
         assert text == (WARM_UP_TEXT.replace("Groningen", "<mask>") if name == "fill-mask" else WARM_UP_TEXT)
 
 
@@ -73,6 +78,8 @@ def test_exporter_head_classes_come_from_the_tasks():
         "text-classification": "AutoModelForSequenceClassification",
         "token-classification": "AutoModelForTokenClassification",
         "sentence-embedding": "AutoModel",
+        "zero-shot-classification": "AutoModelForSequenceClassification",
+        "question-answering": "AutoModelForQuestionAnswering",
     }
 
 
@@ -110,7 +117,8 @@ def test_unknown_task_names_the_known_ones():
         ("ElectraForMaskedLM", "fill-mask"),  # the generator
         ("DebertaV2ForTokenClassification", "token-classification"),
         ("DistilBertModel", "feature-extraction"),
-        ("BertForQuestionAnswering", None),
+        ("BertForQuestionAnswering", "question-answering"),
+        ("BertForMultipleChoice", None),
     ],
 )
 def test_head_suffixes(architecture, task):
