@@ -49,21 +49,24 @@ class Architecture:
     fold_constants: bool = False
 
 
+#: Presets shared by several rows. The RoBERTa family: positions start at ``padding_idx + 1`` (offset 2), no
+#: segment ids, and the position arithmetic blocks the embedding fusion.
+_ROBERTA_LIKE = {"token_type_ids": False, "position_offset": 2, "embed_fusion": False}
+#: Attention that no onnxruntime Attention fusion covers (relative positions, rotary, local windows): only the
+#: LayerNorm / Gelu fusions apply.
+_UNFUSED = {"embed_fusion": False, "attention_fusion": False}
+#: DeBERTa v1 and v2/v3: segment ids when the config has segment types, eager attention (sdpa refused), and the
+#: relative-position projections folded into constants at export.
+_DEBERTA = {**_UNFUSED, "token_type_ids": None, "attn_implementation": "eager", "fold_constants": True}
+
 ARCHITECTURES: dict[str, Architecture] = {
     row.model_type: row
     for row in (
-        Architecture(
-            "bert",
-            "BERT",
-            config_class="BertConfig",
-            tokenizer_class="BertTokenizerFast",
-        ),
+        Architecture("bert", "BERT", config_class="BertConfig", tokenizer_class="BertTokenizerFast"),
         Architecture(
             "roberta",
             "RoBERTa",
-            token_type_ids=False,
-            position_offset=2,
-            embed_fusion=False,
+            **_ROBERTA_LIKE,
             tokenizer_family="byte-bpe",
             config_class="RobertaConfig",
             tokenizer_class="RobertaTokenizerFast",
@@ -78,9 +81,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture(
             "xlm-roberta",
             "XLM-RoBERTa",
-            token_type_ids=False,
-            position_offset=2,
-            embed_fusion=False,
+            **_ROBERTA_LIKE,
             tokenizer_family="unigram",
             config_class="XLMRobertaConfig",
             tokenizer_class="XLMRobertaTokenizerFast",
@@ -88,9 +89,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture(
             "camembert",
             "CamemBERT",
-            token_type_ids=False,
-            position_offset=2,
-            embed_fusion=False,
+            **_ROBERTA_LIKE,
             tokenizer_family="unigram",
             config_class="CamembertConfig",
             tokenizer_class="CamembertTokenizerFast",
@@ -103,56 +102,43 @@ ARCHITECTURES: dict[str, Architecture] = {
             attn_implementation="eager",
         ),
         # DeBERTa-v3 checkpoints are model_type deberta-v2 (type_vocab_size 0: no token_type_ids). The
-        # disentangled attention (relative-position c2p/p2c terms) matches no onnxruntime Attention fusion:
-        # only the LayerNorm/Gelu fusions apply. fp32 vs PyTorch: ~1e-6 (2e-6 at deberta-v3-xsmall size).
+        # disentangled attention (relative-position c2p/p2c terms) matches no onnxruntime Attention fusion.
+        # fp32 vs PyTorch: ~1e-6 (2e-6 at deberta-v3-xsmall size).
         Architecture(
             "deberta-v2",
             "DeBERTa-v2/v3",
-            token_type_ids=None,
-            embed_fusion=False,
-            attention_fusion=False,
+            **_DEBERTA,
             tokenizer_family="unigram",
             config_class="DebertaV2Config",
             tokenizer_class="DebertaV2TokenizerFast",
-            attn_implementation="eager",
-            fold_constants=True,
         ),
         # DeBERTa v1: its LayerNorm casts to float around the residual, so onnxruntime fuses
         # LayerNormalization but no SkipLayerNormalization, and no Attention (as for v2).
         Architecture(
             "deberta",
             "DeBERTa",
-            token_type_ids=None,
-            embed_fusion=False,
-            attention_fusion=False,
+            **_DEBERTA,
             tokenizer_family="byte-bpe",
             config_class="DebertaConfig",
             tokenizer_class="DebertaTokenizerFast",
-            attn_implementation="eager",
-            fold_constants=True,
         ),
         # MPNet computes positions from padding_idx 1 (hard-coded): offset 2 as RoBERTa. Its attention adds a
         # relative-position bucket bias that no onnxruntime Attention fusion covers.
         Architecture(
             "mpnet",
             "MPNet",
-            token_type_ids=False,
-            position_offset=2,
-            embed_fusion=False,
-            attention_fusion=False,
+            **{**_ROBERTA_LIKE, **_UNFUSED},
             config_class="MPNetConfig",
             tokenizer_class="MPNetTokenizerFast",
             attn_implementation="eager",
         ),
         # ModernBERT: rotary positions (8,192 of them, no offset) and alternating local (sliding-window) and
-        # global attention layers, which no onnxruntime Attention fusion covers; the mask and the RoPE tables
-        # are computed in the graph from the sequence length.
+        # global attention layers; the mask and the RoPE tables are computed in the graph from the length.
         Architecture(
             "modernbert",
             "ModernBERT",
+            **_UNFUSED,
             token_type_ids=False,
-            embed_fusion=False,
-            attention_fusion=False,
             tokenizer_family="byte-bpe",
             config_class="ModernBertConfig",
             tokenizer_class="PreTrainedTokenizerFast",
