@@ -6,8 +6,8 @@
     ev = evaluate_bundle("path/to/ner-bundle", "test.iob")      # bertrt fp32 and int8
     print(render_markdown([ev]))
 
-Modules: :mod:`.readers` (IOB, TSV, JSONL), :mod:`.align` (entities -> gold-token IOB tags),
-:mod:`.metrics` (seqeval entity scores, classifier accuracy/F1), :mod:`.runner` (systems on data),
+Modules: :mod:`.readers` (IOB, TSV, JSONL, SQuAD JSONL), :mod:`.align` (entities -> gold-token IOB tags),
+:mod:`.metrics` (seqeval entity scores, classifier accuracy/F1, SQuAD EM/F1), :mod:`.runner` (systems on data),
 :mod:`.report` (Markdown, eval.json/eval.md), :mod:`.cli` (``bertrt eval``). Importing the package
 loads none of seqeval, onnxruntime, torch or transformers.
 """
@@ -16,7 +16,17 @@ from __future__ import annotations
 
 from .align import entities_to_iob, token_spans
 from .metrics import agreement, classifier_metrics, ner_metrics
-from .readers import Example, Sentence, entity_types, read_iob, read_labelled, write_iob, write_labelled
+from .readers import (
+    Example,
+    QAExample,
+    Sentence,
+    entity_types,
+    read_iob,
+    read_labelled,
+    read_squad,
+    write_iob,
+    write_labelled,
+)
 from .report import (
     DEFAULT_OUT,
     INT8_TOLERANCE,
@@ -34,6 +44,7 @@ from .runner import (
     evaluate_bundle,
     evaluate_classifier,
     evaluate_ner,
+    evaluate_qa,
     gold_labels_not_in_model,
     pytorch_pipeline,
 )
@@ -44,6 +55,7 @@ __all__ = [
     "PRECISIONS",
     "RESULT_FILES",
     "Example",
+    "QAExample",
     "Sentence",
     "agreement",
     "bertrt_pipeline",
@@ -55,6 +67,7 @@ __all__ = [
     "evaluate_bundle",
     "evaluate_classifier",
     "evaluate_ner",
+    "evaluate_qa",
     "gold_labels_not_in_model",
     "int8_targets",
     "machine_info",
@@ -62,6 +75,7 @@ __all__ = [
     "pytorch_pipeline",
     "read_iob",
     "read_labelled",
+    "read_squad",
     "render_markdown",
     "token_spans",
     "write_iob",

@@ -6,6 +6,10 @@
 * A token-classification bundle on an IOB file (token TAB tag, CoNLL or WNUT format): seqeval's
   entity-level report (precision/recall/F1 per type, micro and macro averages).
 * A text-classification bundle on a labelled TSV/JSONL: accuracy, macro-F1 and per-label F1.
+* A zero-shot-classification bundle on a labelled TSV/JSONL: the same figures, the candidate labels being
+  the data's labels (or those given with ``--candidate-labels``, once per label; gold ids index them).
+* A question-answering bundle on SQuAD JSONL (``question``, ``context``, ``answers`` as SQuAD has it or a
+  list of str): SQuAD exact match and F1, each the best over a question's gold answers.
 
 Each system runs on the same texts; the report gives the agreement of every pair of systems (token tags
 for NER, labels for classification). Output: ``eval.json`` and ``eval.md`` in ``--out`` (default
@@ -33,11 +37,14 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bundle", type=Path, help="bertrt bundle folder (token- or text-classification)")
+    parser.add_argument("bundle", type=Path, help="bertrt bundle folder (a task bertrt eval scores)")
     parser.add_argument(
         "data",
         type=Path,
-        help="labelled data: IOB file (NER) or TSV/JSONL (classifier; a JSONL text_pair field makes a pair)",
+        help=(
+            "labelled data: IOB file (NER), TSV/JSONL (classifier, zero-shot; a JSONL text_pair field "
+            "makes a pair) or SQuAD JSONL (question answering)"
+        ),
     )
     parser.add_argument(
         "--format",
@@ -64,6 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=DEFAULT_OUT,
         help=f"folder for eval.json and eval.md (default ./{DEFAULT_OUT})",
+    )
+    parser.add_argument(
+        "--candidate-labels",
+        action="append",
+        default=None,
+        metavar="LABEL",
+        help="zero-shot: a label to choose among, once per label (default: the data's labels)",
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
@@ -92,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         limit=args.limit,
         threads=args.threads,
+        candidate_labels=args.candidate_labels,
     )
     markdown = render_markdown([ev], title=f"bertrt eval: {args.bundle.name} on {ev['dataset']}")
     json_path, md_path = write_results({"evaluations": [ev], "machine": machine_info()}, markdown, args.out)

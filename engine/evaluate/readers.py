@@ -6,6 +6,8 @@ Nothing heavy is imported here: readers return plain Python lists of small froze
   in the last column), a blank or whitespace-only line between sentences, ``-DOCSTART-`` lines skipped.
 * :func:`read_labelled`: TSV ``text TAB label`` (an optional ``text TAB label`` header) or JSONL
   ``{"text": ..., "label": ...}`` (label a str or an int).
+* :func:`read_squad`: JSONL questions ``{"question", "context", "answers"}``, ``answers`` in SQuAD's own
+  layout ``{"text": [...], "answer_start": [...]}`` or a list of str.
 
 Files are UTF-8 (a UTF-8 byte-order mark at the start is dropped); a byte sequence that is not UTF-8
 raises :class:`bertrt.errors.InputError` naming the file, the line and the byte offset. Lines end at
@@ -27,12 +29,14 @@ from ..lines import UTF8_BOM, lone_surrogate, parse_json_line, strip_line_end
 
 __all__ = [
     "Example",
+    "QAExample",
     "Sentence",
     "entity_types",
     "iter_lines",
     "raise_problems",
     "read_iob",
     "read_labelled",
+    "read_squad",
     "write_iob",
     "write_labelled",
 ]
@@ -330,3 +334,70 @@ def write_labelled(examples: list[Example], path: str | Path) -> Path:
     with path.open("w", encoding="utf-8", newline="\n") as fh:
         fh.writelines(lines)
     return path
+
+
+# ------------------------------------------------------------------------------------- SQuAD JSONL
+
+
+@dataclass(frozen=True)
+class QAExample:
+    """A question on a context with its gold answers (texts; none: the question has no answer)."""
+
+    question: str
+    context: str
+    answers: tuple[str, ...]
+
+    @property
+    def input(self) -> dict:
+        """What a question-answering pipeline takes: ``{"question", "context"}``."""
+        return {"question": self.question, "context": self.context}
+
+
+def _answer_texts(answers) -> tuple[str, ...] | None:
+    """The gold answer texts of a SQuAD ``answers`` value (a ``{"text": [...]}`` dict or a list of str)."""
+    if isinstance(answers, dict):
+        answers = answers.get("text")
+    if isinstance(answers, list) and all(isinstance(a, str) for a in answers):
+        return tuple(answers)
+    return None
+
+
+def _squad_example(line: str, lineno: int, problems: list[str]) -> QAExample | None:
+    try:
+        obj = parse_json_line(line, lineno)
+    except InputError as exc:
+        problems.append(str(exc))
+        return None
+    if not isinstance(obj, dict) or not all(
+        isinstance(obj.get(k), str) and obj[k].strip() for k in ("question", "context")
+    ):
+        problems.append(f"line {lineno}: expected an object with non-empty 'question' and 'context' (str)")
+        return None
+    answers = _answer_texts(obj.get("answers"))
+    if answers is None:
+        problems.append(
+            f'line {lineno}: \'answers\' must be {{"text": [str, ...], "answer_start": [...]}} or a '
+            "list of str"
+        )
+        return None
+    return QAExample(obj["question"], obj["context"], answers)
+
+
+def read_squad(path: str | Path) -> list[QAExample]:
+    """Read question-answering JSONL: one ``{"question", "context", "answers"}`` object a line, ``answers``
+    as SQuAD has it (``{"text": [...], "answer_start": [...]}``; only the texts are scored) or a list of
+    str; an empty list: no answer. Blank lines are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such question-answering data file")
+    examples: list[QAExample] = []
+    problems = _Problems()
+    for lineno, line in iter_lines(path):
+        if line.strip():
+            example = _squad_example(line, lineno, problems)
+            if example is not None:
+                examples.append(example)
+    raise_problems(path, problems)
+    if not examples:
+        raise InputError(f"{path}: no questions found")
+    return examples

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import InputError
-from .runner import evaluation_of, is_iob
+from .runner import data_kind, evaluation_of, headline, is_iob
 
 __all__ = [
     "DEFAULT_OUT",
@@ -48,10 +48,11 @@ def int8_targets(evals: list[dict]) -> list[dict]:
         systems = ev["systems"]
         if "bertrt-fp32" not in systems or "bertrt-int8" not in systems:
             continue
-        metric = evaluation_of(ev["task"]).metric
-        figure, tol = INT8_TOLERANCE[metric]
-        pick = (lambda m: m["micro"]["f1"]) if metric == "f1" else (lambda m: m["accuracy"])
-        fp32, int8 = pick(systems["bertrt-fp32"]), pick(systems["bertrt-int8"])
+        evaluation = evaluation_of(ev["task"])
+        figure, tol = INT8_TOLERANCE[evaluation.metric]
+        if evaluation.data == "squad":
+            figure = "SQuAD F1"
+        fp32, int8 = (headline(ev["task"], systems[k]) for k in ("bertrt-fp32", "bertrt-int8"))
         delta = round(int8 - fp32, 2)
         rows.append(
             {
@@ -126,6 +127,28 @@ def _cls_table(evals: list[dict], reference: str | None = None) -> list[str]:
     return lines
 
 
+def _qa_section(evals: list[dict]) -> list[str]:
+    """The question-answering table: SQuAD exact match / F1 per data set and system, answer agreement."""
+    keys = list(evals[0]["systems"])
+    out = [
+        "## Question answering",
+        "",
+        "SQuAD exact match / **F1** in percent (each the best over a question's gold answers).",
+        "",
+        "| data set | n | " + " | ".join(f"{k} EM / F1" for k in keys) + " |",
+        "|---|---:|" + "---:|" * len(keys),
+    ]
+    for ev in evals:
+        cells = [f"{ev['systems'][k]['exact_match']:.1f} / **{ev['systems'][k]['f1']:.1f}**" for k in keys]
+        out.append(f"| {ev['dataset']} | {ev['size']} | " + " | ".join(cells) + " |")
+    out += [""]
+    for ev in evals:
+        if ev["agreement"]:
+            agree = ", ".join(f"{k} {v:.2f}%" for k, v in ev["agreement"].items())
+            out.append(f"- answer agreement on {ev['dataset']}: {agree}")
+    return out + [""]
+
+
 def render_markdown(evals: list[dict], title: str = "bertrt eval", preamble: str = "") -> str:
     """Markdown for a list of :func:`~bertrt.evaluate.runner.evaluate_bundle` results (NER tables, one
     classifier table, the int8-vs-fp32 check)."""
@@ -133,7 +156,8 @@ def render_markdown(evals: list[dict], title: str = "bertrt eval", preamble: str
     if preamble:
         out += [preamble, ""]
     ner = [e for e in evals if is_iob(e["task"])]
-    cls = [e for e in evals if not is_iob(e["task"])]
+    cls = [e for e in evals if data_kind(e["task"]) == "labelled"]
+    qa = [e for e in evals if data_kind(e["task"]) == "squad"]
     for ev in ner:
         out += [
             f"## NER: {ev['dataset']} ({ev['size']} sentences)",
@@ -170,6 +194,8 @@ def render_markdown(evals: list[dict], title: str = "bertrt eval", preamble: str
                     + ", ".join(f"{k} {v:.2f}%" for k, v in ev["agreement"].items())
                 )
         out += [""]
+    if qa:
+        out += _qa_section(qa)
     targets = int8_targets(evals)
     if targets:
         out += [

@@ -27,16 +27,18 @@ from ..errors import BertrtError, BundleError, InputError, TaskError
 from ..ordering import sorted_call
 from ..tasks import TASKS, get_task
 from .align import entities_to_iob, token_spans
-from .metrics import agreement, classifier_metrics, ner_metrics, require_seqeval
-from .readers import JSONL_SUFFIXES, Example, Sentence, read_iob, read_labelled
+from .metrics import agreement, classifier_metrics, ner_metrics, require_seqeval, squad_metrics
+from .readers import JSONL_SUFFIXES, Example, QAExample, Sentence, read_iob, read_labelled, read_squad
 
 __all__ = [
     "PRECISIONS",
     "bertrt_pipeline",
     "bundle_task",
+    "data_kind",
     "evaluate_bundle",
     "evaluate_classifier",
     "evaluate_ner",
+    "evaluate_qa",
     "evaluation_of",
     "gold_labels_not_in_model",
     "headline",
@@ -62,6 +64,11 @@ def evaluation_of(task: str):
     return spec.evaluation
 
 
+def data_kind(task: str) -> str:
+    """What ``task`` is scored on: ``iob``, ``labelled`` or ``squad`` (:class:`~bertrt.tasks.base.Evaluation`)."""
+    return evaluation_of(task).data
+
+
 def is_iob(task: str) -> bool:
     """Whether ``task`` is scored on IOB data (entities, seqeval) rather than one label per text."""
     return evaluation_of(task).data == "iob"
@@ -74,7 +81,10 @@ def require_metric(task: str) -> None:
 
 
 def item_texts(task: str, items: list) -> list[str]:
-    """The texts the systems run on for loaded ``items`` (IOB sentences: their tokens joined)."""
+    """The texts the systems run on for loaded ``items`` (IOB sentences: their tokens joined; questions:
+    their ``{"question", "context"}`` inputs)."""
+    if data_kind(task) == "squad":
+        return [e.input for e in items]
     return [token_spans(s.tokens)[0] for s in items] if is_iob(task) else [e.text for e in items]
 
 
@@ -83,12 +93,16 @@ def score(task: str, system, items: list, *, id2label: dict | None = None, desc:
     :func:`evaluate_classifier`; ``id2label`` maps a classifier's gold ids to label names)."""
     if is_iob(task):
         return evaluate_ner(system, items, desc=desc)
+    if data_kind(task) == "squad":
+        return evaluate_qa(system, items, desc=desc)
     return evaluate_classifier(system, items, id2label=id2label, desc=desc)
 
 
 def headline(task: str, metrics: dict) -> float:
-    """The task's headline figure in points out of :func:`score`'s metrics (micro F1, or accuracy)."""
-    return float(metrics["micro"]["f1"] if evaluation_of(task).metric == "f1" else metrics["accuracy"])
+    """The task's headline figure in points out of :func:`score`'s metrics (NER: micro F1; else the metric
+    the task names: accuracy, SQuAD F1)."""
+    evaluation = evaluation_of(task)
+    return float(metrics["micro"]["f1"] if evaluation.data == "iob" else metrics[evaluation.metric])
 
 
 class _NoBar:
@@ -227,6 +241,8 @@ def evaluate_ner(
 
 
 def _top_label(result) -> str:
+    if isinstance(result, dict) and "labels" in result:  # zero-shot: {"sequence", "labels", "scores"}
+        return result["labels"][0]
     if isinstance(result, list):  # top_k style: a list of {label, score}, best first
         result = max(result, key=lambda d: d["score"])
     return result["label"]
@@ -276,17 +292,40 @@ def evaluate_classifier(
     return metrics
 
 
+def _best_answer(result) -> str:
+    if isinstance(result, list):  # top_k > 1: best first
+        result = result[0] if result else {"answer": ""}
+    return result["answer"]
+
+
+def evaluate_qa(pipe_fn, examples: list[QAExample], *, chunk: int = 256, desc: str = "qa") -> dict:
+    """Run ``pipe_fn(list of {"question", "context"}) -> list of {"answer", ...}`` on the questions and
+    score the best answers: :func:`~bertrt.evaluate.metrics.squad_metrics` (exact match and F1, each the
+    best over a question's gold answers) plus ``answers`` (the predictions) and ``wall_s``."""
+    if not examples:
+        raise InputError("no questions to evaluate")
+    start = time.perf_counter()
+    results = _run_batched(pipe_fn, [e.input for e in examples], chunk, desc)
+    wall = time.perf_counter() - start
+    pred = [_best_answer(r) for r in results]
+    metrics = squad_metrics([list(e.answers) for e in examples], pred)
+    metrics["wall_s"] = round(wall, 2)
+    metrics["answers"] = pred
+    return metrics
+
+
 # ------------------------------------------------------------------------------------- systems
 
 
 def check_reference(task: str, id2label: dict, config: dict, checkpoint) -> None:
     """InputError when ``checkpoint`` (its ``config``) is no reference for a ``task`` bundle with labels
     ``id2label``: another head's task, or other labels, would be scored as if they were the bundle's."""
-    from ..tasks import task_of_architecture
+    from ..tasks import compatible_tasks, task_of_architecture
 
     archs = config.get("architectures") or []
     theirs = {t for t in (task_of_architecture(a) for a in archs) if t}
-    if theirs and task not in theirs:
+    # a head serves every task that claims it (an NLI head: text-classification and zero-shot)
+    if theirs and task not in {t for a in archs for t in compatible_tasks(a)}:
         raise InputError(
             f"--pytorch {checkpoint}: a {', '.join(sorted(theirs))} checkpoint ({', '.join(archs)}), no "
             f"reference for this {task} bundle"
@@ -307,12 +346,13 @@ def pytorch_pipeline(
     batch_size: int = 32,
     threads: int | None = None,
     id2label: dict | None = None,
+    options: dict | None = None,
 ):
     """The reference: ``transformers.pipeline`` on PyTorch (CPU) with the task's ``reference_pipeline``
     arguments (NER: ``aggregation_strategy="first"``), called with its ``reference_call`` ones (classifiers:
     ``truncation=True``).
     With ``id2label`` (the bundle's labels), a checkpoint of another task or other labels is refused
-    (:func:`check_reference`).
+    (:func:`check_reference`). ``options`` are added to the call's (zero-shot: ``candidate_labels``).
 
     Needs ``bertrt[export]`` (torch, transformers); without it a :class:`~bertrt.errors.BertrtError` says so.
     """
@@ -330,8 +370,19 @@ def pytorch_pipeline(
         ) from exc
     if id2label is not None:
         check_reference(task, id2label, pipe.model.config.to_dict(), checkpoint)
-    call_kwargs = dict(spec.reference_call)
-    return lambda texts: sorted_call(lambda t: pipe(t, batch_size=batch_size, **call_kwargs), texts)
+    call_kwargs = {**spec.reference_call, **(options or {})}
+
+    squad = data_kind(task) == "squad"
+
+    def call(items: list) -> list:
+        if squad:  # question= / context= lists: the form transformers keeps (a list of dicts is deprecated)
+            questions, contexts = [i["question"] for i in items], [i["context"] for i in items]
+            out = pipe(question=questions, context=contexts, batch_size=batch_size, **call_kwargs)
+        else:
+            out = pipe(items, batch_size=batch_size, **call_kwargs)
+        return [out] if len(items) == 1 and isinstance(out, dict) else out  # transformers: one in, one out
+
+    return lambda texts: sorted_call(call, texts)
 
 
 class _PipelineSystem:
@@ -349,15 +400,21 @@ class _PipelineSystem:
 
 
 def bertrt_pipeline(
-    task: str, bundle: str | Path, precision: str, *, batch_size: int = 32, threads: int | None = None
+    task: str,
+    bundle: str | Path,
+    precision: str,
+    *,
+    batch_size: int = 32,
+    threads: int | None = None,
+    options: dict | None = None,
 ):
     """bertrt's pipeline for ``bundle`` at ``precision`` (with the task's reference options, NER:
-    ``aggregation_strategy="first"``), as a callable ``texts -> results`` whose ``id2label`` is the
-    pipeline's labels."""
+    ``aggregation_strategy="first"``, and ``options`` over them), as a callable ``texts -> results`` whose
+    ``id2label`` is the pipeline's labels."""
     from .. import pipeline
 
     evaluation_of(task)
-    kwargs = dict(get_task(task).reference_options)
+    kwargs = {**get_task(task).reference_options, **(options or {})}
     pipe = pipeline(task, str(bundle), precision=precision, threads=threads)
     return _PipelineSystem(pipe, batch_size, kwargs)
 
@@ -374,6 +431,8 @@ def bundle_task(bundle: Path) -> tuple[str, dict]:
 def _load_items(data, task: str, fmt: str | None, name: str | None) -> tuple[list, str]:
     """The labelled items of ``data`` (a path, or items already loaded) and the data set's name."""
     iob = is_iob(task)
+    if data_kind(task) == "squad":
+        return _load_questions(data, task, fmt, name)
     if not isinstance(data, (str, Path)):
         items, kind = list(data), Sentence if iob else Example
         bad = next((i for i, item in enumerate(items) if not isinstance(item, kind)), None)
@@ -395,6 +454,34 @@ def _load_items(data, task: str, fmt: str | None, name: str | None) -> tuple[lis
     return items, name or path.name
 
 
+def _load_questions(data, task: str, fmt: str | None, name: str | None) -> tuple[list, str]:
+    """The questions of ``data`` (a SQuAD JSONL path, or QAExample items) and the data set's name."""
+    if not isinstance(data, (str, Path)):
+        items = list(data)
+        bad = next((i for i, item in enumerate(items) if not isinstance(item, QAExample)), None)
+        if bad is not None:
+            raise InputError(
+                f"data item {bad} is {type(items[bad]).__name__}, not QAExample: a {task} bundle is "
+                "evaluated on bertrt.evaluate.QAExample items"
+            )
+        return items, name or "data"
+    path = Path(data)
+    if fmt not in (None, "jsonl"):
+        raise InputError(f"a {task} bundle needs a JSONL file of questions, got format {fmt!r} for {path}")
+    return read_squad(path), name or path.name
+
+
+def _label_set(task: str, items: list, candidate_labels) -> dict | None:
+    """For a task that chooses among given labels (zero-shot), the labels as an id2label: those given, or
+    the data's gold labels (sorted); None for the others."""
+    if evaluation_of(task).labels_option is None:
+        if candidate_labels:
+            raise InputError(f"--candidate-labels: a {task} bundle scores its own labels")
+        return None
+    labels = list(dict.fromkeys(candidate_labels or sorted({e.label for e in items})))
+    return {str(i): label for i, label in enumerate(labels)}
+
+
 def evaluate_bundle(
     bundle,
     data,
@@ -406,11 +493,15 @@ def evaluate_bundle(
     limit: int | None = None,
     name: str | None = None,
     threads: int | None = None,
+    candidate_labels: list[str] | None = None,
 ) -> dict:
     """Evaluate PyTorch (when ``checkpoint``) and bertrt at each precision on one labelled data set.
 
-    ``data``: a path (IOB for NER, TSV/JSONL for classifiers) or an already loaded list of
-    :class:`~bertrt.evaluate.readers.Sentence` / :class:`~bertrt.evaluate.readers.Example`.
+    ``data``: a path (IOB for NER, TSV/JSONL for classifiers, SQuAD JSONL for question answering) or an
+    already loaded list of :class:`~bertrt.evaluate.readers.Sentence` /
+    :class:`~bertrt.evaluate.readers.Example` / :class:`~bertrt.evaluate.readers.QAExample`.
+    A zero-shot bundle chooses among ``candidate_labels``, by default the data's labels (gold ids are
+    indexes into ``candidate_labels``).
     Gold entity types / labels that the model's labels do not contain are logged as a warning and listed,
     with their support, in ``gold_labels_not_in_model`` (see :func:`gold_labels_not_in_model`).
     """
@@ -427,20 +518,25 @@ def evaluate_bundle(
     items, name = _load_items(data, task, fmt, name)
     if limit is not None:
         items = items[:limit]
+    squad = data_kind(task) == "squad"
+    label_set = _label_set(task, items, candidate_labels)
+    options = {} if label_set is None else {evaluation_of(task).labels_option: list(label_set.values())}
 
     ours = {
         f"bertrt-{p}": (
             f"bertrt {p}",
-            bertrt_pipeline(task, bundle, p, batch_size=batch_size, threads=threads),
+            bertrt_pipeline(task, bundle, p, batch_size=batch_size, threads=threads, options=options),
         )
         for p in precisions
     }
     # the labels the pipelines give (LABEL_i for a bundle without id2label), checked once before any run
     id2label = next(iter(ours.values()))[1].id2label or id2label
+    model_labels = id2label  # what --pytorch must have; the labels scored are the label set's, if any
+    id2label = {} if squad else label_set or id2label
     unknown = _gold_not_in_model(iob, items, id2label)
     if unknown:
         _warn_unknown(iob, unknown, id2label, name)
-    if not iob:  # gold ids -> label names, once
+    if not iob and not squad:  # gold ids -> label names, once
         to_name = _gold_mapper(id2label)
         items = [replace(e, label=to_name(e.label)) for e in items]
 
@@ -448,7 +544,14 @@ def evaluate_bundle(
     if checkpoint is not None:
         systems["pytorch"] = (
             "transformers pipeline (PyTorch fp32)",
-            pytorch_pipeline(task, checkpoint, batch_size=batch_size, threads=threads, id2label=id2label),
+            pytorch_pipeline(
+                task,
+                checkpoint,
+                batch_size=batch_size,
+                threads=threads,
+                id2label=model_labels,
+                options=options,
+            ),
         )
     systems.update(ours)
     results: dict[str, dict] = {}
@@ -456,7 +559,7 @@ def evaluate_bundle(
         log.info("evaluating %s on %s (%d items)", key, name, len(items))
         results[key] = score(task, fn, items, desc=f"{key} {name}")
 
-    field = "tags" if iob else "labels"
+    field = "tags" if iob else "answers" if squad else "labels"
     keys = list(results)
     agree = {
         f"{b} vs {a}": agreement(results[a][field], results[b][field])
@@ -475,4 +578,5 @@ def evaluate_bundle(
         "system_names": {k: v[0] for k, v in systems.items()},
         "agreement": agree,
         "gold_labels_not_in_model": unknown,
+        **({"candidate_labels": list(label_set.values())} if label_set else {}),
     }

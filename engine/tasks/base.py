@@ -242,18 +242,22 @@ class Evaluation:
     """How labelled data scores a task (``bertrt eval``, ``bertrt tune --labelled``).
 
     ``data``: ``"iob"`` (token TAB tag sentences, scored with seqeval's entity F1) or ``"labelled"``
-    (TSV/JSONL text and label, accuracy and macro-F1); ``metric``: the headline figure, in points, that
-    the report compares and ``tune --labelled`` gates (``f1``: seqeval micro F1, or ``accuracy``). Every
+    (TSV/JSONL text and label, accuracy and macro-F1) or ``"squad"`` (JSONL question, context and answers,
+    SQuAD exact match and F1); ``metric``: the headline figure, in points, that
+    the report compares and ``tune --labelled`` gates (``f1``: seqeval micro F1 or SQuAD F1, or ``accuracy``). Every
     system runs with the task's :attr:`Task.reference_options` (the PyTorch one as :attr:`Task.reference_pipeline`
     and :attr:`Task.reference_call` say).
     """
 
     data: str
     metric: str
+    #: the call option that takes the label set to choose from (zero-shot: ``candidate_labels``): the
+    #: data's labels, or those ``bertrt eval --candidate-labels`` names; None: the model's own labels
+    labels_option: str | None = None
 
     def __post_init__(self) -> None:
-        if self.data not in ("iob", "labelled"):
-            raise TaskError(f"Evaluation.data must be 'iob' or 'labelled', got {self.data!r}")
+        if self.data not in ("iob", "labelled", "squad"):
+            raise TaskError(f"Evaluation.data must be 'iob', 'labelled' or 'squad', got {self.data!r}")
 
 
 class Task:

@@ -28,7 +28,7 @@ from types import MappingProxyType
 import numpy as np
 
 from ..errors import InputError, InputTypeError
-from .base import UNSET, WARM_UP_TEXT, Cli, Encoding, Option, Task, non_negative_int, positive_int
+from .base import UNSET, WARM_UP_TEXT, Cli, Encoding, Evaluation, Option, Task, non_negative_int, positive_int
 
 __all__ = ["TASK", "QuestionAnswering", "best_spans", "parse_qa_inputs"]
 
@@ -162,6 +162,8 @@ class QuestionAnswering(Task):
     stacked_outputs = ("start_logits", "end_logits")
     pairs = True
     gates = MappingProxyType({"accuracy.agreement": 0.95, "invariance.agreement": 0.999})
+    #: ``bertrt eval``: SQuAD JSONL, exact match and F1 (the headline) of the best answer
+    evaluation = Evaluation("squad", "f1")
     options = (
         Option("top_k", int, 1, help="number of answers, best first", cli=Cli(parse=positive_int)),
         Option(

@@ -83,7 +83,7 @@ class ZeroShotClassification(Task):
     dims = ("batch", "labels")
     labels = True
     gates = MappingProxyType({"accuracy.agreement": 0.98, "invariance.agreement": 0.999})
-    evaluation = Evaluation("labelled", "accuracy")
+    evaluation = Evaluation("labelled", "accuracy", labels_option="candidate_labels")
     #: ``bertrt tune`` / ``bench`` / ``eval`` runs (eval replaces them with its data's labels)
     reference_options = MappingProxyType({"candidate_labels": ("positive", "negative", "neutral")})
     reference_call = reference_options  # the transformers reference's calls (bench, eval --pytorch)
