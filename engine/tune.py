@@ -167,12 +167,13 @@ def _labelled_score(task: str, pipe, items: list) -> float:
     from .evaluate import runner
 
     _evaluation(get_task(task))
-    options = dict(get_task(task).reference_options)
+    chosen, label_set = runner.label_options(task, items)  # zero-shot: the data's labels
+    options = {**get_task(task).reference_options, **chosen}
 
     def system(texts):
         return pipe(texts, batch_size=32, **options)
 
-    id2label = getattr(pipe, "id2label", None)  # a test factory may give a bare callable
+    id2label = label_set or getattr(pipe, "id2label", None)  # a test factory may give a bare callable
     return runner.headline(task, runner.score(task, system, items, id2label=id2label, desc="tune"))
 
 

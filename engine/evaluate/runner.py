@@ -44,6 +44,7 @@ __all__ = [
     "headline",
     "is_iob",
     "item_texts",
+    "label_options",
     "pytorch_pipeline",
     "require_metric",
     "score",
@@ -81,10 +82,9 @@ def require_metric(task: str) -> None:
 
 
 def item_texts(task: str, items: list) -> list[str]:
-    """The texts the systems run on for loaded ``items`` (IOB sentences: their tokens joined; questions:
-    their ``{"question", "context"}`` inputs)."""
+    """The texts of loaded ``items`` (``tune``'s sample): IOB sentences' tokens joined, questions' contexts."""
     if data_kind(task) == "squad":
-        return [e.input for e in items]
+        return [e.context for e in items]
     return [token_spans(s.tokens)[0] for s in items] if is_iob(task) else [e.text for e in items]
 
 
@@ -471,15 +471,17 @@ def _load_questions(data, task: str, fmt: str | None, name: str | None) -> tuple
     return read_squad(path), name or path.name
 
 
-def _label_set(task: str, items: list, candidate_labels) -> dict | None:
-    """For a task that chooses among given labels (zero-shot), the labels as an id2label: those given, or
-    the data's gold labels (sorted); None for the others."""
-    if evaluation_of(task).labels_option is None:
+def label_options(task: str, items: list, candidate_labels=None) -> tuple[dict, dict | None]:
+    """(call options, labels as an id2label) for a task that chooses among given labels (zero-shot's
+    ``candidate_labels``): ``candidate_labels``, else the data's gold labels (sorted); ``({}, None)`` for
+    the others, which score their own labels (``candidate_labels`` for them: InputError)."""
+    option = evaluation_of(task).labels_option
+    if option is None:
         if candidate_labels:
             raise InputError(f"--candidate-labels: a {task} bundle scores its own labels")
-        return None
+        return {}, None
     labels = list(dict.fromkeys(candidate_labels or sorted({e.label for e in items})))
-    return {str(i): label for i, label in enumerate(labels)}
+    return {option: labels}, {str(i): label for i, label in enumerate(labels)}
 
 
 def evaluate_bundle(
@@ -519,8 +521,7 @@ def evaluate_bundle(
     if limit is not None:
         items = items[:limit]
     squad = data_kind(task) == "squad"
-    label_set = _label_set(task, items, candidate_labels)
-    options = {} if label_set is None else {evaluation_of(task).labels_option: list(label_set.values())}
+    options, label_set = label_options(task, items, candidate_labels)
 
     ours = {
         f"bertrt-{p}": (

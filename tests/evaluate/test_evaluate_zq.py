@@ -163,3 +163,20 @@ def test_zero_shot_results_score_their_best_label():
 
     examples = [readers.Example("x", "b"), readers.Example("y", "a")]
     assert bev.evaluate_classifier(pipe, examples)["accuracy"] == 50.0
+
+
+def test_tune_gates_question_answering_on_squad_data(model_cache, tmp_path):
+    import shutil
+
+    from bertrt.tune import tune
+
+    bundle = shutil.copytree(zq_bundle(model_cache, "bert", QA), tmp_path / "qa")
+    data = _squad_file(tmp_path / "squad.jsonl")
+    result = tune(bundle, labelled=data, batch_sizes=(2,), repeats=1, threads=[1], write=False)
+    items = readers.read_squad(data)
+    pipe = bertrt.pipeline(QA, str(bundle), precision="fp32")
+    answers = [r["answer"] for r in pipe([e.input for e in items])]
+    expected = bev.metrics.squad_metrics([list(e.answers) for e in items], answers)["f1"]
+    assert result["labelled"] == {"items": 4, "reference_f1": expected}
+    ran = [c for c in result["candidates"] if c["available"]]
+    assert ran and all("labelled.f1_delta" in c["figures"] for c in ran)
