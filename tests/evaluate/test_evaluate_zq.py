@@ -172,7 +172,15 @@ def test_tune_gates_question_answering_on_squad_data(model_cache, tmp_path):
 
     bundle = shutil.copytree(zq_bundle(model_cache, "bert", QA), tmp_path / "qa")
     data = _squad_file(tmp_path / "squad.jsonl")
-    result = tune(bundle, labelled=data, batch_sizes=(2,), repeats=1, threads=[1], write=False)
+    result = tune(
+        bundle,
+        backend_names=["onnxruntime"],
+        labelled=data,
+        batch_sizes=(2,),
+        repeats=1,
+        threads=[1],
+        write=False,
+    )
     items = readers.read_squad(data)
     pipe = bertrt.pipeline(QA, str(bundle), precision="fp32")
     answers = [r["answer"] for r in pipe([e.input for e in items])]
