@@ -1,10 +1,12 @@
 """Running systems on labelled data: bertrt at each precision and, optionally, the PyTorch reference.
 
-A *system* is a callable ``texts -> results`` (entity lists for NER, ``{label, score}`` for classifiers).
-What a task is scored on and how is the task's :attr:`~bertrt.tasks.base.Task.evaluation`: its data
-(``iob``: entities, seqeval; ``labelled``: one label per text), its headline metric and the options every
-system runs with; this module knows no task name.
-:func:`evaluate_ner` and :func:`evaluate_classifier` run one system on the data in chunks and score it;
+A *system* is a callable ``texts -> results`` (entity lists for NER, ``{label, score}`` for classifiers,
+``{answer, ...}`` for questions). What a task is scored on and how is the task's
+:attr:`~bertrt.tasks.base.Task.evaluation`: its data (``iob``: entities, seqeval; ``labelled``: one label
+per text, among the data's labels for zero-shot; ``squad``: questions, SQuAD exact match / F1), its
+headline metric and the options every system runs with; this module knows no task name.
+:func:`evaluate_ner`, :func:`evaluate_classifier` and :func:`evaluate_qa` run one system on the data in
+chunks and score it;
 :func:`evaluate_bundle` does so for every system on one bundle and adds their pairwise agreement.
 
 Scoring a bundle needs the runtime and seqeval only. The PyTorch column (:func:`pytorch_pipeline`) runs
