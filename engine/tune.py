@@ -54,6 +54,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__, backends
+from .bundle import read_metadata
 from .errors import BackendError, BertrtError, InputError, ModelFileNotFoundError, UsageError
 from .tasks import get_task
 
@@ -180,7 +181,12 @@ def _labelled_score(task: str, pipe, items: list) -> float:
 def _default_factory(task, bundle, backend, precision, threads, providers=None):
     from .pipelines import pipeline
 
-    return pipeline(task, bundle, precision=precision, threads=threads, backend=backend, providers=providers)
+    # the options a call needs to run at all (zero-shot: candidate labels) as the pipeline's defaults
+    named = task or read_metadata(bundle).task  # None: pipeline() says why
+    needed = dict(get_task(named).warm_up_options) if named else {}
+    return pipeline(
+        task, bundle, precision=precision, threads=threads, backend=backend, providers=providers, **needed
+    )
 
 
 def _gate(figures: dict, gates: dict) -> list[str]:

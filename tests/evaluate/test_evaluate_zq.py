@@ -188,3 +188,22 @@ def test_tune_gates_question_answering_on_squad_data(model_cache, tmp_path):
     assert result["labelled"] == {"items": 4, "reference_f1": expected}
     ran = [c for c in result["candidates"] if c["available"]]
     assert ran and all("labelled.f1_delta" in c["figures"] for c in ran)
+
+
+def test_tune_runs_zero_shot_and_scores_the_data_labels(model_cache, tmp_path):
+    import shutil
+
+    from bertrt.tune import tune
+
+    bundle = shutil.copytree(zq_bundle(model_cache, "bert", ZS), tmp_path / "zs")
+    rows = [("Maria flew to Paris.", "travel"), ("The soup was cold.", "food"), ("A draw at home.", "sport")]
+    data = tmp_path / "zs.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    quick = {"backend_names": ["onnxruntime"], "batch_sizes": (2,), "repeats": 1, "threads": [1]}
+    quick["write"] = False
+    assert tune(bundle, **quick)["candidates"][0]["figures"]["invariance.agreement"] == 1.0  # runs at all
+    result = tune(bundle, labelled=data, **quick)
+    pipe = bertrt.pipeline(ZS, str(bundle), precision="fp32")
+    best = [r["labels"][0] for r in pipe([t for t, _ in rows], candidate_labels=["food", "sport", "travel"])]
+    expected = round(100 * sum(b == lab for b, (_, lab) in zip(best, rows)) / 3, 2)
+    assert result["labelled"] == {"items": 3, "reference_accuracy": expected}
