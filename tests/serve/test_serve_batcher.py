@@ -32,7 +32,7 @@ def test_warm_up_runs_the_pipelines_warm_up_text_single_and_batched():
         pipe = FakePipe()
         worker = ModelWorker("m", pipe, ServeSettings(max_batch_size=4, pipeline_batch_size=2), Metrics(4))
         worker.start()
-        while not worker.ready:
+        while not (worker.ready or worker.failed):  # bounded: a failed warm-up ends it too
             await asyncio.sleep(0.001)
         await worker.stop()
         return pipe.calls
