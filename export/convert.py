@@ -11,6 +11,7 @@ repository (only ``hf://owner/name`` is fetched).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ __all__ = [
     "check_model_type",
     "export_onnx",
     "load_model",
+    "modules_task",
     "read_config",
     "resolve_source",
     "resolve_task",
@@ -116,9 +118,31 @@ def check_model_type(config: dict) -> str:
     return model_type
 
 
+def modules_task(folder: Path) -> str | None:
+    """The task a sentence-transformers checkpoint is saved for, when its own files say so: a
+    ``SpladePooling`` module (SparseEncoder) -> sparse-embedding, a CrossEncoder -> rerank; else None."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        kinds = [str(m.get("type", "")) for m in modules]
+    except (OSError, json.JSONDecodeError, AttributeError, TypeError):
+        kinds = []
+    if any(kind.endswith("SpladePooling") for kind in kinds):
+        return "sparse-embedding"
+    try:
+        settings = json.loads((folder / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        settings = {}
+    if isinstance(settings, dict) and settings.get("model_type") == "CrossEncoder":
+        return "rerank"
+    return None
+
+
 def _sentence_transformers_task(folder: Path | None) -> str | None:
     """``sentence-embedding`` for a sentence-transformers checkpoint whose modules.json has a Pooling
     module; None otherwise."""
+    own = modules_task(folder) if folder is not None else None
+    if own is not None:  # a SparseEncoder or a CrossEncoder
+        return own
     path = folder / "modules.json" if folder is not None else None
     if path is None or not path.is_file():
         return None
@@ -178,6 +202,9 @@ def load_model(folder: Path, task: str, attn_implementation: str | None = ATTENT
             f"the checkpoint has no weights for the {task!r} head (missing {', '.join(sorted(missing)[:4])}"
             f"{', ...' if len(missing) > 4 else ''}); choose one of the tasks its head serves"
         )
+    head = get_task(task).export_head
+    if head:  # the task's own head on the model (bertrt.export.sparse: SPLADE pooling)
+        return importlib.import_module(head).wrap(model.eval(), folder).eval()
     return model.eval()
 
 
@@ -186,10 +213,12 @@ def export_onnx(model, task: str, out_dir: Path, opset: int | None = None) -> Pa
     from optimum.exporters.onnx.convert import onnx_export_from_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    finish = getattr(model, "finish_graph", None)  # a wrapper of load_model's: export its inner model
+    onnx_task = getattr(model, "onnx_task", None) or get_task(task).export_as or task
+    inner = model.inner if finish is not None else model
     try:
-        export_as = get_task(task).export_as or task
-        with _optimum_head(model, export_as):
-            onnx_export_from_model(model, out_dir, task=export_as, opset=opset, do_validation=False)
+        with _optimum_head(inner, onnx_task):
+            onnx_export_from_model(inner, out_dir, task=onnx_task, opset=opset, do_validation=False)
     except (ValueError, RuntimeError) as exc:
         raise ExportError(f"optimum's ONNX export failed: {exc}") from exc
     path = out_dir / "model.onnx"
@@ -198,6 +227,8 @@ def export_onnx(model, task: str, out_dir: Path, opset: int | None = None) -> Pa
     spec = get_task(task)
     if spec.stacked_outputs:
         stack_outputs(path, spec.stacked_outputs, spec.output)
+    if finish is not None:
+        finish(path)
     return path
 
 

@@ -73,6 +73,8 @@ _BUILTIN = (
     TaskEntry("sentence-embedding", ".sentence_embedding"),
     TaskEntry("zero-shot-classification", ".zero_shot", heads=("ForSequenceClassification",)),
     TaskEntry("question-answering", ".question_answering", heads=("ForQuestionAnswering",)),
+    TaskEntry("sparse-embedding", ".sparse_embedding", aliases=("splade",), heads=("ForMaskedLM",)),
+    TaskEntry("rerank", ".rerank", aliases=("cross-encoder",), heads=("ForSequenceClassification",)),
 )
 
 #: The task a base model (no head) serves; every head model can be exported for it too.

@@ -306,6 +306,10 @@ class Task:
     stacked_outputs: tuple[str, ...] = ()
     #: options of the server's warm-up calls (zero-shot: candidate labels; a call needs them)
     warm_up_options: Mapping[str, Any] = MappingProxyType({})
+    #: a ``bertrt.export`` module whose ``wrap(model, folder)`` puts the task's own head on the loaded
+    #: model (the validation reference), the wrapper's ``finish_graph(path)`` the same on the graph
+    #: (sparse-embedding: SPLADE pooling); empty: the auto class's model as it is
+    export_head: str = ""
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"

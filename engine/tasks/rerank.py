@@ -1,0 +1,165 @@
+"""rerank (cross-encoder): documents ranked by their relevance to a query, as sentence-transformers'
+``CrossEncoder.rank`` / ``predict`` score them.
+
+``pipe(query, documents=[...], top_k=None, return_documents=False)`` gives ``[{"index", "score",
+"text"?}]``, best first (ties: the earlier document); a list of queries gives one such list per query.
+Every (query, document) pair of a call is one sequence of one length-sorted batched run. The score is
+the one-label model's logit through the checkpoint's activation, as ``CrossEncoder`` reads it
+(config.json ``sentence_transformers.activation_fn``, which the exporter records from
+``config_sentence_transformers.json``; none: sigmoid); ``raw_scores=True`` gives the logit itself (TEI).
+The post-processing (:func:`rank`) is pure numpy.
+
+``bertrt batch``'s ``result``: ``list<struct<index: int32, score: float32>>`` (plus ``text: string``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError, TaskError
+from ..numeric import sigmoid
+from ..tokenize import check_text
+from .base import Cli, Encoding, Option, Task, check_top_k, positive_int_or_all
+
+__all__ = ["ACTIVATIONS", "TASK", "Rerank", "activation_of", "rank"]
+
+#: ``torch.nn`` activation class -> what :func:`rank` applies
+ACTIVATIONS = {"Sigmoid": "sigmoid", "Identity": "none", "Tanh": "tanh"}
+
+
+def activation_of(config: Mapping) -> str:
+    """The activation ``CrossEncoder`` applies for this config.json: its ``sentence_transformers``
+    record's ``activation_fn`` (or the pre-4.0 ``sbert_ce_default_activation_function``); none: sigmoid."""
+    record = config.get("sentence_transformers")
+    path = record.get("activation_fn") if isinstance(record, Mapping) else None
+    path = path or config.get("sbert_ce_default_activation_function")
+    if not path:
+        return "sigmoid"
+    name = str(path).rsplit(".", 1)[-1]
+    if name not in ACTIVATIONS:
+        raise TaskError(
+            f"the cross-encoder's activation {path!r} is not one bertrt applies "
+            f"({', '.join('torch.nn.' + k for k in ACTIVATIONS)})"
+        )
+    return ACTIVATIONS[name]
+
+
+def rank(
+    logits: np.ndarray, activation: str, top_k: int | None = None, documents: list[str] | None = None
+) -> list[dict]:
+    """``[{"index", "score", "text"?}]`` for one query's (documents,) logits, best first."""
+    logits = np.asarray(logits, dtype=np.float32).reshape(-1)
+    if activation == "sigmoid":
+        scores = sigmoid(logits)
+    elif activation == "tanh":
+        scores = np.tanh(logits)
+    else:
+        scores = logits
+    order = np.argsort(-scores, kind="stable")[: top_k if top_k is not None else None]
+    out = []
+    for i in order.tolist():
+        entry = {"index": i, "score": float(scores[i])}
+        if documents is not None:
+            entry["text"] = documents[i]
+        out.append(entry)
+    return out
+
+
+@dataclass(frozen=True)
+class _Options:
+    documents: tuple[str, ...] | None  # None: not given (an error when the call runs)
+    top_k: int | None
+    return_documents: bool
+    activation: str
+
+
+@dataclass(frozen=True)
+class _Pairs(Encoding):
+    counts: list[int]  # pairs (documents) per query
+
+
+class Rerank(Task):
+    name = "rerank"
+    auto_class = "AutoModelForSequenceClassification"
+    export_as = "text-classification"
+    export_head = "bertrt.export.rerank"
+    output = "logits"
+    dims = ("batch", "labels")
+    options = (
+        Option("documents", list[str], None, help="the documents to rank (one per flag)", cli=Cli(nargs="+")),
+        Option(
+            "top_k",
+            int | None,
+            None,
+            help="number of documents to return, best first (default: all)",
+            cli=Cli(parse=positive_int_or_all),
+        ),
+        Option("return_documents", bool, False, help="add each document's text", cli=Cli(flag=True)),
+        Option("raw_scores", bool, False, help="the logits, without the activation", cli=Cli(flag=True)),
+    )
+
+    def setup(self, pipe) -> str:
+        if pipe.num_labels != 1:
+            raise TaskError(
+                f"{pipe.bundle.root}: rerank needs a one-score cross-encoder, this model has "
+                f"{pipe.num_labels} labels"
+            )
+        return activation_of(pipe.bundle.config)
+
+    def check_options(self, pipe, options: Mapping) -> _Options:
+        self.reject_unknown(options)
+        documents = options.get("documents")
+        if documents is None:  # a pipeline's defaults may leave them to the call; a call needs them
+            return _Options(None, None, False, "none")
+        if isinstance(documents, str) or not isinstance(documents, (list, tuple)) or not documents:
+            raise InputError(f"documents must be a non-empty list of str, got {documents!r}")
+        for i, doc in enumerate(documents):
+            if not isinstance(doc, str):
+                raise InputError(f"document at index {i} must be a str, got {type(doc).__name__}")
+            check_text(doc, f"document at index {i}")
+        flags = {k: options.get(k, False) for k in ("return_documents", "raw_scores")}
+        for key, value in flags.items():
+            if not isinstance(value, bool):
+                raise InputError(f"{key} must be True or False, got {value!r}")
+        activation = "none" if flags["raw_scores"] else pipe.task_state
+        return _Options(
+            tuple(documents), check_top_k(options.get("top_k")), flags["return_documents"], activation
+        )
+
+    def encode(self, pipe, items: list, opts: _Options) -> _Pairs:
+        if opts.documents is None:
+            raise InputError("rerank needs documents=[...], the documents to rank against the query")
+        pairs = [(query, doc) for query in items for doc in opts.documents]
+        return _Pairs(pipe.tokenizer.encode_batch(pairs), [len(opts.documents)] * len(items))
+
+    def collect(self, output: np.ndarray, row: int, seq, opts: _Options) -> float:
+        return float(output[row, 0])
+
+    def finish(self, pipe, items: list, encoded: _Pairs, collected: list, opts: _Options) -> list:
+        docs = list(opts.documents) if opts.return_documents else None
+        results, start = [], 0
+        for count in encoded.counts:
+            results.append(
+                rank(np.array(collected[start : start + count]), opts.activation, opts.top_k, docs)
+            )
+            start += count
+        return results
+
+    def signature(self, result) -> int:
+        return result[0]["index"]
+
+    def result_spec(self, pipe, options: Mapping):
+        import pyarrow as pa
+
+        from ..batch.results import ResultSpec
+
+        fields = [("index", pa.int32()), ("score", pa.float32())]
+        if options.get("return_documents"):
+            fields.append(("text", pa.string()))
+        return ResultSpec("list", pa.list_(pa.struct(fields)))
+
+
+TASK = Rerank()

@@ -1,0 +1,54 @@
+"""The rerank head: the cross-encoder's activation, recorded where the runtime reads it.
+
+``CrossEncoder`` (sentence-transformers >= 4) saves its activation in ``config_sentence_transformers.json``
+(``activation_fn``) or, before, in config.json's ``sentence_transformers`` record; a bundle keeps only
+config.json, so :func:`wrap` writes the one it finds into the model's config (saved into the bundle)
+as ``sentence_transformers.activation_fn``. The graph is the sequence classifier's (optimum's
+text-classification export).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from bertrt.errors import ExportError, TaskError
+from bertrt.tasks.rerank import activation_of
+
+__all__ = ["read_activation", "wrap"]
+
+log = logging.getLogger("bertrt.export")
+
+
+def read_activation(folder: Path, config) -> str | None:
+    """The checkpoint's ``activation_fn`` dotted path (None: CrossEncoder's default, sigmoid)."""
+    path = folder / "config_sentence_transformers.json"
+    if path.is_file():
+        try:
+            settings = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ExportError(f"{path}: cannot read ({exc})") from exc
+        if isinstance(settings, dict) and settings.get("activation_fn"):
+            return str(settings["activation_fn"])
+    record = getattr(config, "sentence_transformers", None)
+    if isinstance(record, dict) and record.get("activation_fn"):
+        return str(record["activation_fn"])
+    return getattr(config, "sbert_ce_default_activation_function", None)
+
+
+def wrap(model, folder: Path):
+    """The sequence classifier unchanged, its config carrying the activation; TaskError unless it has
+    one label (a cross-encoder's score)."""
+    if model.config.num_labels != 1:
+        raise TaskError(
+            f"{folder}: rerank needs a one-label cross-encoder, this head has {model.config.num_labels}"
+        )
+    activation = read_activation(folder, model.config)
+    if activation:
+        record = dict(getattr(model.config, "sentence_transformers", None) or {})
+        record["activation_fn"] = activation
+        model.config.sentence_transformers = record
+    activation_of({"sentence_transformers": {"activation_fn": activation}})  # one bertrt applies
+    log.info("rerank: activation %s", activation or "sigmoid (default)")
+    return model
