@@ -10,6 +10,7 @@ length-sorted (:func:`bertrt.ordering.sorted_call`), as bertrt sorts them, so bo
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from bertrt.ordering import sorted_call
@@ -36,7 +37,13 @@ def reference_call(
     with the task's ``reference_pipeline`` arguments: the CPU (``device=-1``) or a CUDA device, at
     ``dtype`` ("fp32", or "fp16" on CUDA); or of sentence-transformers where the task's
     ``reference_library`` says so."""
-    if get_task(task).reference_library == "sentence-transformers":
+    spec = get_task(task)
+    if spec.reference_module:  # sentence-transformers' classes (sparse-embedding, rerank), on the CPU
+        if device != -1 or dtype != "fp32":
+            raise ValueError(f"the {task} reference runs on the CPU at fp32 only")
+        module = importlib.import_module(spec.reference_module)
+        return module.reference_call(checkpoint, threads, dict(spec.reference_options))
+    if spec.reference_library == "sentence-transformers":
         return sentence_transformers_call(task, checkpoint, threads, device, dtype)
     pipe_kwargs = dict(get_task(task).reference_pipeline)
     pipe = reference_pipeline(task, checkpoint, threads, device=device, dtype=dtype, **pipe_kwargs)

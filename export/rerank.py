@@ -52,3 +52,25 @@ def wrap(model, folder: Path):
     activation_of({"sentence_transformers": {"activation_fn": activation}})  # one bertrt applies
     log.info("rerank: activation %s", activation or "sigmoid (default)")
     return model
+
+
+def reference_call(checkpoint, threads: int | None = None, options: dict | None = None):
+    """``bertrt bench``'s PyTorch reference: ``CrossEncoder.predict`` on every (text, document) pair of a
+    call, one ``predict`` (its batches), ranked as the task ranks (the documents of ``options``)."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from bertrt.tasks.rerank import rank
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = CrossEncoder(str(checkpoint), device="cpu")
+    documents = list((options or {}).get("documents") or ())
+
+    def call(texts: list, batch_size: int) -> list:
+        pairs = [(text, doc) for text in texts for doc in documents]
+        scores = model.predict(pairs, batch_size=batch_size, convert_to_numpy=True)
+        n = len(documents)
+        return [rank(scores[i * n : (i + 1) * n], "none") for i in range(len(texts))]
+
+    return call

@@ -142,3 +142,23 @@ def _append_pooling(path: Path, strategy: str, activation: str) -> None:
     graph.output.append(out)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+
+
+def reference_call(checkpoint, threads: int | None = None, options: dict | None = None):
+    """``bertrt bench``'s PyTorch reference: ``SparseEncoder.encode`` on ``checkpoint``, its answers as
+    the task's results (``{"indices", "values"}`` per text)."""
+    import numpy as np
+    import torch
+    from sentence_transformers import SparseEncoder
+
+    from bertrt.tasks.sparse_embedding import sparse_terms
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = SparseEncoder(str(checkpoint), device="cpu")
+
+    def call(texts: list, batch_size: int) -> list:
+        dense = model.encode(list(texts), batch_size=batch_size, convert_to_tensor=True).to_dense().numpy()
+        return [dict(zip(("indices", "values"), sparse_terms(np.asarray(row)))) for row in dense]
+
+    return call

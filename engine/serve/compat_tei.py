@@ -11,6 +11,8 @@
                           max_seq_length; a sentence-embedding model, or a feature-extraction one: mean
                           without settings)
 ``POST /similarity``      ``{inputs: {source_sentence, sentences}}`` -> ``[float]``: cosine similarities
+``POST /embed_sparse``    ``{inputs, truncate=false}`` -> ``[[{index, value}]]``: the sparse-embedding (SPLADE)
+                          vector of each input, by index
 ``POST /embed_all``       same fields but ``normalize`` -> ``[[[float]]]``: the token vectors of each input
 ``POST /predict``         ``{inputs, raw_scores=false, truncate=false}`` -> every label with its score, best
                           first: ``[{label, score}]`` for one input, ``[[...]]`` for a list. As in TEI, an
@@ -18,8 +20,9 @@
                           *one* pair; any other list is a batch of inputs, each a str, a ``[str]`` or a
                           ``[str, str]`` pair (TEI's batch form ``[["a"], ["b", "c"]]``)
 ``POST /rerank``          ``{query, texts, raw_scores=false, return_text=false, truncate=false}`` ->
-                          ``[{index, score, text?}]``, best first; needs a cross-encoder (a
-                          text-classification model with one label), else 400 ``not_a_reranker``
+                          ``[{index, score, text?}]``, best first; needs a cross-encoder (a rerank
+                          model, or a text-classification model with one label), else 400
+                          ``not_a_reranker``
 ``POST /tokenize``        ``{inputs, add_special_tokens=true}`` -> ``[[{id, text, special, start, stop}]]``
                           (``start``/``stop``: UTF-8 *byte* offsets into the input, as TEI gives them;
                           null for special tokens. bertrt's own tokenize keeps character offsets)
@@ -250,7 +253,16 @@ async def _predict(service, request, call, body, model):
 
 async def _rerank(service, request, call, body, model):
     req = parse(RerankRequest, body, "/rerank")
-    worker = _pick(service, call, req, model, ("text-classification",), "/rerank")
+    worker = _pick(service, call, req, model, ("rerank", "text-classification"), "/rerank")
+    if worker.pipe.task == "rerank":  # the cross-encoder task: its own activation, one ranked list
+        _check_truncation(req, "/rerank")
+        texts = check_texts(req.texts, service.settings, field="texts")
+        check_texts([req.query], service.settings, field="query")
+        params = {"documents": texts, "raw_scores": bool(req.raw_scores)}
+        params["return_documents"] = bool(req.return_text)
+        return await _run(
+            service, worker, request, [req.query], params, lambda r: r[0], bool(req.truncate), "/rerank"
+        )
     if worker.pipe.num_labels != 1:
         raise HTTPProblem(
             400,
@@ -277,6 +289,21 @@ async def _rerank(service, request, call, body, model):
     return await _run(service, worker, request, items, params, transform, bool(req.truncate), "/rerank")
 
 
+async def _embed_sparse(service, request, call, body, model):
+    req = parse(EmbedAllRequest, body, "/embed_sparse")
+    worker = _pick(service, call, req, model, ("sparse-embedding",), "/embed_sparse")
+    _check_truncation(req, "/embed_sparse")
+    items = [req.inputs] if isinstance(req.inputs, str) else req.inputs
+    check_texts(items, service.settings)
+
+    def transform(results):  # TEI: [{index, value}] per input, by index
+        return [
+            [{"index": int(i), "value": float(v)} for i, v in zip(r["indices"], r["values"])] for r in results
+        ]
+
+    return await _run(service, worker, request, items, {}, transform, bool(req.truncate), "/embed_sparse")
+
+
 async def _by_model_type(service, request, call, body, model):
     """``POST /``: the route of the model's type, as TEI routes it."""
     name = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else model
@@ -285,6 +312,10 @@ async def _by_model_type(service, request, call, body, model):
     if task in EMBEDDING_TASKS:
         similar = isinstance(body, dict) and isinstance(body.get("inputs"), dict)
         return await (_similarity if similar else _embed)(service, request, call, body, worker.name)
+    if task == "sparse-embedding":
+        return await _embed_sparse(service, request, call, body, worker.name)
+    if task == "rerank" and isinstance(body, dict) and "query" in body:
+        return await _rerank(service, request, call, body, worker.name)
     if task == "text-classification":
         rerank = worker.pipe.num_labels == 1 and isinstance(body, dict) and "query" in body
         return await (_rerank if rerank else _predict)(service, request, call, body, worker.name)
@@ -304,6 +335,11 @@ async def _by_model_type(service, request, call, body, model):
 )
 async def root(request: Request, model: str | None = None):
     return await _tei(request, model, _by_model_type)
+
+
+@_route("/embed_sparse", EmbedAllRequest, "TEI: one sparse (SPLADE) vector per input")
+async def embed_sparse(request: Request, model: str | None = None):
+    return await _tei(request, model, _embed_sparse)
 
 
 @_route("/embed", EmbedRequest, "TEI: one pooled embedding per input")

@@ -306,6 +306,10 @@ class Task:
     stacked_outputs: tuple[str, ...] = ()
     #: options of the server's warm-up calls (zero-shot: candidate labels; a call needs them)
     warm_up_options: Mapping[str, Any] = MappingProxyType({})
+    #: a ``bertrt.export`` module whose ``reference_call(checkpoint, threads, options)`` returns the PyTorch
+    #: reference's ``call(texts, batch_size) -> results`` (``bertrt bench``; sentence-transformers' own
+    #: classes other than SentenceTransformer); empty: as :attr:`reference_library` says
+    reference_module: str = ""
     #: a ``bertrt.export`` module whose ``wrap(model, folder)`` puts the task's own head on the loaded
     #: model (the validation reference), the wrapper's ``finish_graph(path)`` the same on the graph
     #: (sparse-embedding: SPLADE pooling); empty: the auto class's model as it is

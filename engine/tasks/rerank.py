@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -24,7 +25,34 @@ from ..numeric import sigmoid
 from ..tokenize import check_text
 from .base import Cli, Encoding, Option, Task, check_top_k, positive_int_or_all
 
-__all__ = ["ACTIVATIONS", "TASK", "Rerank", "activation_of", "rank"]
+__all__ = ["ACTIVATIONS", "BENCH_DOCUMENTS", "TASK", "Rerank", "activation_of", "rank"]
+
+_SUBJECTS = (
+    "Maria",
+    "The city council",
+    "A small bakery",
+    "The river",
+    "Our team",
+    "The museum",
+    "A new study",
+    "The old bridge",
+    "This phone",
+    "The festival",
+)
+_PREDICATES = (
+    "opened in Groningen last spring.",
+    "was praised by critics.",
+    "closes early on Sundays.",
+    "attracts many visitors.",
+    "costs less than expected.",
+    "moved to a larger building.",
+    "won a regional award.",
+    "needs urgent repairs.",
+    "is popular with students.",
+    "started a recycling programme.",
+)
+#: ``bertrt bench``'s documents: 100 short ones, every text of the bench ranks them (issue 19's row)
+BENCH_DOCUMENTS = tuple(f"{s} {p}" for s in _SUBJECTS for p in _PREDICATES)
 
 #: ``torch.nn`` activation class -> what :func:`rank` applies
 ACTIVATIONS = {"Sigmoid": "sigmoid", "Identity": "none", "Tanh": "tanh"}
@@ -88,6 +116,9 @@ class Rerank(Task):
     export_head = "bertrt.export.rerank"
     output = "logits"
     dims = ("batch", "labels")
+    reference_module = "bertrt.export.rerank"
+    reference_options = MappingProxyType({"documents": BENCH_DOCUMENTS})
+    warm_up_options = MappingProxyType({"documents": ("Groningen is a city.", "Maria flew home.")})
     options = (
         Option("documents", list[str], None, help="the documents to rank (one per flag)", cli=Cli(nargs="+")),
         Option(

@@ -78,6 +78,7 @@ class SparseEmbedding(Task):
     output = OUTPUT
     dims = ("batch", "vocabulary")
     export_head = "bertrt.export.sparse"
+    reference_module = "bertrt.export.sparse"
     gates = MappingProxyType({"accuracy.top_terms_overlap": 0.8, "invariance.top_terms_overlap": 0.99})
     int8_gates = MappingProxyType({"top_terms_overlap": 0.6})
     options = (

@@ -247,3 +247,50 @@ def test_predict_flags(cross_encoder, splade, capsys):
     )
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(line["result"]["indices"]) == 3 and len(line["result"]["tokens"]) == 3
+
+
+# -- serving ---------------------------------------------------------------------------------------------
+def test_served_routes(splade, cross_encoder):
+    requests = pytest.importorskip("requests")
+    from bertrt.serve import ServeSettings
+    from tests.serve.test_serve_faults import ThreadServer
+
+    sparse = bertrt.pipeline(bundle=splade("bert")[1], precision="fp32")
+    ce = bertrt.pipeline(bundle=cross_encoder("bert")[1], precision="fp32")
+    srv = ThreadServer({"sp": sparse, "ce": ce}, ServeSettings(max_wait_ms=5))
+    try:
+        texts, docs = PARITY_TEXTS[:3], PARITY_TEXTS[3:7]
+        got = requests.post(f"{srv.url}/embed_sparse", json={"inputs": texts}, timeout=60).json()
+        want = sparse(texts)
+        for terms, r in zip(got, want):
+            assert [t["index"] for t in terms] == r["indices"].tolist()
+            assert np.allclose([t["value"] for t in terms], r["values"], atol=TOL)
+        body = {"query": QUERY, "texts": docs, "return_text": True}
+        ranked = requests.post(f"{srv.url}/rerank", json=body, timeout=60).json()
+        expect = ce(QUERY, documents=docs, return_documents=True)
+        assert [r["index"] for r in ranked] == [r["index"] for r in expect]
+        assert all(
+            abs(a["score"] - b["score"]) <= TOL and a["text"] == b["text"] for a, b in zip(ranked, expect)
+        )
+        raw = requests.post(
+            f"{srv.url}/rerank", json={"query": QUERY, "texts": docs, "raw_scores": True}
+        ).json()
+        assert all("text" not in r for r in raw) and raw[0]["score"] != ranked[0]["score"]
+        root = requests.post(
+            f"{srv.url}/", params={"model": "ce"}, json={"query": QUERY, "texts": docs}
+        ).json()
+        assert [r["index"] for r in root] == [r["index"] for r in expect]
+        native = requests.post(
+            f"{srv.url}/models/ce/predict",
+            json={"inputs": QUERY, "parameters": {"documents": docs}},
+            timeout=60,
+        )
+        assert native.status_code == 200, native.text
+        assert [r["index"] for r in native.json()] == [r["index"] for r in expect]
+        native = requests.post(
+            f"{srv.url}/models/sp/predict", json={"inputs": texts[0], "parameters": {"top_k": 4}}, timeout=60
+        )
+        assert native.status_code == 200, native.text
+        assert len(native.json()["indices"]) == 4
+    finally:
+        srv.stop()
