@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import InputError
+from .rerank import markdown_section as rerank_section
 from .runner import data_kind, evaluation_of, headline, is_iob
 
 __all__ = [
@@ -37,7 +38,7 @@ RESULT_FILES = ("eval.json", "eval.md")
 
 #: the int8 accuracy target per evaluation metric (:attr:`bertrt.tasks.base.Evaluation.metric`): int8
 #: within this many points of fp32 (NER micro-F1, classifier accuracy)
-INT8_TOLERANCE = {"f1": ("micro F1", 1.0), "accuracy": ("accuracy", 1.0)}
+INT8_TOLERANCE = {"f1": ("micro F1", 1.0), "accuracy": ("accuracy", 1.0), "mrr@10": ("MRR@10", 1.0)}
 
 
 def int8_targets(evals: list[dict]) -> list[dict]:
@@ -155,9 +156,13 @@ def render_markdown(evals: list[dict], title: str = "bertrt eval", preamble: str
     out = [f"# {title}", ""]
     if preamble:
         out += [preamble, ""]
+    ranked = [e for e in evals if evaluation_of(e["task"]).data == "rerank"]
+    evals = [e for e in evals if e not in ranked]
     ner = [e for e in evals if is_iob(e["task"])]
     cls = [e for e in evals if data_kind(e["task"]) == "labelled"]
     qa = [e for e in evals if data_kind(e["task"]) == "squad"]
+    for ev in ranked:
+        out += rerank_section(ev)
     for ev in ner:
         out += [
             f"## NER: {ev['dataset']} ({ev['size']} sentences)",

@@ -243,7 +243,8 @@ class Evaluation:
 
     ``data``: ``"iob"`` (token TAB tag sentences, scored with seqeval's entity F1) or ``"labelled"``
     (TSV/JSONL text and label, accuracy and macro-F1) or ``"squad"`` (JSONL question, context and answers,
-    SQuAD exact match and F1); ``metric``: the headline figure, in points, that
+    SQuAD exact match and F1) or ``"rerank"`` (JSONL query, documents, relevant: MRR@10 and nDCG@10,
+    :mod:`bertrt.evaluate.rerank`); ``metric``: the headline figure, in points, that
     the report compares and ``tune --labelled`` gates (``f1``: seqeval micro F1 or SQuAD F1, or ``accuracy``). Every
     system runs with the task's :attr:`Task.reference_options` (the PyTorch one as :attr:`Task.reference_pipeline`
     and :attr:`Task.reference_call` say).
@@ -256,8 +257,10 @@ class Evaluation:
     labels_option: str | None = None
 
     def __post_init__(self) -> None:
-        if self.data not in ("iob", "labelled", "squad"):
-            raise TaskError(f"Evaluation.data must be 'iob', 'labelled' or 'squad', got {self.data!r}")
+        if self.data not in ("iob", "labelled", "squad", "rerank"):
+            raise TaskError(
+                f"Evaluation.data must be 'iob', 'labelled', 'squad' or 'rerank', got {self.data!r}"
+            )
 
 
 class Task:

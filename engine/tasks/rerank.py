@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import InputError, TaskError
 from ..numeric import sigmoid
 from ..tokenize import check_text
-from .base import Cli, Encoding, Option, Task, check_top_k, positive_int_or_all
+from .base import Cli, Encoding, Evaluation, Option, Task, check_top_k, positive_int_or_all
 
 __all__ = ["ACTIVATIONS", "BENCH_DOCUMENTS", "TASK", "Rerank", "activation_of", "rank"]
 
@@ -116,6 +116,7 @@ class Rerank(Task):
     export_head = "bertrt.export.rerank"
     output = "logits"
     dims = ("batch", "labels")
+    evaluation = Evaluation("rerank", "mrr@10")
     reference_module = "bertrt.export.rerank"
     reference_options = MappingProxyType({"documents": BENCH_DOCUMENTS})
     warm_up_options = MappingProxyType({"documents": ("Groningen is a city.", "Maria flew home.")})

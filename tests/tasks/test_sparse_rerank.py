@@ -294,3 +294,53 @@ def test_served_routes(splade, cross_encoder):
         assert len(native.json()["indices"]) == 4
     finally:
         srv.stop()
+
+
+# -- eval, bench ------------------------------------------------------------------------------------------
+def test_rerank_metrics():
+    from bertrt.evaluate.rerank import mrr_at, ndcg_at
+
+    assert mrr_at([3, 1, 2], frozenset({1})) == 0.5
+    assert mrr_at([3, 1, 2], frozenset({7})) == 0.0
+    assert ndcg_at([1, 0], frozenset({1})) == 1.0
+    assert abs(ndcg_at([0, 1], frozenset({1})) - 1 / np.log2(3)) < 1e-12
+
+
+def test_eval_scores_a_rerank_bundle(cross_encoder, tmp_path):
+    from bertrt.evaluate.report import render_markdown
+    from bertrt.evaluate.runner import evaluate_bundle, headline
+
+    _, bundle = cross_encoder("bert")
+    lines = [
+        {"query": QUERY, "documents": PARITY_TEXTS[:5], "relevant": [1]},
+        {"query": "who loves Groningen?", "documents": PARITY_TEXTS[:4], "relevant": [PARITY_TEXTS[0]]},
+    ]
+    data = tmp_path / "rr.jsonl"
+    data.write_text("\n".join(json.dumps(x) for x in lines), encoding="utf-8")
+    ev = evaluate_bundle(bundle, data)
+    pipe = bertrt.pipeline(bundle=bundle, precision="fp32")
+    want = []
+    for item in lines:
+        ranked = [r["index"] for r in pipe(item["query"], documents=item["documents"])]
+        want.append(1 / (ranked.index(1 if item is lines[0] else 0) + 1))
+    assert ev["systems"]["bertrt-fp32"]["mrr@10"] == round(100 * sum(want) / 2, 2)
+    assert 0 <= headline("rerank", ev["systems"]["bertrt-int8"]) <= 100
+    assert "MRR@10" in render_markdown([ev])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "q", "documents": ["a"], "relevant": [3]}\n', encoding="utf-8")
+    with pytest.raises(InputError, match="bad.jsonl:1"):
+        evaluate_bundle(bundle, bad)
+
+
+@pytest.mark.parametrize("task", ["sparse-embedding", "rerank"])
+def test_bench_reference_answers_as_bertrt(splade, cross_encoder, task):
+    from bertrt.export.bench_reference import reference_call
+    from bertrt.tasks import get_task
+
+    folder, bundle = splade("bert") if task == "sparse-embedding" else cross_encoder("bert")
+    spec = get_task(task)
+    texts = PARITY_TEXTS[:4]
+    theirs = reference_call(task, folder)(texts, 8)
+    ours = bertrt.pipeline(bundle=bundle, precision="fp32")(texts, **spec.reference_options)
+    figures = spec.agreement(theirs, ours)
+    assert min(figures.values()) == 1.0
