@@ -43,6 +43,8 @@ def test_every_registered_task_implements_the_protocol():
         "sentence-embedding",
         "zero-shot-classification",
         "question-answering",
+        "sparse-embedding",
+        "rerank",
     )
     for name in tasks.TASKS:
         task = tasks.get_task(name)
@@ -80,6 +82,8 @@ def test_exporter_head_classes_come_from_the_tasks():
         "sentence-embedding": "AutoModel",
         "zero-shot-classification": "AutoModelForSequenceClassification",
         "question-answering": "AutoModelForQuestionAnswering",
+        "sparse-embedding": "AutoModelForMaskedLM",
+        "rerank": "AutoModelForSequenceClassification",
     }
 
 
