@@ -210,6 +210,11 @@ def build_cuda_references(task: str, checkpoint, texts: list[str], batch_size: i
     except ImportError as exc:
         log.warning("bench: no PyTorch CUDA rows (%s)", exc)
         return []
+    from ..tasks import get_task
+
+    if get_task(task).reference_module:  # sentence-transformers' reference: CPU fp32 only
+        log.warning("bench: no PyTorch CUDA rows for %s (its reference runs on the CPU)", task)
+        return []
     if not bench_reference.cuda_available():
         log.warning("bench: no PyTorch CUDA rows (torch.cuda is not available here)")
         return []
