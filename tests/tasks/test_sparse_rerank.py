@@ -344,3 +344,20 @@ def test_bench_reference_answers_as_bertrt(splade, cross_encoder, task):
     ours = bertrt.pipeline(bundle=bundle, precision="fp32")(texts, **spec.reference_options)
     figures = spec.agreement(theirs, ours)
     assert min(figures.values()) == 1.0
+
+
+def test_export_refuses_a_multi_label_reranker_and_lists_the_new_tasks(tiny_checkpoint, tmp_path):
+    from bertrt.errors import TaskError
+    from bertrt.export import export_model
+    from bertrt.tasks import compatible_tasks, infer_task
+
+    assert compatible_tasks("BertForMaskedLM") == ("fill-mask", "sparse-embedding", "feature-extraction")
+    assert compatible_tasks("BertForSequenceClassification") == (
+        "text-classification",
+        "rerank",
+        "feature-extraction",
+    )
+    assert infer_task({"architectures": ["BertForMaskedLM"]}) == "fill-mask"  # never inferred from a head
+    with pytest.raises(TaskError, match="one-label"):
+        export_model(tiny_checkpoint("bert", "text-classification"), tmp_path / "out", task="rerank")
+    assert not (tmp_path / "out").exists()
