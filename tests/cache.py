@@ -41,6 +41,7 @@ _SOURCES = (
     "tests/fixtures_export.py",
     "tests/fixtures_runtime.py",
     "tests/tasks/st_models.py",
+    "tests/tasks/sr_models.py",
 )
 _SOURCE_TREES = ("export", "engine")
 #: the exporter's recorded versions, plus the real model the MiniLM fixtures read
