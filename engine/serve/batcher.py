@@ -310,7 +310,8 @@ class ModelWorker:
 
         ``bertrt serve`` calls it before opening its port; the batcher then skips its own warm-up.
         """
-        text, options = self.pipe.warm_up_text, self.pipe.spec.warm_up_options
+        text = self.pipe.warm_up_text
+        options = getattr(getattr(self.pipe, "spec", None), "warm_up_options", {})  # a bare pipe: none
         self.pipe(text, **options)
         self.pipe(
             [text] * min(self.settings.max_batch_size, 32),
