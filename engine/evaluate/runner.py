@@ -229,16 +229,26 @@ def evaluate_ner(
     if unknown:
         _warn_unknown(True, unknown, id2label, desc)
     texts, spans = zip(*(token_spans(s.tokens) for s in sentences))
-    start = time.perf_counter()
-    results = _run_batched(pipe_fn, list(texts), chunk, desc)
-    wall = time.perf_counter() - start
+    results, wall = _timed_run(pipe_fn, list(texts), chunk, desc)
     pred = [entities_to_iob(ents, sp) for ents, sp in zip(results, spans)]
     gold = [list(s.tags) for s in sentences]
-    metrics = ner_metrics(gold, pred)
+    return _with_run(ner_metrics(gold, pred), wall, id2label, unknown, "tags", pred)
+
+
+def _timed_run(pipe_fn, inputs: list, chunk: int, desc: str) -> tuple[list, float]:
+    """(results, wall seconds) of the chunked run."""
+    start = time.perf_counter()
+    results = _run_batched(pipe_fn, inputs, chunk, desc)
+    return results, time.perf_counter() - start
+
+
+def _with_run(metrics: dict, wall: float, id2label, unknown, key: str, pred: list) -> dict:
+    """``metrics`` plus the run's wall time, the gold labels the model lacks (with ``id2label``) and the
+    predictions under ``key``."""
     metrics["wall_s"] = round(wall, 2)
     if id2label:
         metrics["gold_labels_not_in_model"] = unknown
-    metrics["tags"] = pred
+    metrics[key] = pred
     return metrics
 
 
@@ -282,16 +292,9 @@ def evaluate_classifier(
         _warn_unknown(False, unknown, id2label, desc)
     to_name = _gold_mapper(id2label)
     gold = [to_name(e.label) for e in examples]
-    start = time.perf_counter()
-    results = _run_batched(pipe_fn, [e.input for e in examples], chunk, desc)
-    wall = time.perf_counter() - start
+    results, wall = _timed_run(pipe_fn, [e.input for e in examples], chunk, desc)
     pred = [str(_top_label(r)) for r in results]
-    metrics = classifier_metrics(gold, pred)
-    metrics["wall_s"] = round(wall, 2)
-    if id2label:
-        metrics["gold_labels_not_in_model"] = unknown
-    metrics["labels"] = pred
-    return metrics
+    return _with_run(classifier_metrics(gold, pred), wall, id2label, unknown, "labels", pred)
 
 
 def _best_answer(result) -> str:
@@ -306,14 +309,11 @@ def evaluate_qa(pipe_fn, examples: list[QAExample], *, chunk: int = 256, desc: s
     best over a question's gold answers) plus ``answers`` (the predictions) and ``wall_s``."""
     if not examples:
         raise InputError("no questions to evaluate")
-    start = time.perf_counter()
-    results = _run_batched(pipe_fn, [e.input for e in examples], chunk, desc)
-    wall = time.perf_counter() - start
+    results, wall = _timed_run(pipe_fn, [e.input for e in examples], chunk, desc)
     pred = [_best_answer(r) for r in results]
-    metrics = squad_metrics([list(e.answers) for e in examples], pred)
-    metrics["wall_s"] = round(wall, 2)
-    metrics["answers"] = pred
-    return metrics
+    return _with_run(
+        squad_metrics([list(e.answers) for e in examples], pred), wall, None, (), "answers", pred
+    )
 
 
 # ------------------------------------------------------------------------------------- systems

@@ -27,6 +27,7 @@ from .base import UNSET, Cli, Encoding, Evaluation, Option, Task, check_top_k, p
 __all__ = [
     "FUNCTIONS",
     "TASK",
+    "SequenceLabelHead",
     "TextClassification",
     "check_function",
     "check_top_k",
@@ -93,14 +94,20 @@ class _Options:
     function: str
 
 
-class TextClassification(Task):
-    name = "text-classification"
+class SequenceLabelHead(Task):
+    """The head of a ``*ForSequenceClassification`` model: one logit per id2label entry per sequence, read
+    by the tasks that answer with labels (text-classification, zero-shot), compared by their top labels."""
+
     auto_class = "AutoModelForSequenceClassification"
     output = "logits"
     dims = ("batch", "labels")
-    pairs = True
     labels = True
     gates = MappingProxyType({"accuracy.agreement": 0.98, "invariance.agreement": 0.999})
+
+
+class TextClassification(SequenceLabelHead):
+    name = "text-classification"
+    pairs = True
     evaluation = Evaluation("labelled", "accuracy")
     reference_call = MappingProxyType({"truncation": True})
     options = (

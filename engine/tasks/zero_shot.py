@@ -24,7 +24,8 @@ import numpy as np
 
 from ..errors import InputError
 from . import figures
-from .base import Cli, Encoding, Evaluation, Option, Task
+from .base import Cli, Encoding, Evaluation, Option
+from .text_classification import SequenceLabelHead
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -76,13 +77,8 @@ class _Options:
     multi_label: bool
 
 
-class ZeroShotClassification(Task):
+class ZeroShotClassification(SequenceLabelHead):
     name = "zero-shot-classification"
-    auto_class = "AutoModelForSequenceClassification"
-    output = "logits"
-    dims = ("batch", "labels")
-    labels = True
-    gates = MappingProxyType({"accuracy.agreement": 0.98, "invariance.agreement": 0.999})
     evaluation = Evaluation("labelled", "accuracy", labels_option="candidate_labels")
     #: ``bertrt tune`` / ``bench`` / ``eval`` runs (eval replaces them with its data's labels)
     reference_options = MappingProxyType({"candidate_labels": ("positive", "negative", "neutral")})
