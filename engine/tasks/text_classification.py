@@ -104,6 +104,15 @@ class SequenceLabelHead(Task):
     labels = True
     gates = MappingProxyType({"accuracy.agreement": 0.98, "invariance.agreement": 0.999})
 
+    def compare_outputs(self, reference, candidate, batches, mask_id) -> dict:
+        """The base figures plus ``label_agreement``: the share of rows whose top label is PyTorch's."""
+        out = super().compare_outputs(reference, candidate, batches, mask_id)
+        rows = sum(len(ref) for ref in reference)
+        agree = sum(figures.argmax_agreement(ref, cand) * len(ref) for ref, cand in zip(reference, candidate))
+        if rows:
+            out["label_agreement"] = agree / rows
+        return out
+
 
 class TextClassification(SequenceLabelHead):
     name = "text-classification"
@@ -157,14 +166,6 @@ class TextClassification(SequenceLabelHead):
 
     def signature(self, result) -> str:
         return (result if isinstance(result, dict) else result[0])["label"]
-
-    def compare_outputs(self, reference, candidate, batches, mask_id) -> dict:
-        out = super().compare_outputs(reference, candidate, batches, mask_id)
-        rows = sum(len(ref) for ref in reference)
-        agree = sum(figures.argmax_agreement(ref, cand) * len(ref) for ref, cand in zip(reference, candidate))
-        if rows:
-            out["label_agreement"] = agree / rows
-        return out
 
     def result_spec(self, pipe, options: Mapping):
         import pyarrow as pa

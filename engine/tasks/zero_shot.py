@@ -23,7 +23,6 @@ from types import MappingProxyType
 import numpy as np
 
 from ..errors import InputError
-from . import figures
 from .base import Cli, Encoding, Evaluation, Option
 from .text_classification import SequenceLabelHead
 
@@ -153,14 +152,6 @@ class ZeroShotClassification(SequenceLabelHead):
 
     def signature(self, result) -> str:
         return result["labels"][0]
-
-    def compare_outputs(self, reference, candidate, batches, mask_id) -> dict:
-        out = super().compare_outputs(reference, candidate, batches, mask_id)
-        rows = sum(len(ref) for ref in reference)
-        agree = sum(figures.argmax_agreement(ref, cand) * len(ref) for ref, cand in zip(reference, candidate))
-        if rows:
-            out["label_agreement"] = agree / rows
-        return out
 
     def result_spec(self, pipe, options: Mapping):
         import pyarrow as pa
