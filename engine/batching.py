@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .errors import InputError
-from .tokenize import Encoded
+from .tokenize import TokenSequence
 
 __all__ = ["pad_batch", "plan_batches", "run_batched", "validate_batching"]
 
@@ -56,7 +56,7 @@ def plan_batches(
     return batches
 
 
-def pad_batch(items: Sequence[Encoded], pad_id: int) -> dict[str, np.ndarray]:
+def pad_batch(items: Sequence[TokenSequence], pad_id: int) -> dict[str, np.ndarray]:
     """Right-padded int64 arrays input_ids, attention_mask, token_type_ids of shape (rows, longest)."""
     lengths = np.fromiter((len(e) for e in items), dtype=np.int64, count=len(items))
     real = np.arange(int(lengths.max())) < lengths[:, None]  # (rows, longest), row-major like the items
@@ -68,9 +68,9 @@ def pad_batch(items: Sequence[Encoded], pad_id: int) -> dict[str, np.ndarray]:
 
 
 def run_batched(
-    items: Sequence[Encoded],
+    items: Sequence[TokenSequence],
     forward: Callable[[dict[str, np.ndarray]], np.ndarray],
-    collect: Callable[[np.ndarray, int, Encoded], object],
+    collect: Callable[[np.ndarray, int, TokenSequence], object],
     pad_id: int,
     batch_size: int,
     max_tokens_per_batch: int | None = None,

@@ -15,12 +15,13 @@ import numpy as np
 from .errors import BundleError, InputError
 from .lines import lone_surrogate
 
-__all__ = ["Encoded", "TextTokenizer", "check_text", "clean_up_tokenization"]
+__all__ = ["TokenSequence", "TextTokenizer", "check_text", "clean_up_tokenization"]
 
 
 @dataclass(frozen=True)
-class Encoded:
-    """One encoded sequence (unpadded). ``word_ids`` holds -1 where the tokenizer gives None."""
+class TokenSequence:
+    """One tokenized sequence, unpadded (a task's :class:`~bertrt.tasks.base.Encoding` holds a list of
+    them). ``word_ids`` holds -1 where the tokenizer gives None."""
 
     ids: np.ndarray  # (n,) int64
     type_ids: np.ndarray  # (n,) int64
@@ -34,13 +35,13 @@ class Encoded:
         return int(self.ids.shape[0])
 
 
-def _encoded(enc, sequence_ids: bool = False) -> Encoded:
+def _encoded(enc, sequence_ids: bool = False) -> TokenSequence:
     n = len(enc.ids)
     offsets = np.fromiter(itertools.chain.from_iterable(enc.offsets), dtype=np.int64, count=2 * n).reshape(
         n, 2
     )
     words = np.fromiter((-1 if w is None else w for w in enc.word_ids), dtype=np.int64, count=n)
-    return Encoded(
+    return TokenSequence(
         ids=np.asarray(enc.ids, dtype=np.int64),
         type_ids=np.asarray(enc.type_ids, dtype=np.int64),
         offsets=offsets,
@@ -150,7 +151,7 @@ class TextTokenizer:
 
     def encode_batch(
         self, texts, truncate: bool = True, max_length: int | None = None, strategy: str = "longest_first"
-    ) -> list[Encoded]:
+    ) -> list[TokenSequence]:
         """Encode texts (str, or (text, text_pair) tuples) with special tokens, truncated to max_length
         (``max_length``: a shorter cut, e.g. a sentence-transformers model's ``max_seq_length``;
         ``strategy``: the tokenizers truncation strategy, e.g. ``only_first`` for zero-shot's pairs).
@@ -165,7 +166,7 @@ class TextTokenizer:
             self._refuse_rowless([[e] for e in out])
         return out
 
-    def _refuse_rowless(self, items: list[list[Encoded]]) -> None:
+    def _refuse_rowless(self, items: list[list[TokenSequence]]) -> None:
         """InputError naming the first token without an embedding row and every item that has one."""
         rows = self.embedding_rows
         bad = [i for i, encs in enumerate(items) if any(int(e.ids.max(initial=-1)) >= rows for e in encs)]
@@ -180,7 +181,7 @@ class TextTokenizer:
         where = ", ".join(map(str, bad[:20]))
         raise InputError(f"input at index(es) {where}: {problem}", items=bad, problem=problem)
 
-    def encode_windows(self, texts: list[str], stride: int = 0) -> list[list[Encoded]]:
+    def encode_windows(self, texts: list[str], stride: int = 0) -> list[list[TokenSequence]]:
         """Each text as the windows transformers builds with ``truncation=True, max_length=model_max_length,
         return_overflowing_tokens=True, stride=stride``: the first window then the overflowing ones."""
         budget = self.max_length - self.num_special_tokens
@@ -193,7 +194,7 @@ class TextTokenizer:
 
     def encode_pair_windows(
         self, items: list, max_length: int, stride: int, strategy: str, sequence_ids: bool = True
-    ) -> list[list[Encoded]]:
+    ) -> list[list[TokenSequence]]:
         """Each item (a str or a (text, text_pair) tuple) as the windows of ``max_length`` tokens that
         transformers builds with ``truncation=strategy, stride=stride, return_overflowing_tokens=True``
         (question-answering: ``only_second``); ``tokenizers``' Exception when it cannot truncate so."""

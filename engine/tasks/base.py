@@ -57,7 +57,7 @@ from . import figures
 if TYPE_CHECKING:
     from ..batch.results import ResultSpec
     from ..pipelines import Pipeline
-    from ..tokenize import Encoded, TextTokenizer
+    from ..tokenize import TextTokenizer, TokenSequence
 
 __all__ = [
     "UNSET",
@@ -225,7 +225,7 @@ class Encoding:
     """What :meth:`Task.encode` hands on: the sequences to run, in the order :meth:`Task.collect` results
     come back. Tasks subclass it to carry more (NER: how many windows each text has)."""
 
-    sequences: list[Encoded]
+    sequences: list[TokenSequence]
 
 
 @dataclass(frozen=True)
@@ -378,7 +378,7 @@ class Task:
         """Transform one padded batch's output before :meth:`collect` reads it."""
         return output
 
-    def collect(self, output: np.ndarray, row: int, seq: Encoded, opts: Any) -> Any:
+    def collect(self, output: np.ndarray, row: int, seq: TokenSequence, opts: Any) -> Any:
         """What to keep of one sequence's output; the padded batch is dropped once read."""
         return output[row]
 

@@ -7,14 +7,14 @@ import pytest
 
 from bertrt.batching import pad_batch, plan_batches, run_batched
 from bertrt.errors import InputError
-from bertrt.tokenize import Encoded
+from bertrt.tokenize import TokenSequence
 from tests.corpus import PARITY_TEXTS
 
 
-def _enc(n: int, start: int = 5) -> Encoded:
+def _enc(n: int, start: int = 5) -> TokenSequence:
     ids = np.arange(start, start + n, dtype=np.int64)
     zeros = np.zeros(n, dtype=np.int64)
-    return Encoded(ids, zeros, np.zeros((n, 2), dtype=np.int64), zeros, zeros)
+    return TokenSequence(ids, zeros, np.zeros((n, 2), dtype=np.int64), zeros, zeros)
 
 
 def test_plan_sorts_by_length_and_cuts_by_count():
