@@ -172,12 +172,6 @@ def export_model(
         note = f" (max_position_embeddings {positions} - position offset {offset})" if offset else ""
         _check_max_length(max_length, positions - offset, note)
     st_info = sentence_transformers.read_settings(folder)
-    if task == "sentence-embedding" and st_info and st_info.get("dense"):
-        raise ExportError(
-            f"{folder}: its {len(st_info['dense'])} Dense module(s) after the pooling are not exported yet; "
-            "the bundle's sentence embeddings would be wrong (export --task feature-extraction for the "
-            "token vectors)"
-        )
     problems = check_id2label(config_dict.get("id2label"), str(folder / "config.json"))
     if problems:  # the runtime would refuse the bundle: fail before the work
         raise ExportError("; ".join(problems))

@@ -13,8 +13,11 @@ prefix; it wins over ``prompt_name``, as in sentence-transformers), ``normalize_
 after ``truncate_dim``) and ``truncate_dim`` (Matryoshka: the first dimensions). A str gives one (dim,)
 float32 vector, a list a (n, dim) float32 array.
 
-Dense modules after the pooling need their weights in the graph; a bundle whose graph does not carry
-them is refused when the pipeline is built (the embeddings would be silently wrong).
+Dense modules after the pooling need their weights in the graph: the exporter (``bertrt.export.st_dense``)
+appends the pooling and the Dense layers to the graph as a second output :data:`DENSE_OUTPUT`, which the
+task reads when the bundle's settings have Dense layers (Normalize and ``truncate_dim`` still in numpy); a
+bundle whose graph lacks that output is refused when the pipeline is built (the embeddings would be
+silently wrong).
 
 The pooling is pure numpy (:func:`pool`), mirroring sentence-transformers' padded forward.
 ``bertrt batch``'s ``result``: ``fixed_size_list<float32>[dim]``; ``bertrt tune`` and the exporter compare
@@ -34,10 +37,12 @@ from ..errors import InputError, TaskError
 from . import figures
 from .base import Cli, Encoding, Option, Task, positive_int
 
-__all__ = ["POOLING_MODES", "TASK", "SentenceEmbedding", "Settings", "pool", "settings_of"]
+__all__ = ["DENSE_OUTPUT", "POOLING_MODES", "TASK", "SentenceEmbedding", "Settings", "pool", "settings_of"]
 
 log = logging.getLogger("bertrt")
 
+#: the graph output of a checkpoint with Dense modules: pooled and projected, (batch, out_features)
+DENSE_OUTPUT = "sentence_embedding"
 #: sentence-transformers' pooling modes (``Pooling.POOLING_MODES``)
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 # the names older exports recorded (``pooling_mode_*`` keys without prefix and suffix)
@@ -98,11 +103,14 @@ class Settings:
     default_prompt_name: str | None
     #: template special-token ids (a prompt's trailing one is not part of the prompt's length)
     special_ids: frozenset[int]
+    #: the graph pools and applies Dense layers: the task reads :data:`DENSE_OUTPUT`
+    dense: bool = False
 
 
-def settings_of(bundle, max_length: int, special_ids=()) -> Settings:
-    """The :class:`Settings` of ``bundle`` for a pipeline cut at ``max_length``; TaskError for what the
-    task cannot compute (an unknown pooling mode, Dense layers)."""
+def settings_of(bundle, max_length: int, special_ids=(), output_names=()) -> Settings:
+    """The :class:`Settings` of ``bundle`` for a pipeline cut at ``max_length`` on a graph with
+    ``output_names``; TaskError for what the task cannot compute (an unknown pooling mode, Dense layers
+    without their graph output)."""
     st = bundle.sentence_transformers
     if st is None:
         return Settings(
@@ -115,10 +123,11 @@ def settings_of(bundle, max_length: int, special_ids=()) -> Settings:
             f"{bundle.root}: sentence-transformers pooling {', '.join(unknown)} is not one of "
             f"{', '.join(POOLING_MODES)}"
         )
-    if st.dense:
+    if st.dense and DENSE_OUTPUT not in output_names:
         raise TaskError(
             f"{bundle.root}: the checkpoint has {len(st.dense)} Dense module(s) after its pooling, whose "
-            "weights this bundle's graph does not carry; its sentence embeddings cannot be computed"
+            f"weights this bundle's graph does not carry (no {DENSE_OUTPUT!r} output; export it again); "
+            "its sentence embeddings cannot be computed"
         )
     length = min(max_length, st.max_seq_length) if st.max_seq_length else max_length
     return Settings(
@@ -129,6 +138,7 @@ def settings_of(bundle, max_length: int, special_ids=()) -> Settings:
         MappingProxyType(dict(st.prompts)),
         st.default_prompt_name,
         frozenset(special_ids),
+        bool(st.dense),
     )
 
 
@@ -141,6 +151,8 @@ class _Options:
     truncate_dim: int | None
     #: the pooling modes (the pipeline's settings: :meth:`Task.collect` sees no pipeline)
     pooling: tuple[str, ...] = ("mean",)
+    #: the output is the graph's pooled and projected :data:`DENSE_OUTPUT`
+    dense: bool = False
 
 
 class SentenceEmbedding(figures.CosineFigures, Task):
@@ -150,6 +162,7 @@ class SentenceEmbedding(figures.CosineFigures, Task):
     output = "last_hidden_state"
     dims = ("batch", "sequence", "hidden")
     reference_library = "sentence-transformers"  # bertrt bench: SentenceTransformer.encode
+    export_head = "bertrt.export.st_dense"  # Dense modules: pooling and Dense layers in the graph
     options = (
         Option("prompt_name", str | None, None, help="one of the model's prompts, put before every text"),
         Option(
@@ -171,7 +184,12 @@ class SentenceEmbedding(figures.CosineFigures, Task):
     )
 
     def setup(self, pipe) -> Settings:
-        return settings_of(pipe.bundle, pipe.max_length, pipe.tokenizer.encode_plain_specials())
+        settings = settings_of(
+            pipe.bundle, pipe.max_length, pipe.tokenizer.encode_plain_specials(), pipe.session.output_names
+        )
+        if settings.dense:  # the graph pools and projects: read its sentence_embedding output
+            pipe.session.select_output(DENSE_OUTPUT)
+        return settings
 
     def max_input_length(self, pipe) -> int:
         """The longest input this pipeline embeds (``max_seq_length`` when the checkpoint sets one)."""
@@ -205,13 +223,20 @@ class SentenceEmbedding(figures.CosineFigures, Task):
             ids = pipe.tokenizer.encode_batch([prompt], max_length=settings.max_length)[0].ids
             length = len(ids) - (1 if len(ids) and int(ids[-1]) in settings.special_ids else 0)
         dim = None if dim is None else int(dim)
-        return _Options(prompt or None, length, normalize, dim, settings.pooling)
+        if settings.dense and length:
+            raise InputError(
+                "this model's graph pools its Dense modules' input itself: a prompt cannot be left out "
+                "of the pooling (include_prompt=False)"
+            )
+        return _Options(prompt or None, length, normalize, dim, settings.pooling, settings.dense)
 
     def encode(self, pipe, items: list, opts: _Options) -> Encoding:
         texts = [opts.prompt + t for t in items] if opts.prompt else items
         return Encoding(pipe.tokenizer.encode_batch(texts, max_length=pipe.task_state.max_length))
 
     def collect(self, output: np.ndarray, row: int, seq, opts: _Options) -> np.ndarray:
+        if opts.dense:  # (batch, out_features): pooled and projected in the graph
+            return np.asarray(output[row], dtype=np.float32)
         tokens = output[row, : len(seq)].astype(np.float32, copy=False)
         mask = np.ones((1, len(seq)), dtype=np.float32)
         if opts.prompt_length:

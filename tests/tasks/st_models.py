@@ -3,6 +3,8 @@
 ``st_checkpoint(arch, key)``: a ``SentenceTransformer`` saved with ``.save()`` on the tiny
 ``feature-extraction`` checkpoint of ``arch`` (tests/builders.py), with the modules :data:`VARIANTS`
 names for ``key`` (pooling modes, Normalize, prompts, include_prompt, max_seq_length), cached on disk.
+``build_st_dense_checkpoint``: the same with Dense modules after the pooling (:data:`DENSE_VARIANTS`), whose
+bundles the exporter builds (the Dense weights go in the graph).
 ``st_bundle(arch, key)``: a sentence-embedding bundle of it: the cached feature-extraction bundle of the
 same checkpoint (same graph) with the checkpoint's sentence-transformers record, as the exporter reads it
 (:func:`bertrt.export.sentence_transformers.read_settings`).
@@ -14,7 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
-__all__ = ["VARIANTS", "build_st_checkpoint", "st_bundle_from"]
+__all__ = ["DENSE_VARIANTS", "VARIANTS", "build_st_checkpoint", "build_st_dense_checkpoint", "st_bundle_from"]
 
 #: key -> (pooling mode(s), normalize, include_prompt, prompts, default prompt name, max_seq_length)
 VARIANTS = {
@@ -28,6 +30,12 @@ VARIANTS = {
     "short": ("mean", False, True, None, None, 12),
     "prompts": ("mean", True, True, {"query": "query: ", "doc": "passage: "}, "query", None),
     "prompts-excluded": ("mean", False, False, {"query": "Represent the question: "}, None, None),
+}
+
+#: key -> (pooling mode, normalize, Dense layers as (out_features, activation class name))
+DENSE_VARIANTS = {
+    "dense-cls": ("cls", False, ((24, "Tanh"),)),
+    "dense-mean": ("mean", True, ((24, "Tanh"), (8, "Identity"))),
 }
 
 
@@ -46,6 +54,26 @@ def build_st_checkpoint(checkpoint: Path, key: str, out: Path) -> Path:
         modules.append(Normalize())
     model = SentenceTransformer(modules=modules, prompts=prompts, default_prompt_name=default, device="cpu")
     model.save(str(out))
+    return out
+
+
+def build_st_dense_checkpoint(checkpoint: Path, key: str, out: Path) -> Path:
+    """Save the sentence-transformers model of Dense variant ``key`` on ``checkpoint`` into ``out``."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+
+    mode, normalize, layers = DENSE_VARIANTS[key]
+    torch.manual_seed(0)
+    transformer = Transformer(str(checkpoint))
+    dim = transformer.get_embedding_dimension()
+    modules = [transformer, Pooling(dim, pooling_mode=mode)]
+    for features, activation in layers:
+        modules.append(Dense(dim, features, activation_function=getattr(torch.nn, activation)()))
+        dim = features
+    if normalize:
+        modules.append(Normalize())
+    SentenceTransformer(modules=modules, device="cpu").save(str(out))
     return out
 
 

@@ -1,7 +1,7 @@
 """sentence-embedding equals sentence-transformers' ``SentenceTransformer.encode`` (fp32, 1e-4): every
 architecture row, every pooling mode, prompts (included and excluded from the pooling), Normalize,
-max_seq_length, truncate_dim and normalize_embeddings; the pure-numpy pooling on its own; the exporter's
-inference of the task from modules.json."""
+max_seq_length, truncate_dim and normalize_embeddings; the pure-numpy pooling on its own; Dense modules
+exported into the graph (cls and mean pooling)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from bertrt.errors import InputError
 from bertrt.tasks import get_task
 from bertrt.tasks.sentence_embedding import pool
 from tests.builders import ARCHS
-from tests.tasks.st_models import VARIANTS, build_st_checkpoint, st_bundle_from
+from tests.tasks.st_models import (
+    DENSE_VARIANTS,
+    VARIANTS,
+    build_st_checkpoint,
+    build_st_dense_checkpoint,
+    st_bundle_from,
+)
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -115,16 +121,45 @@ def test_pool_is_sentence_transformers_pooling_on_a_padded_batch():
         )
 
 
-def test_a_checkpoint_with_dense_layers_is_refused_before_the_work(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("key", DENSE_VARIANTS)
+def test_dense_modules_are_in_the_graph_and_equal_sentence_transformers(tiny_checkpoint, model_cache, key):
+    """Pooling -> Dense (-> Normalize): the exported graph's sentence_embedding output at fp32, and int8
+    close to it (cosine printed: the figure the report gives)."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
 
-    from bertrt.errors import ExportError
     from bertrt.export import export_model
+    from bertrt.tasks.sentence_embedding import DENSE_OUTPUT
 
-    transformer = Transformer(str(tiny_checkpoint("bert", "feature-extraction")))
-    dim = transformer.get_embedding_dimension()
-    modules = [transformer, Pooling(dim), Dense(dim, 8)]
-    SentenceTransformer(modules=modules, device="cpu").save(str(tmp_path / "st"))
-    with pytest.raises(ExportError, match="Dense module"):
-        export_model(tmp_path / "st", tmp_path / "bundle")
+    checkpoint = tiny_checkpoint("bert", "feature-extraction")
+    folder = model_cache.get(f"st-bert-{key}", lambda out: build_st_dense_checkpoint(checkpoint, key, out))
+    bundle = model_cache.get(f"st-bundle-bert-{key}", lambda out: export_model(folder, out))
+    model = SentenceTransformer(str(folder), device="cpu")
+    pipe = pipeline(bundle=bundle, precision="fp32")
+    assert pipe.task == "sentence-embedding" and DENSE_OUTPUT in pipe.session.output_names
+    reference = model.encode(TEXTS)
+    assert reference.shape[-1] == DENSE_VARIANTS[key][2][-1][0]
+    _check(reference, pipe(TEXTS, batch_size=2))
+    _check(model.encode(TEXTS[0]), pipe(TEXTS[0]))
+    _check(model.encode(TEXTS, truncate_dim=4), pipe(TEXTS, truncate_dim=4))
+    q8 = pipeline(bundle=bundle, precision="int8")(TEXTS)
+    fp = pipe(TEXTS)
+    cosine = (q8 * fp).sum(-1) / np.linalg.norm(q8, axis=-1) / np.linalg.norm(fp, axis=-1)
+    print(f"{key}: int8 cosine to fp32 min {cosine.min():.6f} mean {cosine.mean():.6f}")
+    assert cosine.min() > 0.9
+
+
+def test_a_bundle_without_the_dense_output_is_refused(st_model, tmp_path):
+    """A bundle recording Dense modules whose graph lacks their output (an older export)."""
+    import json
+    import shutil
+
+    from bertrt.bundle import MANIFEST
+    from bertrt.errors import TaskError
+
+    _, bundle = st_model("bert", "cls")
+    shutil.copytree(bundle, tmp_path / "b")
+    manifest = json.loads((tmp_path / "b" / MANIFEST).read_text(encoding="utf-8"))
+    manifest["sentence_transformers"]["dense"] = [{"in_features": 32, "out_features": 8}]
+    (tmp_path / "b" / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(TaskError, match="Dense module"):
+        pipeline("sentence-embedding", tmp_path / "b", precision="fp32")
