@@ -44,7 +44,9 @@ def _weights(folder: Path):
 
         state = {
             k: v.float().numpy()
-            for k, v in torch.load(folder / "pytorch_model.bin", map_location="cpu").items()
+            for k, v in torch.load(
+                folder / "pytorch_model.bin", map_location="cpu", weights_only=True
+            ).items()
         }
     else:
         raise ExportError(f"{folder}: no Dense weights (model.safetensors or pytorch_model.bin)")

@@ -163,3 +163,21 @@ def test_a_bundle_without_the_dense_output_is_refused(st_model, tmp_path):
     (tmp_path / "b" / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(TaskError, match="Dense module"):
         pipeline("sentence-embedding", tmp_path / "b", precision="fp32")
+
+
+@pytest.mark.parametrize(("mode", "include_prompt"), [("lasttoken", True), ("mean", False)])
+def test_dense_after_a_pooling_the_graph_does_not_compute_is_refused(
+    tiny_checkpoint, tmp_path, mode, include_prompt
+):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
+
+    from bertrt.errors import ExportError
+    from bertrt.export.st_dense import read_dense
+
+    transformer = Transformer(str(tiny_checkpoint("bert", "feature-extraction")))
+    dim = transformer.get_embedding_dimension()
+    pooling = Pooling(dim, pooling_mode=mode, include_prompt=include_prompt)
+    SentenceTransformer(modules=[transformer, pooling, Dense(dim, 8)], device="cpu").save(str(tmp_path))
+    with pytest.raises(ExportError, match="before Dense modules is not exported"):
+        read_dense(tmp_path)
