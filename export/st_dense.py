@@ -141,6 +141,7 @@ def _module():
 
         def finish_graph(self, path: Path) -> None:
             _append_head(path, self.modes, self.layers)
+            _check_head(self, path)
 
     return _DenseHead
 
@@ -148,6 +149,28 @@ def _module():
 def DenseHead(inner, modes, layers):
     """The wrapper module (torch is imported when it is built)."""
     return _module()(inner, modes, layers)
+
+
+def _check_head(module, path: Path, atol: float = 1e-4) -> None:
+    """ExportError unless the graph's :data:`DENSE_OUTPUT` equals ``module``'s on a padded random batch
+    (the validation step compares ``last_hidden_state`` only)."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, max(6, min(int(module.config.vocab_size), 1000)), size=(2, 9), dtype=np.int64)
+    mask = np.ones_like(ids)
+    mask[1, 5:] = 0
+    feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    feed = {i.name: feed[i.name] for i in session.get_inputs() if i.name in feed}
+    got = session.run([DENSE_OUTPUT], feed)[0]
+    with torch.inference_mode():
+        want = getattr(module(**{k: torch.from_numpy(v) for k, v in feed.items()}), DENSE_OUTPUT).numpy()
+    diff = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+    if not diff <= atol:
+        raise ExportError(f"{path}: the graph's {DENSE_OUTPUT} differs from PyTorch's (max|Δ| {diff:.3g})")
 
 
 def _append_head(path: Path, modes: tuple[str, ...], layers: list[tuple]) -> None:
@@ -221,7 +244,8 @@ def _append_head(path: Path, modes: tuple[str, ...], layers: list[tuple]) -> Non
             nodes.append(helper.make_node(op, [x], [f"{p}act{i}"]))
             x = f"{p}act{i}"
     nodes.append(helper.make_node("Identity", [x], [DENSE_OUTPUT]))
-    graph.initializer.extend(init)
+    used = {name for node in nodes for name in node.input}
+    graph.initializer.extend(t for t in init if t.name in used)
     graph.node.extend(nodes)
     out = helper.make_tensor_value_info(DENSE_OUTPUT, TensorProto.FLOAT, [None, layers[-1][0].shape[0]])
     out.type.tensor_type.shape.dim[0].CopyFrom(hidden.type.tensor_type.shape.dim[0])
