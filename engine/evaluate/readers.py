@@ -290,19 +290,30 @@ def read_labelled(path: str | Path, fmt: str | None = None) -> list[Example]:
     if fmt not in ("tsv", "jsonl"):
         raise InputError(f"unknown labelled-data format {fmt!r}; expected tsv or jsonl")
     parse = _tsv_example if fmt == "tsv" else _jsonl_example
-    examples: list[Example] = []
+    first = True  # the first non-blank line may be a TSV header
+
+    def parse_one(line: str, lineno: int, problems: _Problems):
+        nonlocal first
+        example, first = parse(line, lineno, problems, first), False
+        return example
+
+    return _read_records(path, parse_one, "labelled examples")
+
+
+def _read_records(path: Path, parse, what: str) -> list:
+    """``parse(line, lineno, problems)`` over the file's non-blank lines: the records it returns (None: a
+    problem it recorded), every problem raised at once; InputError when there is no record."""
+    records: list = []
     problems = _Problems()
-    first = True
     for lineno, line in iter_lines(path):
         if line.strip():
-            example = parse(line, lineno, problems, first)
-            first = False
-            if example is not None:
-                examples.append(example)
+            record = parse(line, lineno, problems)
+            if record is not None:
+                records.append(record)
     raise_problems(path, problems)
-    if not examples:
-        raise InputError(f"{path}: no labelled examples found")
-    return examples
+    if not records:
+        raise InputError(f"{path}: no {what} found")
+    return records
 
 
 def write_labelled(examples: list[Example], path: str | Path) -> Path:
@@ -390,14 +401,4 @@ def read_squad(path: str | Path) -> list[QAExample]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such question-answering data file")
-    examples: list[QAExample] = []
-    problems = _Problems()
-    for lineno, line in iter_lines(path):
-        if line.strip():
-            example = _squad_example(line, lineno, problems)
-            if example is not None:
-                examples.append(example)
-    raise_problems(path, problems)
-    if not examples:
-        raise InputError(f"{path}: no questions found")
-    return examples
+    return _read_records(path, _squad_example, "questions")
