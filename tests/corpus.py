@@ -38,3 +38,12 @@ PARITY_TEXTS = [
 ]
 
 BLANK_TEXTS = ["", " ", "  \t\n  "]
+
+#: Sentences for checks of MiniLM embeddings (not the exporter's validation samples).
+SENTENCES = [
+    "A man is playing a guitar on stage.",
+    "The new movie is awesome and everybody should watch it.",
+    "Stock markets fell sharply on Tuesday after the announcement.",
+    "How do I reset my password?",
+    "Cats sleep for most of the day.",
+]

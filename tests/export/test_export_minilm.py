@@ -7,15 +7,10 @@ import onnxruntime as ort
 
 from bertrt.bundle import FP32_FILE, INT8_FILE
 from bertrt.export import validate
+from tests.corpus import SENTENCES
 
 # Not the validation samples: an independent check of the int8 embeddings.
-TEXTS = [
-    "A man is playing a guitar on stage.",
-    "The new movie is awesome and everybody should watch it.",
-    "Stock markets fell sharply on Tuesday after the announcement.",
-    "How do I reset my password?",
-    "Cats sleep for most of the day.",
-]
+TEXTS = SENTENCES
 
 
 def test_minilm_manifest_figures(minilm_bundle):

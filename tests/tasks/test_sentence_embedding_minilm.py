@@ -15,13 +15,10 @@ import pytest
 import bertrt
 from bertrt.bundle import MANIFEST
 from bertrt.cli import main
+from tests.corpus import SENTENCES
 
 TEXTS = [
-    "A man is playing a guitar on stage.",
-    "The new movie is awesome and everybody should watch it.",
-    "Stock markets fell sharply on Tuesday after the announcement.",
-    "How do I reset my password?",
-    "Cats sleep for most of the day.",
+    *SENTENCES,
     " ".join(["Groningen is a city in the north of the Netherlands."] * 40),  # ~480 tokens: cut at 256
 ]
 
