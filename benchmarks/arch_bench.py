@@ -1,6 +1,7 @@
 """The new architecture families at realistic sizes: bertrt int8 / fp32 against the transformers pipeline.
 
-    python -m benchmarks.arch_bench [--families deberta-v2,modernbert,xlm-roberta] [--passes 3]
+    python -m benchmarks.arch_bench [--families deberta-v2,modernbert,bert,mpnet,xlm-roberta] [--passes 3]
+                                    [--max-tokens 128|48] [--systems bertrt-int8,...,pytorch]
                                     [--texts 64] [--tiny] [--out benchmarks/results]
 
 For each family a random token-classification checkpoint (9 labels) of the named published shape is built
@@ -49,8 +50,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchmarks import data as bdata
-from benchmarks import hardware
+from benchmarks import gemm_peak, hardware
 from benchmarks.workloads import Workload, _long_texts, ensure_bundle, minilm_dir
+from bertrt.errors import BertrtError
 
 __all__ = ["FAMILIES", "build_checkpoint", "main", "profile_graph", "run_arch_bench"]
 
@@ -63,8 +65,28 @@ MAX_TOKENS = 128
 BATCH_SIZE = 8
 LATENCY_CALLS = 16
 THREADS = 2
-SYSTEMS = ("bertrt-int8", "bertrt-fp32", "pytorch")
-PROFILED = ("deberta-v2", "modernbert")  # the families no onnxruntime Attention fusion covers
+SYSTEMS = ("bertrt-int8", "bertrt-fp32", "openvino-int8", "openvino-bf16", "pytorch")
+#: bertrt system -> (precision, backend)
+BERTRT_SYSTEMS = {
+    "bertrt-int8": ("int8", "onnxruntime"),
+    "bertrt-fp32": ("fp32", "onnxruntime"),
+    "openvino-int8": ("int8", "openvino"),
+    "openvino-bf16": ("bf16", "openvino"),
+}
+#: system -> the precision of the GEMM peak it is compared with
+PEAK_PRECISION = {
+    "bertrt-int8": "int8",
+    "openvino-int8": "int8",
+    "bertrt-fp32": "fp32",
+    "openvino-bf16": "bf16",
+    "pytorch": "fp32",
+}
+PROFILED = (
+    "deberta-v2",
+    "modernbert",
+    "mpnet",
+    "bert",
+)  # the families no onnxruntime Attention fusion covers
 PAUSE_S = 0.05
 #: the ops that run the int8 weight matrices in an int8 graph (the rest of the node time is not int8 GEMM)
 INT8_GEMM_OPS = {"MatMulIntegerToFloat", "DynamicQuantizeMatMul", "MatMulInteger", "QAttention"}
@@ -103,6 +125,22 @@ FAMILIES = {
             "global_attn_every_n_layers": 3,
             "local_attention": 128,
             "reference_compile": False,
+        },
+    ),
+    "bert": (
+        "BertConfig",
+        "bert-base shape (12 x 768, 12 heads, FFN 3072): the seed's own models' size",
+        {**_SHARED, "num_hidden_layers": 12, "intermediate_size": 3072, "max_position_embeddings": 512},
+    ),
+    "mpnet": (
+        "MPNetConfig",
+        "MPNet-base shape (12 x 768, 12 heads, FFN 3072), relative-position bias (32 buckets)",
+        {
+            **_SHARED,
+            "num_hidden_layers": 12,
+            "intermediate_size": 3072,
+            "max_position_embeddings": 514,
+            "relative_attention_num_buckets": 32,
         },
     ),
     "xlm-roberta": (
@@ -169,14 +207,14 @@ def build_checkpoint(family: str, tiny: bool = False, root: Path | None = None) 
     return out
 
 
-def bench_texts(n: int, tokenizer) -> tuple[list[str], list[int]]:
-    """``n`` long WNUT texts, each cut after the last whole word within ``MAX_TOKENS - 2`` pieces;
+def bench_texts(n: int, tokenizer, max_tokens: int = MAX_TOKENS) -> tuple[list[str], list[int]]:
+    """``n`` long WNUT texts, each cut after the last whole word within ``max_tokens - 2`` pieces;
     returns the texts and their token counts (with [CLS]/[SEP])."""
     texts, lengths = [], []
     for text in _long_texts(n):
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         words, offsets = enc.word_ids(), enc["offset_mapping"]
-        keep = min(len(words), MAX_TOKENS - 2)
+        keep = min(len(words), max_tokens - 2)
         while 0 < keep < len(words) and words[keep] == words[keep - 1]:
             keep -= 1  # do not split a word: the cut text then tokenizes to the same pieces
         cut = text[: offsets[keep - 1][1]]
@@ -210,10 +248,10 @@ def _pytorch(checkpoint: Path, threads: int):
     return pipeline_call(pipe, TASK), model.config._attn_implementation
 
 
-def _bertrt(bundle: Path, threads: int, precision: str):
+def _bertrt(bundle: Path, threads: int, precision: str, backend: str = "onnxruntime"):
     import bertrt
 
-    pipe = bertrt.pipeline(TASK, str(bundle), precision=precision, threads=threads)
+    pipe = bertrt.pipeline(TASK, str(bundle), precision=precision, threads=threads, backend=backend)
     return lambda texts, bs: pipe(texts, batch_size=bs, aggregation_strategy="first")
 
 
@@ -332,6 +370,8 @@ def run_arch_bench(
     latency_calls: int = LATENCY_CALLS,
     tiny: bool = False,
     threads: int = THREADS,
+    max_tokens: int = MAX_TOKENS,
+    systems: tuple[str, ...] = SYSTEMS,
 ) -> dict:
     import transformers
 
@@ -339,7 +379,7 @@ def run_arch_bench(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     tok = transformers.AutoTokenizer.from_pretrained(minilm_dir(), model_max_length=MAX_TOKENS)
-    texts, lengths = bench_texts(n_texts, tok)
+    texts, lengths = bench_texts(n_texts, tok, max_tokens)
     result: dict = {
         "machine": hardware.machine_info(),
         "threads": threads,
@@ -354,10 +394,11 @@ def run_arch_bench(
             "tokens_min": min(lengths),
             "tokens_max": max(lengths),
             "source": "WNUT-16 sentences joined into texts of >= 140 words, cut at the last whole word "
-            f"within {MAX_TOKENS} tokens (MiniLM WordPiece)",
+            f"within {max_tokens} tokens (MiniLM WordPiece)",
         },
         "tokenizer": "MiniLM's uncased WordPiece (30,522 pieces) for every family: a benchmark of compute",
         "families": {},
+        "gemm_peak": gemm_peak.load_peaks(cpu=hardware.machine_info().get("cpu")),
     }
     for family in families:
         fam_start = time.perf_counter()
@@ -375,14 +416,18 @@ def run_arch_bench(
             data=result["texts"]["source"],
         )
         pytorch, attn = _pytorch(checkpoint, threads)
-        systems = {
-            "bertrt-int8": _bertrt(bundle, threads, "int8"),
-            "bertrt-fp32": _bertrt(bundle, threads, "fp32"),
-            "pytorch": pytorch,
-        }
+        running, unavailable = {}, {}
+        for name in systems:
+            try:
+                running[name] = (
+                    pytorch if name == "pytorch" else _bertrt(bundle, threads, *BERTRT_SYSTEMS[name])
+                )
+            except BertrtError as exc:  # e.g. OpenVINO cannot compile the graph: a finding, not a crash
+                unavailable[name] = " ".join(str(exc).split())[:300]
+                log.warning("arch-bench: %s %s cannot run: %s", family, name, unavailable[name])
         log.warning("arch-bench: timing %s", family)
-        figures = measure(systems, texts, passes, latency_calls)
-        del systems, pytorch
+        figures = measure(running, texts, passes, latency_calls)
+        del running, pytorch
         entry = {
             "shape": FAMILIES[family][1] if not tiny else "TINY: 2 x 64 (code check)",
             "config": _family_config(family, tiny)[1],
@@ -397,16 +442,19 @@ def run_arch_bench(
             },
             "gops_per_token_int8": hardware.gops_per_token(bundle / "model.int8.onnx"),
             "systems": figures,
+            "unavailable": unavailable,
         }
         if family in PROFILED:
             entry["profile"] = _profile(family, workload, texts, threads)
         entry["seconds"] = time.perf_counter() - fam_start
         result["families"][family] = entry
     result["total_s"] = time.perf_counter() - started
+    result["systems"] = list(systems)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "architectures.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    (out_dir / "architectures.md").write_text(render_markdown(result), encoding="utf-8")
+    stem = "architectures" if max_tokens == MAX_TOKENS else f"architectures-{max_tokens}"
+    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    (out_dir / f"{stem}.md").write_text(render_markdown(result), encoding="utf-8")
     return result
 
 
@@ -415,22 +463,51 @@ def _tp(figure: dict) -> str:
     return f"{t['median']:.1f} ({t['min']:.1f}–{t['max']:.1f})"
 
 
+def _peak_share(result: dict, entry: dict, system: str) -> str:
+    """The system's weight-GEMM GOP/s (GOP/token x tokens/s) as a share of this CPU's measured peak of
+    its precision (``benchmarks/results/gemm_peak.json``; "-" without one measured on this CPU)."""
+    peaks = (result.get("gemm_peak") or {}).get("peaks") or {}
+    peak = (peaks.get(PEAK_PRECISION.get(system, "")) or {}).get("gops")
+    if not peak:
+        return "-"
+    tokens_per_s = entry["systems"][system]["texts_per_s"]["median"] * result["texts"]["tokens_mean"]
+    return f"{tokens_per_s * entry['gops_per_token_int8'] / peak:.0%}"
+
+
 def summary_table(result: dict) -> list[str]:
+    systems = result.get("systems") or [
+        s for s in SYSTEMS if s in next(iter(result["families"].values()))["systems"]
+    ]
+    timed = [s for s in systems if s != "pytorch"]
     lines = [
-        "| family (shape) | bertrt int8 texts/s | bertrt fp32 texts/s | PyTorch texts/s | int8 / PyTorch "
-        "| p50 int8 ms | p50 fp32 ms | p50 PyTorch ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| family (shape) | "
+        + " | ".join(f"{s} texts/s (% peak)" for s in systems)
+        + " | "
+        + " | ".join(f"{s} / PyTorch" for s in timed)
+        + " | "
+        + " | ".join(f"p50 {s} ms" for s in systems)
+        + " |",
+        "|---|" + "---:|" * (3 * len(systems) - 1),
     ]
     for family, entry in result["families"].items():
         s = entry["systems"]
-        ratio = s["bertrt-int8"]["texts_per_s"]["median"] / s["pytorch"]["texts_per_s"]["median"]
         shape = entry["shape"].split(" (")[0]
-        lines.append(
-            f"| {family} ({shape}) | {_tp(s['bertrt-int8'])} | {_tp(s['bertrt-fp32'])} | {_tp(s['pytorch'])} "
-            f"| {ratio:.2f}x | {s['bertrt-int8']['p50_ms']:.0f} | {s['bertrt-fp32']['p50_ms']:.0f} "
-            f"| {s['pytorch']['p50_ms']:.0f} |"
-        )
+        ref = s["pytorch"]["texts_per_s"]["median"] if "pytorch" in s else None
+        cells = [f"{_tp(s[n])} ({_peak_share(result, entry, n)})" if n in s else "n/a" for n in systems]
+        cells += [f"{s[n]['texts_per_s']['median'] / ref:.2f}x" if ref and n in s else "-" for n in timed]
+        cells += [f"{s[n]['p50_ms']:.0f}" if n in s else "-" for n in systems]
+        lines.append(f"| {family} ({shape}) | " + " | ".join(cells) + " |")
     return lines
+
+
+def _peaks_text(result: dict) -> str:
+    peaks = (result.get("gemm_peak") or {}).get("peaks") or {}
+    if not peaks:
+        return "no gemm_peak.json of this CPU: run python -m benchmarks.gemm_peak"
+    return (
+        ", ".join(f"{p} {v['gops']:.0f} GOP/s" for p, v in peaks.items())
+        + ", benchmarks/results/gemm_peak.json"
+    )
 
 
 def render_markdown(result: dict, top: int = 8) -> str:
@@ -439,7 +516,8 @@ def render_markdown(result: dict, top: int = 8) -> str:
     t = result["texts"]
     exports = sum(e.get("export_or_cache_s", 0.0) for e in result["families"].values())
     lines = [
-        "# Architectures at realistic size (`python -m benchmarks.arch_bench`)",
+        f"# Architectures at realistic size (`python -m benchmarks.arch_bench`, {result['texts']['tokens_max']} "
+        "tokens)",
         "",
     ]
     if result["tiny"]:
@@ -448,7 +526,9 @@ def render_markdown(result: dict, top: int = 8) -> str:
         f"Machine: {m.get('cpu')} ({m.get('physical_cores')} physical cores; avx512_vnni: "
         f"{'yes' if 'avx512_vnni' in flags else 'no'}; amx_int8: {'yes' if 'amx_int8' in flags else 'no'}; "
         f"flags {', '.join(sorted(flags))}); load average at start {m.get('load_average')}; "
-        f"{result['threads']} intra-op threads for every system; onnxruntime "
+        f"{result['threads']} intra-op threads for every system; % peak: weight-GEMM GOP/s (int8 GOP/token x "
+        "tokens/s) over this CPU's measured GEMM peak of the system's precision "
+        f"({_peaks_text(result)}); onnxruntime "
         f"{m['versions'].get('onnxruntime')}, torch {m['versions'].get('torch')}, transformers "
         f"{m['versions'].get('transformers')}.",
         "",
@@ -473,6 +553,9 @@ def render_markdown(result: dict, top: int = 8) -> str:
             f"{entry['gops_per_token_int8']:.3f} | {entry['sizes_mb']['model.onnx']:.0f} | "
             f"{entry['sizes_mb']['model.int8.onnx']:.0f} |"
         )
+    for family, entry in result["families"].items():
+        for name, reason in (entry.get("unavailable") or {}).items():
+            lines.append(f"\n{family}: {name} n/a: {reason}")
     profiled = {f: e["profile"] for f, e in result["families"].items() if "profile" in e}
     if profiled:
         lines += [
@@ -520,10 +603,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts", type=int, default=64, help="texts per pass (default 64)")
     parser.add_argument("--latency-calls", type=int, default=LATENCY_CALLS, help="single-text calls (16)")
     parser.add_argument("--tiny", action="store_true", help="2-layer x 64 models: a check of the code")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=MAX_TOKENS,
+        help="cut each text at this many tokens (128; 48: short)",
+    )
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {', '.join(SYSTEMS)}"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (benchmarks/results)")
     args = parser.parse_args(argv)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
-    unknown = [f for f in families if f not in FAMILIES]
+    systems = tuple(x.strip() for x in args.systems.split(",") if x.strip())
+    unknown = [f for f in families if f not in FAMILIES] + [x for x in systems if x not in SYSTEMS]
     if unknown or not families or min(args.passes, args.texts, args.latency_calls) <= 0:
         print(
             f"arch_bench: unknown family {unknown} (known: {', '.join(FAMILIES)}) or a count <= 0",
@@ -538,6 +631,8 @@ def main(argv: list[str] | None = None) -> int:
         n_texts=args.texts,
         latency_calls=args.latency_calls,
         tiny=args.tiny,
+        max_tokens=args.max_tokens,
+        systems=systems,
     )
     print(render_markdown(result))
     print(

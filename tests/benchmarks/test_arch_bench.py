@@ -41,13 +41,47 @@ def test_texts_fit_one_window_and_end_on_a_word():
         assert tok(text, add_special_tokens=False)["input_ids"] == full[: n - 2]
 
 
+def test_short_texts_cut_at_max_tokens():
+    import transformers
+
+    from benchmarks.workloads import minilm_dir
+
+    tok = transformers.AutoTokenizer.from_pretrained(minilm_dir())
+    texts, lengths = arch_bench.bench_texts(4, tok, 48)
+    assert all(40 <= n <= 48 and n == len(tok(t)["input_ids"]) for t, n in zip(texts, lengths))
+
+
+@pytest.mark.slow  # exports and times two tiny models
+def test_short_run_other_families_and_systems(tmp_path, monkeypatch):
+    monkeypatch.setenv("BERTRT_CACHE", str(tmp_path / "cache"))
+    systems = ("bertrt-int8", "openvino-bf16", "pytorch")
+    arch_bench.run_arch_bench(
+        ["mpnet", "bert"],
+        tmp_path,
+        passes=1,
+        n_texts=2,
+        latency_calls=1,
+        tiny=True,
+        threads=1,
+        max_tokens=48,
+        systems=systems,
+    )
+    saved = json.loads((tmp_path / "architectures-48.json").read_text(encoding="utf-8"))
+    assert saved["texts"]["tokens_max"] <= 48 and saved["systems"] == list(systems)
+    for family in ("mpnet", "bert"):
+        assert set(saved["families"][family]["systems"]) == set(systems)
+    md = (tmp_path / "architectures-48.md").read_text(encoding="utf-8")
+    assert "openvino-bf16 / PyTorch" in md and "| mpnet (" in md and "| bert (" in md
+
+
 @pytest.mark.slow  # exports and times a model: the slow run
 def test_report_files_and_profile(tiny_run):
     out, result = tiny_run
     saved = json.loads((out / "architectures.json").read_text(encoding="utf-8"))
     assert saved["tiny"] is True and set(saved["families"]) == {"deberta-v2"}
     entry = saved["families"]["deberta-v2"]
-    assert set(entry["systems"]) == set(arch_bench.SYSTEMS)
+    assert set(entry["systems"]) | set(entry["unavailable"]) == set(arch_bench.SYSTEMS)
+    assert "openvino-int8" in entry["unavailable"]  # OpenVINO cannot compile the DeBERTa graph's If
     for figures in entry["systems"].values():
         assert figures["texts_per_s"]["median"] > 0 and len(figures["latency_ms"]) == 2
     assert entry["pytorch_attn_implementation"] == "eager"  # DeBERTa-v2 has no sdpa in transformers 4.57
