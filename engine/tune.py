@@ -10,7 +10,8 @@ text a line, else :data:`SAMPLE_TEXTS`):
    ``cosine_min`` / ``cosine_mean``);
 2. **batch invariance**: the same figures between the candidate at batch 1 and at batch 32;
 3. **speed**: texts/s of the whole pipeline (text in, result out) at each batch size, ``repeats`` runs,
-   median with min-max. A candidate's speed is that of its best batch size.
+   median with min-max. A candidate's speed is that of its best batch size; its **latency** is the p50
+   of single-text calls (:data:`LATENCY_CALLS` of the sample's texts, after one warm-up call).
 
 With ``--labelled FILE`` (the data ``bertrt eval`` reads for the task: IOB for NER, TSV/JSONL for
 classifiers; ``bertrt[eval]`` for NER) the labelled texts are the sample (unless ``--texts`` is given too)
@@ -21,8 +22,12 @@ reference's score, ``labelled.f1_delta`` / ``labelled.accuracy_delta``, gated at
 (lose at most 0.5 points).
 
 A candidate passes when every figure meets the task's gates (:attr:`bertrt.tasks.base.Task.gates`;
-``--gate NAME=MIN`` overrides one: ``accuracy.entity_f1=0.9``). The winner is the fastest candidate that
-passes; the fastest passing one per precision is kept too (``by_precision``), for
+``--gate NAME=MIN`` overrides one: ``accuracy.entity_f1=0.9``). ``--goal`` says what "fastest" means:
+``throughput`` (default: the most texts/s at the candidate's best batch size, for batch jobs) or
+``latency`` (the lowest batch-1 p50, for a server answering one text at a time; backends differ most
+there: OpenVINO's batch-1 calls can beat onnxruntime's int8 while its batches lose). The winner is the
+fastest passing candidate by the goal; both goals' winners are recorded (``throughput_winner``,
+``latency_winner``), and the fastest passing one per precision by the goal (``by_precision``), for
 ``pipeline(precision=...)``.
 
 ``tuning.json`` (``{"schema_version": 1, "format": "bertrt-tuning", "machines": {cpu key: entry}}``): one
@@ -59,7 +64,9 @@ from .errors import BackendError, BertrtError, InputError, ModelFileNotFoundErro
 from .tasks import get_task
 
 __all__ = [
+    "GOALS",
     "LABELLED_LOSS",
+    "LATENCY_CALLS",
     "SAMPLE_TEXTS",
     "add_arguments",
     "compare",
@@ -72,6 +79,10 @@ __all__ = [
 log = logging.getLogger("bertrt")
 
 SCHEMA_VERSION = 1
+#: what the winner is chosen by (``bertrt tune --goal``)
+GOALS = ("throughput", "latency")
+#: single-text calls timed per candidate for its batch-1 p50
+LATENCY_CALLS = 16
 FORMAT = "bertrt-tuning"
 
 #: with labelled data: the largest loss against the fp32 reference's gold score, in points (a minimum)
@@ -214,6 +225,17 @@ def _speed(pipe, texts, batch_size: int, repeats: int) -> dict:
     }
 
 
+def _latency(pipe, texts, calls: int = LATENCY_CALLS) -> dict:
+    """p50 (and max) milliseconds of single-text calls over the first ``calls`` texts (one warm-up)."""
+    pipe(texts[:1], batch_size=1)
+    ms = []
+    for text in (texts * calls)[:calls]:
+        start = time.perf_counter()
+        pipe([text], batch_size=1)
+        ms.append((time.perf_counter() - start) * 1000.0)
+    return {"p50_ms": round(statistics.median(ms), 3), "max_ms": round(max(ms), 3), "calls": len(ms)}
+
+
 def _versions() -> dict:
     """bertrt's version and those of every registered backend's distributions (None: not installed)."""
     from .cpu import installed_versions
@@ -235,19 +257,23 @@ def tune(
     write: bool = True,
     labelled=None,
     providers=None,
+    goal: str = "throughput",
 ) -> dict:
     """Measure, gate, pick; write ``tuning.json`` into ``bundle`` (``write=False``: only return the entry).
 
     ``factory(task, bundle, backend, precision, threads)`` builds a candidate (default: bertrt.pipeline);
     tests pass one that sabotages a candidate (with ``providers``, it is called with ``providers=`` too).
     ``labelled``: a labelled data file (or bertrt.evaluate items) to gate on gold scores. ``providers``:
-    onnxruntime execution providers every candidate runs with (a GPU: see the module docstring). Returns
+    onnxruntime execution providers every candidate runs with (a GPU: see the module docstring). ``goal``:
+    what the winner is chosen by, one of :data:`GOALS`. Returns
     this machine's entry (see the module docstring).
     """
     root = Path(bundle)
     if not root.is_dir():
         raise InputError(f"{bundle}: bertrt tune needs a local bundle folder")
     factory = factory or _default_factory
+    if goal not in GOALS:
+        raise InputError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
     batch_sizes = sorted({int(b) for b in batch_sizes})
     if not batch_sizes or batch_sizes[0] <= 0 or repeats <= 0:
         raise InputError("batch sizes and repeats must be positive")
@@ -302,6 +328,7 @@ def tune(
                     figures[f"labelled.{metric}_delta"] = round(score - reference_score, 2)
                 speeds = [_speed(pipe, sample, bs, repeats) for bs in batch_sizes]
                 best = max(speeds, key=lambda s: s["texts_per_s"])
+                latency = _latency(pipe, sample)
                 reasons = _gate(figures, task_gates)
                 cand.update(
                     available=True,
@@ -309,6 +336,8 @@ def tune(
                     speeds=speeds,
                     batch_size=best["batch_size"],
                     texts_per_s=best["texts_per_s"],
+                    latency=latency,
+                    p50_ms=latency["p50_ms"],
                     passed=not reasons,
                     reasons=reasons,
                 )
@@ -316,13 +345,18 @@ def tune(
                 log.info("tune: %s", cand)
     _require_one_ran(candidates)
     passed = [c for c in candidates if c["passed"]]
-    winner = max(passed, key=lambda c: c["texts_per_s"], default=None)
+    ranks = {"throughput": lambda c: -c["texts_per_s"], "latency": lambda c: c["p50_ms"]}
+    winners = {g: min(passed, key=rank, default=None) for g, rank in ranks.items()}
 
     def choice(c):
-        return {k: c[k] for k in ("backend", "precision", "threads", "batch_size", "texts_per_s")}
+        return (
+            None
+            if c is None
+            else {k: c[k] for k in ("backend", "precision", "threads", "batch_size", "texts_per_s", "p50_ms")}
+        )
 
     by_precision = {}
-    for c in sorted(passed, key=lambda c: -c["texts_per_s"]):
+    for c in sorted(passed, key=ranks[goal]):
         by_precision.setdefault(c["precision"], choice(c))
     info = backends.cpu_info()
     entry = {
@@ -338,7 +372,10 @@ def tune(
         "reference": "onnxruntime fp32, batch 32",
         "labelled": labelled_record,
         "candidates": candidates,
-        "winner": choice(winner) if winner else None,
+        "goal": goal,
+        "winner": choice(winners[goal]),
+        "throughput_winner": choice(winners["throughput"]),
+        "latency_winner": choice(winners["latency"]),
         "by_precision": by_precision,
     }
     if write:
@@ -392,13 +429,14 @@ def format_report(entry: dict) -> str:
             else []
         ),
         "",
-        "| backend | precision | threads | texts/s by batch size (median, min-max) | accuracy | batch 1 vs 32 | result |",
-        "|---|---|---:|---|---|---|---|",
+        "| backend | precision | threads | texts/s by batch size (median, min-max) | batch-1 p50 ms | accuracy "
+        "| batch 1 vs 32 | result |",
+        "|---|---|---:|---|---:|---|---|---|",
     ]
     for c in entry["candidates"]:
         if not c.get("available"):
             lines.append(
-                f"| {c['backend']} | {c['precision']} | {c['threads']} | - | - | - | unavailable: "
+                f"| {c['backend']} | {c['precision']} | {c['threads']} | - | - | - | - | unavailable: "
                 f"{'; '.join(c['reasons'])} |"
             )
             continue
@@ -417,19 +455,31 @@ def format_report(entry: dict) -> str:
         inv = ", ".join(f"{k[11:]} {v:.4f}" for k, v in c["figures"].items() if k.startswith("invariance."))
         result = "pass" if c["passed"] else "fail: " + "; ".join(c["reasons"])
         lines.append(
-            f"| {c['backend']} | {c['precision']} | {c['threads']} | {speeds} | {acc} | {inv} | {result} |"
+            f"| {c['backend']} | {c['precision']} | {c['threads']} | {speeds} | {c['p50_ms']:.1f} | {acc} | {inv} "
+            f"| {result} |"
         )
     w = entry["winner"]
     lines += [
         "",
         (
-            f"Winner: {w['backend']} {w['precision']}, {w['threads']} threads, batch {w['batch_size']}: "
-            f"{w['texts_per_s']:.0f} texts/s"
+            f"Winner: {_choice_text(w)} (goal {entry.get('goal', 'throughput')})"
             if w
             else "Winner: none passed the gates; backend='auto' keeps the static rule (onnxruntime int8)"
         ),
     ]
+    for goal in GOALS:
+        other = entry.get(f"{goal}_winner")
+        if w and other and goal != entry.get("goal", "throughput"):
+            lines.append(f"Best by {goal}: {_choice_text(other)}")
     return "\n".join(lines)
+
+
+def _choice_text(w: dict) -> str:
+    p50 = f", batch-1 p50 {w['p50_ms']:.1f} ms" if w.get("p50_ms") is not None else ""
+    return (
+        f"{w['backend']} {w['precision']}, {w['threads']} threads, batch {w['batch_size']}: "
+        f"{w['texts_per_s']:.0f} texts/s{p50}"
+    )
 
 
 # -- command line -------------------------------------------------------------------------------------
@@ -461,6 +511,13 @@ def add_arguments(parser) -> None:
         parser,
         "onnxruntime execution providers to tune for, e.g. cuda (needs onnxruntime-gpu): the "
         "candidates run there and the result is this machine's entry for them",
+    )
+    parser.add_argument(
+        "--goal",
+        choices=GOALS,
+        default="throughput",
+        help="what the winner is chosen by: throughput (texts/s at the best batch size; default) or latency "
+        "(batch-1 p50, for a server answering one text at a time)",
     )
     parser.add_argument("--report", action="store_true", help="print the table of every candidate")
     parser.add_argument(
@@ -496,6 +553,7 @@ def run(args) -> int:
         write=not args.no_write,
         labelled=args.labelled,
         providers=getattr(args, "providers", None),
+        goal=getattr(args, "goal", "throughput"),
         **settings,
     )
     if args.report:
@@ -504,12 +562,7 @@ def run(args) -> int:
         w = entry["winner"]
         print(
             f"{entry['key']}: "
-            + (
-                f"{w['backend']} {w['precision']}, {w['threads']} threads, batch {w['batch_size']}, "
-                f"{w['texts_per_s']:.0f} texts/s"
-                if w
-                else "no candidate passed the gates"
-            )
+            + (f"{_choice_text(w)} (goal {entry['goal']})" if w else "no candidate passed the gates")
             + ("" if args.no_write else f" (written to {Path(args.bundle) / backends.TUNING_FILE})")
         )
     return 0

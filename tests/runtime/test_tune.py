@@ -196,3 +196,42 @@ def test_nothing_could_run_is_an_error_not_a_result(ner_folder, capsys):
     err = capsys.readouterr().err
     assert "no candidate could run" in err and "onnxruntime bf16" in err
     assert not (ner_folder / backends.TUNING_FILE).exists()
+
+
+def test_goal_latency_picks_the_lowest_batch1_p50(ner_folder, monkeypatch):
+    # the measured p50s are replaced by fixed ones (no test depends on timing): fp32 answers one text fastest
+    fixed = {("onnxruntime", "fp32"): 2.0, ("onnxruntime", "int8"): 5.0}
+
+    def factory(task, bundle, backend, precision, threads):
+        pipe = tune._default_factory(task, bundle, backend, precision, threads)
+        pipe.tune_key = (backend, precision)
+        return pipe
+
+    monkeypatch.setattr(tune, "_latency", lambda pipe, texts: {"p50_ms": fixed[pipe.tune_key], "calls": 1})
+    common = dict(backend_names=["onnxruntime"], factory=factory, write=False, **QUICK)
+    by_latency = tune.tune(ner_folder, goal="latency", **common)
+    assert by_latency["goal"] == "latency" and by_latency["winner"]["precision"] == "fp32"
+    assert by_latency["winner"] == by_latency["latency_winner"] and by_latency["winner"]["p50_ms"] == 2.0
+    tp = by_latency["throughput_winner"]
+    assert tp["texts_per_s"] == max(c["texts_per_s"] for c in by_latency["candidates"] if c["passed"])
+    assert list(by_latency["by_precision"]) == ["fp32", "int8"]  # ordered by the goal
+    report = tune.format_report(by_latency)
+    assert "Winner: onnxruntime fp32" in report and "(goal latency)" in report and "Best by throughput:" in report
+    by_default = tune.tune(ner_folder, **common)
+    assert by_default["goal"] == "throughput" and by_default["winner"] == by_default["throughput_winner"]
+    with pytest.raises(bertrt.errors.InputError, match="goal must be one of throughput, latency"):
+        tune.tune(ner_folder, goal="fast", **common)
+
+
+def test_latency_is_measured_per_candidate(ner_folder, capsys):
+    entry = tune.tune(ner_folder, backend_names=["onnxruntime"], precisions=["int8"], write=False, **QUICK)
+    (cand,) = entry["candidates"]
+    assert cand["latency"]["calls"] == tune.LATENCY_CALLS and cand["p50_ms"] > 0
+    assert cand["latency"]["max_ms"] >= cand["p50_ms"]
+    assert (
+        main(["tune", str(ner_folder), "--backends", "onnxruntime", "--repeats", "1", "--goal", "latency"])
+        == 0
+    )
+    assert "(goal latency)" in capsys.readouterr().out
+    stored = json.loads((ner_folder / backends.TUNING_FILE).read_text())["machines"][backends.cpu_key()]
+    assert stored["goal"] == "latency" and stored["winner"] == stored["latency_winner"]
