@@ -16,6 +16,14 @@ is at most 2S - 1 of the 2 * span columns (512 for DeBERTa-v3), the same values 
 
 Only the exact pattern ``MatMul(Reshape(X4), Transpose(Tile(Expand(P, ConstantOfShape(1)), r), [0, 2, 1]))``
 with a 3-D float initializer ``P`` and a 4-D ``X4`` is rewritten; anything else is left as it is.
+
+:func:`drop_equal_length_branches`: transformers' scripted ``build_rpos`` exports as an ``If`` per layer:
+``if key.size(-2) != query.size(-2)`` rebuild the relative positions, else reuse them. In an encoder's
+self-attention the keys and queries are projections of the same hidden states, so the lengths are
+always equal and the else branch (an ``Identity`` of the shared positions) always runs; the ``If`` is
+replaced by that ``Identity``. Besides a branch per layer per call, the ``If`` (its output rank unknown
+to a static planner) is what OpenVINO's CPU plugin refuses to compile ("doesn't support If operation
+with dynamic rank").
 """
 
 from __future__ import annotations
@@ -24,7 +32,10 @@ import logging
 
 import numpy as np
 
-__all__ = ["untile_position_scores"]
+__all__ = ["drop_equal_length_branches", "untile_position_scores"]
+
+#: ops a sequence length passes through between ``Shape`` and the ``Equal`` of ``build_rpos``
+_SIZE_OPS = {"Slice", "Squeeze", "Unsqueeze", "Gather", "Cast", "Reshape", "Identity"}
 
 log = logging.getLogger("bertrt.export")
 
@@ -221,3 +232,50 @@ def untile_position_scores(model) -> int:
     drop_dead(graph)
     log.info("deberta: %d position-score MatMuls read the position projections untiled", len(replace))
     return len(replace)
+
+
+def _from_shape(name: str, producer, steps: int = 6) -> bool:
+    """``name`` is a dimension read off a ``Shape`` (through at most ``steps`` size ops)."""
+    for _ in range(steps):
+        node = producer.get(name)
+        if node is None:
+            return False
+        if node.op_type == "Shape":
+            return True
+        if node.op_type not in _SIZE_OPS or not node.input:
+            return False
+        name = node.input[0]
+    return False
+
+
+def drop_equal_length_branches(model) -> int:
+    """Replace, in place, each ``If(Not(Equal(len_a, len_b)))`` whose else branch is one ``Identity`` of an
+    outer tensor (``build_rpos``, see the module docstring) with that ``Identity``; return how many.
+    Only rows whose self-attention compares a key length with a query length call this (DeBERTa)."""
+    from onnx import helper
+
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    done = 0
+    for index, node in enumerate(graph.node):
+        if node.op_type != "If" or len(node.output) != 1:
+            continue
+        branch = _attr(node, "else_branch")
+        if branch is None or len(branch.node) != 1 or branch.node[0].op_type != "Identity":
+            continue
+        source = branch.node[0].input[0]
+        if source in {i.name for i in branch.initializer} or len(branch.output) != 1:
+            continue
+        cond = producer.get(node.input[0])
+        if cond is not None and cond.op_type == "Cast":
+            cond = producer.get(cond.input[0])
+        equal = producer.get(cond.input[0]) if cond is not None and cond.op_type == "Not" else None
+        if (
+            equal is None
+            or equal.op_type != "Equal"
+            or not all(_from_shape(x, producer) for x in equal.input)
+        ):
+            continue
+        graph.node[index].CopyFrom(helper.make_node("Identity", [source], [node.output[0]], name=node.name))
+        done += 1
+    return done

@@ -25,8 +25,9 @@ keeps the optimizer's own counts and says how many were split. ``"fused"`` keeps
 Post-pass for rows with ``fold_constants`` (DeBERTa): :func:`bertrt.export.fold.fold_constants` turns
 weight-only subgraphs (the relative-position projections) into initializers before int8 quantization,
 then :func:`bertrt.export.deberta.untile_position_scores` drops the per-batch Tile of those projections
-in the position-score MatMuls; the record says how many of each (``constants_folded``,
-``position_scores_untiled``).
+in the position-score MatMuls, and :func:`bertrt.export.deberta.drop_equal_length_branches` replaces the
+per-layer key-vs-query length ``If`` by its always-taken branch; the record says how many of each
+(``constants_folded``, ``position_scores_untiled``, ``length_branches_dropped``).
 """
 
 from __future__ import annotations
@@ -235,18 +236,19 @@ def optimize_graph(src: Path, dst: Path, model_type: str, dims: dict, skip_layer
         split = split_skip_layernorm(model.graph)
         onnx.save(model, str(dst))
         log.info("SkipLayerNormalization: %d split into Add + LayerNormalization", split)
-    folded = untiled = 0
+    folded = untiled = branches = 0
     if row.fold_constants:
         import onnx
 
-        from .deberta import untile_position_scores
+        from .deberta import drop_equal_length_branches, untile_position_scores
         from .fold import fold_constants
 
+        branches = drop_equal_length_branches(model)
         folded = fold_constants(model)
         untiled = untile_position_scores(model)
         if untiled:  # the scale's Shape now reads the folded projection: fold that arithmetic too
             folded += fold_constants(model)
-        if folded or untiled:
+        if folded or untiled or branches:
             onnx.save(model, str(dst))
     attention = counts["Attention"] + counts["MultiHeadAttention"]
     expected = dims["num_layers"]
@@ -258,6 +260,7 @@ def optimize_graph(src: Path, dst: Path, model_type: str, dims: dict, skip_layer
         "skip_layernorm": {"mode": skip_layernorm, "split": split},
         "constants_folded": folded,
         "position_scores_untiled": untiled,
+        "length_branches_dropped": branches,
         "warning": None,
     }
     problems = []

@@ -87,3 +87,31 @@ def test_deberta_v2_bundle_runs_its_position_terms_untiled_and_unquantized(tiny_
         graph = onnx.load(str(bundle / name)).graph
         assert not [n for n in graph.node if n.op_type == "Tile"], name
         assert not [n for n in graph.node if "proj_1" in n.name], name  # the position projections
+        assert not [n for n in graph.node if n.op_type == "If"], name  # build_rpos's length branches
+
+
+@pytest.mark.parametrize("family", ["deberta", "deberta-v2"])
+def test_deberta_length_branches_dropped_and_openvino_compiles(tiny_bundle, family):
+    """build_rpos's per-layer If (key length != query length: never true in self-attention) is gone from
+    both DeBERTa graphs, and OpenVINO, which refuses an If of dynamic rank, now runs them with the same
+    logits as onnxruntime."""
+    import json
+
+    import numpy as np
+
+    import bertrt
+
+    bundle = tiny_bundle(family, "token-classification")
+    fusion = json.loads((bundle / "bundle.json").read_text())["fusion"]
+    graph = onnx.load(str(bundle / "model.onnx")).graph
+    assert not [n for n in graph.node if n.op_type == "If"]
+    # deberta-v2 (shared keys): one If per layer (p2c); deberta: one per layer for each of c2p and p2c
+    assert fusion["length_branches_dropped"] == {"deberta-v2": 2, "deberta": 4}[family]
+    texts = ["Maria flew to Paris on Monday.", "Hans eats pizza in Rome with his friends."]
+    ort = bertrt.pipeline("token-classification", bundle, precision="fp32", backend="onnxruntime")
+    ov = bertrt.pipeline("token-classification", bundle, precision="fp32", backend="openvino")
+    a = ort(texts, aggregation_strategy="none")
+    b = ov(texts, aggregation_strategy="none")
+    for x, y in zip(a, b):
+        assert [t["entity"] for t in x] == [t["entity"] for t in y]
+        np.testing.assert_allclose([t["score"] for t in x], [t["score"] for t in y], atol=1e-4)
