@@ -216,7 +216,11 @@ def test_goal_latency_picks_the_lowest_batch1_p50(ner_folder, monkeypatch):
     assert tp["texts_per_s"] == max(c["texts_per_s"] for c in by_latency["candidates"] if c["passed"])
     assert list(by_latency["by_precision"]) == ["fp32", "int8"]  # ordered by the goal
     report = tune.format_report(by_latency)
-    assert "Winner: onnxruntime fp32" in report and "(goal latency)" in report and "Best by throughput:" in report
+    assert (
+        "Winner: onnxruntime fp32" in report
+        and "(goal latency)" in report
+        and "Best by throughput:" in report
+    )
     by_default = tune.tune(ner_folder, **common)
     assert by_default["goal"] == "throughput" and by_default["winner"] == by_default["throughput_winner"]
     with pytest.raises(bertrt.errors.InputError, match="goal must be one of throughput, latency"):
