@@ -69,3 +69,14 @@ def test_measure_peaks_shape_of_the_result():
     assert set(result["peaks"]) == {"int8", "fp32"} and result["threads"] == 1
     for peak in result["peaks"].values():
         assert 0 < peak["min_gops"] <= peak["gops"] <= peak["max_gops"]
+
+
+@pytest.mark.parametrize("arch", ["distilbert", "deberta-v2", "modernbert", "mpnet"])
+def test_every_architecture_gets_a_quadratic_record(tiny_bundle, arch):
+    """Unfused graphs (MatMul attention, DeBERTa's position products, ModernBERT's GLU) are counted too."""
+    bundle = tiny_bundle(arch, "token-classification")
+    record = json.loads((bundle / "bundle.json").read_text(encoding="utf-8"))["matmul_ops"]
+    config = json.loads((bundle / "config.json").read_text(encoding="utf-8"))
+    a, b, c = record["coefficients"]
+    estimate = ops.config_coefficients(config, "token-classification")
+    assert a == 0 and b > 0 and c >= estimate[2]  # DeBERTa adds its position products to the L^2 term
