@@ -80,45 +80,25 @@ BACKENDS = {
 # ----------------------------------------------------------------------------------- op counting
 
 
-def _config_dims(config: dict) -> tuple[int, int, int]:
-    """(hidden, layers, intermediate) of a BERT-like config (DistilBERT's names accepted too)."""
-    try:
-        hidden = int(config.get("hidden_size", config.get("dim")))
-        layers = int(config.get("num_hidden_layers", config.get("n_layers")))
-        inter = int(config.get("intermediate_size", config.get("hidden_dim")))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            "config needs hidden_size, num_hidden_layers and intermediate_size (or DistilBERT's dim, "
-            f"n_layers, hidden_dim); got keys {sorted(config)[:12]}"
-        ) from exc
-    return hidden, layers, inter
-
-
-def _num_labels(config: dict) -> int:
-    labels = config.get("id2label")
-    if labels:
-        return len(labels)
-    return int(config.get("num_labels", 2))
+#: the heads :func:`encoder_ops` counts (its callers' workloads); the formula is bertrt.bench.ops'
+_HEADS = (None, "feature-extraction", "token-classification", "text-classification")
 
 
 def encoder_ops(config: dict | str | Path, seq_len: int, task: str | None = None) -> int:
     """Ops (2 per multiply-add) of the matmuls of one sequence of ``seq_len`` tokens through a BERT-like
-    encoder (``config``: a config.json dict or its path), plus the ``task``'s head (None: no head)."""
+    encoder (``config``: a config.json dict or its path), plus the ``task``'s head (None: no head): the
+    runtime's config estimate, :func:`bertrt.bench.ops.config_coefficients`."""
+    from bertrt.bench.ops import config_coefficients
+
     if not isinstance(config, dict):
         config = json.loads(Path(config).read_text(encoding="utf-8"))
     if seq_len < 0:
         raise ValueError(f"seq_len must be >= 0, got {seq_len}")
-    h, layers, inter = _config_dims(config)
-    length = int(seq_len)
-    per_layer = 2 * length * (4 * h * h + 2 * h * inter) + 4 * length * length * h
-    ops = layers * per_layer
-    if task == "token-classification":
-        ops += 2 * length * h * _num_labels(config)
-    elif task == "text-classification":
-        ops += 2 * h * h + 2 * h * _num_labels(config)
-    elif task not in (None, "feature-extraction"):
+    if task not in _HEADS:
         raise ValueError(f"unknown task {task!r} for the head's op count")
-    return ops
+    a, b, c = config_coefficients(config, task)
+    length = int(seq_len)
+    return a + b * length + c * length * length
 
 
 def batches_gop(config: dict | str | Path, shapes, task: str | None = None) -> float:

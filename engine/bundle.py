@@ -15,7 +15,8 @@ A bertrt bundle is a folder::
 bundle.json keys (schema version 1): schema_version, format ("bertrt-bundle"), task, model_type,
 architecture, input_names, output_names, max_length, id2label, problem_type, special_tokens,
 files {name: {sha256, bytes}}, fusion, quantization, validation, versions, created, source; openvino_ir
-when the export wrote IR files; fp16 when it wrote ``model.fp16.onnx``; sentence_transformers for a sentence-transformers checkpoint.
+when the export wrote IR files; fp16 when it wrote ``model.fp16.onnx``; sentence_transformers for a sentence-transformers checkpoint;
+matmul_ops (``bertrt bench``'s op count per text, :mod:`bertrt.bench.ops`) when the graph could be counted.
 
 Which model file a precision reads is the backend's choice (``model_file`` of its module in
 :mod:`bertrt.backends`): onnxruntime reads ``model.int8.onnx`` / ``model.onnx`` / ``model.fp16.onnx``; OpenVINO the IR of that

@@ -29,7 +29,7 @@ from bertrt.bundle import (
 from bertrt.errors import BundleError, ExportError
 from bertrt.tasks import normalize_task
 
-from . import convert, manifest, optimize, sentence_transformers, tokenizer, validate
+from . import convert, manifest, opcount, optimize, sentence_transformers, tokenizer, validate
 from . import fp16 as fp16_stage  # export_model's parameter is named fp16
 from . import openvino_ir as openvino_ir_stage  # export_model's parameter is named openvino_ir
 from . import quantize as quantize_stage  # export_model's parameter is named quantize
@@ -242,6 +242,9 @@ def export_model(
             extra["fp16"] = fp16_record
         if st_info:
             extra["sentence_transformers"] = st_info
+        ops = opcount.matmul_ops(stage / FP32_FILE, length)
+        if ops is not None:  # bertrt bench's GEMM op/s
+            extra["matmul_ops"] = ops
         model = {"model_type": model_type, "architecture": architecture or type(torch_model).__name__}
         graph = {"input_names": inputs, "output_names": outputs, "opset": graph_opset, "max_length": length}
         stages = {"fusion": fusion, "quantization": recipe, "validation": figures, "source": source}

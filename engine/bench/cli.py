@@ -70,6 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", metavar="N", type=int, help="intra-op threads of every system (default: physical cores)"
     )
+    parser.add_argument(
+        "--no-peak",
+        action="store_true",
+        help="skip the few-second GEMM peak measurement (the GOP/s column then has no %% of peak)",
+    )
     add_providers_argument(
         parser,
         "onnxruntime execution providers for the bertrt systems, e.g. cuda (needs onnxruntime-gpu); "
@@ -91,6 +96,7 @@ def run(args) -> int:
         repeats=args.repeats,
         threads=args.threads,
         providers=getattr(args, "providers", None),
+        peak=not args.no_peak,
     )
     paths = report.write(result, args.out)
     print(report.render_markdown(result))

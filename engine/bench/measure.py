@@ -6,6 +6,11 @@ a slow phase of the machine falls on every system alike. A pass is texts in, fin
 size 1 is timed call by call: its calls give the latency percentiles (p50/p90 over every call of every
 repeat). Throughput is texts/s, the median over the repeats with the min-max spread.
 
+GEMM op/s: the matmul ops of the texts' sequences (:mod:`bertrt.bench.ops`) times each row's texts/s, and
+its share of this machine's GEMM peak for the row's precision, measured after the rounds in a few
+seconds with the same threads (:mod:`bertrt.bench.peak`; ``peak=False`` skips it). Rows that ran on a GPU
+get no share.
+
 Answers: every system's results on all texts at the largest batch size are compared with the reference's
 (the PyTorch pipeline; without one, bertrt onnxruntime fp32) with :func:`bertrt.tune.compare`: label /
 entity / top-token agreement, entity F1 for NER, cosine for embeddings.
@@ -22,6 +27,7 @@ from pathlib import Path
 from .. import __version__
 from ..backends import accelerated
 from ..errors import BertrtError, InputError, ModelFileNotFoundError
+from . import ops as opsmod
 from . import systems as sysmod
 
 __all__ = ["DEFAULT_BATCH_SIZES", "DEFAULT_REPEATS", "bench", "timed_pass"]
@@ -106,6 +112,7 @@ def bench(
     repeats: int = DEFAULT_REPEATS,
     threads: int | None = None,
     providers=None,
+    peak: bool = True,
 ) -> dict:
     """Measure ``bundle`` on this machine: every bertrt backend x precision that runs here and, with
     ``reference`` (a checkpoint folder; ``"auto"``: the one bundle.json records, when it is a local
@@ -132,6 +139,7 @@ def bench(
     task = probe.task
     texts, source = sysmod.task_texts(task, None if texts is None else list(texts), probe)
     checkpoint, reference_note = _reference(reference, probe)
+    work = _work(probe, task, texts)
     del probe
     largest = max(sizes)
     built, rows = [], []
@@ -164,26 +172,33 @@ def bench(
         )
     baseline, agreement = _answers(task, built, texts, largest)
     seconds, calls = _rounds(built, texts, sizes, int(repeats))
+    if work is not None and peak:
+        from .peak import measure_peaks
+
+        wanted = {_peak_precision(s, providers) for s in built} - {None}
+        work.update(measure_peaks(threads, [p for p in PEAK_PRECISIONS if p in wanted]))
     by_name = {s.name: s for s in built}
     for row in rows:
         system = by_name.get(row["system"])
         if system is None:
             continue
         rates = {bs: [len(texts) / t for t in seconds[system.name][bs]] for bs in sizes}
+        throughput = {
+            str(bs): {
+                "median": round(statistics.median(r), 3),
+                "min": round(min(r), 3),
+                "max": round(max(r), 3),
+            }
+            for bs, r in rates.items()
+        }
         row.update(
             available=True,
             cold_start_s=system.cold_start_s,
             rss_delta_mb=system.rss_delta_mb,
-            throughput={
-                str(bs): {
-                    "median": round(statistics.median(r), 3),
-                    "min": round(min(r), 3),
-                    "max": round(max(r), 3),
-                }
-                for bs, r in rates.items()
-            },
+            throughput=throughput,
             latency_bs1=_percentiles(calls[system.name]),
             agreement=agreement.get(system.name),
+            gemm=_gemm(throughput, work, _peak_precision(system, providers)),
         )
     return {
         "bertrt": __version__,
@@ -202,7 +217,59 @@ def bench(
         "reference": {"checkpoint": None if checkpoint is None else str(checkpoint), "note": reference_note},
         "baseline": baseline,
         "interleaving": "rotating system order per repeat, each pass over the same texts",
+        "gemm": work,
         "systems": rows,
+    }
+
+
+#: the precisions whose GEMM peak a row can be compared with, in the report's order
+PEAK_PRECISIONS = ("int8", "bf16", "fp32")
+
+
+def _work(probe, task: str, texts: list[str]) -> dict | None:
+    """The matmul ops of one pass over ``texts``: the sequences the task feeds the graph (its bench
+    options), each costing the bundle's :class:`~bertrt.bench.ops.OpCount`; None (logged) without one."""
+    from ..tasks import get_task
+
+    count = opsmod.op_count(probe.bundle.manifest, probe.bundle.config, task)
+    if count is None:
+        return None
+    try:
+        prepared = probe.prepare(texts, **dict(get_task(task).reference_options))
+    except BertrtError as exc:
+        log.warning("bench: no GEMM op count for these texts (%s)", exc)
+        return None
+    lengths = [len(seq) for seq in prepared.encoded.sequences]
+    total = opsmod.sequence_ops(count, lengths)
+    return {
+        "ops_source": count.source,
+        "coefficients": list(count.coefficients),
+        "sequences": len(lengths),
+        "mean_tokens": round(sum(lengths) / max(len(lengths), 1), 1),
+        "gop_per_text": total / len(texts) / 1e9,
+    }
+
+
+def _peak_precision(system, providers) -> str | None:
+    """The precision whose CPU GEMM peak ``system`` is compared with (None: it ran on a GPU)."""
+    if system.name == sysmod.REFERENCE:  # the PyTorch CPU row
+        return "fp32"
+    on_cpu = system.name.startswith("bertrt ") and not accelerated(providers)
+    return system.precision if on_cpu and system.precision in PEAK_PRECISIONS else None
+
+
+def _gemm(throughput: dict, work: dict | None, precision: str | None) -> dict | None:
+    """A row's GEMM GOP/s at each batch size and at its best, and the best's share of its peak."""
+    if work is None:
+        return None
+    gops = {bs: round(v["median"] * work["gop_per_text"], 2) for bs, v in throughput.items()}
+    best = max(gops.values())
+    peak = (work.get("peaks") or {}).get(precision) if precision else None
+    return {
+        "gops": gops,
+        "best_gops": best,
+        "peak_precision": precision if peak else None,
+        "fraction_of_peak": round(best / peak["gops"], 4) if peak and peak["gops"] > 0 else None,
     }
 
 

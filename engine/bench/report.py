@@ -30,6 +30,46 @@ def _best(row: dict) -> float | None:
     )
 
 
+def _gemm_header(result: dict) -> str:
+    peaks = (result.get("gemm") or {}).get("peaks") or {}
+    return f"GEMM GOP/s (% of {'/'.join(peaks) or 'measured'} peak)"
+
+
+def _gemm_cell(row: dict) -> str:
+    gemm = row.get("gemm")
+    if not gemm:
+        return "-"
+    if gemm.get("fraction_of_peak") is None:
+        return f"{gemm['best_gops']:.1f}"
+    return f"{gemm['best_gops']:.1f} ({100 * gemm['fraction_of_peak']:.0f}% {gemm['peak_precision']})"
+
+
+def _gemm_note(result: dict) -> list[str]:
+    work = result.get("gemm")
+    if not work:
+        return [
+            "GEMM GOP/s: no op count for this bundle (bundle.json has no matmul_ops, config.json no sizes)."
+        ]
+    a, b, c = work["coefficients"]
+    peaks = work.get("peaks") or {}
+    measured = "; ".join(
+        f"{p} {v['gops']:.0f} GOP/s ({v['min_gops']:.0f}–{v['max_gops']:.0f}, {v['library']} "
+        f"{'×'.join(map(str, v['shape']))})"
+        for p, v in peaks.items()
+    )
+    return [
+        f"GEMM GOP/s: matmul ops of the texts' {work['sequences']} sequences ({work['mean_tokens']} tokens "
+        f"on average; ops per sequence of L tokens {a} + {b}·L + {c}·L², from {work['ops_source']}; padding "
+        f"not counted: {work['gop_per_text']:.4f} GOP per text) × the row's best texts/s over the batch "
+        "sizes; % of the GEMM peak of the row's precision on this machine"
+        + (
+            f", measured after the passes with the same threads in {work['seconds']:.1f} s: {measured}."
+            if peaks
+            else " (not measured)."
+        ),
+    ]
+
+
 def render_markdown(result: dict) -> str:
     """The result as Markdown: the setting, then one table row per system."""
     cpu = result["machine"]
@@ -55,15 +95,16 @@ def render_markdown(result: dict) -> str:
         "",
         "| system | "
         + " | ".join(f"texts/s bs {bs}" for bs in sizes)
-        + f" | × {baseline or 'baseline'} | p50 / p90 ms | cold start s | RSS MiB | agreement |",
-        "|---|" + "---:|" * len(sizes) + "---:|---:|---:|---:|---|",
+        + f" | × {baseline or 'baseline'} | {_gemm_header(result)} | p50 / p90 ms | cold start s | RSS MiB "
+        "| agreement |",
+        "|---|" + "---:|" * len(sizes) + "---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         if not row.get("available"):
             lines.append(
                 f"| {row['system']} | "
                 + " | ".join("-" for _ in sizes)
-                + f" | - | - | - | - | unavailable: {row.get('reason', '')} |"
+                + f" | - | - | - | - | - | unavailable: {row.get('reason', '')} |"
             )
             continue
         best = _best(row)
@@ -73,13 +114,14 @@ def render_markdown(result: dict) -> str:
         lines.append(
             f"| {row['system']} | "
             + " | ".join(_rate(row["throughput"].get(str(bs))) for bs in sizes)
-            + f" | {ratio} | {lat['p50_ms']:.2f} / {lat['p90_ms']:.2f} | {row['cold_start_s']:.2f} | "
+            + f" | {ratio} | {_gemm_cell(row)} | {lat['p50_ms']:.2f} / {lat['p90_ms']:.2f} | {row['cold_start_s']:.2f} | "
             f"{row['rss_delta_mb']:+.1f} | {agreement} |"
         )
     lines += [
         "",
         f"× {baseline or 'baseline'}: each system's best texts/s over the batch sizes above 1 "
         "(batch 1 when it is the only one), divided by the baseline's.",
+        *_gemm_note(result),
     ]
     return "\n".join(lines) + "\n"
 

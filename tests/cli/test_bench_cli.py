@@ -167,3 +167,21 @@ def test_bench_runs_from_an_installed_copy(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "--reference" in proc.stdout and "source checkout" not in proc.stdout + proc.stderr
+
+
+def test_bench_rows_have_gemm_gops_and_their_share_of_the_measured_peak(cls_run):
+    _, out = cls_run
+    result = json.loads((out / "bench.json").read_text(encoding="utf-8"))
+    work = result["gemm"]
+    assert work["ops_source"] == "bundle.json" and work["gop_per_text"] > 0
+    assert {"int8", "fp32"} <= set(work["peaks"])
+    for row in result["systems"]:
+        if not row["available"]:
+            continue
+        gemm = row["gemm"]
+        assert gemm["best_gops"] == max(gemm["gops"].values()) > 0
+        precision = "fp32" if row["system"] == REFERENCE else row["precision"]
+        if precision in work["peaks"]:
+            assert gemm["peak_precision"] == precision and gemm["fraction_of_peak"] > 0
+    md = (out / "bench.md").read_text(encoding="utf-8")
+    assert "| GEMM GOP/s (% of int8/" in md and "fp32 peak) |" in md and "% fp32) |" in md

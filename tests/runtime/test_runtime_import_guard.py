@@ -35,6 +35,8 @@ out["fe"] = bertrt.pipeline(None, folders["feature-extraction"], precision="fp32
     ["Maria loves Groningen.", "x"], pooling="mean", normalize=True)[0].shape[0]
 out["cls"] = bertrt.pipeline(None, folders["text-classification"], precision="fp32")("Maria loves Groningen.")
 out["fill"] = len(bertrt.pipeline(None, folders["fill-mask"], precision="fp32")("Maria [MASK] Groningen."))
+import bertrt.bench.peak as peak
+out["peak"] = sorted(peak.measure_peaks(1, ("int8", "fp32"), rounds=1, run_s=0.0)["peaks"])
 out["ner"] = bertrt.pipeline("ner", folders["token-classification"], precision="fp32")(
     "Maria loves Groningen. " * 20, aggregation_strategy="first", stride=4)
 from bertrt.cli import main

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 __all__ = ["ids_decoder", "tokenizer_hooks"]
+
+#: token-string tuples whose decoded string a pipeline remembers (the decoder is a pure function; a
+#: call decodes each word's tokens and then each entity's words, and common words recur across texts)
+_DECODED = 4096
 
 
 def ids_decoder(id_to_token: Callable[[int], str], decode: Callable[[list[int]], str], ids: Iterable[int]):
@@ -52,14 +57,19 @@ def tokenizer_hooks(tokenizer, unk_token: str | None = None) -> dict:
 
     ``id_to_token`` (remembering each id's string: build the hooks once per tokenizer and reuse them),
     ``decode`` (ids, special tokens kept), ``decode_tokens`` (the tokenizer's decoder
-    over token strings, or a space join when it has none, as transformers' ``convert_tokens_to_string``),
+    over token strings, or a space join when it has none, as transformers' ``convert_tokens_to_string``;
+    the last :data:`_DECODED` distinct token lists remembered),
     ``word_aware`` (its model has a ``continuing_subword_prefix``) and ``unk_token_id`` (of ``unk_token``,
     default the model's own unknown token).
     """
     decoder = tokenizer.decoder
 
-    def decode_tokens(tokens: list[str]) -> str:
+    @functools.lru_cache(maxsize=_DECODED)
+    def decoded(tokens: tuple[str, ...]) -> str:
         return decoder.decode(list(tokens)) if decoder is not None else " ".join(tokens)
+
+    def decode_tokens(tokens: list[str]) -> str:  # a word's or a group's tokens: the same ones recur
+        return decoded(tuple(tokens))
 
     model = tokenizer.model
     unk = unk_token if unk_token is not None else getattr(model, "unk_token", None)
