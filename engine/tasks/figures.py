@@ -19,6 +19,7 @@ __all__ = [
     "cosine_rows",
     "masked_max_abs_diff",
     "mean_pool",
+    "pair_order_agreement",
     "result_cosines",
     "set_f1",
     "share_equal",
@@ -79,6 +80,17 @@ def result_cosines(reference: Sequence, candidate: Sequence) -> list[float]:
 def share_equal(reference: Sequence, candidate: Sequence) -> float:
     """The share of positions where the two sequences hold equal values."""
     return float(np.mean([a == b for a, b in zip(reference, candidate)]))
+
+
+def pair_order_agreement(a: Sequence[float], b: Sequence[float]) -> float:
+    """The share of pairs (i, j) that two score lists over the same items put in the same order (a tie in
+    one and not the other disagrees); 1.0 for fewer than two items."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 2:
+        return 1.0
+    upper = np.triu_indices(len(a), k=1)
+    same = np.sign(a[:, None] - a[None, :])[upper] == np.sign(b[:, None] - b[None, :])[upper]
+    return float(same.mean())
 
 
 def set_f1(gold: Sequence, pred: Sequence) -> float:

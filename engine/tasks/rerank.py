@@ -10,6 +10,8 @@ the one-label model's logit through the checkpoint's activation, as ``CrossEncod
 The post-processing (:func:`rank`) is pure numpy.
 
 ``bertrt batch``'s ``result``: ``list<struct<index: int32, score: float32>>`` (plus ``text: string``).
+``bertrt tune`` ranks :data:`TUNE_DOCUMENTS` for every sample text and compares the rankings per query
+(:meth:`Rerank.agreement`: the best document, the order of every document pair, the scores that moved).
 """
 
 from __future__ import annotations
@@ -23,9 +25,19 @@ import numpy as np
 from ..errors import InputError, TaskError
 from ..numeric import sigmoid
 from ..tokenize import check_text
+from . import figures
 from .base import Cli, Encoding, Evaluation, Option, Task, check_top_k, positive_int_or_all
 
-__all__ = ["ACTIVATIONS", "BENCH_DOCUMENTS", "TASK", "Rerank", "activation_of", "rank"]
+__all__ = [
+    "ACTIVATIONS",
+    "BENCH_DOCUMENTS",
+    "SCORE_TOLERANCE",
+    "TASK",
+    "TUNE_DOCUMENTS",
+    "Rerank",
+    "activation_of",
+    "rank",
+]
 
 _SUBJECTS = (
     "Maria",
@@ -53,6 +65,12 @@ _PREDICATES = (
 )
 #: ``bertrt bench``'s documents: 100 short ones, every text of the bench ranks them (issue 19's row)
 BENCH_DOCUMENTS = tuple(f"{s} {p}" for s in _SUBJECTS for p in _PREDICATES)
+#: the documents ``bertrt tune`` (and the server's warm-up) ranks for every text: ten of them, no subject
+#: or predicate twice
+TUNE_DOCUMENTS = BENCH_DOCUMENTS[::11]
+
+#: ``bertrt tune``'s ``score_agreement``: a document's score may move this much and still agree
+SCORE_TOLERANCE = 0.01
 
 #: ``torch.nn`` activation class -> what :func:`rank` applies
 ACTIVATIONS = {"Sigmoid": "sigmoid", "Identity": "none", "Tanh": "tanh"}
@@ -119,7 +137,18 @@ class Rerank(Task):
     evaluation = Evaluation("rerank", "mrr@10")
     reference_module = "bertrt.export.rerank"
     reference_options = MappingProxyType({"documents": BENCH_DOCUMENTS})
-    warm_up_options = MappingProxyType({"documents": ("Groningen is a city.", "Maria flew home.")})
+    warm_up_options = MappingProxyType({"documents": TUNE_DOCUMENTS})
+    #: the best document of each query, the order of each document pair, the scores (mean over the queries)
+    gates = MappingProxyType(
+        {
+            "accuracy.top1_agreement": 0.9,
+            "accuracy.order_agreement": 0.9,
+            "accuracy.score_agreement": 0.9,
+            "invariance.top1_agreement": 0.999,
+            "invariance.order_agreement": 0.999,
+            "invariance.score_agreement": 0.999,
+        }
+    )
     options = (
         Option("documents", list[str], None, help="the documents to rank (one per flag)", cli=Cli(nargs="+")),
         Option(
@@ -182,6 +211,30 @@ class Rerank(Task):
 
     def signature(self, result) -> int:
         return result[0]["index"]
+
+    def agreement(self, reference, candidate) -> dict:
+        """Per query (the same documents ranked twice), meaned over the queries: whether the best document
+        is the same (``top1_agreement``), the share of document pairs in the same order
+        (``order_agreement``) and of documents whose score moved by at most :data:`SCORE_TOLERANCE`
+        (``score_agreement``)."""
+        top1, order, close = [], [], []
+        for ref, cand in zip(reference, candidate):
+            ref_scores = {e["index"]: e["score"] for e in ref}
+            cand_scores = {e["index"]: e["score"] for e in cand}
+            common = sorted(ref_scores.keys() & cand_scores.keys())
+            top1.append(bool(ref) and bool(cand) and ref[0]["index"] == cand[0]["index"])
+            a = np.array([ref_scores[i] for i in common], dtype=np.float64)
+            b = np.array([cand_scores[i] for i in common], dtype=np.float64)
+            order.append(figures.pair_order_agreement(a, b))
+            close.append(float(np.mean(np.abs(a - b) <= SCORE_TOLERANCE)) if len(a) else 1.0)
+        return {
+            name: round(float(np.mean(values)), 6) if values else 1.0
+            for name, values in (
+                ("top1_agreement", top1),
+                ("order_agreement", order),
+                ("score_agreement", close),
+            )
+        }
 
     def result_spec(self, pipe, options: Mapping):
         import pyarrow as pa
