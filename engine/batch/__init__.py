@@ -35,7 +35,7 @@ from ..errors import BertrtError, InputError
 from ..results import to_jsonable
 from . import sink, sources
 from .local import run_local
-from .predictor import ON_ERROR, Predictor
+from .predictor import ON_ERROR, Predictor, row_option_field
 from .progress import Progress, format_seconds
 from .runner import Job, ShardRunner
 
@@ -314,6 +314,8 @@ def run(
     reading = {"input": input, "job_key": job_key, "on_error": on_error, "overwrite": overwrite}
     seen = _existing(out, overwrite)
     infos = _inputs(out, seen, **reading)
+    for info in infos:  # rerank: the rows' own documents, or --documents for every row (not both)
+        row_option_field(predictor.pipe.spec, task_options, info.schema.names, info.path)
     out.mkdir(parents=True, exist_ok=True)
     with sink.lock_output(out):
         sink.clean_temporaries(out)

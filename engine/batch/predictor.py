@@ -17,19 +17,54 @@ from ..backends import DEFAULT_BATCH_SIZE
 from ..errors import InputError
 from . import results as _results
 
-__all__ = ["Predictor", "row_items"]
+__all__ = ["Predictor", "row_items", "row_option_field"]
 
 ON_ERROR = ("fail", "skip")
 
 
-def row_items(table: pa.Table, text_field: str, pair_field: str | None, rows: list[int] | None = None):
-    """The pipeline inputs of ``table``'s rows: the text, or ``{"text", "text_pair"}`` when a pair is set."""
+def row_items(
+    table: pa.Table,
+    text_field: str,
+    pair_field: str | None,
+    rows: list[int] | None = None,
+    spec=None,
+    option_field: str | None = None,
+):
+    """The pipeline inputs of ``table``'s rows: the text, or ``{"text", "text_pair"}`` when a pair is set,
+    or the task ``spec``'s :meth:`~bertrt.tasks.base.Task.row_item` of the text and the row's
+    ``option_field`` (rerank: ``{"query", "documents"}``)."""
     texts = table.column(text_field).to_pylist()
     pairs = table.column(pair_field).to_pylist() if pair_field else None
     indices = range(len(texts)) if rows is None else rows
+    if option_field is not None:
+        values = table.column(option_field).to_pylist()
+        return [spec.row_item(texts[i], values[i]) for i in indices]
     if pairs is None:
         return [texts[i] for i in indices]
     return [texts[i] if pairs[i] is None else {"text": texts[i], "text_pair": pairs[i]} for i in indices]
+
+
+def row_option_field(spec, task_options: dict, fields, where: str) -> str | None:
+    """The field that gives each row its own value of the task's :attr:`~bertrt.tasks.base.Task.row_option`
+    (rerank: ``documents``), None when the rows do not carry it. InputError when the rows carry it and the
+    option is given too, or when neither gives it."""
+    name = getattr(spec, "row_option", None)
+    if name is None:
+        return None
+    flag = "--" + name.replace("_", "-")
+    if name in fields:
+        if task_options.get(name) is not None:
+            raise InputError(
+                f"{where}: the rows carry their own {name!r} field and {flag} ({name}=) is given too; "
+                f"leave out {flag} or the field"
+            )
+        return name
+    if task_options.get(name) is None:
+        raise InputError(
+            f"{where}: {spec.name} needs {name}: give each row a {name!r} field, or pass {flag} ({name}=) "
+            "for every row"
+        )
+    return None
 
 
 class Predictor:
@@ -124,9 +159,11 @@ class Predictor:
     ) -> tuple[pa.Table, dict[int, str]]:
         """``table`` plus the result column; {row: reason} of the bad rows (their result is null).
         ``known``: reasons already found by the reader (they take precedence)."""
+        option_field = row_option_field(self.pipe.spec, self.task_options, table.column_names, "the input")
         reasons = {**_text_problems(table, self.text_field, self.text_pair_field), **(known or {})}
         good = [i for i in range(table.num_rows) if i not in reasons]
-        array, failed = self.predict(row_items(table, self.text_field, self.text_pair_field, good))
+        items = row_items(table, self.text_field, self.text_pair_field, good, self.pipe.spec, option_field)
+        array, failed = self.predict(items)
         reasons.update({good[i]: why for i, why in failed.items()})
         if len(good) != table.num_rows:
             where = np.full(table.num_rows, -1, dtype=np.int64)

@@ -22,7 +22,8 @@ no task name::
     validation_inputs(mask_token),               the exporter: its validation texts (and pairs), the
     compare_outputs(reference, candidate, ...),  figures of a graph's outputs against PyTorch's and
     int8_gates                                   the minimums an int8 graph must reach
-    result_spec(pipe, options)                   ``bertrt batch``: the Arrow type of the ``result`` column
+    result_spec(pipe, options)                   ``bertrt batch``: the Arrow type of the ``result`` column;
+    row_option, row_item(text, value)            rows that carry an option of their own (rerank: documents)
     warm_up_text(tokenizer)                      the server's (and result_spec's) probe text
 
 Shapes the protocol takes: a text pair per item (``pairs``: rerank's query and document, zero-shot's text
@@ -317,6 +318,9 @@ class Task:
     #: model (the validation reference), the wrapper's ``finish_graph(path)`` the same on the graph
     #: (sparse-embedding: SPLADE pooling); empty: the auto class's model as it is
     export_head: str = ""
+    #: ``bertrt batch``: a needed option the input rows may carry themselves, in a field of that name
+    #: (rerank: ``documents``): such rows run as :meth:`row_item` inputs, and the option is then not given
+    row_option: str | None = None
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -441,6 +445,10 @@ class Task:
         from ..batch.results import json_spec
 
         return json_spec()
+
+    def row_item(self, text: str, value) -> Any:
+        """The input of a ``bertrt batch`` row that carries its own :attr:`row_option` ``value``."""
+        raise TaskError(f"{self.name} rows carry no option of their own")
 
 
 # -- the head check -------------------------------------------------------------------------------------

@@ -82,15 +82,17 @@ def share_equal(reference: Sequence, candidate: Sequence) -> float:
     return float(np.mean([a == b for a, b in zip(reference, candidate)]))
 
 
-def pair_order_agreement(a: Sequence[float], b: Sequence[float]) -> float:
-    """The share of pairs (i, j) that two score lists over the same items put in the same order (a tie in
-    one and not the other disagrees); 1.0 for fewer than two items."""
+def pair_order_agreement(a: Sequence[float], b: Sequence[float], tie: float = 1e-5) -> float:
+    """The share of pairs (i, j) that ``b`` orders as ``a`` does, over the pairs ``a`` separates by more
+    than ``tie`` (its near-ties have no order to keep); 1.0 when there are none."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if len(a) < 2:
-        return 1.0
     upper = np.triu_indices(len(a), k=1)
-    same = np.sign(a[:, None] - a[None, :])[upper] == np.sign(b[:, None] - b[None, :])[upper]
-    return float(same.mean())
+    gap = (a[:, None] - a[None, :])[upper]
+    counted = np.abs(gap) > tie
+    if not counted.any():
+        return 1.0
+    same = np.sign(gap) == np.sign((b[:, None] - b[None, :])[upper])
+    return float(same[counted].mean())
 
 
 def set_f1(gold: Sequence, pred: Sequence) -> float:

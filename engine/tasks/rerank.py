@@ -3,6 +3,9 @@
 
 ``pipe(query, documents=[...], top_k=None, return_documents=False)`` gives ``[{"index", "score",
 "text"?}]``, best first (ties: the earlier document); a list of queries gives one such list per query.
+Queries that bring their own documents come as ``{"query", "documents"}`` dicts (one, or a list of them;
+``documents=`` is then not given: :meth:`Rerank.parse_inputs`); ``bertrt batch`` reads them from rows with a
+``documents`` field (:attr:`~bertrt.tasks.base.Task.row_option`).
 Every (query, document) pair of a call is one sequence of one length-sorted batched run. The score is
 the one-label model's logit through the checkpoint's activation, as ``CrossEncoder`` reads it
 (config.json ``sentence_transformers.activation_fn``, which the exporter records from
@@ -22,7 +25,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from ..errors import InputError, TaskError
+from ..errors import InputError, InputTypeError, TaskError
 from ..numeric import sigmoid
 from ..tokenize import check_text
 from . import figures
@@ -114,17 +117,35 @@ def rank(
     return out
 
 
+class _PerQuery(tuple):
+    """Each query's own documents, in the order of the queries: the ``documents`` option as
+    :meth:`Rerank.parse_inputs` hands on the documents of ``{"query", "documents"}`` inputs."""
+
+
+def _check_documents(documents, what: str) -> tuple[str, ...]:
+    if isinstance(documents, str) or not isinstance(documents, (list, tuple)) or not documents:
+        raise InputError(f"{what} must be a non-empty list of str, got {documents!r}")
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, str):
+            raise InputError(f"document at index {i} must be a str, got {type(doc).__name__}")
+        check_text(doc, f"document at index {i}")
+    return tuple(documents)
+
+
 @dataclass(frozen=True)
 class _Options:
     documents: tuple[str, ...] | None  # None: not given (an error when the call runs)
     top_k: int | None
     return_documents: bool
     activation: str
+    #: each query's own documents (``{"query", "documents"}`` inputs), in place of ``documents``
+    per_query: tuple[tuple[str, ...], ...] | None = None
 
 
 @dataclass(frozen=True)
 class _Pairs(Encoding):
     counts: list[int]  # pairs (documents) per query
+    documents: tuple[tuple[str, ...], ...] = ()  # each query's documents
 
 
 class Rerank(Task):
@@ -149,8 +170,15 @@ class Rerank(Task):
             "invariance.score_agreement": 0.999,
         }
     )
+    row_option = "documents"  # bertrt batch: rows with a documents field rank their own
     options = (
-        Option("documents", list[str], None, help="the documents to rank (one per flag)", cli=Cli(nargs="+")),
+        Option(
+            "documents",
+            list[str],
+            None,
+            help="the documents to rank, the same for every query (one per flag)",
+            cli=Cli(nargs="+"),
+        ),
         Option(
             "top_k",
             int | None,
@@ -170,44 +198,85 @@ class Rerank(Task):
             )
         return activation_of(pipe.bundle.config)
 
+    def parse_inputs(self, inputs, options: dict):
+        """``{"query", "documents"}`` dicts (one, or a list of them) as their queries, their documents
+        handed on as the ``documents`` option (:class:`_PerQuery`); InputError when ``documents=`` is given
+        too, InputTypeError for a list that mixes them with plain queries."""
+        inputs, options = super().parse_inputs(inputs, options)
+        single = isinstance(inputs, dict)
+        items = [inputs] if single else inputs
+        if not isinstance(items, (list, tuple)) or not any(isinstance(item, dict) for item in items):
+            return inputs, options
+        if options.get("documents") is not None:
+            raise InputError(
+                "documents given twice: the {query, documents} inputs carry their own, and documents= "
+                "is given too; give one of them"
+            )
+        queries, documents = [], []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or set(item) != {"query", "documents"}:
+                where = "input" if single else f"input at index {i}"
+                got = sorted(item) if isinstance(item, dict) else type(item).__name__
+                raise InputTypeError(
+                    f"{where} must be a {{'query': str, 'documents': [str, ...]}} dict, as the others; got {got}"
+                )
+            queries.append(item["query"])
+            documents.append(item["documents"])
+        return (queries[0] if single else queries), {**options, "documents": _PerQuery(documents)}
+
     def check_options(self, pipe, options: Mapping) -> _Options:
         self.reject_unknown(options)
         documents = options.get("documents")
         if documents is None:  # a pipeline's defaults may leave them to the call; a call needs them
             return _Options(None, None, False, "none")
-        if isinstance(documents, str) or not isinstance(documents, (list, tuple)) or not documents:
-            raise InputError(f"documents must be a non-empty list of str, got {documents!r}")
-        for i, doc in enumerate(documents):
-            if not isinstance(doc, str):
-                raise InputError(f"document at index {i} must be a str, got {type(doc).__name__}")
-            check_text(doc, f"document at index {i}")
+        per_query = None
+        if isinstance(documents, _PerQuery):
+            per_query = tuple(
+                _check_documents(docs, f"the documents of input at index {i}")
+                for i, docs in enumerate(documents)
+            )
+            documents = None
+        else:
+            documents = _check_documents(documents, "documents")
         flags = {k: options.get(k, False) for k in ("return_documents", "raw_scores")}
         for key, value in flags.items():
             if not isinstance(value, bool):
                 raise InputError(f"{key} must be True or False, got {value!r}")
         activation = "none" if flags["raw_scores"] else pipe.task_state
-        return _Options(
-            tuple(documents), check_top_k(options.get("top_k")), flags["return_documents"], activation
-        )
+        top_k = check_top_k(options.get("top_k"))
+        return _Options(documents, top_k, flags["return_documents"], activation, per_query)
 
     def encode(self, pipe, items: list, opts: _Options) -> _Pairs:
-        if opts.documents is None:
-            raise InputError("rerank needs documents=[...], the documents to rank against the query")
-        pairs = [(query, doc) for query in items for doc in opts.documents]
-        return _Pairs(pipe.tokenizer.encode_batch(pairs), [len(opts.documents)] * len(items))
+        if opts.per_query is not None:
+            if len(opts.per_query) != len(items):
+                raise InputError(f"{len(opts.per_query)} document lists for {len(items)} queries")
+            documents = opts.per_query
+        elif opts.documents is not None:
+            documents = (opts.documents,) * len(items)
+        else:
+            raise InputError(
+                "rerank needs documents: documents=[...], ranked against every query, or "
+                "{query, documents} inputs"
+            )
+        pairs = [(query, doc) for query, docs in zip(items, documents) for doc in docs]
+        return _Pairs(pipe.tokenizer.encode_batch(pairs), [len(d) for d in documents], documents)
 
     def collect(self, output: np.ndarray, row: int, seq, opts: _Options) -> float:
         return float(output[row, 0])
 
     def finish(self, pipe, items: list, encoded: _Pairs, collected: list, opts: _Options) -> list:
-        docs = list(opts.documents) if opts.return_documents else None
         results, start = [], 0
-        for count in encoded.counts:
+        for count, documents in zip(encoded.counts, encoded.documents):
+            docs = list(documents) if opts.return_documents else None
             results.append(
                 rank(np.array(collected[start : start + count]), opts.activation, opts.top_k, docs)
             )
             start += count
         return results
+
+    def row_item(self, text: str, value) -> dict:
+        """A ``bertrt batch`` row with its own documents: the ``{"query", "documents"}`` input."""
+        return {"query": text, "documents": value}
 
     def signature(self, result) -> int:
         return result[0]["index"]
