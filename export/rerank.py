@@ -16,7 +16,7 @@ from pathlib import Path
 from bertrt.errors import ExportError, TaskError
 from bertrt.tasks.rerank import activation_of
 
-__all__ = ["read_activation", "wrap"]
+__all__ = ["cross_encoder_ranker", "read_activation", "reference_call", "wrap"]
 
 log = logging.getLogger("bertrt.export")
 
@@ -54,17 +54,29 @@ def wrap(model, folder: Path):
     return model
 
 
-def reference_call(checkpoint, threads: int | None = None, options: dict | None = None):
-    """``bertrt bench``'s PyTorch reference: ``CrossEncoder.predict`` on every (text, document) pair of a
-    call, one ``predict`` (its batches), ranked as the task ranks (the documents of ``options``)."""
+def _cross_encoder(checkpoint, threads: int | None):
+    """sentence-transformers' ``CrossEncoder`` on ``checkpoint`` (the CPU); TaskError unless it gives one
+    score per pair."""
     import torch
     from sentence_transformers import CrossEncoder
-
-    from bertrt.tasks.rerank import rank
 
     if threads:
         torch.set_num_threads(threads)
     model = CrossEncoder(str(checkpoint), device="cpu")
+    if model.config.num_labels != 1:
+        raise TaskError(
+            f"{checkpoint}: a cross-encoder reference gives one score per pair, this head has "
+            f"{model.config.num_labels} labels"
+        )
+    return model
+
+
+def reference_call(checkpoint, threads: int | None = None, options: dict | None = None):
+    """``bertrt bench``'s PyTorch reference: ``CrossEncoder.predict`` on every (text, document) pair of a
+    call, one ``predict`` (its batches), ranked as the task ranks (the documents of ``options``)."""
+    from bertrt.tasks.rerank import rank
+
+    model = _cross_encoder(checkpoint, threads)
     documents = list((options or {}).get("documents") or ())
 
     def call(texts: list, batch_size: int) -> list:
@@ -74,3 +86,17 @@ def reference_call(checkpoint, threads: int | None = None, options: dict | None 
         return [rank(scores[i * n : (i + 1) * n], "none") for i in range(len(texts))]
 
     return call
+
+
+def cross_encoder_ranker(checkpoint, threads: int | None = None, batch_size: int = 32):
+    """``bertrt eval --pytorch``'s reference: ``ranker(query, documents) -> [{"index", "score"}]``, best
+    first, the scores of ``CrossEncoder.predict`` (with its activation) on the query's pairs."""
+    from bertrt.tasks.rerank import rank
+
+    model = _cross_encoder(checkpoint, threads)
+
+    def ranker(query: str, documents: list[str]) -> list[dict]:
+        pairs = [(query, doc) for doc in documents]
+        return rank(model.predict(pairs, batch_size=batch_size, convert_to_numpy=True), "none")
+
+    return ranker

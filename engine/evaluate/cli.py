@@ -64,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="CHECKPOINT",
-        help="also evaluate this Hugging Face checkpoint with transformers.pipeline (needs bertrt[export])",
+        help="also evaluate this Hugging Face checkpoint with transformers.pipeline (rerank: "
+        "sentence-transformers' CrossEncoder; needs bertrt[export])",
     )
     parser.add_argument(
         "--out",

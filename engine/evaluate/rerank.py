@@ -2,8 +2,9 @@
 
 ``relevant`` lists the relevant documents, by index into ``documents`` or by their text (binary
 relevance). Each system ranks every query's documents; the figures are means over the queries, in points
-(percent). :func:`mrr_at` and :func:`ndcg_at` are pure numpy; the PyTorch reference (``--pytorch``) is
-not offered for rerank (its reference, sentence-transformers' CrossEncoder, is the bench's and the tests').
+(percent). :func:`mrr_at` and :func:`ndcg_at` are pure numpy. The PyTorch reference (``--pytorch
+CHECKPOINT``) is sentence-transformers' ``CrossEncoder`` on the checkpoint (``bertrt.export.rerank``, needs
+``bertrt[export]`` and sentence-transformers), ranking the same documents.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import BertrtError, InputError
 from ..lines import drop_bom
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "markdown_section",
     "mrr_at",
     "ndcg_at",
+    "pytorch_ranker",
     "read_rerank",
     "score_ranker",
 ]
@@ -111,10 +113,34 @@ def score_ranker(rank: Callable[[Query], list[int]], items: list[Query]) -> dict
     }
 
 
+def pytorch_ranker(checkpoint, *, batch_size: int = 32, threads=None) -> Callable[[Query], list[int]]:
+    """The PyTorch reference as a ranker (a query -> document indices, best first): sentence-transformers'
+    ``CrossEncoder`` on ``checkpoint``; a :class:`~bertrt.errors.BertrtError` without its libraries."""
+    try:
+        from ..export.rerank import cross_encoder_ranker
+
+        ranker = cross_encoder_ranker(checkpoint, threads, batch_size)
+    except ImportError as exc:
+        raise BertrtError(
+            f"the PyTorch reference (--pytorch) needs torch and sentence-transformers ({exc}): "
+            "pip install 'bertrt[export]' sentence-transformers"
+        ) from exc
+    return lambda item: [r["index"] for r in ranker(item.query, list(item.documents))]
+
+
 def evaluate_rerank(
-    bundle: Path, data, precisions, *, batch_size: int = 32, threads=None, limit=None, name=None
+    bundle: Path,
+    data,
+    precisions,
+    *,
+    batch_size: int = 32,
+    threads=None,
+    limit=None,
+    name=None,
+    checkpoint=None,
 ):
-    """:func:`bertrt.evaluate.runner.evaluate_bundle` for a rerank bundle (no PyTorch column)."""
+    """:func:`bertrt.evaluate.runner.evaluate_bundle` for a rerank bundle; with ``checkpoint``, the
+    PyTorch reference (:func:`pytorch_ranker`) first."""
     from .. import pipeline
 
     items = list(data) if not isinstance(data, (str, Path)) else read_rerank(data)
@@ -122,6 +148,11 @@ def evaluate_rerank(
     if limit is not None:
         items = items[:limit]
     results, systems = {}, {}
+    if checkpoint is not None:
+        systems["pytorch"] = "sentence-transformers CrossEncoder (PyTorch fp32)"
+        results["pytorch"] = score_ranker(
+            pytorch_ranker(checkpoint, batch_size=batch_size, threads=threads), items
+        )
     for precision in precisions:
         pipe = pipeline("rerank", str(bundle), precision=precision, threads=threads)
 
@@ -146,7 +177,7 @@ def evaluate_rerank(
         "dataset": name,
         "size": len(items),
         "bundle": str(bundle),
-        "checkpoint": None,
+        "checkpoint": str(checkpoint) if checkpoint is not None else None,
         "systems": results,
         "system_names": systems,
         "agreement": agreement,

@@ -519,12 +519,17 @@ def evaluate_bundle(
     if bad or not precisions:
         raise InputError(f"unknown precision(s) {bad}; expected any of {', '.join(PRECISIONS)}")
     if evaluation_of(task).data == "rerank":  # queries and their documents: MRR@10, nDCG@10
-        if checkpoint is not None:
-            raise InputError("bertrt eval has no PyTorch reference for rerank bundles; leave out --pytorch")
         from .rerank import evaluate_rerank
 
         return evaluate_rerank(
-            bundle, data, precisions, batch_size=batch_size, threads=threads, limit=limit, name=name
+            bundle,
+            data,
+            precisions,
+            batch_size=batch_size,
+            threads=threads,
+            limit=limit,
+            name=name,
+            checkpoint=checkpoint,
         )
     require_metric(task)  # before any system runs
     items, name = _load_items(data, task, fmt, name)
