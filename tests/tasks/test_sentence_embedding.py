@@ -148,6 +148,27 @@ def test_dense_modules_are_in_the_graph_and_equal_sentence_transformers(tiny_che
     assert cosine.min() > 0.9
 
 
+@pytest.mark.parametrize("key", DENSE_VARIANTS)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_dense_modules_equal_sentence_transformers_on_every_architecture(
+    tiny_checkpoint, model_cache, arch, key
+):
+    """The Dense path (pooling and Dense layers appended to the graph) on every architecture row, fp32."""
+    from sentence_transformers import SentenceTransformer
+
+    from bertrt.export import export_model
+
+    checkpoint = tiny_checkpoint(arch, "feature-extraction")
+    folder = model_cache.get(f"st-{arch}-{key}", lambda out: build_st_dense_checkpoint(checkpoint, key, out))
+    bundle = model_cache.get(
+        f"st-bundle-{arch}-{key}-fp32", lambda out: export_model(folder, out, quantize="none")
+    )
+    model = SentenceTransformer(str(folder), device="cpu")
+    pipe = pipeline(bundle=bundle, precision="fp32")
+    _check(model.encode(TEXTS), pipe(TEXTS, batch_size=2))
+    _check(model.encode(TEXTS[0]), pipe(TEXTS[0]))
+
+
 def test_a_bundle_without_the_dense_output_is_refused(st_model, tmp_path):
     """A bundle recording Dense modules whose graph lacks their output (an older export)."""
     import json
