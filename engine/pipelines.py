@@ -171,7 +171,7 @@ class Pipeline:
         self.id2label = dict(self.bundle.id2label)
         # The graph must have the task's head (TaskError naming what the bundle is), read by its name.
         self.num_labels = self.spec.check_head(self)
-        self.session.select_output(self.spec.output)
+        self.spec.select_head(self)
         if not self.id2label and self.spec.labels:
             self.id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
         #: what the task built once for this pipeline (NER: its tokenizer callables)

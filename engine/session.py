@@ -155,13 +155,32 @@ class GraphIO:
             problems.append("graph has no 'input_ids' input")
         return problems
 
-    def select_output(self, name: str) -> None:
-        """Make ``run`` return the output ``name``; BundleError when the graph has no output of that name."""
-        if name not in self.outputs:
-            declared = ", ".join(f"{n} {shape}" for n, shape in self.outputs.items()) or "none"
-            raise BundleError(self.model_path, f"the graph has no output {name!r} (its outputs: {declared})")
+    #: the graph outputs ``run`` stacks on a new last axis as the selected output (a graph that keeps
+    #: them apart, as Optimum exports question answering's start_logits and end_logits); empty: one output
+    stacked: tuple[str, ...] = ()
+
+    def select_output(self, name: str, stacked: tuple[str, ...] = ()) -> None:
+        """Make ``run`` return the output ``name`` or, with ``stacked``, the graph outputs ``stacked`` stacked
+        on a new last axis under that name; BundleError when the graph has no output of a name read."""
+        for wanted in stacked or (name,):
+            if wanted not in self.outputs:
+                declared = ", ".join(f"{n} {shape}" for n, shape in self.outputs.items()) or "none"
+                raise BundleError(
+                    self.model_path, f"the graph has no output {wanted!r} (its outputs: {declared})"
+                )
         self.output_name = name
-        self.output_shape = list(self.outputs[name])
+        self.stacked = tuple(stacked)
+        shape = list(self.outputs[stacked[0] if stacked else name])
+        self.output_shape = [*shape, len(stacked)] if stacked else shape
+
+    @property
+    def fetched(self) -> list[str]:
+        """The graph outputs one run reads: the selected one, or those it stacks."""
+        return list(self.stacked) or [self.output_name]
+
+    def assemble(self, arrays: list) -> np.ndarray:
+        """The selected output from the :attr:`fetched` arrays of one run."""
+        return np.stack(arrays, axis=-1) if self.stacked else arrays[0]
 
     def feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Only the declared inputs, cast to the declared dtypes."""
@@ -241,7 +260,7 @@ class OnnxSession(GraphIO):
         if self.output_name is None:
             raise RuntimeError("OnnxSession.run before select_output(): name the output to read")
         if self.device is None:
-            return self._session.run([self.output_name], self.feed(batch))[0]
+            return self.assemble(self._session.run(self.fetched, self.feed(batch)))
         return self._run_bound(self.feed(batch))
 
     def _run_bound(self, feed: dict[str, np.ndarray]) -> np.ndarray:
@@ -250,6 +269,7 @@ class OnnxSession(GraphIO):
         binding = self._session.io_binding()
         for name, array in feed.items():
             binding.bind_cpu_input(name, array)
-        binding.bind_output(self.output_name, self.device)
+        for name in self.fetched:
+            binding.bind_output(name, self.device)
         self._session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+        return self.assemble(binding.copy_outputs_to_cpu())

@@ -246,7 +246,9 @@ class OpenVinoSession(GraphIO):
             request = self._pool.pop() if self._pool else self._compiled.create_infer_request()
         try:
             request.infer(feed)
-            out = np.array(request.get_output_tensor(self._ports[self.output_name]).data, copy=True)
+            out = self.assemble(
+                [np.array(request.get_output_tensor(self._ports[n]).data, copy=True) for n in self.fetched]
+            )
             # a per-token output (batch, sequence, ...) loses the padding again
             return np.ascontiguousarray(out[:, :length]) if length is not None and out.ndim >= 3 else out
         finally:

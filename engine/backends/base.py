@@ -30,7 +30,7 @@ class Session(Protocol):
     """A loaded graph, as the pipeline uses it. ``inputs``: name -> ONNX type string of every declared
     input; ``input_dtypes``: name -> numpy dtype of those the runtime feeds; ``outputs``: name -> declared
     shape (ints, or names for dynamic dimensions); ``run(batch)`` returns the output chosen with
-    :meth:`select_output` for a padded batch (``input_ids``, ``attention_mask``, ``token_type_ids``) and
+    :meth:`select_output` (or the outputs it stacks) for a padded batch (``input_ids``, ``attention_mask``, ``token_type_ids``) and
     is safe to call from several threads. :class:`bertrt.session.GraphIO` implements the input and output
     bookkeeping."""
 
@@ -42,7 +42,7 @@ class Session(Protocol):
     output_names: list[str]
     output_name: str | None
 
-    def select_output(self, name: str) -> None: ...
+    def select_output(self, name: str, stacked: tuple[str, ...] = ()) -> None: ...
 
     def run(self, batch: dict) -> Any: ...
 

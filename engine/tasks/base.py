@@ -5,6 +5,8 @@ A task is a :class:`Task` subclass with one instance, ``TASK``, in its module. T
 
     check_head(pipe) -> int              once, when the pipeline is built: the graph has the task's head
                                          (:attr:`Task.head`); returns the number of labels / output width
+    select_head(pipe)                    then: the session returns that head (its own output, or the
+                                         :attr:`Task.stacked_outputs` a graph keeps apart, stacked)
     setup(pipe) -> state                 once, after it; kept as ``pipe.task_state``
     check_options(pipe, options) -> opts every call, before any work: one frozen object the steps read
     encode(pipe, items, opts) -> Encoding
@@ -306,7 +308,8 @@ class Task:
     #: the exporter's int8 gates, figure of :meth:`compare_outputs` -> minimum (gross breakage, not quality)
     int8_gates: Mapping[str, float] = MappingProxyType({})
     #: the PyTorch model's outputs the exporter stacks on a new last axis into one graph output named
-    #: :attr:`output` (question-answering: start_logits and end_logits); empty: the model's own output
+    #: :attr:`output` (question-answering: start_logits and end_logits), and that a graph exported by
+    #: others may have apart (:meth:`select_head` stacks them); empty: the model's own output
     stacked_outputs: tuple[str, ...] = ()
     #: options of the server's warm-up calls (zero-shot: candidate labels; a call needs them)
     warm_up_options: Mapping[str, Any] = MappingProxyType({})
@@ -369,6 +372,24 @@ class Task:
         """The width of :attr:`head` in the graph (number of labels; 0 when not declared). TaskError when
         the graph lacks the head (naming what the bundle is), BundleError when it contradicts the bundle."""
         return require_head(pipe, self.head)
+
+    def split_head(self, pipe: Pipeline) -> bool:
+        """Whether the graph keeps :attr:`stacked_outputs` apart (as Optimum and ``torch.onnx`` export
+        them) where a bertrt bundle has the one :attr:`output`: each of them there, one rank lower."""
+        outputs = pipe.session.outputs
+        return (
+            bool(self.stacked_outputs)
+            and self.output not in outputs
+            and all(len(outputs.get(name, ())) == len(self.dims) - 1 for name in self.stacked_outputs)
+        )
+
+    def select_head(self, pipe: Pipeline) -> None:
+        """Make the session's ``run`` return :attr:`output`: the graph's own, or (:meth:`split_head`) the
+        :attr:`stacked_outputs` stacked on a new last axis, as the exporter stacks them."""
+        if self.split_head(pipe):
+            pipe.session.select_output(self.output, stacked=self.stacked_outputs)
+        else:
+            pipe.session.select_output(self.output)
 
     def setup(self, pipe: Pipeline) -> Any:
         """Per-pipeline state, built once (``pipe.task_state``); TaskError when the bundle cannot serve."""

@@ -15,7 +15,9 @@ input with that input's result alone; bertrt keeps list in, list out, as its CLI
 rely on.)
 
 The graph's head: ``span_logits`` (batch, sequence, 2), the model's ``start_logits`` and ``end_logits``
-stacked by the exporter (:attr:`~bertrt.tasks.base.Task.stacked_outputs`).
+stacked by the exporter (:attr:`~bertrt.tasks.base.Task.stacked_outputs`); a graph with the two apart
+(Optimum's or ``torch.onnx``'s export of a ``*ForQuestionAnswering`` model) is read as well, its outputs
+stacked by the session (:meth:`~bertrt.tasks.base.Task.select_head`).
 """
 
 from __future__ import annotations
@@ -190,6 +192,10 @@ class QuestionAnswering(Task):
 
     def parse_inputs(self, inputs, options: dict):
         return parse_qa_inputs(inputs, options)
+
+    def check_head(self, pipe) -> int:
+        """``span_logits`` (batch, sequence, 2), or ``start_logits`` and ``end_logits`` (batch, sequence)."""
+        return 2 if self.split_head(pipe) else super().check_head(pipe)
 
     def check_options(self, pipe, options: Mapping) -> _Options:
         self.reject_unknown(options)
