@@ -505,26 +505,31 @@ def _fits(pipe: Pipeline, head: Head, shape) -> bool:
 
 def identify(pipe: Pipeline) -> Identity:
     """What the bundle is: its own task (bundle.json, or config.json's architectures) when its graph has
-    that task's head; else the first registered task whose head the graph's outputs and widths fit."""
+    that task's head; else the first registered task whose head the graph's outputs and widths fit. A head
+    a graph keeps apart (:meth:`Task.split_head`) counts, shaped as its parts plus their count."""
     outputs = pipe.session.outputs
 
-    def head_of(name: str) -> Head | None:
+    def found(name: str) -> tuple[Head, tuple] | None:
+        """The task's head and its shape in this graph (None: no task of that name, or no such output)."""
         try:
-            return _registry.get_task(name).head
+            spec = _registry.get_task(name)
+            head = spec.head
         except (TaskError, ImportError, AttributeError):
             return None
+        if head.output in outputs:
+            return head, tuple(outputs[head.output])
+        if spec.split_head(pipe):
+            return head, (*outputs[spec.stacked_outputs[0]], len(spec.stacked_outputs))
+        return None
 
     own = pipe.bundle.task
-    head = head_of(own) if own is not None else None
-    if head is not None and len(outputs.get(head.output, ())) == head.rank:
-        return Identity(own, head, tuple(outputs[head.output]))
+    mine = found(own) if own is not None else None
+    if mine is not None and len(mine[1]) == mine[0].rank:
+        return Identity(own, *mine)
     for name in _registry.TASKS:
-        head = head_of(name)
-        if head is None or head.output not in outputs:
-            continue
-        shape = tuple(outputs[head.output])
-        if len(shape) == head.rank and _fits(pipe, head, shape):
-            return Identity(name, head, shape)
+        other = found(name)
+        if other is not None and len(other[1]) == other[0].rank and _fits(pipe, *other):
+            return Identity(name, *other)
     return Identity(None, None, ())
 
 

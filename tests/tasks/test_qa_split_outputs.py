@@ -96,6 +96,15 @@ def test_a_torch_onnx_qa_folder_answers_as_transformers(backend, model_cache, tm
         _same_answers(got, want)
 
 
+def test_another_task_on_a_split_graph_names_what_it_is(model_cache, tmp_path):
+    from bertrt.errors import TaskError
+
+    checkpoint = zq_checkpoint(model_cache, "bert", TASK)
+    folder = model_cache.get("torch-onnx-qa-bert", lambda out: _torch_onnx_folder(checkpoint, out))
+    with pytest.raises(TaskError, match="this bundle is a question-answering model"):
+        bertrt.pipeline("token-classification", shutil.copytree(folder, tmp_path / "qa"), precision="fp32")
+
+
 def test_a_graph_with_one_of_the_two_is_refused(model_cache, tmp_path):
     """A graph with start_logits alone (no end_logits, no span_logits): the head is missing."""
     from bertrt.errors import TaskError
