@@ -167,6 +167,11 @@ def _load_labelled(task: str, labelled) -> tuple[list, list[str]]:
     from .evaluate import runner
 
     _evaluation(get_task(task))
+    if runner.data_kind(task) == "rerank":  # queries with documents, not labelled texts
+        raise InputError(
+            f"bertrt tune --labelled scores labelled texts; {task} data (queries, documents, relevant) is "
+            "scored by bertrt eval (MRR@10, nDCG@10), and tune gates the rankings against fp32 without it"
+        )
     runner.require_metric(task)  # before any candidate runs
     items, _ = runner._load_items(labelled, task, None, None)
     if not items:

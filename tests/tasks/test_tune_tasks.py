@@ -70,3 +70,13 @@ def test_rerank_agreement_compares_rankings_per_query():
     # a candidate that breaks the ranking fails tune's gates
     reasons = tune._gate({f"accuracy.{k}": v for k, v in flipped.items()}, dict(spec.gates))
     assert any(r.startswith("accuracy.top1_agreement") for r in reasons)
+
+
+def test_rerank_labelled_data_is_refused_with_where_it_is_scored(task_bundle, tmp_path):
+    from bertrt.errors import InputError
+
+    folder = task_bundle("rerank")
+    data = tmp_path / "rr.jsonl"
+    data.write_text('{"query": "q", "documents": ["a", "b"], "relevant": [0]}\n', encoding="utf-8")
+    with pytest.raises(InputError, match="scored by bertrt eval"):
+        tune.tune(folder, labelled=data, precisions=["fp32"], write=False, **QUICK)
