@@ -66,6 +66,13 @@ class QAInputs(_Strict):
     context: str
 
 
+class RerankInputs(_Strict):
+    """One rerank input: a query and the documents to rank for it (per-query documents)."""
+
+    query: str
+    documents: list[str]
+
+
 class SimilarityInputs(_Strict):
     """The Inference API's sentence-similarity input: cosine of ``source_sentence`` to each sentence."""
 
@@ -75,16 +82,21 @@ class SimilarityInputs(_Strict):
 
 _INPUTS = (
     "a string or a list of strings (or {'text', 'text_pair'} objects; question-answering: "
-    "{'question', 'context'} objects)"
+    "{'question', 'context'} objects; rerank: {'query', 'documents'} objects)"
 )
 
 
 class PredictRequest(_Strict):
     """``POST /models/{name}/predict`` (and the Hugging Face Inference API's shape of it)."""
 
-    inputs: str | TextPair | QAInputs | SimilarityInputs | list[str | TextPair | QAInputs] = Field(
-        description=_INPUTS
-    )
+    inputs: (
+        str
+        | TextPair
+        | QAInputs
+        | RerankInputs
+        | SimilarityInputs
+        | list[str | TextPair | QAInputs | RerankInputs]
+    ) = Field(description=_INPUTS)
     parameters: dict[str, Any] | None = Field(
         None, description="a JSON object: the task's options (see the *Parameters schemas)"
     )

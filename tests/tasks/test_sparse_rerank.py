@@ -287,6 +287,16 @@ def test_served_routes(splade, cross_encoder):
         )
         assert native.status_code == 200, native.text
         assert [r["index"] for r in native.json()] == [r["index"] for r in expect]
+        per_query = [{"query": QUERY, "documents": docs}, {"query": texts[0], "documents": docs[:2]}]
+        native = requests.post(f"{srv.url}/models/ce/predict", json={"inputs": per_query}, timeout=60)
+        assert native.status_code == 200, native.text
+        want = ce(per_query)
+        assert [[r["index"] for r in q] for q in native.json()] == [[r["index"] for r in q] for q in want]
+        assert all(
+            abs(a["score"] - b["score"]) <= TOL for q, w in zip(native.json(), want) for a, b in zip(q, w)
+        )
+        one = requests.post(f"{srv.url}/models/ce/predict", json={"inputs": per_query[0]}, timeout=60).json()
+        assert [r["index"] for r in one] == [r["index"] for r in expect]
         native = requests.post(
             f"{srv.url}/models/sp/predict", json={"inputs": texts[0], "parameters": {"top_k": 4}}, timeout=60
         )
