@@ -1,0 +1,241 @@
+"""MPNet's attention on ``com.microsoft`` ``MultiHeadAttention``, its relative-position bias included.
+
+MPNet adds a relative-position bias to every layer's scores, ``softmax(Q K^T / sqrt(d) + B_pos + M)``,
+with ``B_pos`` [1, H, S, S] computed once per call (bucketed relative positions, an embedding lookup; the
+graph ``Expand``s it to the batch) and ``M`` [B, 1, 1, S] the key padding mask (``(1 - mask) * min``).
+onnxruntime's BERT attention fusion has no place for the extra term, so the optimizer leaves each layer as
+MatMul / Div / Add / Add / Softmax / MatMul with four Reshape + Transpose around it, and the per-token int8
+graph runs three quantized projections and all that fp32 glue per layer.
+
+:func:`fuse_bias_attention` rewrites each such layer, found from its Softmax, into one ``MatMul`` of the
+layer input with the packed [D, 3D] Q/K/V weight, a ``Split`` and a ``MultiHeadAttention`` (the packed
+[3D] bias as its ``bias`` input, ``scale`` from the score Div/Mul) whose additive ``attention_bias`` is
+the sum of the score terms: ``B_pos + M`` is one Add per call (the ``Expand`` to the batch is dropped:
+the mask's batch dim broadcasts) shared by every layer that adds the same terms. The packed projection is
+one int8 GEMM for the per-token rewrite (:mod:`bertrt.export.per_token`), as the unfused BERT Attention
+is. Same products, same softmax: the fp32 graph stays within float rounding of the unfused one.
+
+The matching is bertrt's own pattern walk over the exported graph (onnxruntime's ``FusionAttention``
+matches BERT's mask forms only, not an extra additive term), using onnxruntime's ``OnnxModel`` to follow
+parents. Only the exact eager-attention form (constant 2-D weights, 1-D biases, one layer input, 4-D
+head transposes, a constant score scale) is rewritten; anything else is left as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+__all__ = ["fuse_bias_attention"]
+
+log = logging.getLogger("bertrt.export")
+
+_HEADS = [0, 2, 1, 3]  # [B, S, N, d] -> [B, N, S, d] (Q, V) and back (the context)
+_KEYS_T = [0, 2, 3, 1]  # [B, S, N, d] -> [B, N, d, S] (K^T)
+
+
+def _attr(node, name):
+    from onnx import helper
+
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), None)
+
+
+class _Graph:
+    """Lookups over one graph: producers, consumers, constants (initializers and Constant nodes)."""
+
+    def __init__(self, model):
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        self.onnx = OnnxModel(model)
+        self.graph = model.graph
+        self.inits = {i.name: i for i in self.graph.initializer}
+        self.producer = self.onnx.output_name_to_node()
+        self.consumers = self.onnx.input_name_to_nodes()
+
+    def const(self, name: str):
+        from onnx import numpy_helper
+
+        if name in self.inits:
+            return numpy_helper.to_array(self.inits[name])
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Constant" and node.attribute[0].name == "value":
+            return numpy_helper.to_array(node.attribute[0].t)
+        return None
+
+    def parent(self, node, index: int, op_type: str):
+        parent = self.producer.get(node.input[index]) if index < len(node.input) else None
+        return parent if parent is not None and parent.op_type == op_type else None
+
+    def only_reader(self, name: str, node) -> bool:
+        return [id(n) for n in self.consumers.get(name, [])] == [id(node)]
+
+
+def _projection(g: _Graph, transpose, perm):
+    """``(x, W, b)`` of ``Transpose[perm](Reshape(Add(MatMul(x, W), b)))`` (b on either side), else None."""
+    if transpose is None or list(_attr(transpose, "perm") or []) != perm:
+        return None
+    path = g.onnx.match_parent_path(transpose, ["Reshape", "Add"], [0, 0], g.producer)
+    if path is None:
+        return None
+    add = path[1]
+    for m in (0, 1):
+        matmul = g.parent(add, m, "MatMul")
+        bias = g.const(add.input[1 - m])
+        weight = g.const(matmul.input[1]) if matmul is not None else None
+        if weight is not None and weight.ndim == 2 and bias is not None and bias.ndim == 1:
+            if bias.shape[0] == weight.shape[1] and weight.dtype == bias.dtype == np.float32:
+                return matmul.input[0], weight, bias
+    return None
+
+
+def _score_terms(g: _Graph, softmax):
+    """``(scores MatMul, scale, [additive terms])`` of ``Softmax(Add(...Add(Div(MatMul, c), t1)..., tn))``,
+    each Add and the Div read by nothing else; else None. ``scale`` multiplies the product."""
+
+    def scaled(node) -> bool:
+        return (
+            node.op_type in ("Div", "Mul")
+            and g.parent(node, 0, "MatMul") is not None
+            and g.const(node.input[1]) is not None
+        )
+
+    def chain(name: str) -> bool:
+        node = g.producer.get(name)
+        return (
+            node is not None
+            and len(g.consumers.get(name, [])) == 1
+            and (node.op_type == "Add" or scaled(node))
+        )
+
+    terms, node = [], g.producer.get(softmax.input[0])
+    while node is not None and node.op_type == "Add" and chain(node.output[0]):
+        sides = [i for i in (0, 1) if chain(node.input[i])]
+        if len(sides) != 1:
+            return None
+        terms.insert(0, node.input[1 - sides[0]])
+        node = g.producer[node.input[sides[0]]]
+    if node is None or not scaled(node) or not terms or not chain(node.output[0]):
+        return None
+    c = g.const(node.input[1]).reshape(-1)
+    if c.size != 1 or float(c[0]) == 0.0:
+        return None
+    scale = 1.0 / float(c[0]) if node.op_type == "Div" else float(c[0])
+    return g.parent(node, 0, "MatMul"), scale, terms
+
+
+def _unexpanded(g: _Graph, term: str) -> str:
+    """The input of the ``Expand`` that produced ``term`` (the position bias broadcast to the batch), or
+    ``term``: the attention bias may broadcast over the batch dim, and the mask term restores it anyway."""
+    node = g.producer.get(term)
+    return node.input[0] if node is not None and node.op_type == "Expand" else term
+
+
+def _match(g: _Graph, softmax, num_heads: int):
+    """Everything one layer's rewrite needs, or None when ``softmax`` is not an MPNet attention's."""
+    if _attr(softmax, "axis") not in (-1, 3):
+        return None
+    found = _score_terms(g, softmax)
+    if found is None:
+        return None
+    scores, scale, terms = found
+    q = _projection(g, g.producer.get(scores.input[0]), _HEADS)
+    k = _projection(g, g.producer.get(scores.input[1]), _KEYS_T)
+    readers = g.consumers.get(softmax.output[0], [])
+    context = readers[0] if len(readers) == 1 and readers[0].op_type == "MatMul" else None
+    if q is None or k is None or context is None or context.input[0] != softmax.output[0]:
+        return None
+    v = _projection(g, g.producer.get(context.input[1]), _HEADS)
+    after = g.consumers.get(context.output[0], [])
+    if v is None or len(after) != 1 or after[0].op_type != "Transpose":
+        return None
+    if list(_attr(after[0], "perm") or []) != _HEADS:
+        return None
+    merge = g.consumers.get(after[0].output[0], [])
+    if len(merge) != 1 or merge[0].op_type != "Reshape":
+        return None
+    shape = g.const(merge[0].input[1])
+    hidden = q[1].shape[1]
+    if shape is None or shape.size != 3 or int(shape[-1]) not in (hidden, -1):
+        return None
+    if not (q[0] == k[0] == v[0]) or not (q[1].shape == k[1].shape == v[1].shape) or hidden % num_heads:
+        return None
+    return {"x": q[0], "q": q, "k": k, "v": v, "scale": scale, "terms": terms, "output": merge[0]}
+
+
+def fuse_bias_attention(model, num_heads: int) -> int:
+    """Rewrite, in place, each MPNet attention layer of ``model`` (an ``onnx.ModelProto``) into packed
+    QKV MatMul + Split + ``MultiHeadAttention`` with its score terms as ``attention_bias`` (module
+    docstring); return how many layers were rewritten."""
+    from onnx import helper, numpy_helper
+
+    from .fold import drop_dead
+
+    g = _Graph(model)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
+    layers = [m for s in list(g.graph.node) if s.op_type == "Softmax" for m in [_match(g, s, num_heads)] if m]
+    if not layers:
+        return 0
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    biases: dict[tuple, str] = {}  # the score terms -> their sum, computed once
+    before: dict[int, list] = {}  # node position -> new nodes to put there
+    position = {id(n): i for i, n in enumerate(g.graph.node)}
+    for index, layer in enumerate(layers):
+        prefix = f"mpnet_attention_{index}"
+        out = layer["output"]
+        at = position[id(out)]
+        new = []
+        terms = tuple(_unexpanded(g, t) for t in layer["terms"])
+        if terms not in biases:
+            total = terms[0]
+            for t, term in enumerate(terms[1:]):
+                name = f"mpnet_attention_bias_{len(biases)}_{t}"
+                new.append(helper.make_node("Add", [total, term], [name], name=f"{name}/Add"))
+                total = name
+            biases[terms] = total
+        weight = np.concatenate([layer[p][1] for p in "qkv"], axis=1)
+        bias = np.concatenate([layer[p][2] for p in "qkv"])
+        g.graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.ascontiguousarray(weight), f"{prefix}_qkv_weight"),
+                numpy_helper.from_array(bias, f"{prefix}_qkv_bias"),
+            ]
+        )
+        qkv, q, k, v = (f"{prefix}_{t}" for t in ("qkv", "q", "k", "v"))
+        new += [
+            helper.make_node(
+                "MatMul", [layer["x"], f"{prefix}_qkv_weight"], [qkv], name=f"{prefix}/QKV_MatMul"
+            ),
+            helper.make_node(
+                "Split",
+                [qkv],
+                [q, k, v],
+                name=f"{prefix}/Split",
+                axis=-1,
+                **({"num_outputs": 3} if opset >= 18 else {}),
+            ),
+            helper.make_node(
+                "MultiHeadAttention",
+                [q, k, v, f"{prefix}_qkv_bias", "", biases[terms]],
+                list(out.output),
+                name=f"{prefix}/MultiHeadAttention",
+                domain="com.microsoft",
+                num_heads=num_heads,
+                scale=layer["scale"],
+            ),
+        ]
+        before[at] = new
+    nodes = []
+    for i, node in enumerate(g.graph.node):
+        if i in before:
+            nodes.extend(before[i])
+        else:
+            nodes.append(node)
+    del g.graph.node[:]
+    g.graph.node.extend(nodes)
+    drop_dead(g.graph)
+    log.info(
+        "mpnet: %d attention layers on MultiHeadAttention (%d shared score biases)", len(layers), len(biases)
+    )
+    return len(layers)
