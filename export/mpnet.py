@@ -7,13 +7,15 @@ onnxruntime's BERT attention fusion has no place for the extra term, so the opti
 MatMul / Div / Add / Add / Softmax / MatMul with four Reshape + Transpose around it, and the per-token int8
 graph runs three quantized projections and all that fp32 glue per layer.
 
-:func:`fuse_bias_attention` rewrites each such layer, found from its Softmax, into one ``MatMul`` of the
-layer input with the packed [D, 3D] Q/K/V weight, a ``Split`` and a ``MultiHeadAttention`` (the packed
-[3D] bias as its ``bias`` input, ``scale`` from the score Div/Mul) whose additive ``attention_bias`` is
-the sum of the score terms: ``B_pos + M`` is one Add per call (the ``Expand`` to the batch is dropped:
-the mask's batch dim broadcasts) shared by every layer that adds the same terms. The packed projection is
-one int8 GEMM for the per-token rewrite (:mod:`bertrt.export.per_token`), as the unfused BERT Attention
-is. Same products, same softmax: the fp32 graph stays within float rounding of the unfused one.
+:func:`fuse_bias_attention` rewrites each such layer, found from its Softmax, into one ``MultiHeadAttention``
+that reads the three projection MatMuls' outputs (the packed [3D] Q/K/V bias as its ``bias`` input,
+``scale`` from the score Div/Mul) and whose additive ``attention_bias`` is the sum of the score terms:
+``B_pos + M`` is one Add per call (the ``Expand`` to the batch is dropped: the mask's batch dim broadcasts)
+shared by every layer that adds the same terms. The three projections stay separate MatMuls of one input,
+which the per-token rewrite (:mod:`bertrt.export.per_token`) quantizes once: onnxruntime's CPU kernel
+refuses packed QKV ([B, S, N, 3, H]: "not implemented for CPU"), and one packed [D, 3D] GEMM needs a
+``Split`` copy before MultiHeadAttention, measured no faster (docs/speed.md). Same products, same softmax:
+the fp32 graph gives the unfused one's results (bit-identical on the tiny models).
 
 The matching is bertrt's own pattern walk over the exported graph (onnxruntime's ``FusionAttention``
 matches BERT's mask forms only, not an extra additive term), using onnxruntime's ``OnnxModel`` to follow
@@ -72,7 +74,8 @@ class _Graph:
 
 
 def _projection(g: _Graph, transpose, perm):
-    """``(x, W, b)`` of ``Transpose[perm](Reshape(Add(MatMul(x, W), b)))`` (b on either side), else None."""
+    """``(x, x @ W, W, b)`` of ``Transpose[perm](Reshape(Add(MatMul(x, W), b)))`` (b on either side), else
+    None."""
     if transpose is None or list(_attr(transpose, "perm") or []) != perm:
         return None
     path = g.onnx.match_parent_path(transpose, ["Reshape", "Add"], [0, 0], g.producer)
@@ -85,7 +88,7 @@ def _projection(g: _Graph, transpose, perm):
         weight = g.const(matmul.input[1]) if matmul is not None else None
         if weight is not None and weight.ndim == 2 and bias is not None and bias.ndim == 1:
             if bias.shape[0] == weight.shape[1] and weight.dtype == bias.dtype == np.float32:
-                return matmul.input[0], weight, bias
+                return matmul.input[0], matmul.output[0], weight, bias
     return None
 
 
@@ -155,24 +158,23 @@ def _match(g: _Graph, softmax, num_heads: int):
     if len(merge) != 1 or merge[0].op_type != "Reshape":
         return None
     shape = g.const(merge[0].input[1])
-    hidden = q[1].shape[1]
+    hidden = q[2].shape[1]
     if shape is None or shape.size != 3 or int(shape[-1]) not in (hidden, -1):
         return None
-    if not (q[0] == k[0] == v[0]) or not (q[1].shape == k[1].shape == v[1].shape) or hidden % num_heads:
+    if not (q[0] == k[0] == v[0]) or not (q[2].shape == k[2].shape == v[2].shape) or hidden % num_heads:
         return None
     return {"x": q[0], "q": q, "k": k, "v": v, "scale": scale, "terms": terms, "output": merge[0]}
 
 
 def fuse_bias_attention(model, num_heads: int) -> int:
-    """Rewrite, in place, each MPNet attention layer of ``model`` (an ``onnx.ModelProto``) into packed
-    QKV MatMul + Split + ``MultiHeadAttention`` with its score terms as ``attention_bias`` (module
-    docstring); return how many layers were rewritten."""
+    """Rewrite, in place, each MPNet attention layer of ``model`` (an ``onnx.ModelProto``) into one
+    ``MultiHeadAttention`` with its score terms as ``attention_bias`` (module docstring); return how many
+    layers were rewritten."""
     from onnx import helper, numpy_helper
 
     from .fold import drop_dead
 
     g = _Graph(model)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
     layers = [m for s in list(g.graph.node) if s.op_type == "Softmax" for m in [_match(g, s, num_heads)] if m]
     if not layers:
         return 0
@@ -194,37 +196,19 @@ def fuse_bias_attention(model, num_heads: int) -> int:
                 new.append(helper.make_node("Add", [total, term], [name], name=f"{name}/Add"))
                 total = name
             biases[terms] = total
-        weight = np.concatenate([layer[p][1] for p in "qkv"], axis=1)
-        bias = np.concatenate([layer[p][2] for p in "qkv"])
-        g.graph.initializer.extend(
-            [
-                numpy_helper.from_array(np.ascontiguousarray(weight), f"{prefix}_qkv_weight"),
-                numpy_helper.from_array(bias, f"{prefix}_qkv_bias"),
-            ]
-        )
-        qkv, q, k, v = (f"{prefix}_{t}" for t in ("qkv", "q", "k", "v"))
-        new += [
-            helper.make_node(
-                "MatMul", [layer["x"], f"{prefix}_qkv_weight"], [qkv], name=f"{prefix}/QKV_MatMul"
-            ),
-            helper.make_node(
-                "Split",
-                [qkv],
-                [q, k, v],
-                name=f"{prefix}/Split",
-                axis=-1,
-                **({"num_outputs": 3} if opset >= 18 else {}),
-            ),
+        bias = np.concatenate([layer[p][3] for p in "qkv"])
+        g.graph.initializer.append(numpy_helper.from_array(bias, f"{prefix}_qkv_bias"))
+        new.append(
             helper.make_node(
                 "MultiHeadAttention",
-                [q, k, v, f"{prefix}_qkv_bias", "", biases[terms]],
+                [*(layer[p][1] for p in "qkv"), f"{prefix}_qkv_bias", "", biases[terms]],
                 list(out.output),
                 name=f"{prefix}/MultiHeadAttention",
                 domain="com.microsoft",
                 num_heads=num_heads,
                 scale=layer["scale"],
-            ),
-        ]
+            )
+        )
         before[at] = new
     nodes = []
     for i, node in enumerate(g.graph.node):
