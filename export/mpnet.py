@@ -69,13 +69,23 @@ class _Graph:
         parent = self.producer.get(node.input[index]) if index < len(node.input) else None
         return parent if parent is not None and parent.op_type == op_type else None
 
-    def only_reader(self, name: str, node) -> bool:
-        return [id(n) for n in self.consumers.get(name, [])] == [id(node)]
+    def split_shape(self, reshape) -> tuple[int, int] | None:
+        """The last two dims (heads, head size) a head-splitting ``Reshape`` asks for, when constant."""
+        shape = self.const(reshape.input[1])
+        if shape is None:
+            concat = self.producer.get(reshape.input[1])
+            if concat is None or concat.op_type != "Concat" or len(concat.input) < 2:
+                return None
+            tail = [self.const(name) for name in concat.input[-2:]]
+            if any(t is None or t.size != 1 for t in tail):
+                return None
+            shape = np.concatenate([t.reshape(-1) for t in tail])
+        return (int(shape[-2]), int(shape[-1])) if shape.size >= 2 else None
 
 
 def _projection(g: _Graph, transpose, perm):
-    """``(x, x @ W, W, b)`` of ``Transpose[perm](Reshape(Add(MatMul(x, W), b)))`` (b on either side), else
-    None."""
+    """``(x, x @ W, W, b, (heads, head size))`` of ``Transpose[perm](Reshape(Add(MatMul(x, W), b)))`` (b on
+    either side), else None."""
     if transpose is None or list(_attr(transpose, "perm") or []) != perm:
         return None
     path = g.onnx.match_parent_path(transpose, ["Reshape", "Add"], [0, 0], g.producer)
@@ -88,7 +98,7 @@ def _projection(g: _Graph, transpose, perm):
         weight = g.const(matmul.input[1]) if matmul is not None else None
         if weight is not None and weight.ndim == 2 and bias is not None and bias.ndim == 1:
             if bias.shape[0] == weight.shape[1] and weight.dtype == bias.dtype == np.float32:
-                return matmul.input[0], matmul.output[0], weight, bias
+                return matmul.input[0], matmul.output[0], weight, bias, g.split_shape(path[0])
     return None
 
 
@@ -129,7 +139,7 @@ def _score_terms(g: _Graph, softmax):
 
 def _unexpanded(g: _Graph, term: str) -> str:
     """The input of the ``Expand`` that produced ``term`` (the position bias broadcast to the batch), or
-    ``term``: the attention bias may broadcast over the batch dim, and the mask term restores it anyway."""
+    ``term``: summed with the mask term, whose batch dim broadcasts, it needs no copy per text."""
     node = g.producer.get(term)
     return node.input[0] if node is not None and node.op_type == "Expand" else term
 
@@ -163,6 +173,8 @@ def _match(g: _Graph, softmax, num_heads: int):
         return None
     if not (q[0] == k[0] == v[0]) or not (q[2].shape == k[2].shape == v[2].shape) or hidden % num_heads:
         return None
+    if not q[4] == k[4] == v[4] == (num_heads, hidden // num_heads):  # the heads MultiHeadAttention will use
+        return None
     return {"x": q[0], "q": q, "k": k, "v": v, "scale": scale, "terms": terms, "output": merge[0]}
 
 
@@ -188,7 +200,9 @@ def fuse_bias_attention(model, num_heads: int) -> int:
         out = layer["output"]
         at = position[id(out)]
         new = []
-        terms = tuple(_unexpanded(g, t) for t in layer["terms"])
+        terms = tuple(layer["terms"])
+        if len(terms) > 1:  # the other terms' broadcast (the mask's batch dim) stands in for the Expand
+            terms = tuple(_unexpanded(g, t) for t in terms)
         if terms not in biases:
             total = terms[0]
             for t, term in enumerate(terms[1:]):
