@@ -36,17 +36,19 @@ __all__ = ["main", "prepare"]
 FAMILY = "mpnet"
 
 
-def prepare() -> tuple[Path, dict[str, Path]]:
-    """The checkpoint and the ``before`` / ``after`` bundles (exported once, cached)."""
+def prepare(tiny: bool = False) -> tuple[Path, dict[str, Path]]:
+    """The checkpoint and the ``before`` / ``after`` bundles (exported once, cached); ``tiny``: arch_bench's
+    2 x 64 size (a check of the code)."""
     from bertrt import architectures
 
-    checkpoint = build_checkpoint(FAMILY)
+    checkpoint = build_checkpoint(FAMILY, tiny)
     root = arch_cache() / "bundles"
-    after = ensure_bundle(checkpoint, TASK, FAMILY, root=root, gates=False)
+    name = f"{FAMILY}-tiny" if tiny else FAMILY
+    after = ensure_bundle(checkpoint, TASK, name, root=root, gates=False)
     row = architectures.ARCHITECTURES[FAMILY]
     architectures.ARCHITECTURES[FAMILY] = dataclasses.replace(row, attention_bias_fusion=False)
     try:
-        before = ensure_bundle(checkpoint, TASK, f"{FAMILY}-unfused", root=root, gates=False)
+        before = ensure_bundle(checkpoint, TASK, f"{name}-unfused", root=root, gates=False)
     finally:
         architectures.ARCHITECTURES[FAMILY] = row
     return checkpoint, {"before": before, "after": after}
