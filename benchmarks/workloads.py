@@ -160,11 +160,12 @@ def _weights_digest(folder: Path) -> str:
 
 
 def _exporter_digest() -> str:
-    """Digest of the exporter's int8 recipe (default and code), so a recipe change re-exports the bundles."""
+    """Digest of the exporter's graph code (fusions, per-architecture rewrites, int8 recipe: default and
+    code), so a change there re-exports the bundles."""
     from bertrt.export import quantize
 
     h = hashlib.sha256(quantize.DEFAULT_RECIPE.encode())
-    for module in ("quantize.py", "per_token.py", "optimize.py"):
+    for module in ("quantize.py", "per_token.py", "optimize.py", "fold.py", "deberta.py", "mpnet.py"):
         path = Path(quantize.__file__).with_name(module)
         if path.is_file():
             h.update(path.read_bytes())

@@ -47,6 +47,10 @@ class Architecture:
     #: the exporter folds subgraphs that read only weights into initializers before quantization
     #: (DeBERTa's relative-position projections, computed on every call otherwise; export/fold.py)
     fold_constants: bool = False
+    #: the exporter maps each layer's attention, whose scores get additive terms the optimizer's fusion does
+    #: not know (MPNet's relative-position bias), onto com.microsoft MultiHeadAttention with those terms as
+    #: its ``attention_bias`` (export/mpnet.py); the fusion record counts it as fused attention
+    attention_bias_fusion: bool = False
 
 
 #: Presets shared by several rows. The RoBERTa family: positions start at ``padding_idx + 1`` (offset 2), no
@@ -123,7 +127,8 @@ ARCHITECTURES: dict[str, Architecture] = {
             tokenizer_class="DebertaTokenizerFast",
         ),
         # MPNet computes positions from padding_idx 1 (hard-coded): offset 2 as RoBERTa. Its attention adds a
-        # relative-position bucket bias that no onnxruntime Attention fusion covers.
+        # relative-position bucket bias that no onnxruntime Attention fusion covers: the exporter maps it onto
+        # MultiHeadAttention with the bias as attention_bias itself.
         Architecture(
             "mpnet",
             "MPNet",
@@ -131,6 +136,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             config_class="MPNetConfig",
             tokenizer_class="MPNetTokenizerFast",
             attn_implementation="eager",
+            attention_bias_fusion=True,
         ),
         # ModernBERT: rotary positions (8,192 of them, no offset) and alternating local (sliding-window) and
         # global attention layers; the mask and the RoPE tables are computed in the graph from the length.

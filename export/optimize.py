@@ -28,6 +28,10 @@ then :func:`bertrt.export.deberta.untile_position_scores` drops the per-batch Ti
 in the position-score MatMuls, and :func:`bertrt.export.deberta.drop_equal_length_branches` replaces the
 per-layer key-vs-query length ``If`` by its always-taken branch; the record says how many of each
 (``constants_folded``, ``position_scores_untiled``, ``length_branches_dropped``).
+
+Post-pass for rows with ``attention_bias_fusion`` (MPNet): :func:`bertrt.export.mpnet.fuse_bias_attention`
+maps each layer's attention, relative-position bias included, onto ``MultiHeadAttention``; the record's
+``attention_bias_fused`` says how many layers, and they count as fused attention.
 """
 
 from __future__ import annotations
@@ -250,6 +254,16 @@ def optimize_graph(src: Path, dst: Path, model_type: str, dims: dict, skip_layer
             folded += fold_constants(model)
         if folded or untiled or branches:
             onnx.save(model, str(dst))
+    bias_fused = 0
+    if row.attention_bias_fusion:
+        import onnx
+
+        from .mpnet import fuse_bias_attention
+
+        bias_fused = fuse_bias_attention(model, dims["num_heads"])
+        if bias_fused:
+            onnx.save(model, str(dst))
+            counts["MultiHeadAttention"] += bias_fused
     attention = counts["Attention"] + counts["MultiHeadAttention"]
     expected = dims["num_layers"]
     record = {
@@ -261,12 +275,13 @@ def optimize_graph(src: Path, dst: Path, model_type: str, dims: dict, skip_layer
         "constants_folded": folded,
         "position_scores_untiled": untiled,
         "length_branches_dropped": branches,
+        "attention_bias_fused": bias_fused,
         "warning": None,
     }
     problems = []
     if attention < expected:
         note = f"only {attention} of {expected} attention layers were fused"
-        if row.attention_fusion and row.ort_model_type is not None:
+        if (row.attention_fusion and row.ort_model_type is not None) or row.attention_bias_fusion:
             problems.append(f"{note}; the graph runs unfused attention (slower)")
         else:
             log.info("fusion: %s (expected for %s)", note, row.name)
