@@ -84,12 +84,8 @@ PEAK_PRECISION = {
     "openvino-bf16": "bf16",
     "pytorch": "fp32",
 }
-PROFILED = (
-    "deberta-v2",
-    "modernbert",
-    "mpnet",
-    "bert",
-)  # the families no onnxruntime Attention fusion covers
+#: profiled: the families onnxruntime's Attention fusion does not cover, and bert-base beside them
+PROFILED = ("deberta-v2", "modernbert", "mpnet", "bert")
 PAUSE_S = 0.05
 #: the ops that run the int8 weight matrices in an int8 graph (the rest of the node time is not int8 GEMM)
 INT8_GEMM_OPS = {"MatMulIntegerToFloat", "DynamicQuantizeMatMul", "MatMulInteger", "QAttention"}
