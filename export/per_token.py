@@ -47,7 +47,14 @@ import logging
 
 import numpy as np
 
-__all__ = ["ACT_EPS", "quantize_weight_per_column", "reference_matmul", "rewrite_matmuls", "unfuse_attention"]
+__all__ = [
+    "ACT_EPS",
+    "ATTENTION_FORMS",
+    "quantize_weight_per_column",
+    "reference_matmul",
+    "rewrite_matmuls",
+    "unfuse_attention",
+]
 
 log = logging.getLogger("bertrt.export")
 
@@ -203,21 +210,40 @@ def rewrite_matmuls(
     return done
 
 
-def unfuse_attention(model) -> list[str]:
-    """Split, in place, each fused ``Attention`` into ``MatMul`` (packed QKV) + ``MultiHeadAttention``.
+ATTENTION_FORMS = ("explicit", "mha")
+
+
+def unfuse_attention(model, form: str = "explicit") -> list[str]:
+    """Split, in place, each fused ``Attention`` so that its QKV projection is plain MatMuls.
 
     The fused Attention op computes its QKV projection inside, out of reach of the per-token rewrite
-    (onnxruntime's QAttention quantizes that input per tensor). Unfused, the projection becomes a plain
-    MatMul with a constant [D, 3D] weight, which :func:`rewrite_matmuls` quantizes per token; the
-    attention itself (bias add, softmax, mask) stays fp32 in ``MultiHeadAttention`` with the same mask
-    input, heads and mask filter value. Only the plain BERT form is unfused (constant weight and bias, a
-    mask index, no past state, no unidirectional or per-head hidden sizes); others are left as they are.
-    Returns the names of the unfused nodes.
+    (onnxruntime's QAttention quantizes that input per tensor). Unfused, the projections become plain
+    MatMuls with constant weights, which :func:`rewrite_matmuls` quantizes per token; the attention
+    itself (bias add, softmax, mask) stays fp32. ``form``:
+
+    - "explicit" (default): three MatMuls (Q, K, V column blocks of the packed weight; the softmax scale
+      folded into Q's weight and bias, exact for a power of two such as 1/8 at head size 64) and the
+      attention as standard ops: bias Add, Reshape/Transpose to heads, MatMul, additive key mask,
+      Softmax, MatMul, Transpose/Reshape back. onnxruntime 1.32's CPU ``MultiHeadAttention`` with a key
+      mask was 3-4x slower than these ops on the same tensors (bert-base, 8 x 128 tokens: 190-240 ms
+      against ~55 ms per batch; docs/speed.md), and three GEMMs need no Split copy of the packed output.
+      The mask is the raw [B, S] mask that fed the fused op's mask index (EmbedLayerNormalization or
+      ReduceSum): masked keys get ``mask_filter_value`` added, so their softmax weight is exactly 0.
+    - "mha": one packed QKV MatMul + Split + ``MultiHeadAttention`` with the same mask index, heads and
+      mask filter value (the previous form; also the fallback when the raw mask cannot be found).
+
+    Only the plain BERT form is unfused (constant weight and bias, a mask index, no past state, no
+    unidirectional or per-head hidden sizes); others are left as they are. Returns the names of the
+    unfused nodes.
     """
     from onnx import helper
 
+    if form not in ATTENTION_FORMS:
+        raise ValueError(f"form must be one of {', '.join(ATTENTION_FORMS)}, got {form!r}")
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    shared: dict = {}
     new_nodes, done = [], []
     for node in graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -235,34 +261,168 @@ def unfuse_attention(model) -> list[str]:
         if not plain:
             new_nodes.append(node)
             continue
-        x, weight, bias = node.input[:3]
         mask = node.input[3] if len(node.input) == 4 else ""
         prefix = f"{(node.name or node.output[0]).replace('/', '_').strip('_')}_unfused"
-        qkv, q, k, v = (f"{prefix}_{t}" for t in ("qkv", "q", "k", "v"))
-        new_nodes += [
-            helper.make_node("MatMul", [x, weight], [qkv], name=f"{prefix}/QKV_MatMul"),
-            helper.make_node(
-                "Split",
-                [qkv],
-                [q, k, v],
-                name=f"{prefix}/Split",
-                axis=-1,
-                **({"num_outputs": 3} if _opset(model) >= 18 else {}),
-            ),
-            helper.make_node(
-                "MultiHeadAttention",
-                [q, k, v, bias, mask],
-                list(node.output),
-                name=f"{prefix}/MultiHeadAttention",
-                domain="com.microsoft",
-                **attrs,
-            ),
-        ]
+        raw = _raw_mask(mask, producers)
+        if form == "explicit" and (raw is not None or not mask):
+            new_nodes += _explicit_attention(model, node, attrs, inits, raw, prefix, shared)
+        else:
+            new_nodes += _mha_attention(model, node, attrs, mask, prefix)
         done.append(node.name)
     del graph.node[:]
     graph.node.extend(new_nodes)
-    log.info("per-token int8: unfused %d Attention nodes", len(done))
+    log.info("per-token int8: unfused %d Attention nodes (%s)", len(done), form)
     return done
+
+
+def _raw_mask(mask: str, producers: dict) -> str | None:
+    """The [B, S] 0/1 mask behind a fused Attention's mask index (the lengths that
+    (Q)EmbedLayerNormalization or ReduceSum compute from it), or None."""
+    node = producers.get(mask)
+    if node is None:
+        return None
+    if (
+        node.op_type.endswith("EmbedLayerNormalization")
+        and len(node.input) > 7
+        and list(node.output)[1:2] == [mask]
+    ):
+        return node.input[7] or None
+    if node.op_type == "ReduceSum" and node.input:
+        return node.input[0]
+    return None
+
+
+def _mha_attention(model, node, attrs: dict, mask: str, prefix: str) -> list:
+    from onnx import helper
+
+    x, weight, bias = node.input[:3]
+    qkv, q, k, v = (f"{prefix}_{t}" for t in ("qkv", "q", "k", "v"))
+    return [
+        helper.make_node("MatMul", [x, weight], [qkv], name=f"{prefix}/QKV_MatMul"),
+        helper.make_node(
+            "Split",
+            [qkv],
+            [q, k, v],
+            name=f"{prefix}/Split",
+            axis=-1,
+            **({"num_outputs": 3} if _opset(model) >= 18 else {}),
+        ),
+        helper.make_node(
+            "MultiHeadAttention",
+            [q, k, v, bias, mask],
+            list(node.output),
+            name=f"{prefix}/MultiHeadAttention",
+            domain="com.microsoft",
+            **attrs,
+        ),
+    ]
+
+
+def _explicit_attention(model, node, attrs: dict, inits: dict, raw: str | None, prefix: str, shared: dict):
+    """Q/K/V MatMuls + the attention in standard ops (see :func:`unfuse_attention`)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    x, weight, bias = node.input[:3]
+    w, b = numpy_helper.to_array(inits[weight]), numpy_helper.to_array(inits[bias])
+    heads, d = int(attrs["num_heads"]), w.shape[1] // 3
+    scale = np.float32(attrs.get("scale") or 1.0 / np.sqrt(d // heads))
+    graph, opset = model.graph, _opset(model)
+    if "heads" not in shared:
+        shared.update(
+            _consts(
+                graph,
+                f"{prefix}_shared",
+                {
+                    "heads": np.array([0, 0, heads, -1], dtype=np.int64),
+                    "merge": np.array([0, 0, -1], dtype=np.int64),
+                    "one": np.array(1.0, dtype=np.float32),
+                    "fill": np.array(attrs.get("mask_filter_value", -10000.0), dtype=np.float32),
+                    "axes": np.array([1, 2], dtype=np.int64),
+                },
+            )
+        )
+    nodes = []
+    if raw and ("mask", raw) not in shared:  # one additive key mask [B, 1, 1, S] per raw mask
+        add = f"{prefix}_key_mask"
+        unsqueeze = (
+            helper.make_node(
+                "Unsqueeze", [f"{add}_2d", shared["axes"]], [add], name=f"{prefix}/MaskUnsqueeze"
+            )
+            if opset >= 13
+            else helper.make_node(
+                "Unsqueeze", [f"{add}_2d"], [add], name=f"{prefix}/MaskUnsqueeze", axes=[1, 2]
+            )
+        )
+        nodes += [
+            helper.make_node("Cast", [raw], [f"{add}_f"], name=f"{prefix}/MaskCast", to=TensorProto.FLOAT),
+            helper.make_node("Sub", [shared["one"], f"{add}_f"], [f"{add}_off"], name=f"{prefix}/MaskOff"),
+            helper.make_node("Mul", [f"{add}_off", shared["fill"]], [f"{add}_2d"], name=f"{prefix}/MaskFill"),
+            unsqueeze,
+        ]
+        shared[("mask", raw)] = add
+    perms = {"q": [0, 2, 1, 3], "k": [0, 2, 3, 1], "v": [0, 2, 1, 3]}
+    for i, t in enumerate("qkv"):
+        factor = scale if t == "q" else np.float32(1.0)
+        block = _consts(
+            graph,
+            f"{prefix}_{t}",
+            {
+                "weight": np.ascontiguousarray(w[:, i * d : (i + 1) * d] * factor, dtype=np.float32),
+                "bias": np.ascontiguousarray(b[i * d : (i + 1) * d] * factor, dtype=np.float32),
+            },
+        )
+        nodes += [
+            helper.make_node(
+                "MatMul", [x, block["weight"]], [f"{prefix}_{t}_mm"], name=f"{prefix}/{t.upper()}_MatMul"
+            ),
+            helper.make_node(
+                "Add",
+                [f"{prefix}_{t}_mm", block["bias"]],
+                [f"{prefix}_{t}"],
+                name=f"{prefix}/{t.upper()}_Bias",
+            ),
+            helper.make_node(
+                "Reshape",
+                [f"{prefix}_{t}", shared["heads"]],
+                [f"{prefix}_{t}_4d"],
+                name=f"{prefix}/{t.upper()}_Heads",
+            ),
+            helper.make_node(
+                "Transpose",
+                [f"{prefix}_{t}_4d"],
+                [f"{prefix}_{t}_t"],
+                name=f"{prefix}/{t.upper()}_Transpose",
+                perm=perms[t],
+            ),
+        ]
+    scores = f"{prefix}_scores"
+    nodes.append(
+        helper.make_node("MatMul", [f"{prefix}_q_t", f"{prefix}_k_t"], [scores], name=f"{prefix}/Scores")
+    )
+    if raw:
+        nodes.append(
+            helper.make_node(
+                "Add", [scores, shared[("mask", raw)]], [f"{scores}_masked"], name=f"{prefix}/KeyMask"
+            )
+        )
+        scores = f"{scores}_masked"
+    nodes += [
+        helper.make_node("Softmax", [scores], [f"{prefix}_probs"], name=f"{prefix}/Softmax", axis=-1),
+        helper.make_node(
+            "MatMul", [f"{prefix}_probs", f"{prefix}_v_t"], [f"{prefix}_ctx"], name=f"{prefix}/Context"
+        ),
+        helper.make_node(
+            "Transpose",
+            [f"{prefix}_ctx"],
+            [f"{prefix}_ctx_t"],
+            name=f"{prefix}/ContextTranspose",
+            perm=[0, 2, 1, 3],
+        ),
+        helper.make_node(
+            "Reshape", [f"{prefix}_ctx_t", shared["merge"]], list(node.output), name=f"{prefix}/Merge"
+        ),
+    ]
+    return nodes
 
 
 def _opset(model) -> int:

@@ -2,8 +2,8 @@
 
 - ``per-token`` (default): activations quantized per token (one symmetric scale per row), weights per
   output column, by bertrt's own graph rewrite (``export/per_token.py``): onnxruntime's quantizer has no
-  per-token activation scales. Each fused Attention is unfused into its packed QKV MatMul (quantized per
-  token) and an fp32 MultiHeadAttention. The embedding tables are quantized weight-only by onnxruntime's
+  per-token activation scales. Each fused Attention is unfused into its Q, K and V MatMuls (quantized per
+  token) and an fp32 attention in standard ops (MatMul, Softmax; ``per_token.unfuse_attention``). The embedding tables are quantized weight-only by onnxruntime's
   ``quantize_dynamic`` (EmbedLayerNormalization / Gather). A text's result does not depend on the texts
   that share its batch (WNUT-16 NER, batch 1 vs 32: 100% entity agreement; see
   benchmarks/results/int8_recipe.md).
@@ -76,8 +76,8 @@ def quantize_graph(
 ) -> dict:
     """Quantize ``src`` into ``dst`` with ``recipe`` (:data:`INT8_RECIPES`); return the manifest's record.
 
-    ``attention`` (per-token recipe only): "per-token" unfuses each Attention into its packed QKV MatMul
-    (quantized per token like the others) and an fp32 MultiHeadAttention; "fp32" leaves the fused
+    ``attention`` (per-token recipe only): "per-token" unfuses each Attention into its Q, K and V MatMuls
+    (quantized per token like the others) and an fp32 attention in standard ops; "fp32" leaves the fused
     Attention nodes (packed QKV weights) in fp32; "qattention" quantizes them with onnxruntime's QAttention
     (per-tensor activations: batch dependent). Default :data:`PER_TOKEN_ATTENTION`.
     """
@@ -144,7 +144,7 @@ def quantize_graph(
             "attention": attention,
             "fp32_nodes": {
                 "fp32": ["Attention (packed QKV MatMul, softmax)"],
-                "per-token": ["MultiHeadAttention (QK^T, softmax, xV: activation x activation)"],
+                "per-token": ["attention MatMuls (QK^T, softmax x V: activation x activation)"],
                 "qattention": [],
             }[attention],
             "batch_invariant": attention != "qattention",
@@ -219,7 +219,10 @@ def _fp32_leftovers(path: Path) -> list[str]:
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    return [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm")]
+    attention = ("_unfused/Scores", "_unfused/Context")  # the unfused attention's own, listed above
+    return [
+        n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and not n.name.endswith(attention)
+    ]
 
 
 @contextlib.contextmanager

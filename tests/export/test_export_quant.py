@@ -172,14 +172,18 @@ def test_per_token_manifest_and_graph(tiny_bundle, task):
     assert q["activation_granularity"].startswith("per token")
     assert q["weight_granularity"].startswith("per output column, symmetric")
     assert q["attention"] == "per-token" and q["unfused_attention"] == 2  # tiny models have 2 layers
-    assert q["fp32_nodes"] == ["MultiHeadAttention (QK^T, softmax, xV: activation x activation)"]
+    assert q["fp32_nodes"] == ["attention MatMuls (QK^T, softmax x V: activation x activation)"]
     assert q["op_types"] == ["MatMul", "Attention", "EmbedLayerNormalization", "Gather"]
     graph = onnx.load(str(folder / INT8_FILE)).graph
     ops = [n.op_type for n in graph.node]
-    # 2 layers x (QKV, attention output, FFN in, FFN out) + the head's MatMul(s), all rewritten
-    assert ops.count("MatMulIntegerToFloat") == q["rewritten_matmuls"] >= 9
-    assert ops.count("MultiHeadAttention") == 2
-    assert not {"MatMul", "MatMulInteger", "Attention", "DynamicQuantizeLinear", "QAttention"} & set(ops)
+    # 2 layers x (Q, K, V, attention output, FFN in, FFN out) + the head's MatMul(s), all rewritten
+    assert ops.count("MatMulIntegerToFloat") == q["rewritten_matmuls"] >= 13
+    # the attention in standard ops: QK^T and softmax x V stay fp32 MatMuls, no packed-QKV Split
+    assert ops.count("MatMul") == 4 and ops.count("Softmax") == 2
+    assert not {"MultiHeadAttention", "Split", "MatMulInteger", "Attention", "DynamicQuantizeLinear"} & set(
+        ops
+    )
+    assert "QAttention" not in ops
     assert "QEmbedLayerNormalization" in ops
 
 
