@@ -14,7 +14,10 @@ with 2 intra-op threads on random ids of 128 tokens:
 - ``optimum int8``: Optimum's own ``ORTQuantizer`` avx512_vnni dynamic int8 (per-tensor activations) of
   Optimum's export (:func:`benchmarks.workloads.ensure_optimum_native`), default session options;
 - with ``--variants``, graphs that lost (docs/speed.md section 3), rebuilt from the after graph by
-  :mod:`benchmarks.glue_variants`.
+  :mod:`benchmarks.glue_variants`;
+- with ``--openvino``, ``openvino per-token``: the same per-token rewrite applied to the fp32 graph
+  without onnxruntime's embedding quantization (OpenVINO has no QEmbedLayerNormalization) and read by
+  OpenVINO's ONNX frontend, CPU plugin, ``INFERENCE_PRECISION_HINT=f32``, 2 threads.
 
 Throughput: ``--repeats`` interleaved rounds (rotating order), texts/s median (min-max) per batch size.
 Profile: onnxruntime's profiler over ``--profile-runs`` runs of one batch of 8; each node's time is its
@@ -97,9 +100,22 @@ def _before(bundle: Path, out: Path) -> Path:
     return out
 
 
-def build_graphs(variants: bool = False) -> dict[str, Path]:
-    from bertrt.export import export_model
+def _openvino_graph(bundle: Path, out: Path) -> Path:
+    import onnx
+
+    from bertrt.export.per_token import rewrite_matmuls, unfuse_attention
+
+    if not out.is_file():
+        model = onnx.load(str(bundle / "model.onnx"))
+        unfuse_attention(model)
+        rewrite_matmuls(model)
+        onnx.save(model, str(out))
+    return out
+
+
+def build_graphs(variants: bool = False, openvino: bool = False) -> dict[str, Path]:
     from benchmarks.workloads import _exporter_digest, ensure_optimum_native
+    from bertrt.export import export_model
 
     root = cache()
     checkpoint = build_checkpoint(root / "bert-base-random")
@@ -121,6 +137,8 @@ def build_graphs(variants: bool = False) -> dict[str, Path]:
         from benchmarks import glue_variants
 
         graphs.update(glue_variants.build(bundle / "model.int8.onnx", bundle))
+    if openvino:
+        graphs["openvino per-token"] = _openvino_graph(bundle, bundle / "model.int8.openvino.onnx")
     optimum = ensure_optimum_native(checkpoint, "text-classification", root=root / "optimum")
     graphs["optimum int8"] = optimum / "model_quantized.onnx"
     return graphs
@@ -142,6 +160,15 @@ def _options(label: str):
 
 def _session(label: str, path: Path, profile_dir: str | None = None):
     import onnxruntime as ort
+
+    if label.startswith("openvino"):
+        import openvino
+
+        compiled = openvino.Core().compile_model(
+            str(path), "CPU", {"INFERENCE_NUM_THREADS": THREADS, "INFERENCE_PRECISION_HINT": "f32"}
+        )
+        names = {i.get_any_name() for i in compiled.inputs}
+        return None, lambda feed: compiled({k: v for k, v in feed.items() if k in names})[compiled.outputs[0]]
 
     options, disabled = _options(label)
     if profile_dir:
@@ -201,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--profile-runs", type=int, default=6, help="0: no profile")
     parser.add_argument("--variants", action="store_true", help="also the variants that lost")
+    parser.add_argument("--openvino", action="store_true", help="also OpenVINO on the per-token graph")
     args = parser.parse_args(argv)
-    graphs = build_graphs(args.variants)
+    graphs = build_graphs(args.variants, args.openvino)
     runs = {label: _session(label, path)[1] for label, path in graphs.items()}
     print(f"load {os.getloadavg()}, {THREADS} threads, {LENGTH} tokens, {args.repeats} interleaved rounds")
     padded = _feed(4, seed=7, pad=True)
@@ -233,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         feed = _feed(8)
         print(f"\nprofile, batch 8 x {LENGTH}: per-node minimum over {args.profile_runs} runs, by op type")
         for label, path in graphs.items():
+            if label.startswith("openvino"):
+                continue
             prof = node_profile(label, path, feed, args.profile_runs)
             top = ", ".join(
                 f"{op} {share:.1%} ({ms:.1f} ms, {k})" for op, ms, share, k in prof["ops"] if share >= 0.005

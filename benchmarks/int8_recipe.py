@@ -6,8 +6,8 @@ code's digest). Two families:
 - :data:`RECIPES`, the exporter's own (export/quantize.py ``quantize_graph``): ``dynamic`` (onnxruntime
   ``quantize_dynamic``, per-channel s8 weights, u8 activations with one scale per tensor: batch
   dependent), ``per-token`` (bertrt's rewrite: per-token symmetric activations for every MatMul with a
-  constant weight, each fused Attention unfused into its QKV MatMul + fp32 MultiHeadAttention, embeddings
-  weight-only), ``per-token+fp32-attention`` (fused Attention left fp32), ``per-token+qattention``
+  constant weight, each fused Attention unfused into its Q/K/V MatMuls + fp32 attention in standard ops,
+  embeddings weight-only), ``per-token+fp32-attention`` (fused Attention left fp32), ``per-token+qattention``
   (Attention as onnxruntime QAttention, per-tensor input);
 - :data:`SETTINGS`, onnxruntime's ``quantize_dynamic`` around ``dynamic`` with one setting changed:
   per-tensor weights, the unfused graph (optimum's export), u8 weights, fewer op types, reduce_range.

@@ -271,6 +271,11 @@ def unfuse_attention(model, form: str = "explicit") -> list[str]:
         done.append(node.name)
     del graph.node[:]
     graph.node.extend(new_nodes)
+    read = {i for n in graph.node for i in n.input}
+    sliced = shared.get("sliced", set()) - read  # the packed QKV weights the explicit form copied
+    keep = [i for i in graph.initializer if i.name not in sliced]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
     log.info("per-token int8: unfused %d Attention nodes (%s)", len(done), form)
     return done
 
@@ -324,6 +329,7 @@ def _explicit_attention(model, node, attrs: dict, inits: dict, raw: str | None, 
 
     x, weight, bias = node.input[:3]
     w, b = numpy_helper.to_array(inits[weight]), numpy_helper.to_array(inits[bias])
+    shared.setdefault("sliced", set()).update((weight, bias))
     heads, d = int(attrs["num_heads"]), w.shape[1] // 3
     scale = np.float32(attrs.get("scale") or 1.0 / np.sqrt(d // heads))
     graph, opset = model.graph, _opset(model)
