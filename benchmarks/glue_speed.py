@@ -1,6 +1,7 @@
 """bert-base at 128 tokens: bertrt's per-token int8 graph before / after the glue work vs Optimum's int8.
 
     python -m benchmarks.glue_speed [--batches 8,32] [--repeats 5] [--profile-runs 6] [--variants]
+                                    [--openvino] [--cpu-time]
 
 A bert-base-sized random sequence classifier (12 x 768, 12 heads, FFN 3072; LayerNorm weights and biases
 drawn at random too, so that the exporter's weight deduplication does not make every LayerNorm share one
@@ -144,7 +145,7 @@ def build_graphs(variants: bool = False, openvino: bool = False) -> dict[str, Pa
     return graphs
 
 
-def _options(label: str):
+def _options(label: str, spinning: bool | None = None):
     import onnxruntime as ort
 
     from bertrt.session import session_options
@@ -152,13 +153,15 @@ def _options(label: str):
     if label.startswith("optimum"):  # what ORTModel gives it: onnxruntime's defaults, all optimizations
         options = ort.SessionOptions()
         options.intra_op_num_threads = THREADS
+        if spinning is not None:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         return options, []
     from bertrt.session import DISABLED_OPTIMIZERS
 
-    return session_options(THREADS), DISABLED_OPTIMIZERS
+    return session_options(THREADS, spinning=spinning), DISABLED_OPTIMIZERS
 
 
-def _session(label: str, path: Path, profile_dir: str | None = None):
+def _session(label: str, path: Path, profile_dir: str | None = None, spinning: bool | None = None):
     import onnxruntime as ort
 
     if label.startswith("openvino"):
@@ -170,7 +173,7 @@ def _session(label: str, path: Path, profile_dir: str | None = None):
         names = {i.get_any_name() for i in compiled.inputs}
         return None, lambda feed: compiled({k: v for k, v in feed.items() if k in names})[compiled.outputs[0]]
 
-    options, disabled = _options(label)
+    options, disabled = _options(label, spinning)
     if profile_dir:
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(profile_dir) / "profile")
@@ -216,6 +219,32 @@ def node_profile(label: str, path: Path, feed: dict, runs: int) -> dict:
     return {"run_ms": statistics.median(s["dur"] for s in spans) / 1000.0, "node_ms": total, "ops": ops}
 
 
+def _cpu_time(graphs: dict, args) -> None:
+    """CPU ms per text (``time.process_time``; spinning off, so idle pool threads burn nothing): the
+    work each graph costs, which a busy machine inflates far less than the wall time."""
+    runs = {
+        label: _session(label, path, spinning=False)[1]
+        for label, path in graphs.items()
+        if not label.startswith("openvino")
+    }
+    labels = list(runs)
+    for batch in (int(b) for b in args.batches.split(",")):
+        feed = _feed(batch)
+        for run in runs.values():
+            run(feed)
+        cpu: dict[str, list] = {label: [] for label in labels}
+        for rep in range(args.repeats):
+            for label in labels[rep % len(labels) :] + labels[: rep % len(labels)]:
+                t0 = time.process_time()
+                runs[label](feed)
+                cpu[label].append(1000.0 * (time.process_time() - t0) / batch)
+        base = statistics.median(cpu["optimum int8"])
+        print(f"\nCPU ms per text, spinning off, batch {batch} x {LENGTH} (load {os.getloadavg()[0]:.2f})")
+        print("| system | CPU ms / text | optimum / system |\n|---|---:|---:|")
+        for label in labels:
+            print(f"| {label} | {_fmt(cpu[label])} | {base / statistics.median(cpu[label]):.3f}x |")
+
+
 def _fmt(values) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
 
@@ -229,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-runs", type=int, default=6, help="0: no profile")
     parser.add_argument("--variants", action="store_true", help="also the variants that lost")
     parser.add_argument("--openvino", action="store_true", help="also OpenVINO on the per-token graph")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="also the process CPU time per text with intra-op spinning off (robust to other processes)",
+    )
     args = parser.parse_args(argv)
     graphs = build_graphs(args.variants, args.openvino)
     runs = {label: _session(label, path)[1] for label, path in graphs.items()}
@@ -257,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         print("| system | texts/s | vs optimum int8 |\n|---|---:|---:|")
         for label in labels:
             print(f"| {label} | {_fmt(tput[label])} | {statistics.median(tput[label]) / base:.3f}x |")
+    if args.cpu_time:
+        _cpu_time(graphs, args)
     if args.profile_runs:
         feed = _feed(8)
         print(f"\nprofile, batch 8 x {LENGTH}: per-node minimum over {args.profile_runs} runs, by op type")

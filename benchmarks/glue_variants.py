@@ -8,7 +8,8 @@
 - ``per-axis``: ``Mul`` + ``QuantizeLinear`` (scale 1) replaced by one per-axis ``QuantizeLinear`` on the
   [rows, K] view with the per-row scale (and ``a_scale`` as above);
 - ``skip-layernorm``: residual ``Add`` + bias ``Add`` + ``LayerNormalization`` fused back into
-  ``SkipLayerNormalization``.
+  ``SkipLayerNormalization``;
+- ``minmax+a_scale``: both.
 """
 
 from __future__ import annotations
@@ -179,7 +180,13 @@ def skip_layernorm(model):
     return model
 
 
-VARIANTS = {"minmax": minmax, "a_scale": a_scale, "per-axis": per_axis, "skip-layernorm": skip_layernorm}
+VARIANTS = {
+    "minmax": minmax,
+    "a_scale": a_scale,
+    "minmax+a_scale": lambda model: a_scale(minmax(model)),
+    "per-axis": per_axis,
+    "skip-layernorm": skip_layernorm,
+}
 
 
 def build(src: Path, folder: Path) -> dict[str, Path]:

@@ -224,11 +224,13 @@ def unfuse_attention(model, form: str = "explicit") -> list[str]:
     - "explicit" (default): three MatMuls (Q, K, V column blocks of the packed weight; the softmax scale
       folded into Q's weight and bias, exact for a power of two such as 1/8 at head size 64) and the
       attention as standard ops: bias Add, Reshape/Transpose to heads, MatMul, additive key mask,
-      Softmax, MatMul, Transpose/Reshape back. onnxruntime 1.32's CPU ``MultiHeadAttention`` with a key
-      mask was 3-4x slower than these ops on the same tensors (bert-base, 8 x 128 tokens: 190-240 ms
-      against ~55 ms per batch; docs/speed.md), and three GEMMs need no Split copy of the packed output.
-      The mask is the raw [B, S] mask that fed the fused op's mask index (EmbedLayerNormalization or
-      ReduceSum): masked keys get ``mask_filter_value`` added, so their softmax weight is exactly 0.
+      Softmax, MatMul, Transpose/Reshape back. Results identical to "mha" where compared (logits max
+      |diff| 0.0 at bert-base size; masked keys get ``mask_filter_value`` added, so their softmax weight
+      is exactly 0), no Split copy of a packed output, and a graph OpenVINO's ONNX frontend reads (it refuses the
+      MultiHeadAttention form). onnxruntime 1.32's profiler gave the CPU ``MultiHeadAttention`` with a key
+      mask 2.5-4x the node time of these ops (bert-base, 8 x 128 tokens); end to end the gain measured
+      on a shared machine was 1.0-1.05x (docs/speed.md section 3). The mask is the raw [B, S] mask that
+      fed the fused op's mask index ((Q)EmbedLayerNormalization or ReduceSum).
     - "mha": one packed QKV MatMul + Split + ``MultiHeadAttention`` with the same mask index, heads and
       mask filter value (the previous form; also the fallback when the raw mask cannot be found).
 
