@@ -14,7 +14,7 @@ with 2 intra-op threads on random ids of 128 tokens:
 - ``per-token after``: the bundle's ``model.int8.onnx`` (Q/K/V MatMuls, attention in standard ops);
 - ``optimum int8``: Optimum's own ``ORTQuantizer`` avx512_vnni dynamic int8 (per-tensor activations) of
   Optimum's export (:func:`benchmarks.workloads.ensure_optimum_native`), default session options;
-- with ``--variants``, graphs that lost (docs/speed.md section 3), rebuilt from the after graph by
+- with ``--variants``, graphs that lost (docs/speed.md section 5), rebuilt from the after graph by
   :mod:`benchmarks.glue_variants`;
 - with ``--openvino``, ``openvino per-token``: the same per-token rewrite applied to the fp32 graph
   without onnxruntime's embedding quantization (OpenVINO has no QEmbedLayerNormalization) and read by

@@ -1,4 +1,4 @@
-"""The glue variants that lost (docs/speed.md section 3), rebuilt from a per-token int8 graph for
+"""The glue variants that lost (docs/speed.md section 5), rebuilt from a per-token int8 graph for
 :mod:`benchmarks.glue_speed`. Each applies one change to the exporter's graph:
 
 - ``minmax``: the row's max|x| as ``Max(ReduceMax(x), -ReduceMin(x))`` (two reads, no written tensor)

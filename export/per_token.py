@@ -229,7 +229,7 @@ def unfuse_attention(model, form: str = "explicit") -> list[str]:
       is exactly 0), no Split copy of a packed output, and a graph OpenVINO's ONNX frontend reads (it refuses the
       MultiHeadAttention form). onnxruntime 1.32's profiler gave the CPU ``MultiHeadAttention`` with a key
       mask 2.5-4x the node time of these ops (bert-base, 8 x 128 tokens); end to end the gain measured
-      on a shared machine was 1.0-1.05x (docs/speed.md section 3). The mask is the raw [B, S] mask that
+      on a shared machine was 1.0-1.05x (docs/speed.md section 5). The mask is the raw [B, S] mask that
       fed the fused op's mask index ((Q)EmbedLayerNormalization or ReduceSum).
     - "mha": one packed QKV MatMul + Split + ``MultiHeadAttention`` with the same mask index, heads and
       mask filter value (the previous form; also the fallback when the raw mask cannot be found).
