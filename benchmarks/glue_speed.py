@@ -10,8 +10,9 @@ with the exporter of this checkout (int8 gates off: a random head). The systems,
 with 2 intra-op threads on random ids of 128 tokens:
 
 - ``per-token before``: the fp32 graph quantized as before issue 20 item 5 (packed QKV MatMul + Split +
-  ``MultiHeadAttention``: ``unfuse_attention(form="mha")``);
-- ``per-token after``: the bundle's ``model.int8.onnx`` (Q/K/V MatMuls, attention in standard ops);
+  ``MultiHeadAttention``: ``unfuse_attention(form="mha")``; Abs + ReduceMax: ``row_max="abs"``);
+- ``per-token after``: the bundle's ``model.int8.onnx`` (Q/K/V MatMuls, attention in standard ops, the
+  row's max|x| from ReduceMax and ReduceMin);
 - ``optimum int8``: Optimum's own ``ORTQuantizer`` avx512_vnni dynamic int8 (per-tensor activations) of
   Optimum's export (:func:`benchmarks.workloads.ensure_optimum_native`), default session options;
 - with ``--variants``, graphs that lost (docs/speed.md section 5), rebuilt from the after graph by
@@ -96,7 +97,7 @@ def _before(bundle: Path, out: Path) -> Path:
         )
         model = onnx.load(str(stage))
         unfuse_attention(model, form="mha")
-        rewrite_matmuls(model)
+        rewrite_matmuls(model, row_max="abs")
         onnx.save(model, str(out))
     return out
 

@@ -1,15 +1,15 @@
 """The glue variants that lost (docs/speed.md section 5), rebuilt from a per-token int8 graph for
 :mod:`benchmarks.glue_speed`. Each applies one change to the exporter's graph:
 
-- ``minmax``: the row's max|x| as ``Max(ReduceMax(x), -ReduceMin(x))`` (two reads, no written tensor)
-  instead of ``ReduceMax(Abs(x))``;
 - ``a_scale``: the row-scale ``Div`` after each GEMM dropped, the per-row scale ``max|x|/127`` passed as
   ``MatMulIntegerToFloat``'s ``a_scale`` [B, S, 1] (onnxruntime then scales its output in place);
 - ``per-axis``: ``Mul`` + ``QuantizeLinear`` (scale 1) replaced by one per-axis ``QuantizeLinear`` on the
   [rows, K] view with the per-row scale (and ``a_scale`` as above);
 - ``skip-layernorm``: residual ``Add`` + bias ``Add`` + ``LayerNormalization`` fused back into
-  ``SkipLayerNormalization``;
-- ``minmax+a_scale``: both.
+  ``SkipLayerNormalization``.
+
+(``minmax``, the row's max|x| from ReduceMax and ReduceMin, was a variant here and is now the exporter's
+form: ``rewrite_matmuls(row_max="minmax")``.)
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _replace(model, replacements: dict) -> None:
 
 
 def _chains(model) -> list[dict]:
-    """The per-token quantization chains: Abs, ReduceMax, Max, Div (inv), Mul, QuantizeLinear, and the
+    """The per-token quantization chains: the row max (``safe``), Div (inv), Mul, QuantizeLinear, and the
     GEMMs (with their row-scale Div) that read the quantized tensor."""
     producers, consumers = _index(model)
     out = []
@@ -58,7 +58,6 @@ def _chains(model) -> list[dict]:
         mul = producers[q.input[0]]
         inv = producers[mul.input[1]]
         safe = producers[inv.input[1]]
-        reduce = producers[safe.input[0]]
         gemms = [c for c in consumers[q.output[0]] if c.op_type == "MatMulIntegerToFloat"]
         out.append(
             {
@@ -68,30 +67,10 @@ def _chains(model) -> list[dict]:
                 "mul": mul,
                 "inv": inv,
                 "safe": safe,
-                "reduce": reduce,
-                "abs": producers[reduce.input[0]],
                 "gemms": [(g, consumers[g.output[0]][0]) for g in gemms],
             }
         )
     return out
-
-
-def minmax(model):
-    from onnx import helper
-
-    rep = {}
-    for c in _chains(model):
-        x, p = c["x"], c["prefix"]
-        rep[c["abs"].name] = [
-            helper.make_node("ReduceMax", [x, "per_token_axes"], [f"{p}_mx"], name=f"{p}/RMax", keepdims=1),
-            helper.make_node("ReduceMin", [x, "per_token_axes"], [f"{p}_mn"], name=f"{p}/RMin", keepdims=1),
-            helper.make_node("Neg", [f"{p}_mn"], [f"{p}_nmn"], name=f"{p}/Neg"),
-        ]
-        rep[c["reduce"].name] = [
-            helper.make_node("Max", [f"{p}_mx", f"{p}_nmn"], list(c["reduce"].output), name=f"{p}/MaxAbs")
-        ]
-    _replace(model, rep)
-    return model
 
 
 def _a_scale(model, rep: dict, c: dict) -> str:
@@ -181,9 +160,7 @@ def skip_layernorm(model):
 
 
 VARIANTS = {
-    "minmax": minmax,
     "a_scale": a_scale,
-    "minmax+a_scale": lambda model: a_scale(minmax(model)),
     "per-axis": per_axis,
     "skip-layernorm": skip_layernorm,
 }

@@ -25,8 +25,10 @@ For each ``MatMul(X[..., K], W)`` whose ``W`` is a constant 2-D float initialize
 - MatMuls that read the same tensor (separate Q, K and V projections, any fan-out) share one
   quantization of it: one scale per token per input, not per MatMul.
 
-Kernels: 6 per quantized input (Abs, ReduceMax, Max, Div, Mul, QuantizeLinear) + 2 per MatMul
-(MatMulIntegerToFloat, Div). Measured and rejected (fine-tuned MiniLM NER, Zen 4, raw sessions):
+Kernels: 7 per quantized input (ReduceMax, ReduceMin, Neg, Max, Div, Mul, QuantizeLinear; the row's
+max|x| as max(max x, -min x): two reads of x and no written tensor, where Abs + ReduceMax wrote and
+re-read a full copy; the same numbers; 12% less CPU time at bert-base, 32 x 128 tokens, docs/speed.md
+section 5) + 2 per MatMul (MatMulIntegerToFloat, Div). Measured and rejected (fine-tuned MiniLM NER, Zen 4, raw sessions):
 ``MatMulNBits`` 8-bit with int8 compute (``accuracy_level=4``, activations quantized per row per block
 inside one kernel) runs 272 (block 32) and 337 (block 128, not batch invariant) sentences/s against this
 recipe's 495 (``python -m benchmarks.kernels``, benchmarks/results/kernels.md); ``QuantizeLinear`` with a
@@ -50,6 +52,7 @@ import numpy as np
 __all__ = [
     "ACT_EPS",
     "ATTENTION_FORMS",
+    "ROW_MAX_FORMS",
     "quantize_weight_per_column",
     "reference_matmul",
     "rewrite_matmuls",
@@ -100,10 +103,12 @@ def _quantize_input(x: str, shared: dict) -> tuple[list, str, str]:
     if x in shared["inputs"]:
         return [], *shared["inputs"][x]
     prefix = f"{x.replace('/', '_').replace(':', '_').strip('_')}_ptq"
-    t = {k: f"{prefix}_{k}" for k in ("abs", "absmax", "safe", "inv", "scaled", "q")}
+    t = {
+        k: f"{prefix}_{k}"
+        for k in ("abs", "absmax", "rowmax", "rowmin", "negmin", "safe", "inv", "scaled", "q")
+    }
     nodes = [
         *_row_absmax(x, t, prefix, shared),
-        helper.make_node("Max", [t["absmax"], shared["eps"]], [t["safe"]], name=f"{prefix}/Max"),
         helper.make_node("Div", [shared["qmax_a"], t["safe"]], [t["inv"]], name=f"{prefix}/Inv"),
         helper.make_node("Mul", [x, t["inv"]], [t["scaled"]], name=f"{prefix}/Scale"),
         helper.make_node(
@@ -137,12 +142,22 @@ def _rewrite_one(graph, node, w: np.ndarray, qmax: int, shared: dict) -> list:
 
 
 def _row_absmax(x: str, t: dict, prefix: str, shared: dict) -> list:
-    """max|x| over the last axis, keepdims (Abs + ReduceMax: two kernels, fewer than max(max, -min))."""
+    """``t["safe"]`` = max(max|x| over the last axis, eps), keepdims. "minmax" (default): max(ReduceMax(x),
+    -ReduceMin(x), eps), two reads of x; "abs" (the previous form, for benchmarks.glue_speed's before
+    graph): Max(ReduceMax(Abs(x)), eps), which writes and re-reads |x|."""
     from onnx import helper
 
+    if shared["row_max"] == "abs":
+        return [
+            helper.make_node("Abs", [x], [t["abs"]], name=f"{prefix}/Abs"),
+            _reduce("ReduceMax", t["abs"], t["absmax"], f"{prefix}/ReduceMax", shared),
+            helper.make_node("Max", [t["absmax"], shared["eps"]], [t["safe"]], name=f"{prefix}/Max"),
+        ]
     return [
-        helper.make_node("Abs", [x], [t["abs"]], name=f"{prefix}/Abs"),
-        _reduce("ReduceMax", t["abs"], t["absmax"], f"{prefix}/ReduceMax", shared),
+        _reduce("ReduceMax", x, t["rowmax"], f"{prefix}/ReduceMax", shared),
+        _reduce("ReduceMin", x, t["rowmin"], f"{prefix}/ReduceMin", shared),
+        helper.make_node("Neg", [t["rowmin"]], [t["negmin"]], name=f"{prefix}/Neg"),
+        helper.make_node("Max", [t["rowmax"], t["negmin"], shared["eps"]], [t["safe"]], name=f"{prefix}/Max"),
     ]
 
 
@@ -156,13 +171,19 @@ def _reduce(op: str, x: str, y: str, name: str, shared: dict):
     return helper.make_node(op, [x], [y], name=name, axes=[-1], keepdims=1)
 
 
+ROW_MAX_FORMS = ("minmax", "abs")
+
+
 def rewrite_matmuls(
-    model, reduce_range: bool = False, exclude: set[str] | frozenset = frozenset()
+    model, reduce_range: bool = False, exclude: set[str] | frozenset = frozenset(), row_max: str = "minmax"
 ) -> list[str]:
     """Rewrite, in place, every ``MatMul`` of ``model`` whose B is a constant 2-D float initializer.
 
-    Returns the names of the rewritten nodes. ``exclude``: MatMul node names to leave fp32.
+    Returns the names of the rewritten nodes. ``exclude``: MatMul node names to leave fp32. ``row_max``:
+    how the row's max|x| is computed (:data:`ROW_MAX_FORMS`, same numbers; see :func:`_row_absmax`).
     """
+    if row_max not in ROW_MAX_FORMS:
+        raise ValueError(f"row_max must be one of {', '.join(ROW_MAX_FORMS)}, got {row_max!r}")
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
@@ -181,6 +202,7 @@ def rewrite_matmuls(
         },
     )
     shared["opset"] = opset
+    shared["row_max"] = row_max
     shared["inputs"] = {}
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))

@@ -106,7 +106,7 @@ def test_rewrite_matches_numpy_reference_under_every_optimization_level(opset, l
 
 def test_matmuls_reading_one_tensor_share_its_quantization():
     """Q, K and V projections of one input: one per-token quantization, three integer GEMMs, each output
-    equal to the reference; the kernel count is 6 per input + 2 per MatMul."""
+    equal to the reference; the kernel count is 7 per input + 2 per MatMul."""
     rng = np.random.default_rng(7)
     ws = [rng.standard_normal((K, N)).astype(np.float32) for _ in range(3)]
     names = ["q", "k", "v"]
@@ -121,7 +121,7 @@ def test_matmuls_reading_one_tensor_share_its_quantization():
     assert rewrite_matmuls(model) == ["proj_q", "proj_k", "proj_v"]
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("QuantizeLinear") == 1 and ops.count("MatMulIntegerToFloat") == 3
-    assert len(ops) == 6 + 2 * 3
+    assert len(ops) == 7 + 2 * 3
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     x = _inputs(rng)
     for got, w in zip(session.run(None, {"x": x}), ws):
