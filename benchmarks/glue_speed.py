@@ -15,7 +15,7 @@ with 2 intra-op threads on random ids of 128 tokens:
   row's max|x| from ReduceMax and ReduceMin);
 - ``optimum int8``: Optimum's own ``ORTQuantizer`` avx512_vnni dynamic int8 (per-tensor activations) of
   Optimum's export (:func:`benchmarks.workloads.ensure_optimum_native`), default session options;
-- with ``--variants``, graphs that lost (docs/speed.md section 5), rebuilt from the after graph by
+- with ``--variants``, graphs that lost (docs/speed.md section 6), rebuilt from the after graph by
   :mod:`benchmarks.glue_variants`;
 - with ``--openvino``, ``openvino per-token``: the same per-token rewrite applied to the fp32 graph
   without onnxruntime's embedding quantization (OpenVINO has no QEmbedLayerNormalization) and read by

@@ -1,4 +1,4 @@
-"""The glue variants that lost (docs/speed.md section 5), rebuilt from a per-token int8 graph for
+"""The glue variants that lost (docs/speed.md section 6), rebuilt from a per-token int8 graph for
 :mod:`benchmarks.glue_speed`. Each applies one change to the exporter's graph:
 
 - ``a_scale``: the row-scale ``Div`` after each GEMM dropped, the per-row scale ``max|x|/127`` passed as

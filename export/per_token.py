@@ -28,8 +28,8 @@ For each ``MatMul(X[..., K], W)`` whose ``W`` is a constant 2-D float initialize
 Kernels: 7 per quantized input (ReduceMax, ReduceMin, Neg, Max, Div, Mul, QuantizeLinear; the row's
 max|x| as max(max x, -min x): two reads of x and no written tensor, where Abs + ReduceMax wrote and
 re-read a full copy; the same numbers; 12% less CPU time at bert-base, 32 x 128 tokens, docs/speed.md
-section 5) + 2 per MatMul (MatMulIntegerToFloat, Div). Measured and rejected (fine-tuned MiniLM NER, Zen 4, raw sessions):
-``MatMulNBits`` 8-bit with int8 compute (``accuracy_level=4``, activations quantized per row per block
+section 6) + 2 per MatMul (MatMulIntegerToFloat, Div). Measured and rejected (fine-tuned MiniLM NER,
+Zen 4, raw sessions): ``MatMulNBits`` 8-bit with int8 compute (``accuracy_level=4``, activations quantized per row per block
 inside one kernel) runs 272 (block 32) and 337 (block 128, not batch invariant) sentences/s against this
 recipe's 495 (``python -m benchmarks.kernels``, benchmarks/results/kernels.md); ``QuantizeLinear`` with a
 per-row runtime scale (opset-21 blocked quantization, one kernel instead of Mul + QuantizeLinear) runs a
@@ -251,7 +251,7 @@ def unfuse_attention(model, form: str = "explicit") -> list[str]:
       is exactly 0), no Split copy of a packed output, and a graph OpenVINO's ONNX frontend reads (it refuses the
       MultiHeadAttention form). onnxruntime 1.32's profiler gave the CPU ``MultiHeadAttention`` with a key
       mask 2.5-4x the node time of these ops (bert-base, 8 x 128 tokens); end to end the gain measured
-      on a shared machine was 1.0-1.05x (docs/speed.md section 5). The mask is the raw [B, S] mask that
+      on a shared machine was 1.0-1.05x (docs/speed.md section 6). The mask is the raw [B, S] mask that
       fed the fused op's mask index ((Q)EmbedLayerNormalization or ReduceSum).
     - "mha": one packed QKV MatMul + Split + ``MultiHeadAttention`` with the same mask index, heads and
       mask filter value (the previous form; also the fallback when the raw mask cannot be found).
