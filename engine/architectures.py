@@ -51,6 +51,9 @@ class Architecture:
     #: not know (MPNet's relative-position bias), onto com.microsoft MultiHeadAttention with those terms as
     #: its ``attention_bias`` (export/mpnet.py); the fusion record counts it as fused attention
     attention_bias_fusion: bool = False
+    #: the exporter maps the rotary attention (RoPE glue + sdpa) onto onnxruntime's RotaryEmbedding +
+    #: MultiHeadAttention contrib ops and splits the GLU input projection (ModernBERT; export/modernbert.py)
+    rotary_attention: bool = False
 
 
 #: Presets shared by several rows. The RoBERTa family: positions start at ``padding_idx + 1`` (offset 2), no
@@ -139,12 +142,14 @@ ARCHITECTURES: dict[str, Architecture] = {
             attention_bias_fusion=True,
         ),
         # ModernBERT: rotary positions (8,192 of them, no offset) and alternating local (sliding-window) and
-        # global attention layers; the mask and the RoPE tables are computed in the graph from the length.
+        # global attention layers; the exporter maps RoPE + attention onto onnxruntime's RotaryEmbedding and
+        # MultiHeadAttention (the padding / sliding-window mask as its additive attention_bias).
         Architecture(
             "modernbert",
             "ModernBERT",
             **_UNFUSED,
             token_type_ids=False,
+            rotary_attention=True,
             tokenizer_family="byte-bpe",
             config_class="ModernBertConfig",
             tokenizer_class="PreTrainedTokenizerFast",

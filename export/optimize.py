@@ -32,6 +32,11 @@ per-layer key-vs-query length ``If`` by its always-taken branch; the record says
 Post-pass for rows with ``attention_bias_fusion`` (MPNet): :func:`bertrt.export.mpnet.fuse_bias_attention`
 maps each layer's attention, relative-position bias included, onto ``MultiHeadAttention``; the record's
 ``attention_bias_fused`` says how many layers, and they count as fused attention.
+
+Post-pass for rows with ``rotary_attention`` (ModernBERT): :func:`bertrt.export.modernbert.rewrite_modernbert`
+maps each layer's RoPE glue and sdpa attention onto ``RotaryEmbedding`` + ``MultiHeadAttention``
+(``rotary_attention_fused``; they count as fused attention) and computes the GLU input projection as two
+MatMuls instead of one sliced in halves (``glu_projections_split``).
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ def model_dims(config) -> dict:
         "num_heads": int(config.num_attention_heads),
         "hidden_size": int(config.hidden_size),
         "num_layers": int(config.num_hidden_layers),
+        # the rotary caches' length (export/modernbert.py); 0 when the config has no such field
+        "max_positions": int(getattr(config, "max_position_embeddings", 0) or 0),
     }
 
 
@@ -264,6 +271,16 @@ def optimize_graph(src: Path, dst: Path, model_type: str, dims: dict, skip_layer
         if bias_fused:
             onnx.save(model, str(dst))
             counts["MultiHeadAttention"] += bias_fused
+    rewrites = {"rotary_attention_fused": 0, "glu_projections_split": 0}
+    if row.rotary_attention:
+        import onnx
+
+        from .modernbert import rewrite_modernbert
+
+        rewrites = rewrite_modernbert(model, dims.get("max_positions", 0))
+        if any(rewrites.values()):
+            onnx.save(model, str(dst))
+            counts["MultiHeadAttention"] += rewrites["rotary_attention_fused"]
     attention = counts["Attention"] + counts["MultiHeadAttention"]
     expected = dims["num_layers"]
     record = {
@@ -276,6 +293,7 @@ def optimize_graph(src: Path, dst: Path, model_type: str, dims: dict, skip_layer
         "position_scores_untiled": untiled,
         "length_branches_dropped": branches,
         "attention_bias_fused": bias_fused,
+        **rewrites,
         "warning": None,
     }
     problems = []

@@ -97,12 +97,16 @@ def test_tiny_bundle_fusions(tiny_bundle, arch, task):
     fusion = m["fusion"]
     # Every layer's attention fuses where a fusion covers it (ALBERT's first layer too, after the pre-pass);
     # MPNet's (relative-position bias) by bertrt's own rewrite onto MultiHeadAttention (export/mpnet.py);
-    # none for DeBERTa, ModernBERT, and that is recorded without a warning.
+    # ModernBERT's (RoPE) onto RotaryEmbedding + MultiHeadAttention (export/modernbert.py); none for DeBERTa,
+    # and that is recorded without a warning.
     fused = N_LAYERS if row.attention_fusion else 0
     assert fusion["counts"]["Attention"] == fused
     bias_fused = N_LAYERS if row.attention_bias_fusion else 0
-    assert fusion["attention_bias_fused"] == fusion["counts"]["MultiHeadAttention"] == bias_fused
-    assert fusion["attention_fused"] == fused + bias_fused
+    rotary = N_LAYERS if row.rotary_attention else 0
+    assert fusion["attention_bias_fused"] == bias_fused
+    assert fusion["rotary_attention_fused"] == rotary
+    assert fusion["counts"]["MultiHeadAttention"] == bias_fused + rotary
+    assert fusion["attention_fused"] == fused + bias_fused + rotary
     assert fusion["attention_expected"] == N_LAYERS
     assert fusion["warning"] is None
     # DeBERTa v1 casts around its residual Add: its layer norms fuse, but not into SkipLayerNormalization.
