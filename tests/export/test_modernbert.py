@@ -164,3 +164,15 @@ def test_fused_modernbert_matches_pytorch_and_is_batch_invariant(tiny_bundle, ti
     n = int(mask[1].sum())
     alone = int8.run(None, {"input_ids": ids[1:2, :n], "attention_mask": mask[1:2, :n]})[0]
     np.testing.assert_array_equal(alone[0], batch[1, :n])
+
+
+def test_openvino_reads_the_rewritten_graph_as_onnxruntime_runs_it(tiny_bundle):
+    """OpenVINO's reading of com.microsoft RotaryEmbedding needs [B, S] position ids (the offset form [0] is
+    misread): the fp32 IR export validates the IR against onnxruntime at 1e-4."""
+    ov = pytest.importorskip("openvino")
+    path = tiny_bundle("modernbert", TASK) / "model.onnx"
+    ids, mask = _batch(600)
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    got = compiled({"input_ids": ids, "attention_mask": mask})[0]
+    want = _session(path).run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    assert np.abs(got - want)[mask.astype(bool)].max() <= 1e-4
