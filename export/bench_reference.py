@@ -74,7 +74,13 @@ def pipeline_call(pipe, task: str):
     spec = get_task(task)
     call_kwargs = dict(spec.reference_call)
     if spec.reference_options.get("pooling") != "mean":
-        return lambda texts, bs: sorted_call(lambda t: pipe(t, batch_size=bs, **call_kwargs), texts)
+
+        def call(texts: list, bs: int) -> list:
+            out = pipe(texts, batch_size=bs, **call_kwargs)
+            # transformers' question-answering pipeline answers a one-item list with the bare dict
+            return [out] if len(texts) == 1 and isinstance(out, dict) else out
+
+        return lambda texts, bs: sorted_call(lambda t: call(t, bs), texts)
 
     def embed(texts: list, bs: int) -> list:
         lengths = [len(ids) for ids in pipe.tokenizer(list(texts), truncation=True)["input_ids"]]

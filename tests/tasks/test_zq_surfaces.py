@@ -15,7 +15,7 @@ import bertrt
 from bertrt.errors import InputError, InputTypeError
 from bertrt.tasks import compatible_tasks
 from tests.serve.fakes import over_http
-from tests.tasks.zq_models import zq_bundle
+from tests.tasks.zq_models import zq_bundle, zq_checkpoint
 
 ZS, QA = "zero-shot-classification", "question-answering"
 CONTEXT = "Maria works at Acme Corp. in Groningen. She flew to New York on Monday."
@@ -182,3 +182,20 @@ def test_batch_answers_questions(qa, tmp_path):
     (part,) = (tmp_path / "out").glob("part-*.parquet")
     (row,) = pq.read_table(part).to_pylist()
     assert row["result"] == _json(qa(question="Where does Maria work?", context=CONTEXT))
+
+
+@pytest.mark.parametrize("task", [ZS, QA])
+def test_bench_reference_answers_one_text_as_a_list(model_cache, qa, zs, task):
+    """bertrt bench warms each system up on one text: transformers' QA pipeline answers a one-item list
+    with a bare dict, which the reference call turns back into a list (it was a KeyError)."""
+    from bertrt.export.bench_reference import reference_call
+    from bertrt.tasks import get_task
+
+    pipe = qa if task == QA else zs
+    texts = get_task(task).tune_sample(pipe, ["Maria flew to Paris on Monday.", "Hans eats pizza in Rome."])
+    call = reference_call(task, zq_checkpoint(model_cache, "bert", task), threads=1)
+    one, two = call(texts[:1], 1), call(texts, 2)
+    assert isinstance(one, list) and len(one) == 1 and len(two) == 2
+    assert get_task(task).signature(one[0]) == get_task(task).signature(two[0])
+    ours = pipe(texts, batch_size=2, **get_task(task).reference_options)
+    assert [get_task(task).signature(r) for r in ours] == [get_task(task).signature(r) for r in two]
