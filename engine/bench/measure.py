@@ -210,7 +210,7 @@ def bench(
         "texts": {
             "count": len(texts),
             "source": source,
-            "mean_chars": round(sum(map(len, texts)) / len(texts), 1),
+            "mean_chars": round(sum(map(_chars, texts)) / len(texts), 1),
         },
         "batch_sizes": sizes,
         "repeats": int(repeats),
@@ -271,6 +271,13 @@ def _gemm(throughput: dict, work: dict | None, precision: str | None) -> dict | 
         "peak_precision": precision if peak else None,
         "fraction_of_peak": round(best / peak["gops"], 4) if peak and peak["gops"] > 0 else None,
     }
+
+
+def _chars(item) -> int:
+    """Characters of one bench input: a text, or the strings of a dict input (QA's question + context)."""
+    if isinstance(item, dict):
+        return sum(len(v) for v in item.values() if isinstance(v, str))
+    return len(item)
 
 
 def _reference(reference, probe) -> tuple[Path | None, str]:
