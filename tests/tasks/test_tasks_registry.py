@@ -283,8 +283,7 @@ def test_default_steps_make_a_sequence_task():
 def toy_bundle(toy_task, runtime_bundle, tmp_path):
     """A copy of the tiny classifier bundle whose bundle.json names the toy task: every command finds it."""
     source = runtime_bundle("bert", "text-classification")
-    if not (source / "bundle.json").is_file():
-        pytest.skip("needs a bertrt bundle (bundle.json), not an Optimum folder")
+    assert (source / "bundle.json").is_file(), f"{source}: the runtime fixture is a bertrt bundle"
     folder = shutil.copytree(source, tmp_path / "toy")
     manifest = json.loads((folder / "bundle.json").read_text())
     manifest["task"] = "cls-logit"
