@@ -113,6 +113,46 @@ def parity(systems: dict, length: int, vocab: int) -> dict:
     return out
 
 
+def run_tables(
+    checkpoint, folders: dict, lengths: str, repeats: int, calls: int, vocab: int, fp32=False
+) -> None:
+    """Parity, then per length the interleaved table: each folder's int8 graph (and fp32 with ``fp32``)
+    beside PyTorch fp32 on the same random ids."""
+    systems = {f"int8 {label}": _onnx(folder / "model.int8.onnx") for label, folder in folders.items()}
+    systems["pytorch fp32"] = _torch(checkpoint)
+    if fp32:
+        systems.update({f"fp32 {label}": _onnx(folder / "model.onnx") for label, folder in folders.items()})
+    print(f"load {os.getloadavg()}, {THREADS} threads, batch {BATCH}, {repeats} interleaved rounds")
+    print("parity (max |logit diff| vs PyTorch fp32, unpadded tokens):", parity(systems, 48, vocab))
+    for length in (int(x) for x in lengths.split(",")):
+        res = measure(systems, length, repeats, calls, vocab)
+        print(f"\n{length} tokens (load {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+        print("| system | batch-8 texts/s | batch-1 p50 ms | texts/s / PyTorch |")
+        print("|---|---:|---:|---:|")
+        base = statistics.median(res["texts_per_s"]["pytorch fp32"])
+        for name in systems:
+            t = res["texts_per_s"][name]
+            print(
+                f"| {name} | {_fmt(t)} | {_fmt(res['p50_ms'][name], 2)} | {statistics.median(t) / base:.2f}x |"
+            )
+        sys.stdout.flush()
+
+
+def print_profiles(folders: dict, lengths: str, vocab: int) -> None:
+    """onnxruntime's profile of each folder's int8 graph on one random batch per length: top op types."""
+    from benchmarks.arch_bench import profile_graph
+
+    rng = np.random.default_rng(0)
+    for length in (int(x) for x in lengths.split(",")):
+        ids = rng.integers(1000, vocab, (BATCH, length)).astype(np.int64)
+        for label, folder in folders.items():
+            prof = profile_graph(
+                folder / "model.int8.onnx", {"input_ids": ids, "attention_mask": np.ones_like(ids)}, THREADS
+            )
+            top = ", ".join(f"{o['op']} {o['share']:.0%} ({o['ms']:.1f} ms)" for o in prof["ops"][:8])
+            print(f"\nprofile int8 {label}, {BATCH}x{length}: run {prof['run_ms']:.1f} ms; {top}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.deberta_speed", description=__doc__.splitlines()[0]
@@ -130,37 +170,9 @@ def main(argv: list[str] | None = None) -> int:
 
     vocab = json.loads((args.checkpoint / "config.json").read_text())["vocab_size"]
     folders = {"before": args.before, **{f"after {p.name}": p for p in args.after}}
-    systems = {f"int8 {label}": _onnx(folder / "model.int8.onnx") for label, folder in folders.items()}
-    systems["pytorch fp32"] = _torch(args.checkpoint)
-    if args.fp32:
-        systems.update({f"fp32 {label}": _onnx(folder / "model.onnx") for label, folder in folders.items()})
-    print(f"load {os.getloadavg()}, {THREADS} threads, batch {BATCH}, {args.repeats} interleaved rounds")
-    print("parity (max |logit diff| vs PyTorch fp32, unpadded tokens):", parity(systems, 48, vocab))
-    for length in (int(x) for x in args.lengths.split(",")):
-        res = measure(systems, length, args.repeats, args.calls, vocab)
-        print(f"\n{length} tokens (load {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
-        print("| system | batch-8 texts/s | batch-1 p50 ms | texts/s / PyTorch |")
-        print("|---|---:|---:|---:|")
-        base = statistics.median(res["texts_per_s"]["pytorch fp32"])
-        for name in systems:
-            t = res["texts_per_s"][name]
-            print(
-                f"| {name} | {_fmt(t)} | {_fmt(res['p50_ms'][name], 2)} | {statistics.median(t) / base:.2f}x |"
-            )
+    run_tables(args.checkpoint, folders, args.lengths, args.repeats, args.calls, vocab, fp32=args.fp32)
     if args.profile:
-        from benchmarks.arch_bench import profile_graph
-
-        rng = np.random.default_rng(0)
-        for length in (int(x) for x in args.lengths.split(",")):
-            ids = rng.integers(1000, vocab, (BATCH, length)).astype(np.int64)
-            for label, folder in folders.items():
-                prof = profile_graph(
-                    folder / "model.int8.onnx",
-                    {"input_ids": ids, "attention_mask": np.ones_like(ids)},
-                    THREADS,
-                )
-                top = ", ".join(f"{o['op']} {o['share']:.0%} ({o['ms']:.1f} ms)" for o in prof["ops"][:8])
-                print(f"\nprofile int8 {label}, {BATCH}x{length}: run {prof['run_ms']:.1f} ms; {top}")
+        print_profiles(folders, args.lengths, vocab)
     return 0
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.arch_bench import TASK, arch_cache, build_checkpoint, profile_graph
-from benchmarks.deberta_speed import BATCH, THREADS, _fmt, _onnx, _torch, measure, parity
+from benchmarks.arch_bench import TASK, arch_cache, build_checkpoint
+from benchmarks.deberta_speed import BATCH, _fmt, print_profiles, run_tables
 from benchmarks.workloads import ensure_bundle
 
 __all__ = ["main", "prepare"]
@@ -109,39 +109,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{label}: {folder}\n  fusion {fusion['counts']}, attention_bias_fused {fusion.get('attention_bias_fused')}"
         )
     vocab = json.loads((checkpoint / "config.json").read_text())["vocab_size"]
-    systems = {f"int8 {label}": _onnx(folder / "model.int8.onnx") for label, folder in folders.items()}
-    systems["pytorch fp32"] = _torch(checkpoint)
-    if args.fp32:
-        systems.update({f"fp32 {label}": _onnx(folder / "model.onnx") for label, folder in folders.items()})
-    print(f"load {os.getloadavg()}, {THREADS} threads, batch {BATCH}, {args.repeats} interleaved rounds")
-    print("parity (max |logit diff| vs PyTorch fp32, unpadded tokens):", parity(systems, 48, vocab))
-    for length in (int(x) for x in args.lengths.split(",")):
-        res = measure(systems, length, args.repeats, args.calls, vocab)
-        print(f"\n{length} tokens (load {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
-        print("| system | batch-8 texts/s | batch-1 p50 ms | texts/s / PyTorch |")
-        print("|---|---:|---:|---:|")
-        base = statistics.median(res["texts_per_s"]["pytorch fp32"])
-        for name in systems:
-            t = res["texts_per_s"][name]
-            print(
-                f"| {name} | {_fmt(t)} | {_fmt(res['p50_ms'][name], 2)} | {statistics.median(t) / base:.2f}x |"
-            )
-        sys.stdout.flush()
+    run_tables(checkpoint, folders, args.lengths, args.repeats, args.calls, vocab, fp32=args.fp32)
     if args.cpu_time:
         print(f"\nCPU time, 1 thread (load {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
         cpu_time(folders, [int(x) for x in args.lengths.split(",")], 2 * args.repeats + 1, vocab)
     if args.profile:
-        rng = np.random.default_rng(0)
-        for length in (int(x) for x in args.lengths.split(",")):
-            ids = rng.integers(1000, vocab, (BATCH, length)).astype(np.int64)
-            for label, folder in folders.items():
-                prof = profile_graph(
-                    folder / "model.int8.onnx",
-                    {"input_ids": ids, "attention_mask": np.ones_like(ids)},
-                    THREADS,
-                )
-                top = ", ".join(f"{o['op']} {o['share']:.0%} ({o['ms']:.1f} ms)" for o in prof["ops"][:8])
-                print(f"\nprofile int8 {label}, {BATCH}x{length}: run {prof['run_ms']:.1f} ms; {top}")
+        print_profiles(folders, args.lengths, vocab)
     return 0
 
 

@@ -22,3 +22,8 @@ def test_before_and_after_bundles_differ_in_attention_only(tmp_path, monkeypatch
     mpnet_speed.cpu_time(folders, [8], 1, vocab)
     table = capsys.readouterr().out
     assert "| 8 | 8 |" in table and "| 8 | 1 |" in table
+    mpnet_speed.run_tables(checkpoint, folders, "8", 1, 1, vocab)
+    mpnet_speed.print_profiles(folders, "8", vocab)
+    out = capsys.readouterr().out
+    assert "| int8 before |" in out and "| int8 after |" in out and "| pytorch fp32 |" in out
+    assert "profile int8 before" in out and "profile int8 after" in out
