@@ -222,14 +222,9 @@ def untile_position_scores(model) -> int:
         ]
     if not replace:
         return 0
-    nodes = []
-    for index, node in enumerate(graph.node):
-        nodes.extend(replace.get(index, [node]))
-    del graph.node[:]
-    graph.node.extend(nodes)
-    from .fold import drop_dead
+    from .fold import splice
 
-    drop_dead(graph)
+    splice(graph, replace)
     log.info("deberta: %d position-score MatMuls read the position projections untiled", len(replace))
     return len(replace)
 

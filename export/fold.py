@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["MAX_FOLD_BYTES", "fold_constants"]
+__all__ = ["MAX_FOLD_BYTES", "drop_dead", "fold_constants", "splice"]
 
 log = logging.getLogger("bertrt.export")
 
@@ -125,3 +125,15 @@ def drop_dead(graph) -> None:
     keep = [i for i in graph.initializer if i.name in needed]
     del graph.initializer[:]
     graph.initializer.extend(keep)
+
+
+def splice(graph, replace: dict, skip=frozenset()) -> None:
+    """Rewrite ``graph.node`` in place: node ``i`` becomes the nodes ``replace[i]`` (in order), the nodes
+    whose ``id`` is in ``skip`` go, then the nodes nothing reads any more (:func:`drop_dead`)."""
+    nodes = []
+    for index, node in enumerate(graph.node):
+        if id(node) not in skip:
+            nodes.extend(replace.get(index, [node]))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    drop_dead(graph)

@@ -406,7 +406,7 @@ def split_glu_projection(model) -> int:
     quantizes ``x`` once for both. Returns how many were split."""
     from onnx import helper, numpy_helper
 
-    from .fold import drop_dead
+    from .fold import splice
 
     graph = model.graph
     g = _Graph(graph)
@@ -435,12 +435,6 @@ def split_glu_projection(model) -> int:
         replace[index] = made
     if not replace:
         return 0
-    nodes = []
-    for index, node in enumerate(graph.node):
-        if id(node) not in dead:
-            nodes.extend(replace.get(index, [node]))
-    del graph.node[:]
-    graph.node.extend(nodes)
-    drop_dead(graph)
+    splice(graph, replace, skip=dead)
     log.info("modernbert: %d GLU input projections split in two (no chunk Slices)", len(replace))
     return len(replace)
